@@ -1,0 +1,512 @@
+//! Configuration: the `SOURCES` table, each source's secrets, and the global settings.
+//!
+//! Parsing never fails as a whole. Each source either parses or carries the error that names its
+//! bad field, so one broken source answers 500 `misconfigured` while the others keep working, and
+//! no source is ever served with a default in place of what its owner wrote. The worker builds a
+//! [`Config`] once per isolate and logs [`Config::problems`] at start-up.
+
+use crate::error::Rejection;
+use crate::pattern::Pattern;
+use crate::providers::Provider;
+use crate::retry::{RetryPolicy, MAX_QUEUE_DELAY_SECS};
+use crate::secret::{self, Secret, SecretEncoding, SecretSet};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Environment names read by edgehook.
+pub mod vars {
+    pub const SOURCES: &str = "SOURCES";
+    pub const SECRET_PREFIX: &str = "WEBHOOK_SECRET_";
+    pub const DESTINATION_SECRET: &str = "DESTINATION_SECRET";
+    pub const IDEMPOTENCY_TTL_SECS: &str = "IDEMPOTENCY_TTL_SECS";
+    pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+    pub const ALERT_URL: &str = "ALERT_URL";
+}
+
+/// Defaults, from SPEC section 1.
+pub mod defaults {
+    pub const TOLERANCE_SECS: u64 = 300;
+    pub const MAX_BODY_BYTES: u64 = 5 * 1024 * 1024;
+    pub const DELIVERY_TIMEOUT_SECS: u64 = 30;
+    pub const IDEMPOTENCY_TTL_SECS: u64 = 30 * 24 * 3600;
+}
+
+/// Platform limits that bound configuration values.
+pub mod limits {
+    /// Largest request body a Worker receives on the Free and Pro plans.
+    pub const MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
+    /// Cloudflare Queues retry a message at most 100 times.
+    pub const MAX_ATTEMPTS: u32 = 100;
+    /// A queue consumer runs for at most 15 minutes of wall time.
+    pub const MAX_DELIVERY_TIMEOUT_SECS: u64 = 900;
+    /// A week: a wider replay window is a configuration mistake, not a need.
+    pub const MAX_TOLERANCE_SECS: u64 = 7 * 24 * 3600;
+    /// Longest allowed source name (`[a-z0-9][a-z0-9_-]{0,63}`).
+    pub const MAX_SOURCE_NAME: usize = 64;
+}
+
+/// A configuration problem: which source (`*` for global settings), which field, and why.
+/// Never carries a secret value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub source: String,
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "source `{}`: field `{}`: {}", self.source, self.field, self.reason)
+    }
+}
+
+impl ConfigError {
+    fn new(source: &str, field: &str, reason: impl Into<String>) -> Self {
+        ConfigError { source: source.to_owned(), field: field.to_owned(), reason: reason.into() }
+    }
+
+    /// The rejection a request to the affected source gets.
+    pub fn rejection(&self, source: &str) -> Rejection {
+        Rejection::Misconfigured { source_name: source.to_owned(), field: self.field.clone() }
+    }
+}
+
+/// `ordering` as configured: where an event's entity and version are found. Parsed and
+/// validated; enforcement comes with out-of-order handling.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderingConfig {
+    pub entity: String,
+    pub version: String,
+}
+
+/// One source, fully validated.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub provider: Provider,
+    pub secrets: SecretSet,
+    pub tolerance_secs: u64,
+    pub max_body_bytes: u64,
+    pub destination: Option<String>,
+    pub events: Option<Vec<Pattern>>,
+    pub retry: RetryPolicy,
+    pub delivery_timeout_secs: u64,
+    pub rate_limit_per_sec: Option<f64>,
+    pub ordering: Option<OrderingConfig>,
+}
+
+/// Global settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub idempotency_ttl_secs: u64,
+    /// Key that signs forwarded requests; required as soon as one source has a destination.
+    pub destination_secret: Option<Secret>,
+    pub alert_url: Option<String>,
+}
+
+/// Everything edgehook was configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    sources: BTreeMap<String, Result<SourceConfig, ConfigError>>,
+    /// Set when `SOURCES` itself is unusable: every source request answers `misconfigured`.
+    sources_error: Option<ConfigError>,
+    pub settings: Settings,
+    settings_errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+}
+
+/// Name of the secret variable for a source: upper-cased, `-` as `_`.
+pub fn secret_var(source: &str) -> String {
+    format!("{}{}", vars::SECRET_PREFIX, source.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// Whether `name` is a valid source name: `[a-z0-9][a-z0-9_-]{0,63}`.
+pub fn valid_source_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= limits::MAX_SOURCE_NAME
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+}
+
+impl Config {
+    /// Builds the configuration. `sources` is the `SOURCES` binding as JSON text (a TOML table in
+    /// `wrangler.toml` arrives as an object and is serialised to JSON by the worker; a string
+    /// binding is JSON already); `None` when it is not set. `var` reads any other binding.
+    pub fn load(sources: Option<&str>, var: &dyn Fn(&str) -> Option<String>) -> Config {
+        let (settings, settings_errors) = Settings::load(var);
+        let mut config = Config {
+            sources: BTreeMap::new(),
+            sources_error: None,
+            settings,
+            settings_errors,
+            warnings: Vec::new(),
+        };
+        let Some(text) = sources else {
+            config.warnings.push("SOURCES is not set: every webhook gets 404 unknown_source".into());
+            return config;
+        };
+        let table = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(table)) => table,
+            Ok(_) => {
+                config.sources_error = Some(ConfigError::new("*", vars::SOURCES, "must be a table of sources"));
+                return config;
+            }
+            Err(e) => {
+                let reason = format!("not valid JSON (line {}, column {})", e.line(), e.column());
+                config.sources_error = Some(ConfigError::new("*", vars::SOURCES, reason));
+                return config;
+            }
+        };
+        for (name, raw) in &table {
+            let parsed = parse_source(name, raw, var, &config.settings, &mut config.warnings);
+            config.sources.insert(name.clone(), parsed);
+        }
+        config.reject_secret_name_collisions();
+        config
+    }
+
+    /// Two names that map to the same secret variable (`a-b`, `a_b`) would share a secret
+    /// without anyone deciding so: both are refused.
+    fn reject_secret_name_collisions(&mut self) {
+        let mut by_var: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for name in self.sources.keys() {
+            by_var.entry(secret_var(name)).or_default().push(name.clone());
+        }
+        for (var, names) in by_var.into_iter().filter(|(_, n)| n.len() > 1) {
+            for name in &names {
+                let reason = format!("shares its secret variable with {}", names.join(", "));
+                self.sources.insert(name.clone(), Err(ConfigError::new(name, &var, reason)));
+            }
+        }
+    }
+
+    /// The source a request names, or the rejection it gets.
+    pub fn source(&self, name: &str) -> Result<&SourceConfig, Rejection> {
+        if let Some(e) = &self.sources_error {
+            return Err(e.rejection(name));
+        }
+        match self.sources.get(name) {
+            None => Err(Rejection::UnknownSource),
+            Some(Err(e)) => Err(e.rejection(name)),
+            Some(Ok(source)) => Ok(source),
+        }
+    }
+
+    /// Every configured source that parsed.
+    pub fn sources(&self) -> impl Iterator<Item = &SourceConfig> {
+        self.sources.values().filter_map(|s| s.as_ref().ok())
+    }
+
+    /// Every configuration error, for the start-up log.
+    pub fn problems(&self) -> Vec<&ConfigError> {
+        let per_source = self.sources.values().filter_map(|s| s.as_ref().err());
+        self.sources_error.iter().chain(self.settings_errors.iter()).chain(per_source).collect()
+    }
+
+    /// Things that work but deserve a line in the log.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+impl Settings {
+    fn load(var: &dyn Fn(&str) -> Option<String>) -> (Settings, Vec<ConfigError>) {
+        let mut errors = Vec::new();
+        let idempotency_ttl_secs = match var(vars::IDEMPOTENCY_TTL_SECS) {
+            None => defaults::IDEMPOTENCY_TTL_SECS,
+            Some(text) => match text.trim().parse::<u64>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    errors.push(ConfigError::new("*", vars::IDEMPOTENCY_TTL_SECS, "must be a positive number of seconds"));
+                    defaults::IDEMPOTENCY_TTL_SECS
+                }
+            },
+        };
+        let destination_secret = match var(vars::DESTINATION_SECRET) {
+            None => None,
+            Some(text) => match secret::decode(&text, SecretEncoding::StandardWebhooks) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    errors.push(ConfigError::new("*", vars::DESTINATION_SECRET, e.to_string()));
+                    None
+                }
+            },
+        };
+        let alert_url = var(vars::ALERT_URL).filter(|u| !u.is_empty());
+        if let Some(url) = &alert_url {
+            if !is_http_url(url) {
+                errors.push(ConfigError::new("*", vars::ALERT_URL, "must be an http(s) URL"));
+            }
+        }
+        (Settings { idempotency_ttl_secs, destination_secret, alert_url }, errors)
+    }
+}
+
+/// Fields a source may have. Anything else is a typo and refused.
+const FIELDS: &[&str] = &[
+    "provider",
+    "tolerance_secs",
+    "max_body_bytes",
+    "destination",
+    "events",
+    "max_attempts",
+    "retry_base_secs",
+    "retry_max_secs",
+    "delivery_timeout_secs",
+    "rate_limit_per_sec",
+    "ordering",
+];
+
+fn parse_source(
+    name: &str,
+    raw: &Value,
+    var: &dyn Fn(&str) -> Option<String>,
+    settings: &Settings,
+    warnings: &mut Vec<String>,
+) -> Result<SourceConfig, ConfigError> {
+    let err = |field: &str, reason: &str| ConfigError::new(name, field, reason);
+    if !valid_source_name(name) {
+        return Err(err("name", "must match [a-z0-9][a-z0-9_-]{0,63}"));
+    }
+    let Value::Object(map) = raw else {
+        return Err(err("provider", "a source must be a table with at least `provider`"));
+    };
+    if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(err(unknown, "unknown field"));
+    }
+
+    let provider_name: String = field(map, name, "provider")?.ok_or_else(|| err("provider", "required"))?;
+    let provider = Provider::from_name(&provider_name).ok_or_else(|| err("provider", "unknown provider"))?;
+
+    let tolerance_secs = bounded(map, name, "tolerance_secs", defaults::TOLERANCE_SECS, 0, limits::MAX_TOLERANCE_SECS)?;
+    let max_body_bytes = bounded(map, name, "max_body_bytes", defaults::MAX_BODY_BYTES, 1, limits::MAX_BODY_BYTES)?;
+    let delivery_timeout_secs =
+        bounded(map, name, "delivery_timeout_secs", defaults::DELIVERY_TIMEOUT_SECS, 1, limits::MAX_DELIVERY_TIMEOUT_SECS)?;
+
+    let d = RetryPolicy::default();
+    let max_attempts = bounded(map, name, "max_attempts", d.max_attempts.into(), 1, limits::MAX_ATTEMPTS.into())? as u32;
+    let base_secs = bounded(map, name, "retry_base_secs", d.base_secs, 1, MAX_QUEUE_DELAY_SECS)?;
+    let max_secs = bounded(map, name, "retry_max_secs", d.max_secs.max(base_secs), base_secs, MAX_QUEUE_DELAY_SECS)?;
+    let retry = RetryPolicy { max_attempts, base_secs, max_secs };
+
+    let destination: Option<String> = field(map, name, "destination")?;
+    if let Some(url) = &destination {
+        if !is_http_url(url) {
+            return Err(err("destination", "must be an http(s) URL"));
+        }
+        if settings.destination_secret.is_none() {
+            // Forwarding unsigned would let anyone who finds the destination forge events.
+            return Err(err(vars::DESTINATION_SECRET, "required to sign forwarded events"));
+        }
+    }
+
+    let events = match field::<Vec<String>>(map, name, "events")? {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .map(|p| Pattern::parse(p).ok_or_else(|| err("events", "patterns are non-empty visible ASCII")))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+
+    let rate_limit_per_sec: Option<f64> = field(map, name, "rate_limit_per_sec")?;
+    if let Some(rate) = rate_limit_per_sec {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(err("rate_limit_per_sec", "must be a positive number"));
+        }
+        warnings.push(format!("source `{name}`: rate_limit_per_sec is accepted but not enforced yet"));
+    }
+    let ordering: Option<OrderingConfig> = field(map, name, "ordering")?;
+    if ordering.is_some() {
+        warnings.push(format!("source `{name}`: ordering is accepted but not enforced yet"));
+    }
+
+    let secret_name = secret_var(name);
+    let raw_secret = var(&secret_name).ok_or_else(|| err(&secret_name, "not set"))?;
+    let secrets = SecretSet::parse(&raw_secret, provider.secret_encoding()).map_err(|e| err(&secret_name, &e.to_string()))?;
+
+    Ok(SourceConfig {
+        name: name.to_owned(),
+        provider,
+        secrets,
+        tolerance_secs,
+        max_body_bytes,
+        destination,
+        events,
+        retry,
+        delivery_timeout_secs,
+        rate_limit_per_sec,
+        ordering,
+    })
+}
+
+/// Reads an optional field of type `T`; a value of the wrong type names the field.
+fn field<T: DeserializeOwned>(map: &Map<String, Value>, source: &str, name: &str) -> Result<Option<T>, ConfigError> {
+    match map.get(name) {
+        None => Ok(None),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|_| ConfigError::new(source, name, "wrong type")),
+    }
+}
+
+/// Reads an optional whole number within `[min, max]`, or its default.
+fn bounded(map: &Map<String, Value>, source: &str, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let value = field::<u64>(map, source, name)
+        .map_err(|_| ConfigError::new(source, name, "must be a whole number"))?
+        .unwrap_or(default);
+    if value < min || value > max {
+        return Err(ConfigError::new(source, name, format!("must be between {min} and {max}")));
+    }
+    Ok(value)
+}
+
+/// A destination or alert URL: `http://` or `https://`, a host, no whitespace or control bytes.
+fn is_http_url(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+        && url.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const DEST: (&str, &str) = ("DESTINATION_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+
+    fn misconfigured(config: &Config, source: &str) -> String {
+        match config.source(source) {
+            Err(Rejection::Misconfigured { field, .. }) => field,
+            other => panic!("expected misconfigured, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn full_source_with_defaults() {
+        let sources = r#"{"stripe":{"provider":"stripe","destination":"https://example.com/hook"},
+                          "gh-main":{"provider":"github","events":["issues.*"],"max_attempts":3,"retry_base_secs":1,"retry_max_secs":4}}"#;
+        let c = Config::load(Some(sources), &env(&[("WEBHOOK_SECRET_STRIPE", "whsec_x"), ("WEBHOOK_SECRET_GH_MAIN", "s"), DEST]));
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        let s = c.source("stripe").unwrap();
+        assert_eq!(s.provider, Provider::Stripe);
+        assert_eq!(s.tolerance_secs, 300);
+        assert_eq!(s.max_body_bytes, 5_242_880);
+        assert_eq!(s.delivery_timeout_secs, 30);
+        assert_eq!(s.retry, RetryPolicy { max_attempts: 8, base_secs: 10, max_secs: 21_600 });
+        assert_eq!(s.destination.as_deref(), Some("https://example.com/hook"));
+        let g = c.source("gh-main").unwrap();
+        assert_eq!(g.retry, RetryPolicy { max_attempts: 3, base_secs: 1, max_secs: 4 });
+        assert_eq!(g.events.as_ref().unwrap()[0].as_str(), "issues.*");
+        assert_eq!(c.settings.idempotency_ttl_secs, 2_592_000);
+        assert_eq!(c.source("nope").unwrap_err(), Rejection::UnknownSource);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases = [
+            (r#"{"provider":"paypal"}"#, "provider"),
+            (r#"{}"#, "provider"),
+            (r#"{"provider":7}"#, "provider"),
+            (r#""stripe""#, "provider"),
+            (r#"{"provider":"stripe","tolerance":5}"#, "tolerance"),
+            (r#"{"provider":"stripe","tolerance_secs":-1}"#, "tolerance_secs"),
+            (r#"{"provider":"stripe","max_body_bytes":0}"#, "max_body_bytes"),
+            (r#"{"provider":"stripe","max_body_bytes":999999999999}"#, "max_body_bytes"),
+            (r#"{"provider":"stripe","destination":"ftp://x"}"#, "destination"),
+            (r#"{"provider":"stripe","destination":"https://a b"}"#, "destination"),
+            (r#"{"provider":"stripe","events":["ok",""]}"#, "events"),
+            (r#"{"provider":"stripe","events":"invoice.*"}"#, "events"),
+            (r#"{"provider":"stripe","max_attempts":0}"#, "max_attempts"),
+            (r#"{"provider":"stripe","max_attempts":101}"#, "max_attempts"),
+            (r#"{"provider":"stripe","retry_base_secs":100,"retry_max_secs":10}"#, "retry_max_secs"),
+            (r#"{"provider":"stripe","delivery_timeout_secs":0}"#, "delivery_timeout_secs"),
+            (r#"{"provider":"stripe","rate_limit_per_sec":0}"#, "rate_limit_per_sec"),
+            (r#"{"provider":"stripe","ordering":{"entity":"/a"}}"#, "ordering"),
+        ];
+        for (raw, field) in cases {
+            let sources = format!(r#"{{"s":{raw}}}"#);
+            let c = Config::load(Some(&sources), &env(&[("WEBHOOK_SECRET_S", "x"), DEST]));
+            assert_eq!(misconfigured(&c, "s"), field, "{raw}");
+            assert_eq!(c.problems().len(), 1, "{raw}");
+        }
+    }
+
+    #[test]
+    fn missing_or_bad_secrets_name_the_variable_not_the_value() {
+        let sources = r#"{"a":{"provider":"stripe"},"b":{"provider":"standard"},"c":{"provider":"stripe"}}"#;
+        let c = Config::load(Some(sources), &env(&[("WEBHOOK_SECRET_B", "whsec_!!!"), ("WEBHOOK_SECRET_C", "[]")]));
+        assert_eq!(misconfigured(&c, "a"), "WEBHOOK_SECRET_A");
+        assert_eq!(misconfigured(&c, "b"), "WEBHOOK_SECRET_B");
+        assert_eq!(misconfigured(&c, "c"), "WEBHOOK_SECRET_C");
+        let printed = format!("{:?}", c.problems());
+        assert!(!printed.contains("!!!"), "{printed}");
+    }
+
+    #[test]
+    fn destination_requires_a_destination_secret() {
+        let sources = r#"{"a":{"provider":"stripe","destination":"http://127.0.0.1:9/x"},"b":{"provider":"stripe"}}"#;
+        let c = Config::load(Some(sources), &env(&[("WEBHOOK_SECRET_A", "x"), ("WEBHOOK_SECRET_B", "x")]));
+        assert_eq!(misconfigured(&c, "a"), "DESTINATION_SECRET");
+        assert!(c.source("b").is_ok(), "a source without destination needs no destination secret");
+    }
+
+    #[test]
+    fn broken_sources_json_misconfigures_everything() {
+        for text in ["{not json", "[1,2]", "\"x\""] {
+            let c = Config::load(Some(text), &env(&[]));
+            assert_eq!(misconfigured(&c, "anything"), "SOURCES");
+            assert_eq!(c.problems().len(), 1);
+        }
+        let unset = Config::load(None, &env(&[]));
+        assert_eq!(unset.source("a").unwrap_err(), Rejection::UnknownSource);
+        assert_eq!(unset.warnings().len(), 1);
+    }
+
+    #[test]
+    fn invalid_names_and_secret_collisions() {
+        let sources = r#"{"Bad":{"provider":"stripe"},"a-b":{"provider":"stripe"},"a_b":{"provider":"stripe"}}"#;
+        let c = Config::load(Some(sources), &env(&[("WEBHOOK_SECRET_BAD", "x"), ("WEBHOOK_SECRET_A_B", "x")]));
+        assert_eq!(misconfigured(&c, "Bad"), "name");
+        assert_eq!(misconfigured(&c, "a-b"), "WEBHOOK_SECRET_A_B");
+        assert_eq!(misconfigured(&c, "a_b"), "WEBHOOK_SECRET_A_B");
+    }
+
+    #[test]
+    fn source_names() {
+        for ok in ["a", "0", "stripe", "gh-main_2", &"a".repeat(64)] {
+            assert!(valid_source_name(ok), "{ok}");
+        }
+        for bad in ["", "-a", "_a", "A", "a b", "a.b", "é", &"a".repeat(65)] {
+            assert!(!valid_source_name(bad), "{bad}");
+        }
+        assert_eq!(secret_var("gh-main"), "WEBHOOK_SECRET_GH_MAIN");
+    }
+
+    #[test]
+    fn global_settings() {
+        let c = Config::load(None, &env(&[("IDEMPOTENCY_TTL_SECS", "5"), ("ALERT_URL", "https://hooks.slack.com/x")]));
+        assert_eq!(c.settings.idempotency_ttl_secs, 5);
+        assert_eq!(c.settings.alert_url.as_deref(), Some("https://hooks.slack.com/x"));
+        assert!(c.problems().is_empty());
+        let bad = Config::load(None, &env(&[("IDEMPOTENCY_TTL_SECS", "0"), ("DESTINATION_SECRET", "whsec_%"), ("ALERT_URL", "nope")]));
+        let fields: Vec<&str> = bad.problems().iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["IDEMPOTENCY_TTL_SECS", "DESTINATION_SECRET", "ALERT_URL"]);
+    }
+
+    #[test]
+    fn unenforced_fields_warn() {
+        let sources = r#"{"a":{"provider":"stripe","rate_limit_per_sec":5,"ordering":{"entity":"/data/object/id","version":"/created"}}}"#;
+        let c = Config::load(Some(sources), &env(&[("WEBHOOK_SECRET_A", "x")]));
+        assert!(c.source("a").is_ok());
+        assert_eq!(c.warnings().len(), 2);
+    }
+}

@@ -1,0 +1,180 @@
+//! From raw request to [`Verified`] event: the only way to make one.
+//!
+//! `Verified` has private fields and a single constructor, [`verify`], so unverified bytes can
+//! never reach the queue: everything downstream takes a `Verified` or an envelope built from it.
+
+use crate::config::SourceConfig;
+use crate::envelope::{self, BodyRef, EventMeta, MAX_INLINE_ENVELOPE};
+use crate::error::Rejection;
+use crate::headers::Headers;
+use crate::pattern;
+use crate::providers::{Identity, Inbound};
+
+/// Refuses a body by its declared `Content-Length` before reading it. An absent or unparseable
+/// length is checked after reading instead (chunked bodies have none).
+pub fn check_declared_length(source: &SourceConfig, content_length: Option<&str>) -> Result<(), Rejection> {
+    match content_length.and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(n) if n > source.max_body_bytes => Err(Rejection::PayloadTooLarge),
+        _ => Ok(()),
+    }
+}
+
+/// An authentic event: its signature checked over exactly these bytes, its id and type known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    source: String,
+    identity: Identity,
+    content_type: Option<String>,
+    received_at_ms: i64,
+    body: Vec<u8>,
+}
+
+/// Verifies a request for `source`. `now_ms` is the clock (Unix milliseconds).
+pub fn verify(source: &SourceConfig, headers: &dyn Headers, body: Vec<u8>, now_ms: i64) -> Result<Verified, Rejection> {
+    if body.len() as u64 > source.max_body_bytes {
+        return Err(Rejection::PayloadTooLarge);
+    }
+    let req = Inbound { headers, body: &body };
+    source.provider.verify(req, &source.secrets, now_ms.div_euclid(1000), source.tolerance_secs)?;
+    let identity = source.provider.identify(req)?;
+    Ok(Verified {
+        source: source.name.clone(),
+        identity,
+        content_type: headers.get("content-type"),
+        received_at_ms: now_ms,
+        body,
+    })
+}
+
+impl Verified {
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn id(&self) -> &str {
+        &self.identity.id
+    }
+
+    pub fn event_type(&self) -> Option<&str> {
+        self.identity.event_type.as_deref()
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Whether the source's `events` allow-list admits this event; if not, it is acknowledged
+    /// and recorded as `filtered` instead of being delivered.
+    pub fn admitted_by(&self, source: &SourceConfig) -> bool {
+        pattern::admits(source.events.as_deref(), self.event_type())
+    }
+
+    /// The idempotency key of this event.
+    pub fn key(&self) -> String {
+        idempotency_key(&self.source, &self.identity.id)
+    }
+
+    /// The metadata of the first delivery attempt, with the body inline.
+    fn meta(&self, body: BodyRef) -> EventMeta {
+        EventMeta {
+            source: self.source.clone(),
+            id: self.identity.id.clone(),
+            event_type: self.identity.event_type.clone(),
+            content_type: self.content_type.clone(),
+            received_at_ms: self.received_at_ms,
+            attempt: 1,
+            body,
+            last_error: None,
+            replay: false,
+        }
+    }
+
+    /// Whether the body fits inside a queue message; if not, it needs a claim check in R2.
+    pub fn fits_inline(&self) -> bool {
+        envelope::inline_size(&self.meta(BodyRef::Inline), self.body.len()) <= MAX_INLINE_ENVELOPE
+    }
+
+    /// The queue message for this event: inline when it fits, else pointing at `stored_key`
+    /// (where the caller has put the body).
+    pub fn envelope(&self, stored_key: Option<&str>) -> Vec<u8> {
+        let body = match stored_key {
+            None => BodyRef::Inline,
+            Some(key) => BodyRef::Stored { key: key.to_owned(), len: self.body.len() as u64 },
+        };
+        envelope::encode(&self.meta(body), &self.body)
+    }
+}
+
+/// The key an event's idempotency record lives under. Source names cannot contain `:`, so the
+/// first `:` separates the two unambiguously.
+pub fn idempotency_key(source: &str, id: &str) -> String {
+    format!("{source}:{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::headers::HeaderList;
+    use crate::providers::Provider;
+    use crate::secret::decode;
+
+    fn config(extra: &str) -> Config {
+        let sources = format!(r#"{{"s":{{"provider":"stripe"{extra}}}}}"#);
+        Config::load(Some(&sources), &|k| (k == "WEBHOOK_SECRET_S").then(|| "whsec_k".to_string()))
+    }
+
+    fn signed(body: &[u8], now: i64) -> HeaderList {
+        let secret = decode("whsec_k", Provider::Stripe.secret_encoding()).unwrap();
+        Provider::Stripe.sign(&secret, "", now, body).with("Content-Type", "application/json")
+    }
+
+    #[test]
+    fn verified_events_carry_identity_and_exact_bytes() {
+        let c = config("");
+        let body = br#"{"id":"evt_9","type":"charge.succeeded"}"#.to_vec();
+        let v = verify(c.source("s").unwrap(), &signed(&body, 1000), body.clone(), 1_000_500).unwrap();
+        assert_eq!((v.source(), v.id(), v.event_type()), ("s", "evt_9", Some("charge.succeeded")));
+        assert_eq!(v.body(), body.as_slice());
+        assert_eq!(v.key(), "s:evt_9");
+        assert!(v.fits_inline());
+        let (meta, inline) = envelope::decode(&v.envelope(None)).map(|(m, b)| (m, b.to_vec())).unwrap();
+        assert_eq!(inline, body);
+        assert_eq!(meta.content_type.as_deref(), Some("application/json"));
+        assert_eq!((meta.attempt, meta.received_at_ms), (1, 1_000_500));
+    }
+
+    #[test]
+    fn size_limits_apply_before_verification() {
+        let c = config(r#","max_body_bytes":10"#);
+        let s = c.source("s").unwrap();
+        assert_eq!(check_declared_length(s, Some("11")), Err(Rejection::PayloadTooLarge));
+        assert_eq!(check_declared_length(s, Some("10")), Ok(()));
+        assert_eq!(check_declared_length(s, None), Ok(()));
+        let body = br#"{"id":"evt_123456"}"#.to_vec();
+        assert_eq!(verify(s, &HeaderList::new(), body, 0), Err(Rejection::PayloadTooLarge));
+    }
+
+    #[test]
+    fn large_bodies_need_a_claim_check() {
+        let c = config("");
+        let body = format!(r#"{{"id":"evt_big","pad":"{}"}}"#, "x".repeat(MAX_INLINE_ENVELOPE));
+        let v = verify(c.source("s").unwrap(), &signed(body.as_bytes(), 5), body.into_bytes(), 5_000).unwrap();
+        assert!(!v.fits_inline());
+        let bytes = v.envelope(Some("bodies/s/abc"));
+        assert!(bytes.len() < 1024);
+        let (meta, inline) = envelope::decode(&bytes).unwrap();
+        assert!(inline.is_empty());
+        assert_eq!(meta.body, BodyRef::Stored { key: "bodies/s/abc".into(), len: v.body().len() as u64 });
+    }
+
+    #[test]
+    fn allow_list_filters_by_type() {
+        let c = config(r#","events":["invoice.*"]"#);
+        let s = c.source("s").unwrap();
+        let paid = br#"{"id":"evt_1","type":"invoice.paid"}"#.to_vec();
+        let other = br#"{"id":"evt_2","type":"charge.failed"}"#.to_vec();
+        assert!(verify(s, &signed(&paid, 1), paid, 1000).unwrap().admitted_by(s));
+        assert!(!verify(s, &signed(&other, 1), other, 1000).unwrap().admitted_by(s));
+    }
+}

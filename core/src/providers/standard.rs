@@ -1,0 +1,154 @@
+//! Standard Webhooks (and Svix, which it formalises): `webhook-id`, `webhook-timestamp` and
+//! `webhook-signature: v1,<base64> [v1,<base64> ...]`, HMAC-SHA256 over
+//! `"<webhook-id>.<webhook-timestamp>.<raw body>"`, keyed with the base64 decoding of the
+//! `whsec_` secret.
+//!
+//! An empty `v1,` signature is rejected (the reference library once accepted it), other
+//! versions are ignored, and the timestamp window is symmetric.
+//! Event id: `webhook-id`. Event type: body `type`.
+//! edgehook also signs what it forwards with this scheme (SPEC section 3): see [`sign`].
+
+use super::{BodyFields, Identity, Inbound};
+use crate::error::Rejection;
+use crate::headers::HeaderList;
+use crate::secret::{Secret, SecretEncoding, SecretSet};
+use crate::signature::{check_tolerance, hmac_sha256, matches, parse_timestamp};
+use base64::Engine;
+
+pub const ID_HEADER: &str = "webhook-id";
+pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
+pub const SIGNATURE_HEADER: &str = "webhook-signature";
+pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::StandardWebhooks;
+
+fn mac(secret: &Secret, id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {
+    hmac_sha256(secret.expose(), &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body])
+}
+
+pub fn verify(req: Inbound<'_>, secrets: &SecretSet, now: i64, tolerance_secs: u64) -> Result<(), Rejection> {
+    let get = |name| req.headers.get(name).filter(|v| !v.is_empty());
+    let (Some(id), Some(timestamp_text), Some(signatures)) =
+        (get(ID_HEADER), get(TIMESTAMP_HEADER), get(SIGNATURE_HEADER))
+    else {
+        return Err(Rejection::MissingSignature);
+    };
+    let timestamp = parse_timestamp(&timestamp_text).ok_or(Rejection::InvalidSignature)?;
+    let candidates: Vec<Vec<u8>> = signatures
+        .split(' ')
+        .filter_map(|sig| sig.split_once(','))
+        .filter(|(version, _)| *version == "v1")
+        .filter_map(|(_, b64)| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .collect();
+    let authentic = secrets.iter().any(|secret| {
+        let expected = mac(secret, &id, &timestamp_text, req.body);
+        candidates.iter().any(|c| matches(&expected, c))
+    });
+    if !authentic {
+        return Err(Rejection::InvalidSignature);
+    }
+    check_tolerance(timestamp, now, tolerance_secs)
+}
+
+pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
+    let id = req.headers.get(ID_HEADER).ok_or(Rejection::MalformedRequest)?;
+    let event_type = BodyFields::parse(req.body).and_then(|f| BodyFields::string(&f.kind));
+    Ok(Identity { id, event_type })
+}
+
+/// The `webhook-signature` value for one message: `v1,<base64 HMAC>`.
+pub fn sign(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mac = mac(secret, id, &timestamp.to_string(), body);
+    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac))
+}
+
+pub fn sign_headers(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> HeaderList {
+    HeaderList::new()
+        .with(ID_HEADER, id)
+        .with(TIMESTAMP_HEADER, timestamp.to_string())
+        .with(SIGNATURE_HEADER, sign(secret, id, timestamp, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Provider;
+    use std::collections::BTreeMap;
+
+    #[derive(serde::Deserialize)]
+    struct Vector {
+        secret: String,
+        headers: BTreeMap<String, String>,
+        body: String,
+        now: i64,
+        valid: Vec<String>,
+        invalid: Vec<String>,
+    }
+
+    fn vector() -> Vector {
+        serde_json::from_str(include_str!("../../tests/vectors/standard-webhooks.json")).unwrap()
+    }
+
+    fn check(v: &Vector, signature: &str, secret: &str, now: i64) -> Result<(), Rejection> {
+        let mut h = HeaderList(v.headers.clone().into_iter().collect());
+        h.push("webhook-signature", signature);
+        let secrets = SecretSet::parse(secret, SECRET_ENCODING).unwrap();
+        Provider::Standard.verify(Inbound { headers: &h, body: v.body.as_bytes() }, &secrets, now, 300)
+    }
+
+    #[test]
+    fn published_vector() {
+        let v = vector();
+        for sig in &v.valid {
+            assert_eq!(check(&v, sig, &v.secret, v.now), Ok(()), "{sig}");
+            let bare = v.secret.strip_prefix("whsec_").unwrap();
+            assert_eq!(check(&v, sig, bare, v.now), Ok(()), "{sig} without prefix");
+        }
+        for sig in &v.invalid {
+            let expected = if sig.is_empty() { Rejection::MissingSignature } else { Rejection::InvalidSignature };
+            assert_eq!(check(&v, sig, &v.secret, v.now), Err(expected), "{sig:?}");
+        }
+    }
+
+    #[test]
+    fn sign_reproduces_the_published_signature() {
+        let v = vector();
+        let secret = crate::secret::decode(&v.secret, SECRET_ENCODING).unwrap();
+        let ts: i64 = v.headers["webhook-timestamp"].parse().unwrap();
+        assert_eq!(sign(&secret, &v.headers["webhook-id"], ts, v.body.as_bytes()), v.valid[0]);
+    }
+
+    #[test]
+    fn timestamp_window_is_symmetric() {
+        let v = vector();
+        let sig = &v.valid[0];
+        assert_eq!(check(&v, sig, &v.secret, v.now + 301), Err(Rejection::TimestampOutOfTolerance));
+        assert_eq!(check(&v, sig, &v.secret, v.now - 301), Err(Rejection::TimestampOutOfTolerance));
+        assert_eq!(check(&v, sig, &v.secret, v.now - 300), Ok(()));
+    }
+
+    #[test]
+    fn rotation_tries_every_secret() {
+        let v = vector();
+        let list = format!(r#"["whsec_{}","{}"]"#, "AAAAAAAAAAAAAAAAAAAAAAAA", v.secret);
+        assert_eq!(check(&v, &v.valid[0], &list, v.now), Ok(()));
+    }
+
+    #[test]
+    fn missing_headers_and_bad_timestamps() {
+        let secrets = SecretSet::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", SECRET_ENCODING).unwrap();
+        let only_sig = HeaderList::from([("webhook-signature", "v1,abc")]);
+        let r = Provider::Standard.verify(Inbound { headers: &only_sig, body: b"" }, &secrets, 0, 300);
+        assert_eq!(r, Err(Rejection::MissingSignature));
+        let bad_ts = HeaderList::from([("webhook-id", "m"), ("webhook-timestamp", "16142653e0"), ("webhook-signature", "v1,abc")]);
+        let r = Provider::Standard.verify(Inbound { headers: &bad_ts, body: b"" }, &secrets, 0, 300);
+        assert_eq!(r, Err(Rejection::InvalidSignature));
+    }
+
+    #[test]
+    fn identity() {
+        let h = HeaderList::from([("webhook-id", "msg_1")]);
+        let id = Provider::Standard.identify(Inbound { headers: &h, body: br#"{"type":"user.created"}"# }).unwrap();
+        assert_eq!(id, Identity { id: "msg_1".into(), event_type: Some("user.created".into()) });
+        let no_type = Provider::Standard.identify(Inbound { headers: &h, body: b"plain text" }).unwrap();
+        assert_eq!(no_type.event_type, None);
+    }
+}

@@ -1,0 +1,114 @@
+//! The primitives every signature scheme is built from: HMAC over several byte slices (so the
+//! signed content is never copied into one buffer), constant-time comparison, and strict
+//! timestamp handling.
+
+use crate::error::Rejection;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// HMAC-SHA256 of the concatenation of `parts`, keyed with `key`.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // `new_from_slice` accepts keys of any length for HMAC; it cannot fail.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// Compares a computed MAC with a candidate taken from a request, in time that does not depend
+/// on where they differ. A length mismatch is rejected first: lengths are public (the scheme
+/// fixes them), contents are not.
+pub fn matches(expected: &[u8], candidate: &[u8]) -> bool {
+    expected.len() == candidate.len() && bool::from(expected.ct_eq(candidate))
+}
+
+/// Parses a Unix timestamp in seconds: ASCII digits only (no sign, no spaces, no `+`), at most
+/// 12 of them (year 33658), so that a hostile value can never overflow the arithmetic.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    if text.is_empty() || text.len() > 12 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// Accepts a signed timestamp within `tolerance_secs` of `now`, in either direction: an old one is
+/// a replay, and a future one is a replay prepared in advance (or a clock far off).
+pub fn check_tolerance(timestamp: i64, now: i64, tolerance_secs: u64) -> Result<(), Rejection> {
+    if timestamp.abs_diff(now) > tolerance_secs {
+        return Err(Rejection::TimestampOutOfTolerance);
+    }
+    Ok(())
+}
+
+/// Lower-case hex of a MAC, for schemes that send hex.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
+}
+
+/// Decodes hex of exactly `N` bytes (either case); anything else is `None`.
+pub fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        assert_eq!(to_hex(&mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[test]
+    fn comparison_rejects_other_lengths_and_contents() {
+        assert!(matches(b"abc", b"abc"));
+        assert!(!matches(b"abc", b"abd"));
+        assert!(!matches(b"abc", b"ab"));
+        assert!(!matches(b"abc", b""));
+    }
+
+    #[test]
+    fn timestamps_are_digits_only() {
+        assert_eq!(parse_timestamp("1614265330"), Some(1614265330));
+        for bad in ["", " 1", "1 ", "+1", "-1", "1e9", "0x10", "1234567890123", "１"] {
+            assert_eq!(parse_timestamp(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tolerance_is_symmetric_and_inclusive() {
+        assert!(check_tolerance(1000, 1300, 300).is_ok());
+        assert!(check_tolerance(1600, 1300, 300).is_ok());
+        assert_eq!(check_tolerance(999, 1300, 300), Err(Rejection::TimestampOutOfTolerance));
+        assert_eq!(check_tolerance(1601, 1300, 300), Err(Rejection::TimestampOutOfTolerance));
+    }
+
+    #[test]
+    fn hex_round_trips_and_rejects_junk() {
+        let bytes = [0u8, 1, 0xab, 0xff];
+        assert_eq!(from_hex::<4>(&to_hex(&bytes)), Some(bytes));
+        assert_eq!(from_hex::<4>("0001ABFF"), Some(bytes));
+        assert_eq!(from_hex::<4>("0001abf"), None);
+        assert_eq!(from_hex::<4>("0001abfg"), None);
+        assert_eq!(from_hex::<4>("+001abff"), None);
+    }
+}
