@@ -1,1 +1,58 @@
+//! # edgehook, the worker
+//!
+//! Thin Cloudflare glue around `edgehook-core`: it routes HTTP requests, talks to Durable
+//! Objects, Queues and R2, and reads the clock and randomness. Every decision with a branch
+//! worth testing lives in the core; what is here is tested against the real runtime by the
+//! integration suite (`tests/integration`).
+//!
+//! Entry points:
+//! - `fetch`: `POST /webhooks/{source}` ([`ingest`]) and `/admin/*` ([`admin`]);
+//! - `queue`: the event consumer ([`consumer`]) and the dead-letter consumer ([`dead_letters`]),
+//!   told apart by queue name;
+//! - the `IdempotencyShard` Durable Object ([`idempotency`]).
 
+mod admin;
+mod consumer;
+mod dead_letters;
+mod env;
+#[cfg(feature = "faults")]
+mod faults;
+mod http;
+mod idempotency;
+mod ingest;
+mod queue;
+
+pub use idempotency::IdempotencyShard;
+
+use worker::{event, Context, Env, MessageBatch, Request, Response, Result};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let path = req.path();
+    if let Some(source) = path.strip_prefix("/webhooks/") {
+        if !source.is_empty() && !source.contains('/') {
+            return ingest::receive(req, &env, &ctx, source).await;
+        }
+        return http::reject(&edgehook_core::Rejection::UnknownSource);
+    }
+    #[cfg(feature = "faults")]
+    if path.starts_with("/__faults/") {
+        return faults::handle(&req, &path);
+    }
+    if path == "/admin" || path.starts_with("/admin/") {
+        return admin::handle(req, &env, &path).await;
+    }
+    http::json(404, r#"{"error":"not_found"}"#)
+}
+
+#[event(queue)]
+async fn queue(batch: MessageBatch<()>, env: Env, _ctx: Context) -> Result<()> {
+    // Never an `Err`: in workers-rs that retries the whole batch and resets the instance. Each
+    // message is acknowledged or retried on its own.
+    if batch.queue().ends_with(env::DEAD_LETTER_QUEUE_SUFFIX) {
+        dead_letters::consume(batch, env).await;
+    } else {
+        consumer::consume(batch, env).await;
+    }
+    Ok(())
+}

@@ -138,13 +138,8 @@ impl Config {
     /// binding is JSON already); `None` when it is not set. `var` reads any other binding.
     pub fn load(sources: Option<&str>, var: &dyn Fn(&str) -> Option<String>) -> Config {
         let (settings, settings_errors) = Settings::load(var);
-        let mut config = Config {
-            sources: BTreeMap::new(),
-            sources_error: None,
-            settings,
-            settings_errors,
-            warnings: Vec::new(),
-        };
+        let mut config =
+            Config { sources: BTreeMap::new(), sources_error: None, settings, settings_errors, warnings: Vec::new() };
         let Some(text) = sources else {
             config.warnings.push("SOURCES is not set: every webhook gets 404 unknown_source".into());
             return config;
@@ -221,7 +216,11 @@ impl Settings {
             Some(text) => match text.trim().parse::<u64>() {
                 Ok(n) if n > 0 => n,
                 _ => {
-                    errors.push(ConfigError::new("*", vars::IDEMPOTENCY_TTL_SECS, "must be a positive number of seconds"));
+                    errors.push(ConfigError::new(
+                        "*",
+                        vars::IDEMPOTENCY_TTL_SECS,
+                        "must be a positive number of seconds",
+                    ));
                     defaults::IDEMPOTENCY_TTL_SECS
                 }
             },
@@ -284,11 +283,18 @@ fn parse_source(
 
     let tolerance_secs = bounded(map, name, "tolerance_secs", defaults::TOLERANCE_SECS, 0, limits::MAX_TOLERANCE_SECS)?;
     let max_body_bytes = bounded(map, name, "max_body_bytes", defaults::MAX_BODY_BYTES, 1, limits::MAX_BODY_BYTES)?;
-    let delivery_timeout_secs =
-        bounded(map, name, "delivery_timeout_secs", defaults::DELIVERY_TIMEOUT_SECS, 1, limits::MAX_DELIVERY_TIMEOUT_SECS)?;
+    let delivery_timeout_secs = bounded(
+        map,
+        name,
+        "delivery_timeout_secs",
+        defaults::DELIVERY_TIMEOUT_SECS,
+        1,
+        limits::MAX_DELIVERY_TIMEOUT_SECS,
+    )?;
 
     let d = RetryPolicy::default();
-    let max_attempts = bounded(map, name, "max_attempts", d.max_attempts.into(), 1, limits::MAX_ATTEMPTS.into())? as u32;
+    let max_attempts =
+        bounded(map, name, "max_attempts", d.max_attempts.into(), 1, limits::MAX_ATTEMPTS.into())? as u32;
     let base_secs = bounded(map, name, "retry_base_secs", d.base_secs, 1, MAX_QUEUE_DELAY_SECS)?;
     let max_secs = bounded(map, name, "retry_max_secs", d.max_secs.max(base_secs), base_secs, MAX_QUEUE_DELAY_SECS)?;
     let retry = RetryPolicy { max_attempts, base_secs, max_secs };
@@ -327,7 +333,8 @@ fn parse_source(
 
     let secret_name = secret_var(name);
     let raw_secret = var(&secret_name).ok_or_else(|| err(&secret_name, "not set"))?;
-    let secrets = SecretSet::parse(&raw_secret, provider.secret_encoding()).map_err(|e| err(&secret_name, &e.to_string()))?;
+    let secrets =
+        SecretSet::parse(&raw_secret, provider.secret_encoding()).map_err(|e| err(&secret_name, &e.to_string()))?;
 
     Ok(SourceConfig {
         name: name.to_owned(),
@@ -348,14 +355,21 @@ fn parse_source(
 fn field<T: DeserializeOwned>(map: &Map<String, Value>, source: &str, name: &str) -> Result<Option<T>, ConfigError> {
     match map.get(name) {
         None => Ok(None),
-        Some(v) => serde_json::from_value(v.clone())
-            .map(Some)
-            .map_err(|_| ConfigError::new(source, name, "wrong type")),
+        Some(v) => {
+            serde_json::from_value(v.clone()).map(Some).map_err(|_| ConfigError::new(source, name, "wrong type"))
+        }
     }
 }
 
 /// Reads an optional whole number within `[min, max]`, or its default.
-fn bounded(map: &Map<String, Value>, source: &str, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+fn bounded(
+    map: &Map<String, Value>,
+    source: &str,
+    name: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
     let value = field::<u64>(map, source, name)
         .map_err(|_| ConfigError::new(source, name, "must be a whole number"))?
         .unwrap_or(default);
@@ -368,8 +382,7 @@ fn bounded(map: &Map<String, Value>, source: &str, name: &str, default: u64, min
 /// A destination or alert URL: `http://` or `https://`, a host, no whitespace or control bytes.
 fn is_http_url(url: &str) -> bool {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
-    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
-        && url.bytes().all(|b| b.is_ascii_graphic())
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/')) && url.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -394,7 +407,10 @@ mod tests {
     fn full_source_with_defaults() {
         let sources = r#"{"stripe":{"provider":"stripe","destination":"https://example.com/hook"},
                           "gh-main":{"provider":"github","events":["issues.*"],"max_attempts":3,"retry_base_secs":1,"retry_max_secs":4}}"#;
-        let c = Config::load(Some(sources), &env(&[("WEBHOOK_SECRET_STRIPE", "whsec_x"), ("WEBHOOK_SECRET_GH_MAIN", "s"), DEST]));
+        let c = Config::load(
+            Some(sources),
+            &env(&[("WEBHOOK_SECRET_STRIPE", "whsec_x"), ("WEBHOOK_SECRET_GH_MAIN", "s"), DEST]),
+        );
         assert!(c.problems().is_empty(), "{:?}", c.problems());
         let s = c.source("stripe").unwrap();
         assert_eq!(s.provider, Provider::Stripe);
@@ -497,7 +513,10 @@ mod tests {
         assert_eq!(c.settings.idempotency_ttl_secs, 5);
         assert_eq!(c.settings.alert_url.as_deref(), Some("https://hooks.slack.com/x"));
         assert!(c.problems().is_empty());
-        let bad = Config::load(None, &env(&[("IDEMPOTENCY_TTL_SECS", "0"), ("DESTINATION_SECRET", "whsec_%"), ("ALERT_URL", "nope")]));
+        let bad = Config::load(
+            None,
+            &env(&[("IDEMPOTENCY_TTL_SECS", "0"), ("DESTINATION_SECRET", "whsec_%"), ("ALERT_URL", "nope")]),
+        );
         let fields: Vec<&str> = bad.problems().iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["IDEMPOTENCY_TTL_SECS", "DESTINATION_SECRET", "ALERT_URL"]);
     }

@@ -49,9 +49,7 @@ impl Rejection {
             Rejection::UnknownSource => 404,
             Rejection::MethodNotAllowed => 405,
             Rejection::PayloadTooLarge => 413,
-            Rejection::MissingSignature
-            | Rejection::InvalidSignature
-            | Rejection::TimestampOutOfTolerance => 401,
+            Rejection::MissingSignature | Rejection::InvalidSignature | Rejection::TimestampOutOfTolerance => 401,
             Rejection::MalformedRequest => 400,
             Rejection::Misconfigured { .. } => 500,
             Rejection::Unavailable => 503,

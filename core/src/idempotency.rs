@@ -263,7 +263,10 @@ mod tests {
         assert_eq!((r.state, r.lease_until_ms), (State::Delivering, 30_010));
         let r = put(finish(Some(r), Outcome::Delivered, at(20)));
         assert_eq!(r.state, State::Completed);
-        assert_eq!(claim(Some(r), 8, State::Pending, at(30)), (Write::Keep, Claim::Duplicate { state: State::Completed }));
+        assert_eq!(
+            claim(Some(r), 8, State::Pending, at(30)),
+            (Write::Keep, Claim::Duplicate { state: State::Completed })
+        );
         assert_eq!(begin(Some(r), 30_000, false, at(30)), (Write::Keep, Begin::Skip { state: State::Completed }));
     }
 

@@ -75,10 +75,7 @@ impl SecretSet {
         if texts.is_empty() {
             return Err(SecretError::EmptyList);
         }
-        let secrets = texts
-            .iter()
-            .map(|t| decode(t, encoding))
-            .collect::<Result<Vec<_>, _>>()?;
+        let secrets = texts.iter().map(|t| decode(t, encoding)).collect::<Result<Vec<_>, _>>()?;
         Ok(SecretSet(secrets))
     }
 
@@ -101,9 +98,7 @@ pub fn decode(text: &str, encoding: SecretEncoding) -> Result<Secret, SecretErro
         SecretEncoding::Literal => Secret::new(text.as_bytes().to_vec()),
         SecretEncoding::StandardWebhooks => {
             let b64 = text.strip_prefix("whsec_").unwrap_or(text);
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|_| SecretError::BadBase64)?;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| SecretError::BadBase64)?;
             Secret::new(bytes)
         }
     }

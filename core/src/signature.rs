@@ -24,6 +24,14 @@ pub fn matches(expected: &[u8], candidate: &[u8]) -> bool {
     expected.len() == candidate.len() && bool::from(expected.ct_eq(candidate))
 }
 
+/// Compares a presented bearer token with the configured one without revealing, through timing,
+/// how much of it matched or how long it is: both are hashed first, then compared in constant
+/// time. An empty configured token matches nothing.
+pub fn token_matches(presented: &str, configured: &str) -> bool {
+    use sha2::Digest;
+    !configured.is_empty() && bool::from(Sha256::digest(presented).ct_eq(&Sha256::digest(configured)))
+}
+
 /// Parses a Unix timestamp in seconds: ASCII digits only (no sign, no spaces, no `+`), at most
 /// 12 of them (year 33658), so that a hostile value can never overflow the arithmetic.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
@@ -84,6 +92,14 @@ mod tests {
         assert!(!matches(b"abc", b"abd"));
         assert!(!matches(b"abc", b"ab"));
         assert!(!matches(b"abc", b""));
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        assert!(token_matches("s3cret", "s3cret"));
+        assert!(!token_matches("s3cre", "s3cret"));
+        assert!(!token_matches("s3cret ", "s3cret"));
+        assert!(!token_matches("", ""));
     }
 
     #[test]

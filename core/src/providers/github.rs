@@ -45,9 +45,7 @@ pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
 
 pub fn sign(secret: &Secret, id: &str, body: &[u8]) -> HeaderList {
     let mac = hmac_sha256(secret.expose(), &[body]);
-    HeaderList::new()
-        .with("X-Hub-Signature-256", format!("sha256={}", to_hex(&mac)))
-        .with("X-GitHub-Delivery", id)
+    HeaderList::new().with("X-Hub-Signature-256", format!("sha256={}", to_hex(&mac))).with("X-GitHub-Delivery", id)
 }
 
 #[cfg(test)]
@@ -99,18 +97,27 @@ mod tests {
         let sig = "sha256=757107EA0EB2509FC211221CCE984B8A37570B6D7586C22C46F4379C8B043E17";
         assert_eq!(check(Some(sig), b"Hello, World!", "It's a Secret to Everybody"), Ok(()));
         let spaced = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17 ";
-        assert_eq!(check(Some(spaced), b"Hello, World!", "It's a Secret to Everybody"), Err(Rejection::InvalidSignature));
+        assert_eq!(
+            check(Some(spaced), b"Hello, World!", "It's a Secret to Everybody"),
+            Err(Rejection::InvalidSignature)
+        );
     }
 
     #[test]
     fn identity_from_headers_and_action() {
-        let h = HeaderList::from([("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"), ("X-GitHub-Event", "issues")]);
+        let h = HeaderList::from([
+            ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+            ("X-GitHub-Event", "issues"),
+        ]);
         let id = Provider::Github.identify(Inbound { headers: &h, body: br#"{"action":"opened"}"# }).unwrap();
         assert_eq!(id.id, "72d3162e-cc78-11e3-81ab-4c9367dc0958");
         assert_eq!(id.event_type.as_deref(), Some("issues.opened"));
         let push = Provider::Github.identify(Inbound { headers: &h, body: b"payload=%7B%7D" }).unwrap();
         assert_eq!(push.event_type.as_deref(), Some("issues"));
         let no_id = HeaderList::from([("X-GitHub-Event", "ping")]);
-        assert_eq!(Provider::Github.identify(Inbound { headers: &no_id, body: b"{}" }), Err(Rejection::MalformedRequest));
+        assert_eq!(
+            Provider::Github.identify(Inbound { headers: &no_id, body: b"{}" }),
+            Err(Rejection::MalformedRequest)
+        );
     }
 }

@@ -70,13 +70,7 @@ impl Provider {
 
     /// Checks the signature. `Ok` means some signature in the request was made with one of
     /// `secrets` over exactly these bytes, and any signed timestamp is within tolerance.
-    pub fn verify(
-        self,
-        req: Inbound<'_>,
-        secrets: &SecretSet,
-        now: i64,
-        tolerance_secs: u64,
-    ) -> Result<(), Rejection> {
+    pub fn verify(self, req: Inbound<'_>, secrets: &SecretSet, now: i64, tolerance_secs: u64) -> Result<(), Rejection> {
         match self {
             Provider::Stripe => stripe::verify(req, secrets, now, tolerance_secs),
             Provider::Github => github::verify(req, secrets),
@@ -118,9 +112,8 @@ pub const MAX_TOKEN_LEN: usize = 255;
 /// keys, so they must be visible ASCII of bounded length: a CR/LF or a control byte in one would
 /// be header injection downstream.
 fn validate_token(token: &str) -> Result<(), Rejection> {
-    let ok = !token.is_empty()
-        && token.len() <= MAX_TOKEN_LEN
-        && token.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    let ok =
+        !token.is_empty() && token.len() <= MAX_TOKEN_LEN && token.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
     if ok && !token.starts_with(' ') && !token.ends_with(' ') {
         Ok(())
     } else {

@@ -138,7 +138,11 @@ mod tests {
         let only_sig = HeaderList::from([("webhook-signature", "v1,abc")]);
         let r = Provider::Standard.verify(Inbound { headers: &only_sig, body: b"" }, &secrets, 0, 300);
         assert_eq!(r, Err(Rejection::MissingSignature));
-        let bad_ts = HeaderList::from([("webhook-id", "m"), ("webhook-timestamp", "16142653e0"), ("webhook-signature", "v1,abc")]);
+        let bad_ts = HeaderList::from([
+            ("webhook-id", "m"),
+            ("webhook-timestamp", "16142653e0"),
+            ("webhook-signature", "v1,abc"),
+        ]);
         let r = Provider::Standard.verify(Inbound { headers: &bad_ts, body: b"" }, &secrets, 0, 300);
         assert_eq!(r, Err(Rejection::InvalidSignature));
     }

@@ -187,8 +187,15 @@ mod tests {
     #[test]
     fn identity_needs_a_string_id() {
         let h = HeaderList::new();
-        for body in [&b"not json"[..], br#"{"type":"a"}"#, br#"{"id":5}"#, br#"{"id":""}"#, br#"{"id":"a","id":"b"}"#, b"[]"] {
-            assert_eq!(Provider::Stripe.identify(Inbound { headers: &h, body }), Err(Rejection::MalformedRequest), "{}", String::from_utf8_lossy(body));
+        for body in
+            [&b"not json"[..], br#"{"type":"a"}"#, br#"{"id":5}"#, br#"{"id":""}"#, br#"{"id":"a","id":"b"}"#, b"[]"]
+        {
+            assert_eq!(
+                Provider::Stripe.identify(Inbound { headers: &h, body }),
+                Err(Rejection::MalformedRequest),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
         let no_type = Provider::Stripe.identify(Inbound { headers: &h, body: br#"{"id":"evt_2"}"# }).unwrap();
         assert_eq!(no_type.event_type, None);

@@ -1,0 +1,42 @@
+//! Building responses and reading request headers.
+
+use edgehook_core::headers::Headers as CoreHeaders;
+use edgehook_core::Rejection;
+use worker::{Headers, Response, Result};
+
+/// Adapts a request's headers to the core's read-only view.
+pub struct RequestHeaders<'a>(pub &'a Headers);
+
+impl CoreHeaders for RequestHeaders<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).ok().flatten()
+    }
+}
+
+/// A JSON response with the given status and exact body.
+pub fn json(status: u16, body: impl Into<String>) -> Result<Response> {
+    json_with(status, body, &[])
+}
+
+fn json_with(status: u16, body: impl Into<String>, extra: &[(&str, &str)]) -> Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    for (name, value) in extra {
+        headers.set(name, value)?;
+    }
+    Ok(Response::from_bytes(body.into().into_bytes())?.with_status(status).with_headers(headers))
+}
+
+/// The response for a rejection: its status and stable JSON body; a 503 says when to come back.
+pub fn reject(rejection: &Rejection) -> Result<Response> {
+    let extra: &[(&str, &str)] = match rejection {
+        Rejection::Unavailable => &[("retry-after", "5")],
+        _ => &[],
+    };
+    json_with(rejection.status(), rejection.body(), extra)
+}
+
+/// `{"status": status, "id": id}` with 200.
+pub fn status(status: &str, id: &str) -> Result<Response> {
+    json(200, serde_json::json!({ "status": status, "id": id }).to_string())
+}

@@ -1,0 +1,203 @@
+//! SPEC section 3: forwarding, retries with backoff, timeouts, `Retry-After`, dead letters.
+
+use crate::harness::{now_secs, signed, stripe_body, unique, wait_until, Action};
+use crate::{World, ADMIN_TOKEN, DESTINATION_SECRET, STANDARD_SECRET, STRIPE_SECRET};
+use edgehook_core::headers::HeaderList;
+use edgehook_core::providers::{Inbound, Provider};
+use edgehook_core::secret::{SecretEncoding, SecretSet};
+use serde_json::json;
+use std::thread;
+use std::time::Duration;
+
+pub const TESTS: &[crate::Test] = &[
+    ("forwarded_body_is_byte_identical_and_signed", forwarded_body_is_byte_identical_and_signed),
+    ("destination_failing_twice_gets_the_third_attempt", destination_failing_twice_gets_the_third_attempt),
+    ("always_failing_destination_dead_letters_and_alerts", always_failing_destination_dead_letters_and_alerts),
+    ("unreachable_destination_dead_letters", unreachable_destination_dead_letters),
+    ("timeouts_are_retried", timeouts_are_retried),
+    ("retry_after_is_honoured", retry_after_is_honoured),
+    ("filtered_types_are_acknowledged_not_delivered", filtered_types_are_acknowledged_not_delivered),
+    ("source_without_destination_completes", source_without_destination_completes),
+    ("large_bodies_travel_through_r2", large_bodies_travel_through_r2),
+];
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn accept_stripe(w: &World, source: &str, id: &str, event_type: &str) -> Vec<u8> {
+    let body = stripe_body(id, event_type);
+    let reply = w.main.post(
+        &format!("/webhooks/{source}"),
+        &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body),
+        &body,
+    );
+    reply.expect(200, json!({"status": "accepted", "id": id}));
+    body
+}
+
+fn forwarded_body_is_byte_identical_and_signed(w: &World) {
+    // Standard Webhooks carries the id in a header, so the body can be any bytes at all.
+    let id = unique("msg");
+    let mut body: Vec<u8> = (0u8..=255).collect();
+    body.extend_from_slice(b"\r\n{\"type\": \"not really json\"}\x00");
+    let mut headers = signed(Provider::Standard, STANDARD_SECRET, &id, now_secs(), &body);
+    headers.0.retain(|(k, _)| k != "content-type");
+    headers.push("Content-Type", "application/octet-stream; x=1");
+    w.main.post("/webhooks/standard", &headers, &body).expect(200, json!({"status": "accepted", "id": id}));
+
+    let got = w.dest.wait_deliveries("/standard", &id, 1, WAIT).remove(0);
+    assert_eq!(got.body, body, "forwarded body differs from the received one");
+    assert_eq!(got.header("content-type").as_deref(), Some("application/octet-stream; x=1"));
+    assert_eq!(got.header("x-edgehook-source").as_deref(), Some("standard"));
+    assert_eq!(got.header("x-edgehook-attempt").as_deref(), Some("1"));
+    assert_eq!(got.header("x-edgehook-event-type"), None, "a body without a type has no type header");
+    let ts: i64 = got.header("webhook-timestamp").unwrap().parse().unwrap();
+    assert!((ts - now_secs()).abs() < 120);
+    let key = SecretSet::parse(DESTINATION_SECRET, SecretEncoding::StandardWebhooks).unwrap();
+    let verified = Provider::Standard.verify(Inbound { headers: &got.headers, body: &got.body }, &key, now_secs(), 300);
+    assert_eq!(verified, Ok(()), "the forwarded signature must verify under the Standard Webhooks scheme");
+    let wrong = SecretSet::parse(STANDARD_SECRET, SecretEncoding::StandardWebhooks).unwrap();
+    assert!(Provider::Standard
+        .verify(Inbound { headers: &got.headers, body: &got.body }, &wrong, now_secs(), 300)
+        .is_err());
+}
+
+fn destination_failing_twice_gets_the_third_attempt(w: &World) {
+    let id = unique("evt");
+    // The plan is per path, and this test owns /flaky.
+    w.dest.plan("/flaky", vec![Action::Status(500), Action::Status(503)]);
+    let body = accept_stripe(w, "flaky", &id, "invoice.paid");
+    let got = w.dest.wait_deliveries("/flaky", &id, 3, WAIT);
+    let attempts: Vec<u32> = got.iter().map(|r| r.attempt()).collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    assert!(got.iter().all(|r| r.body == body));
+    // Backoff: base 1 s, doubling (plus jitter), so the gaps are at least 1 s and 2 s.
+    assert!(got[1].at - got[0].at >= Duration::from_millis(900), "{:?}", got[1].at - got[0].at);
+    assert!(got[2].at - got[1].at >= Duration::from_millis(1900), "{:?}", got[2].at - got[1].at);
+    // Completed: nothing more arrives, and the provider's retry is a duplicate.
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(w.dest.deliveries("/flaky", &id).len(), 3);
+    let reply = w.main.post("/webhooks/flaky", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+    reply.expect(200, json!({"status": "duplicate", "id": id}));
+}
+
+fn admin_get(w: &World, path: &str) -> serde_json::Value {
+    let reply = w.main.get(path, &HeaderList::from([("authorization", &*format!("Bearer {ADMIN_TOKEN}"))]));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
+}
+
+fn always_failing_destination_dead_letters_and_alerts(w: &World) {
+    let id = unique("evt");
+    w.dest.always("/doomed", 500);
+    let body = accept_stripe(w, "doomed", &id, "charge.failed");
+    let got = w.dest.wait_deliveries("/doomed", &id, 3, WAIT);
+    assert_eq!(got.iter().map(|r| r.attempt()).collect::<Vec<_>>(), [1, 2, 3]);
+
+    let alerts = w.dest.wait_for("/alerts", 1, WAIT, |r| String::from_utf8_lossy(&r.body).contains(&id));
+    let alert: serde_json::Value = serde_json::from_slice(&alerts[0].body).unwrap();
+    let text = alert["text"].as_str().unwrap();
+    assert!(text.contains(&format!("doomed/{id}")) && text.contains("3 attempt") && text.contains("500"), "{text}");
+
+    let mut stored = serde_json::Value::Null;
+    wait_until(WAIT, "the dead letter to be listed", || {
+        let list = admin_get(w, "/admin/dead-letters?source=doomed");
+        stored = list["dead_letters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id.as_str())
+            .cloned()
+            .unwrap_or_default();
+        !stored.is_null()
+    });
+    assert_eq!(stored["source"], "doomed");
+    assert_eq!(stored["type"], "charge.failed");
+    assert_eq!(stored["attempts"], 3);
+    assert_eq!(stored["error"], "destination answered 500");
+
+    // No fourth attempt, and the event stays known: a provider retry is a duplicate.
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(w.dest.deliveries("/doomed", &id).len(), 3);
+    let reply = w.main.post("/webhooks/doomed", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+    reply.expect(200, json!({"status": "duplicate", "id": id}));
+}
+
+fn unreachable_destination_dead_letters(w: &World) {
+    let id = unique("evt");
+    accept_stripe(w, "unreachable", &id, "invoice.paid");
+    let mut stored = serde_json::Value::Null;
+    wait_until(WAIT, "the dead letter of an unreachable destination", || {
+        let list = admin_get(w, "/admin/dead-letters?source=unreachable");
+        stored = list["dead_letters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id.as_str())
+            .cloned()
+            .unwrap_or_default();
+        !stored.is_null()
+    });
+    assert_eq!(stored["attempts"], 2);
+    let error = stored["error"].as_str().unwrap();
+    assert!(error.starts_with("network error"), "{error}");
+    assert!(!error.contains("nothing-listens-here"), "destination URLs are never repeated in errors: {error}");
+}
+
+fn timeouts_are_retried(w: &World) {
+    let id = unique("evt");
+    // The first attempt hangs past `delivery_timeout_secs` (2 s); the second is answered.
+    w.dest.plan("/slow", vec![Action::Hang(Duration::from_secs(6))]);
+    accept_stripe(w, "slow", &id, "invoice.paid");
+    let got = w.dest.wait_deliveries("/slow", &id, 2, WAIT);
+    assert_eq!(got[1].attempt(), 2);
+    assert!(
+        got[1].at - got[0].at >= Duration::from_secs(2),
+        "the retry came before the timeout: {:?}",
+        got[1].at - got[0].at
+    );
+    thread::sleep(Duration::from_secs(6));
+    assert_eq!(w.dest.deliveries("/slow", &id).len(), 2, "a delivered event is not retried");
+}
+
+fn retry_after_is_honoured(w: &World) {
+    let id = unique("evt");
+    w.dest.plan("/throttled", vec![Action::StatusWithHeader(429, "Retry-After", "4".into())]);
+    accept_stripe(w, "throttled", &id, "invoice.paid");
+    let got = w.dest.wait_deliveries("/throttled", &id, 2, WAIT);
+    let gap = got[1].at - got[0].at;
+    // Backoff alone would be about 1 s; the destination asked for 4.
+    assert!(gap >= Duration::from_millis(3900), "Retry-After ignored: retried after {gap:?}");
+}
+
+fn filtered_types_are_acknowledged_not_delivered(w: &World) {
+    let skipped = unique("evt");
+    let body = stripe_body(&skipped, "charge.succeeded");
+    let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body);
+    w.main.post("/webhooks/filtered", &headers, &body).expect(200, json!({"status": "filtered", "id": skipped}));
+    w.main.post("/webhooks/filtered", &headers, &body).expect(200, json!({"status": "duplicate", "id": skipped}));
+    let kept = unique("evt");
+    accept_stripe(w, "filtered", &kept, "invoice.payment_failed");
+    let got = w.dest.wait_deliveries("/filtered", &kept, 1, WAIT);
+    assert_eq!(got[0].header("x-edgehook-event-type").as_deref(), Some("invoice.payment_failed"));
+    thread::sleep(Duration::from_secs(2));
+    assert!(w.dest.deliveries("/filtered", &skipped).is_empty(), "a filtered event was delivered");
+}
+
+fn source_without_destination_completes(w: &World) {
+    let id = unique("evt");
+    let body = accept_stripe(w, "nodest", &id, "invoice.paid");
+    let reply = w.main.post("/webhooks/nodest", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+    reply.expect(200, json!({"status": "duplicate", "id": id}));
+}
+
+fn large_bodies_travel_through_r2(w: &World) {
+    // Over the 128 KB queue message limit, so the body goes through R2 (a claim check).
+    let id = unique("evt");
+    let padding: String = (0..300_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let body = format!(r#"{{"id":"{id}","type":"invoice.paid","padding":"{padding}"}}"#).into_bytes();
+    let reply = w.main.post("/webhooks/big", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+    reply.expect(200, json!({"status": "accepted", "id": id}));
+    let got = w.dest.wait_deliveries("/big", &id, 1, WAIT);
+    assert_eq!(got[0].body.len(), body.len());
+    assert!(got[0].body == body, "the claim-checked body came back different");
+}

@@ -1,0 +1,51 @@
+//! The README's first command: `scripts/dev` serves the demo sources, and `scripts/send-demo`
+//! (the README's example) is accepted and forwarded to the demo destination.
+
+use crate::harness::{free_port, root, unique, wait_until, Group};
+use crate::World;
+use std::process::Command;
+use std::time::Duration;
+
+pub const TESTS: &[crate::Test] = &[("dev_command_serves_the_readme_example", dev_command_serves_the_readme_example)];
+
+fn dev_command_serves_the_readme_example(_: &World) {
+    let (port, demo_port) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(unique("edgehook-dev"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("dev.log");
+    let mut command = Command::new(root().join("scripts/dev"));
+    command
+        .env("PORT", port.to_string())
+        .env("DEMO_PORT", demo_port.to_string())
+        // The suite built the bundle already; everything else is exactly what a newcomer runs.
+        .env("EDGEHOOK_SKIP_BUILD", "1")
+        .args(["--persist-to", dir.join("state").to_str().unwrap(), "--inspector-port", &free_port().to_string()]);
+    let dev = Group::spawn(command, &log);
+    let send = |source: &str, id: &str| {
+        let out = Command::new(root().join("scripts/send-demo"))
+            .args([source, id])
+            .env("PORT", port.to_string())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let id = unique("evt_demo");
+    let mut first = String::new();
+    wait_until(Duration::from_secs(120), "scripts/dev to answer", || {
+        first = send("stripe", &id);
+        !first.is_empty()
+    });
+    assert_eq!(first, format!(r#"{{"id":"{id}","status":"accepted"}}"#));
+    assert_eq!(send("stripe", &id), format!(r#"{{"id":"{id}","status":"duplicate"}}"#));
+    for source in ["github", "standard"] {
+        let other = unique("demo");
+        assert_eq!(send(source, &other), format!(r#"{{"id":"{other}","status":"accepted"}}"#));
+    }
+    wait_until(Duration::from_secs(60), "the demo destination to print the delivery", || {
+        let out = std::fs::read_to_string(&log).unwrap_or_default();
+        out.contains(&format!("id={id} type=invoice.paid attempt=1 bytes=")) && out.contains("signature=valid")
+    });
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!out.contains("signature=INVALID"), "{out}");
+    drop(dev);
+}

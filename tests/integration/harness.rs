@@ -1,0 +1,420 @@
+//! The integration suite's world: the worker built and served by `wrangler dev`, a local
+//! destination server that records what it receives and fails on request, and helpers to sign
+//! and send webhooks.
+
+use edgehook_core::headers::{HeaderList, Headers};
+use edgehook_core::providers::Provider;
+use edgehook_core::secret::decode;
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// A unique suffix for event ids, so tests never collide with each other or earlier runs.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}_{nanos:x}_{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Builds the worker bundle into `out_dir` (relative to the repository), with extra cargo args.
+pub fn build_worker(out_dir: &str, cargo_args: &[&str]) {
+    let started = Instant::now();
+    let status = Command::new(root().join("scripts/build"))
+        .args(["-d", out_dir])
+        .args(cargo_args)
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .status()
+        .expect("scripts/build runs");
+    assert!(status.success(), "building the worker into {out_dir} failed");
+    eprintln!("built {out_dir} in {:.1}s", started.elapsed().as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP client
+
+/// A response as the tests see it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts the exact status and JSON body.
+    #[track_caller]
+    pub fn expect(&self, status: u16, body: serde_json::Value) {
+        assert_eq!((self.status, self.json()), (status, body), "raw body: {}", self.body);
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build()
+}
+
+fn finish(result: Result<ureq::Response, ureq::Error>) -> Reply {
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let status = response.status();
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .filter_map(|n| response.header(&n).map(|v| (n.clone(), v.to_owned())))
+        .collect();
+    let mut body = String::new();
+    response.into_reader().read_to_string(&mut body).unwrap();
+    Reply { status, body, headers }
+}
+
+pub fn request(method: &str, url: &str, headers: &HeaderList, body: &[u8]) -> Reply {
+    let mut req = agent().request(method, url);
+    for (k, v) in &headers.0 {
+        req = req.set(k, v);
+    }
+    finish(if method == "GET" { req.call() } else { req.send_bytes(body) })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The worker under `wrangler dev`
+
+/// How a worker instance gets its configuration: any mix of the three forms users have.
+#[derive(Default)]
+pub struct ConfigForm {
+    /// A `.dev.vars` file beside the config (dotenv; `SOURCES` as a JSON string).
+    pub dev_vars: Vec<(String, String)>,
+    /// Raw TOML for `[vars]` in `wrangler.toml` (`SOURCES` as tables).
+    pub toml: Option<String>,
+    /// `--var NAME:VALUE` on the command line.
+    pub flags: Vec<(String, String)>,
+}
+
+/// A process started in its own process group, with its output in a file, and stopped with
+/// its whole group (wrangler runs workerd as a child) when dropped.
+pub struct Group {
+    child: Option<Child>,
+}
+
+impl Group {
+    pub fn spawn(mut command: Command, log: &Path) -> Group {
+        let out = fs::File::create(log).unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CI", "1")
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {command:?}: {e}"));
+        Group { child: Some(child) }
+    }
+
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        // Through libc: procps-ng 4.0.2's `kill -TERM -<pgid>` signals every process the user
+        // owns instead of the group.
+        let group = -(child.id() as i32);
+        // SAFETY: kill(2) has no memory effects; a negative pid names the process group that
+        // `process_group(0)` created for this child alone.
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(group, libc::SIGKILL) };
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub struct Worker {
+    pub name: &'static str,
+    pub base: String,
+    process: Group,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Worker {
+    /// Starts `wrangler dev` serving `build_dir` on a free port with a fresh `--persist-to`.
+    pub fn start(name: &'static str, build_dir: &str, config: ConfigForm) -> Worker {
+        let dir = std::env::temp_dir().join(unique(&format!("edgehook-it-{name}")));
+        fs::create_dir_all(&dir).unwrap();
+        let main = root().join(build_dir).join("index.js");
+        let mut toml = fs::read_to_string(root().join("wrangler.toml"))
+            .unwrap()
+            .replace("main = \"build/index.js\"", &format!("main = {:?}", main.display().to_string()));
+        let mut args: Vec<String> = Vec::new();
+        if !config.dev_vars.is_empty() {
+            let text: String = config.dev_vars.iter().map(|(k, v)| format!("{k}='{v}'\n")).collect();
+            fs::write(dir.join(".dev.vars"), text).unwrap();
+        }
+        if let Some(vars) = &config.toml {
+            toml.push_str(&format!("\n[vars]\n{vars}\n"));
+        }
+        for (k, v) in &config.flags {
+            args.push("--var".into());
+            args.push(format!("{k}:{v}"));
+        }
+        fs::write(dir.join("wrangler.toml"), toml).unwrap();
+        let port = free_port();
+        let log = dir.join("wrangler.log");
+        let mut command = Command::new(root().join("node_modules/.bin/wrangler"));
+        command
+            .arg("dev")
+            .arg("--config")
+            .arg(dir.join("wrangler.toml"))
+            .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &free_port().to_string()])
+            .arg("--persist-to")
+            .arg(dir.join("state"))
+            .args(["--show-interactive-dev-session=false", "--log-level", "log"])
+            .args(&args)
+            .current_dir(&dir);
+        let process = Group::spawn(command, &log);
+        Worker { name, base: format!("http://127.0.0.1:{port}"), process, dir, log }
+    }
+
+    /// Waits until the worker answers HTTP.
+    pub fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let probe = ureq::AgentBuilder::new().timeout(Duration::from_secs(2)).build().get(&self.url("/")).call();
+            if matches!(probe, Ok(_) | Err(ureq::Error::Status(..))) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+        panic!("worker {} not ready after {timeout:?}; log:\n{}", self.name, self.logs());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn post(&self, path: &str, headers: &HeaderList, body: &[u8]) -> Reply {
+        request("POST", &self.url(path), headers, body)
+    }
+
+    pub fn get(&self, path: &str, headers: &HeaderList) -> Reply {
+        request("GET", &self.url(path), headers, b"")
+    }
+
+    /// Everything the worker logged so far.
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+}
+
+use std::os::unix::process::CommandExt;
+
+// ---------------------------------------------------------------------------------------------
+// The destination server
+
+/// One request the destination received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderList,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name)
+    }
+
+    pub fn attempt(&self) -> u32 {
+        self.header("x-edgehook-attempt").and_then(|a| a.parse().ok()).unwrap_or(0)
+    }
+}
+
+/// What the destination does with the next request to a path.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Status(u16),
+    StatusWithHeader(u16, &'static str, String),
+    /// Holds the request this long, then answers 200 (by then the worker has given up).
+    Hang(Duration),
+}
+
+#[derive(Default)]
+struct DestinationState {
+    received: Vec<Received>,
+    plans: HashMap<String, VecDeque<Action>>,
+    always: HashMap<String, u16>,
+}
+
+/// A local HTTP server standing in for users' endpoints and the alert webhook.
+#[derive(Clone)]
+pub struct Destination {
+    pub base: String,
+    state: Arc<Mutex<DestinationState>>,
+}
+
+impl Destination {
+    pub fn start() -> Destination {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let base = format!("http://{}", server.server_addr().to_ip().unwrap());
+        let state: Arc<Mutex<DestinationState>> = Arc::default();
+        // Several threads, so that a hanging answer does not hold up the others.
+        for _ in 0..32 {
+            let (server, state) = (server.clone(), state.clone());
+            thread::spawn(move || loop {
+                let Ok(mut req) = server.recv() else { return };
+                let mut body = Vec::new();
+                let _ = req.as_reader().read_to_end(&mut body);
+                let path = req.url().to_owned();
+                let headers =
+                    HeaderList(req.headers().iter().map(|h| (h.field.to_string(), h.value.to_string())).collect());
+                let action = {
+                    let mut s = state.lock().unwrap();
+                    s.received.push(Received { path: path.clone(), headers, body, at: Instant::now() });
+                    let planned = s.plans.get_mut(&path).and_then(|q| q.pop_front());
+                    planned.unwrap_or_else(|| Action::Status(s.always.get(&path).copied().unwrap_or(200)))
+                };
+                let response = match action {
+                    Action::Status(code) => tiny_http::Response::from_string("").with_status_code(code),
+                    Action::StatusWithHeader(code, name, value) => tiny_http::Response::from_string("")
+                        .with_status_code(code)
+                        .with_header(tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap()),
+                    Action::Hang(d) => {
+                        thread::sleep(d);
+                        tiny_http::Response::from_string("late")
+                    }
+                };
+                let _ = req.respond(response);
+            });
+        }
+        Destination { base, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Queues actions for the next requests to `path`; after them, requests get 200.
+    pub fn plan(&self, path: &str, actions: Vec<Action>) {
+        self.state.lock().unwrap().plans.entry(path.to_owned()).or_default().extend(actions);
+    }
+
+    /// Makes every request to `path` get `status` until changed.
+    pub fn always(&self, path: &str, status: u16) {
+        self.state.lock().unwrap().always.insert(path.to_owned(), status);
+    }
+
+    /// Requests to `path` so far that match `filter`.
+    pub fn received(&self, path: &str, filter: impl Fn(&Received) -> bool) -> Vec<Received> {
+        let s = self.state.lock().unwrap();
+        s.received.iter().filter(|r| r.path == path && filter(r)).cloned().collect()
+    }
+
+    /// Deliveries of event `id` to `path` so far.
+    pub fn deliveries(&self, path: &str, id: &str) -> Vec<Received> {
+        self.received(path, |r| r.header("webhook-id").as_deref() == Some(id))
+    }
+
+    /// Waits until `count` requests to `path` match `filter`, and returns them.
+    #[track_caller]
+    pub fn wait_for(
+        &self,
+        path: &str,
+        count: usize,
+        timeout: Duration,
+        filter: impl Fn(&Received) -> bool,
+    ) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received(path, &filter);
+            if got.len() >= count {
+                return got;
+            }
+            if Instant::now() > deadline {
+                panic!("waited {timeout:?} for {count} request(s) to {path}, got {}", got.len());
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for `count` deliveries of event `id` to `path`.
+    #[track_caller]
+    pub fn wait_deliveries(&self, path: &str, id: &str, count: usize, timeout: Duration) -> Vec<Received> {
+        self.wait_for(path, count, timeout, |r| r.header("webhook-id").as_deref() == Some(id))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signing
+
+/// Signature headers `provider` would send for `body`, with `secret` as configured.
+pub fn signed(provider: Provider, secret: &str, id: &str, timestamp: i64, body: &[u8]) -> HeaderList {
+    let secret = decode(secret, provider.secret_encoding()).expect("test secrets are valid");
+    let mut headers = provider.sign(&secret, id, timestamp, body);
+    headers.push("content-type", "application/json");
+    headers
+}
+
+/// A Stripe event body with this id and type.
+pub fn stripe_body(id: &str, event_type: &str) -> Vec<u8> {
+    format!(r#"{{"id":"{id}","object":"event","type":"{event_type}","data":{{"object":{{"id":"in_1"}}}}}}"#)
+        .into_bytes()
+}
+
+pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Paths under the repository, for messages.
+pub fn show(path: &Path) -> String {
+    path.display().to_string()
+}

@@ -1,0 +1,209 @@
+//! edgehook's integration suite: the compiled worker under `wrangler dev` (real Durable Objects,
+//! queues, R2 and alarms in miniflare), driven over real HTTP, delivering to a real local
+//! destination server.
+//!
+//! It builds the worker twice (the release bundle, and a `faults` build whose extra route makes
+//! the idempotency store or the queue fail on demand), starts three instances that each take
+//! their configuration a different way (`.dev.vars`, `[vars]` tables in `wrangler.toml`, and
+//! `--var` flags), and runs every test in parallel against them.
+//!
+//! `cargo test --test integration [FILTER]` runs the tests whose name contains FILTER.
+
+mod delivery;
+mod dev_command;
+mod harness;
+mod idempotency;
+mod receiving;
+
+use harness::{build_worker, ConfigForm, Destination, Worker};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const STRIPE_SECRET: &str = "whsec_test_stripe_secret_4f9a";
+pub const GITHUB_SECRET: &str = "github test secret with spaces";
+pub const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const ROTATION_NEW: &str = "whsec_rotated_new_77c1";
+pub const ROTATION_OLD: &str = "whsec_rotated_old_19b3";
+/// base64 of "edgehook-destination-key-for-tests".
+pub const DESTINATION_SECRET: &str = "whsec_ZWRnZWhvb2stZGVzdGluYXRpb24ta2V5LWZvci10ZXN0cw==";
+pub const ADMIN_TOKEN: &str = "test-admin-token-9c2e1d";
+/// Every secret the suite configures: none may appear in a response or a log line.
+pub const ALL_SECRETS: &[&str] =
+    &[STRIPE_SECRET, GITHUB_SECRET, STANDARD_SECRET, ROTATION_NEW, ROTATION_OLD, DESTINATION_SECRET, ADMIN_TOKEN];
+
+/// The instances and the destination every test shares. Tests use their own sources, paths
+/// and event ids, so they run in parallel without seeing each other.
+pub struct World {
+    pub dest: Destination,
+    /// Configured through `.dev.vars`; most tests run here.
+    pub main: Worker,
+    /// The `faults` build, with `SOURCES` as `[vars]` tables in `wrangler.toml`.
+    pub faults: Worker,
+    /// `IDEMPOTENCY_TTL_SECS=3`, configured with `--var` flags.
+    pub ttl: Worker,
+}
+
+pub const TTL_SECS: u64 = 3;
+
+fn main_sources(dest: &Destination) -> String {
+    let d = |path: &str| dest.url(path);
+    serde_json::json!({
+        "stripe": {"provider": "stripe", "destination": d("/stripe")},
+        "github": {"provider": "github", "destination": d("/github")},
+        "standard": {"provider": "standard", "destination": d("/standard")},
+        "rotating": {"provider": "stripe", "destination": d("/rotating")},
+        "small": {"provider": "stripe", "max_body_bytes": 64},
+        "flaky": {"provider": "stripe", "destination": d("/flaky"), "max_attempts": 5, "retry_base_secs": 1, "retry_max_secs": 2},
+        "doomed": {"provider": "stripe", "destination": d("/doomed"), "max_attempts": 3, "retry_base_secs": 1, "retry_max_secs": 1},
+        "slow": {"provider": "stripe", "destination": d("/slow"), "delivery_timeout_secs": 2, "max_attempts": 4, "retry_base_secs": 1, "retry_max_secs": 1},
+        "throttled": {"provider": "stripe", "destination": d("/throttled"), "max_attempts": 4, "retry_base_secs": 1, "retry_max_secs": 1},
+        "unreachable": {"provider": "stripe", "destination": "http://127.0.0.1:9/nothing-listens-here", "max_attempts": 2, "retry_base_secs": 1, "retry_max_secs": 1},
+        "nodest": {"provider": "stripe"},
+        "filtered": {"provider": "stripe", "destination": d("/filtered"), "events": ["invoice.*"]},
+        "big": {"provider": "stripe", "destination": d("/big"), "max_body_bytes": 1_048_576},
+        "concurrent": {"provider": "stripe", "destination": d("/concurrent")},
+        "broken": {"provider": "paypal"},
+        "nosecret": {"provider": "stripe"},
+    })
+    .to_string()
+}
+
+fn start_world() -> World {
+    let dest = Destination::start();
+    let common = |extra: Vec<(&str, String)>| {
+        let mut vars: Vec<(String, String)> = vec![
+            ("DESTINATION_SECRET".into(), DESTINATION_SECRET.into()),
+            ("ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+            ("ALERT_URL".into(), dest.url("/alerts")),
+        ];
+        vars.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        vars
+    };
+
+    let mut main_vars = common(vec![("SOURCES", main_sources(&dest))]);
+    for name in [
+        "stripe",
+        "small",
+        "flaky",
+        "doomed",
+        "slow",
+        "throttled",
+        "unreachable",
+        "nodest",
+        "filtered",
+        "big",
+        "concurrent",
+    ] {
+        main_vars.push((format!("WEBHOOK_SECRET_{}", name.to_uppercase()), STRIPE_SECRET.into()));
+    }
+    main_vars.push(("WEBHOOK_SECRET_GITHUB".into(), GITHUB_SECRET.into()));
+    main_vars.push(("WEBHOOK_SECRET_STANDARD".into(), STANDARD_SECRET.into()));
+    main_vars.push(("WEBHOOK_SECRET_ROTATING".into(), format!(r#"["{ROTATION_NEW}","{ROTATION_OLD}"]"#)));
+    main_vars.push(("WEBHOOK_SECRET_BROKEN".into(), STRIPE_SECRET.into()));
+
+    // Sources as `wrangler.toml` tables; secrets, as they should be, outside it.
+    let faults_toml =
+        format!("[vars.SOURCES.fragile]\nprovider = \"stripe\"\ndestination = {:?}\n", dest.url("/fragile"));
+    let faults_secrets = vec![
+        ("DESTINATION_SECRET".to_owned(), DESTINATION_SECRET.to_owned()),
+        ("WEBHOOK_SECRET_FRAGILE".to_owned(), STRIPE_SECRET.to_owned()),
+    ];
+    let ttl_sources = serde_json::json!({"ttl": {"provider": "stripe", "destination": dest.url("/ttl")}}).to_string();
+    let ttl_vars = common(vec![
+        ("SOURCES", ttl_sources),
+        ("WEBHOOK_SECRET_TTL", STRIPE_SECRET.into()),
+        ("IDEMPOTENCY_TTL_SECS", TTL_SECS.to_string()),
+    ]);
+
+    let main = Worker::start("main", "build", ConfigForm { dev_vars: main_vars, ..Default::default() });
+    let faults = Worker::start(
+        "faults",
+        "build-faults",
+        ConfigForm { toml: Some(faults_toml), dev_vars: faults_secrets, ..Default::default() },
+    );
+    let ttl = Worker::start("ttl", "build", ConfigForm { flags: ttl_vars, ..Default::default() });
+    for w in [&main, &faults, &ttl] {
+        w.wait_ready(Duration::from_secs(180));
+    }
+    World { dest, main, faults, ttl }
+}
+
+type Test = (&'static str, fn(&World));
+
+fn tests() -> Vec<Test> {
+    let mut all = Vec::new();
+    all.extend(receiving::TESTS);
+    all.extend(delivery::TESTS);
+    all.extend(idempotency::TESTS);
+    all.extend(dev_command::TESTS);
+    all
+}
+
+fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let selected: Vec<Test> =
+        tests().into_iter().filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f))).collect();
+    if selected.is_empty() {
+        println!("no integration test matches {filter:?}");
+        return;
+    }
+
+    let started = Instant::now();
+    build_worker("build", &[]);
+    build_worker("build-faults", &["--features", "faults"]);
+    let world = start_world();
+    println!("worker instances ready in {:.1}s", started.elapsed().as_secs_f64());
+
+    let results: Vec<(&str, Result<f64, String>)> = thread::scope(|scope| {
+        let handles: Vec<_> = selected
+            .iter()
+            .map(|&(name, test)| {
+                let world = &world;
+                (name, scope.spawn(move || run_one(test, world)))
+            })
+            .collect();
+        handles.into_iter().map(|(name, h)| (name, h.join().unwrap())).collect()
+    });
+    // Checked after everything else ran, over everything the workers logged.
+    let leak_check = run_one(idempotency::no_secret_in_any_log, &world);
+
+    let mut failed = 0;
+    for (name, result) in results.iter().chain([("no_secret_in_any_log", leak_check)].iter()) {
+        match result {
+            Ok(secs) => println!("test {name} ... ok ({secs:.1}s)"),
+            Err(message) => {
+                failed += 1;
+                println!("test {name} ... FAILED\n    {}", message.replace('\n', "\n    "));
+            }
+        }
+    }
+    if failed > 0 {
+        for w in [&world.main, &world.faults, &world.ttl] {
+            println!("--- {} log: {}", w.name, harness::show(&w.log));
+            let logs = w.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(40).collect();
+            for line in tail.into_iter().rev() {
+                println!("    {line}");
+            }
+        }
+    }
+    println!(
+        "\nintegration: {} passed, {failed} failed, in {:.1}s",
+        results.len() + 1 - failed,
+        started.elapsed().as_secs_f64()
+    );
+    drop(world);
+    std::process::exit(if failed > 0 { 1 } else { 0 });
+}
+
+fn run_one(test: fn(&World), world: &World) -> Result<f64, String> {
+    let started = Instant::now();
+    catch_unwind(AssertUnwindSafe(|| test(world))).map(|_| started.elapsed().as_secs_f64()).map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panicked".into())
+    })
+}

@@ -1,0 +1,186 @@
+//! SPEC section 2: every status and error body, for each provider.
+
+use crate::harness::{now_secs, signed, stripe_body, unique, Reply};
+use crate::{World, GITHUB_SECRET, ROTATION_NEW, ROTATION_OLD, STANDARD_SECRET, STRIPE_SECRET};
+use edgehook_core::headers::HeaderList;
+use edgehook_core::providers::Provider;
+use serde_json::json;
+
+pub const TESTS: &[crate::Test] = &[
+    ("stripe_every_status", stripe_every_status),
+    ("github_every_status", github_every_status),
+    ("standard_every_status", standard_every_status),
+    ("rotation_accepts_every_configured_secret", rotation_accepts_every_configured_secret),
+    ("unknown_sources_and_methods", unknown_sources_and_methods),
+    ("oversized_bodies_are_refused", oversized_bodies_are_refused),
+    ("misconfigured_sources_name_the_field", misconfigured_sources_name_the_field),
+];
+
+fn errors(reply: &Reply, status: u16, code: &str) {
+    reply.expect(status, json!({ "error": code }));
+}
+
+fn stripe_every_status(w: &World) {
+    let id = unique("evt");
+    let body = stripe_body(&id, "invoice.paid");
+    let now = now_secs();
+    let post = |h: &HeaderList, b: &[u8]| w.main.post("/webhooks/stripe", h, b);
+
+    let good = signed(Provider::Stripe, STRIPE_SECRET, "", now, &body);
+    post(&good, &body).expect(200, json!({"status": "accepted", "id": id}));
+    post(&good, &body).expect(200, json!({"status": "duplicate", "id": id}));
+    // A fresh signature over the same event is still the same event.
+    let resent = signed(Provider::Stripe, STRIPE_SECRET, "", now + 1, &body);
+    post(&resent, &body).expect(200, json!({"status": "duplicate", "id": id}));
+
+    let other = stripe_body(&unique("evt"), "invoice.paid");
+    errors(&post(&HeaderList::from([("content-type", "application/json")]), &other), 401, "missing_signature");
+    errors(&post(&signed(Provider::Stripe, "whsec_wrong", "", now, &other), &other), 401, "invalid_signature");
+    let mut tampered = other.clone();
+    tampered.extend_from_slice(b" ");
+    errors(&post(&signed(Provider::Stripe, STRIPE_SECRET, "", now, &other), &tampered), 401, "invalid_signature");
+    errors(&post(&HeaderList::from([("stripe-signature", "t=abc,v1=zz")]), &other), 401, "invalid_signature");
+    errors(
+        &post(&signed(Provider::Stripe, STRIPE_SECRET, "", now - 3600, &other), &other),
+        401,
+        "timestamp_out_of_tolerance",
+    );
+    errors(
+        &post(&signed(Provider::Stripe, STRIPE_SECRET, "", now + 3600, &other), &other),
+        401,
+        "timestamp_out_of_tolerance",
+    );
+
+    let no_id = br#"{"object":"event","type":"invoice.paid"}"#;
+    errors(&post(&signed(Provider::Stripe, STRIPE_SECRET, "", now, no_id), no_id), 400, "malformed_request");
+    let bad_id = br#"{"id":"evt_1\r\nx-injected: 1","type":"invoice.paid"}"#;
+    errors(&post(&signed(Provider::Stripe, STRIPE_SECRET, "", now, bad_id), bad_id), 400, "malformed_request");
+
+    // None of the rejected events was accepted: the verified one is the only delivery.
+    let got = w.dest.wait_deliveries("/stripe", &id, 1, std::time::Duration::from_secs(30));
+    assert_eq!(got.len(), 1);
+}
+
+fn github_every_status(w: &World) {
+    let delivery = unique("gh-delivery");
+    let body = br#"{"action":"opened","issue":{"number":1}}"#;
+    let with_event = |mut h: HeaderList| {
+        h.push("X-GitHub-Event", "issues");
+        h
+    };
+    let post = |h: &HeaderList| w.main.post("/webhooks/github", h, body);
+
+    let good = with_event(signed(Provider::Github, GITHUB_SECRET, &delivery, 0, body));
+    post(&good).expect(200, json!({"status": "accepted", "id": delivery}));
+    post(&good).expect(200, json!({"status": "duplicate", "id": delivery}));
+
+    errors(&post(&with_event(HeaderList::from([("X-GitHub-Delivery", "d1")]))), 401, "missing_signature");
+    let sha1_only = with_event(HeaderList::from([
+        ("X-GitHub-Delivery", "d1"),
+        ("X-Hub-Signature", "sha1=0000000000000000000000000000000000000000"),
+    ]));
+    errors(&post(&sha1_only), 401, "missing_signature");
+    errors(&post(&with_event(signed(Provider::Github, "wrong", "d2", 0, body))), 401, "invalid_signature");
+    let no_delivery_id: HeaderList = HeaderList(
+        signed(Provider::Github, GITHUB_SECRET, "x", 0, body)
+            .0
+            .into_iter()
+            .filter(|(k, _)| k != "X-GitHub-Delivery")
+            .collect(),
+    );
+    errors(&post(&with_event(no_delivery_id)), 400, "malformed_request");
+
+    let got = w.dest.wait_deliveries("/github", &delivery, 1, std::time::Duration::from_secs(30));
+    assert_eq!(got[0].header("x-edgehook-event-type").as_deref(), Some("issues.opened"));
+}
+
+fn standard_every_status(w: &World) {
+    let id = unique("msg");
+    let body = br#"{"type":"user.created","data":{"id":"u_1"}}"#;
+    let now = now_secs();
+    let post = |h: &HeaderList| w.main.post("/webhooks/standard", h, body);
+
+    let good = signed(Provider::Standard, STANDARD_SECRET, &id, now, body);
+    post(&good).expect(200, json!({"status": "accepted", "id": id}));
+    post(&good).expect(200, json!({"status": "duplicate", "id": id}));
+
+    let other = unique("msg");
+    let mut no_sig = signed(Provider::Standard, STANDARD_SECRET, &other, now, body);
+    no_sig.0.retain(|(k, _)| k != "webhook-signature");
+    errors(&post(&no_sig), 401, "missing_signature");
+    let mut empty_sig = no_sig.clone();
+    empty_sig.push("webhook-signature", "v1,");
+    errors(&post(&empty_sig), 401, "invalid_signature");
+    errors(
+        &post(&signed(Provider::Standard, "whsec_AAAAAAAAAAAAAAAAAAAAAAAA", &other, now, body)),
+        401,
+        "invalid_signature",
+    );
+    errors(
+        &post(&signed(Provider::Standard, STANDARD_SECRET, &other, now - 400, body)),
+        401,
+        "timestamp_out_of_tolerance",
+    );
+    errors(
+        &post(&signed(Provider::Standard, STANDARD_SECRET, &other, now + 400, body)),
+        401,
+        "timestamp_out_of_tolerance",
+    );
+
+    let got = w.dest.wait_deliveries("/standard", &id, 1, std::time::Duration::from_secs(30));
+    assert_eq!(got[0].header("x-edgehook-event-type").as_deref(), Some("user.created"));
+}
+
+fn rotation_accepts_every_configured_secret(w: &World) {
+    for secret in [ROTATION_NEW, ROTATION_OLD] {
+        let id = unique("evt");
+        let body = stripe_body(&id, "customer.created");
+        let reply = w.main.post("/webhooks/rotating", &signed(Provider::Stripe, secret, "", now_secs(), &body), &body);
+        reply.expect(200, json!({"status": "accepted", "id": id}));
+    }
+    let body = stripe_body(&unique("evt"), "customer.created");
+    let reply =
+        w.main.post("/webhooks/rotating", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+    errors(&reply, 401, "invalid_signature");
+}
+
+fn unknown_sources_and_methods(w: &World) {
+    let body = stripe_body(&unique("evt"), "x");
+    let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body);
+    errors(&w.main.post("/webhooks/nope", &headers, &body), 404, "unknown_source");
+    errors(&w.main.post("/webhooks/Stripe", &headers, &body), 404, "unknown_source");
+    errors(&w.main.post("/webhooks/stripe/extra", &headers, &body), 404, "unknown_source");
+    errors(&w.main.post("/webhooks/", &headers, &body), 404, "unknown_source");
+    errors(&w.main.get("/webhooks/stripe", &HeaderList::new()), 405, "method_not_allowed");
+    let put = crate::harness::request("PUT", &w.main.url("/webhooks/stripe"), &headers, &body);
+    errors(&put, 405, "method_not_allowed");
+}
+
+fn oversized_bodies_are_refused(w: &World) {
+    // `small` allows 64 bytes; this body is bigger and validly signed, so only its size is wrong.
+    let body = stripe_body(&unique("evt"), "invoice.paid");
+    assert!(body.len() > 64);
+    let reply = w.main.post("/webhooks/small", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+    errors(&reply, 413, "payload_too_large");
+    // No signature at all: the size is still checked first, before any HMAC work.
+    errors(&w.main.post("/webhooks/small", &HeaderList::new(), &body), 413, "payload_too_large");
+    let fits = br#"{"id":"evt_small_ok"}"#;
+    let reply = w.main.post("/webhooks/small", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), fits), fits);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+fn misconfigured_sources_name_the_field(w: &World) {
+    let body = stripe_body(&unique("evt"), "x");
+    let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body);
+    w.main
+        .post("/webhooks/broken", &headers, &body)
+        .expect(500, json!({"error": "misconfigured", "source": "broken", "field": "provider"}));
+    w.main
+        .post("/webhooks/nosecret", &headers, &body)
+        .expect(500, json!({"error": "misconfigured", "source": "nosecret", "field": "WEBHOOK_SECRET_NOSECRET"}));
+    // The start-up log names the problems too.
+    crate::harness::wait_until(std::time::Duration::from_secs(10), "configuration errors in the log", || {
+        let logs = w.main.logs();
+        logs.contains("source `broken`: field `provider`") && logs.contains("field `WEBHOOK_SECRET_NOSECRET`")
+    });
+}
