@@ -1,11 +1,16 @@
 //! The queue consumer: deliver each event once, retry with backoff, dead-letter what keeps failing.
 //!
+//! This is where "delivered once" is enforced: every message `begin`s in the event's Durable
+//! Object record before anything is sent, and a copy of an event already in hand is acknowledged
+//! without delivery.
+//!
 //! Every message is acknowledged or retried individually, and the handler never returns an error
 //! (in workers-rs that would fail and retry the whole batch): one poison message goes to the
-//! dead-letter queue alone. A delivery retry is a new message carrying `attempt + 1` and the last
-//! error, sent with the backoff as its delay; `message.retry()` is kept for infrastructure
-//! failures (idempotency store, R2 or queue unavailable), which do not use up an attempt and end
-//! in the dead-letter queue only through the queue's own `max_retries`.
+//! dead-letter queue alone. A delivery retry is a new message carrying `attempt + 1`, the last
+//! error and a token that the record waits for, sent with the backoff as its delay.
+//! `message.retry()` is kept for infrastructure failures (idempotency store, R2 or queue
+//! unavailable), which do not use up an attempt and end in the dead-letter queue only through the
+//! queue's own `max_retries`.
 
 use crate::env::{self, bindings};
 use crate::idempotency::Idempotency;
@@ -13,7 +18,7 @@ use crate::queue;
 use edgehook_core::config::{defaults, Config};
 use edgehook_core::envelope::{self, BodyRef, EventMeta};
 use edgehook_core::forward::{self, AttemptResult};
-use edgehook_core::idempotency::{Begin, Outcome};
+use edgehook_core::idempotency::{Begin, Message, Outcome};
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::retry::{AfterFailure, RetryPolicy};
 use futures_util::future::{join_all, select, Either};
@@ -29,6 +34,11 @@ use worker::{
 const LEASE_MARGIN_SECS: u64 = 30;
 /// When storage or the queue fails, the message comes back after this long.
 const INFRA_RETRY_SECS: u32 = 30;
+/// A continuation waiting for another message's lease checks back at least this often.
+const MAX_WAIT_SECS: i64 = 10;
+/// Recording an outcome is retried this often before the message itself is retried: a lost
+/// `Delivered` would let the event be delivered a second time.
+const FINISH_TRIES: u32 = 3;
 /// Longest error text kept with an event.
 const MAX_ERROR_LEN: usize = 300;
 
@@ -69,17 +79,23 @@ async fn handle(message: &RawMessage, env: &Env, config: &Config) -> Result<Deci
     let source = config.source(&meta.source).ok();
     let timeout_secs = source.map_or(defaults::DELIVERY_TIMEOUT_SECS, |s| s.delivery_timeout_secs);
     let store = Idempotency::new(env)?;
-    match store.begin(&key, ((timeout_secs + LEASE_MARGIN_SECS) * 1000) as i64, meta.replay).await? {
+    let message_id = message.id();
+    let asking = Message { id: &message_id, retry_token: meta.retry_token, replay: meta.replay };
+    match store.begin(&key, asking, ((timeout_secs + LEASE_MARGIN_SECS) * 1000) as i64).await? {
         Begin::Go => {}
         Begin::Skip { .. } => return Ok(Decision::Ack),
-        Begin::Busy { retry_in_ms } => return Ok(Decision::RetryIn(((retry_in_ms + 999) / 1000).max(1) as u32)),
+        Begin::Later { retry_in_ms } => {
+            return Ok(Decision::RetryIn(((retry_in_ms + 999) / 1000).clamp(1, MAX_WAIT_SECS) as u32))
+        }
     }
+    let finish = |outcome| finish(&store, &key, &message_id, outcome);
 
     let body = match load_body(env, &meta, inline).await? {
         Some(body) => body,
         None => {
             let meta = with_error(meta, "body missing from storage (claim check)".into());
-            dead_letter(env, &store, &key, &meta, &[]).await?;
+            dead_letter(env, &meta, &[]).await?;
+            finish(Outcome::Dead).await?;
             return Ok(Decision::Ack);
         }
     };
@@ -100,7 +116,7 @@ async fn handle(message: &RawMessage, env: &Env, config: &Config) -> Result<Deci
 
     match result {
         AttemptResult::Delivered => {
-            store.finish(&key, Outcome::Delivered).await?;
+            finish(Outcome::Delivered).await?;
             if let BodyRef::Stored { key: body_key, .. } = &meta.body {
                 if let Err(e) = env.bucket(bindings::BLOBS)?.delete(body_key).await {
                     console_error!("could not delete delivered body {body_key}: {e}");
@@ -113,20 +129,24 @@ async fn handle(message: &RawMessage, env: &Env, config: &Config) -> Result<Deci
             let meta = with_error(meta, error);
             match policy.after_failure(meta.attempt, env::random_unit(), retry_after_secs) {
                 AfterFailure::Retry { attempt, delay_secs } => {
-                    store.finish(&key, Outcome::Failed).await?;
-                    let next = EventMeta { attempt, ..meta };
-                    match queue::send(&env.queue(bindings::EVENTS)?, &envelope::encode(&next, inline), delay_secs).await
-                    {
-                        Ok(()) => Ok(Decision::Ack),
-                        // The same message comes back with the same attempt number instead.
-                        Err(e) => {
-                            console_error!("could not enqueue attempt {attempt} of {key}: {e}");
-                            Ok(Decision::RetryIn(delay_secs))
-                        }
+                    // Send the retry first, then record its token: a record that waited for a
+                    // token no message carries would strand the event.
+                    let token = env::random_token();
+                    let next = EventMeta { attempt, retry_token: Some(token), replay: false, ..meta };
+                    let queue = env.queue(bindings::EVENTS)?;
+                    if let Err(e) = queue::send(&queue, &envelope::encode(&next, inline), delay_secs).await {
+                        // This message comes back instead, with the same attempt number.
+                        console_error!("could not enqueue attempt {attempt} of {key}: {e}");
+                        return Ok(Decision::RetryIn(delay_secs));
                     }
+                    finish(Outcome::Retrying { token }).await?;
+                    Ok(Decision::Ack)
                 }
                 AfterFailure::DeadLetter => {
-                    dead_letter(env, &store, &key, &meta, inline).await?;
+                    // Hand over first, then record: if the hand-over fails the message is
+                    // retried, and a record marked dead first would make the retry skip it.
+                    dead_letter(env, &meta, inline).await?;
+                    finish(Outcome::Dead).await?;
                     Ok(Decision::Ack)
                 }
             }
@@ -157,11 +177,22 @@ async fn load_body(env: &Env, meta: &EventMeta, inline: &[u8]) -> Result<Option<
     }
 }
 
-/// Hands the event to the dead-letter queue, then marks it dead. In that order: if the send
-/// fails the message is retried, and a record marked dead first would make the retry skip it.
-async fn dead_letter(env: &Env, store: &Idempotency, key: &str, meta: &EventMeta, inline: &[u8]) -> Result<()> {
-    queue::send(&env.queue(bindings::DEAD_LETTERS)?, &envelope::encode(meta, inline), 0).await?;
-    store.finish(key, Outcome::Dead).await
+/// Hands the event to the dead-letter queue, whose consumer stores it and alerts.
+async fn dead_letter(env: &Env, meta: &EventMeta, inline: &[u8]) -> Result<()> {
+    queue::send(&env.queue(bindings::DEAD_LETTERS)?, &envelope::encode(meta, inline), 0).await
+}
+
+/// Records an outcome, trying a few times before giving up to the queue's own retry.
+async fn finish(store: &Idempotency, key: &str, message_id: &str, outcome: Outcome) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match store.finish(key, message_id, outcome).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tries >= FINISH_TRIES => return Err(e),
+            Err(e) => console_error!("recording {outcome:?} for {key} failed (try {tries}): {e}"),
+        }
+    }
 }
 
 /// One delivery attempt: POST with a timeout. Redirects are not followed (a 3xx is a failure):

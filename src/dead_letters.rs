@@ -12,7 +12,6 @@ use crate::idempotency::Idempotency;
 use crate::queue;
 use edgehook_core::config::Config;
 use edgehook_core::envelope::{self, EventMeta};
-use edgehook_core::idempotency::Outcome;
 use edgehook_core::ingest::idempotency_key;
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -135,7 +134,7 @@ async fn store(message: &RawMessage, env: &Env, config: &Config) -> Result<()> {
             let letter = DeadLetter::from_meta(&meta, now);
             // Idempotent for letters the consumer already marked; needed for those the queue
             // moved here itself.
-            Idempotency::new(env)?.finish(&idempotency_key(&meta.source, &meta.id), Outcome::Dead).await?;
+            Idempotency::new(env)?.mark_dead(&idempotency_key(&meta.source, &meta.id)).await?;
             letter
         }
         Err(e) => DeadLetter::poison(&message.id(), e.to_string(), now),

@@ -1,44 +1,89 @@
 //! Fault injection for the integration suite. Compiled only with `--features faults` (the test
 //! build); a production bundle has neither this module nor its route.
 //!
-//! `POST /__faults/{claim|enqueue}?fail=N` makes the next N idempotency claims or enqueues fail
-//! as if the store or queue were unavailable.
+//! Every fault names the event it hits, so tests running in parallel never trip each other's:
+//! - `POST /__faults/enqueue?id=ID` makes the next enqueue of event ID fail, as if the queue
+//!   were unavailable; `POST /__faults/blob?id=ID` does the same to its R2 write (large bodies);
+//! - `POST /__faults/forget?key=SOURCE:ID` removes one id from this isolate's memory of accepted
+//!   ids, so the next copy of that event is enqueued and must be caught by the consumer;
+//! - `POST /__faults/copies?source=S&id=I&n=N` puts N copies of one event on the queue at once,
+//!   as if N receivers had each accepted it;
+//! - `POST /__faults/poison?kind=garbage` puts bytes that are no envelope on the event queue;
+//! - `POST /__faults/poison?kind=missing-body&source=S&id=I` puts an envelope whose claim-checked
+//!   body is not in R2.
 
-use crate::http;
-use std::cell::Cell;
-use worker::{Request, Response, Result};
+use crate::env::bindings;
+use crate::{http, queue};
+use edgehook_core::envelope::{self, BodyRef, EventMeta};
+use std::cell::RefCell;
+use std::collections::HashSet;
+use worker::{Env, Request, Response, Result};
+
+/// Which operation a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    Enqueue,
+    Blob,
+}
 
 thread_local! {
-    static FAIL_CLAIMS: Cell<u32> = const { Cell::new(0) };
-    static FAIL_ENQUEUES: Cell<u32> = const { Cell::new(0) };
+    static ARMED: RefCell<HashSet<(Fault, String)>> = RefCell::default();
 }
 
-fn take(counter: &'static std::thread::LocalKey<Cell<u32>>) -> bool {
-    counter.with(|c| {
-        let n = c.get();
-        c.set(n.saturating_sub(1));
-        n > 0
-    })
+/// Whether `fault` is armed for event `id`; disarms it.
+pub fn fails(fault: Fault, id: &str) -> bool {
+    ARMED.with(|a| a.borrow_mut().remove(&(fault, id.to_owned())))
 }
 
-/// Whether this claim should fail.
-pub fn claim_fails() -> bool {
-    take(&FAIL_CLAIMS)
-}
-
-/// Whether this enqueue should fail.
-pub fn enqueue_fails() -> bool {
-    take(&FAIL_ENQUEUES)
-}
-
-pub fn handle(req: &Request, path: &str) -> Result<Response> {
+pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
     let url = req.url()?;
-    let fail: u32 = url.query_pairs().find(|(k, _)| k == "fail").and_then(|(_, v)| v.parse().ok()).unwrap_or(1);
-    let counter = match path {
-        "/__faults/claim" => &FAIL_CLAIMS,
-        "/__faults/enqueue" => &FAIL_ENQUEUES,
-        _ => return http::json(404, r#"{"error":"not_found"}"#),
+    let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let arm = |fault| {
+        ARMED.with(|a| a.borrow_mut().insert((fault, param("id").unwrap_or_default())));
+        http::json(200, r#"{"armed":true}"#)
     };
-    counter.with(|c| c.set(fail));
-    http::json(200, format!(r#"{{"fail":{fail}}}"#))
+    match path {
+        "/__faults/enqueue" => arm(Fault::Enqueue),
+        "/__faults/blob" => arm(Fault::Blob),
+        "/__faults/forget" => {
+            crate::ingest::forget_recent_id(&param("key").unwrap_or_default());
+            http::json(200, r#"{"forgotten":true}"#)
+        }
+        "/__faults/copies" => {
+            let meta = event_meta(param("source"), param("id"), BodyRef::Inline);
+            let bytes = envelope::encode(&meta, format!(r#"{{"id":"{}"}}"#, meta.id).as_bytes());
+            let n: usize = param("n").and_then(|n| n.parse().ok()).unwrap_or(2);
+            let events = env.queue(bindings::EVENTS)?;
+            futures_util::future::try_join_all((0..n).map(|_| queue::send(&events, &bytes, 0))).await?;
+            http::json(200, format!(r#"{{"sent":{n}}}"#))
+        }
+        "/__faults/poison" => {
+            let bytes = match param("kind").as_deref() {
+                Some("garbage") => b"this is not an edgehook envelope".to_vec(),
+                Some("missing-body") => {
+                    let missing = BodyRef::Stored { key: "bodies/never-stored".into(), len: 1 };
+                    envelope::encode(&event_meta(param("source"), param("id"), missing), b"")
+                }
+                _ => return http::json(400, r#"{"error":"unknown_kind"}"#),
+            };
+            queue::send(&env.queue(bindings::EVENTS)?, &bytes, 0).await?;
+            http::json(200, r#"{"sent":true}"#)
+        }
+        _ => http::json(404, r#"{"error":"not_found"}"#),
+    }
+}
+
+fn event_meta(source: Option<String>, id: Option<String>, body: BodyRef) -> EventMeta {
+    EventMeta {
+        source: source.unwrap_or_default(),
+        id: id.unwrap_or_default(),
+        event_type: None,
+        content_type: Some("application/json".into()),
+        received_at_ms: crate::env::now_ms(),
+        attempt: 1,
+        body,
+        last_error: None,
+        retry_token: None,
+        replay: false,
+    }
 }

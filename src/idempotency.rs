@@ -1,27 +1,21 @@
-//! Idempotency records in SQLite-backed Durable Objects, and the client the worker uses.
+//! Idempotency records in SQLite-backed Durable Objects, and the client the consumer uses.
 //!
 //! Records are spread over `SHARDS` objects by key (see the core's `idempotency` module for
-//! why). Each object applies the core's pure transitions to its rows; its input gate makes
-//! read-then-write atomic, so two copies of one event can never both claim it. Rows are deleted
-//! by the object's alarm once they expire, never by a sweep that could miss them.
+//! why, and for why the consumer, not the receiver, consults them). Each object applies the
+//! core's pure transitions to its rows; its input gate makes read-then-write atomic, so two
+//! messages for one event can never both take its lease. Rows are deleted by the object's alarm
+//! once they expire, never by a sweep that could miss them.
 
 use crate::env::{bindings, now_ms};
-use edgehook_core::idempotency::{self as core, shard_of, Begin, Claim, Clock, Outcome, Record, State, Write};
-use futures_channel::oneshot;
-use futures_util::future::{select, Either};
+use edgehook_core::idempotency::{self as core, shard_of, Begin, Clock, Message, Outcome, Record, State, Write};
 use serde::{Deserialize, Serialize};
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::time::Duration;
+use std::cell::Cell;
 use wasm_bindgen::JsValue;
 use worker::{
-    durable_object, Delay, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result,
-    ScheduledTime, SqlStorage, SqlStorageValue, State as ObjectState,
+    durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, ScheduledTime,
+    SqlStorage, SqlStorageValue, State as ObjectState,
 };
 
-/// How long a copy of an event waits for another copy's pending claim to resolve before it is
-/// answered 503 (the provider retries it later).
-const WAIT_FOR_PENDING_MS: i64 = 5_000;
 /// Most rows one alarm run deletes; the alarm re-arms at once when more are due.
 const EXPIRE_BATCH: i64 = 5_000;
 /// Largest delay between an expiry and the alarm that deletes it; batching expiries keeps the
@@ -32,26 +26,20 @@ const MAX_EXPIRY_SLACK_MS: i64 = 60_000;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Op {
-    Claim { key: String, token: u64, filtered: bool },
-    Confirm { key: String, token: u64 },
-    Release { key: String, token: u64 },
-    Begin { key: String, lease_ms: i64, replay: bool },
-    Finish { key: String, outcome: Outcome },
+    Begin { key: String, message_id: String, retry_token: Option<u64>, replay: bool, lease_ms: i64 },
+    Finish { key: String, message_id: String, outcome: Outcome },
+    MarkDead { key: String },
 }
 
 impl Op {
     fn key(&self) -> &str {
         match self {
-            Op::Claim { key, .. }
-            | Op::Confirm { key, .. }
-            | Op::Release { key, .. }
-            | Op::Begin { key, .. }
-            | Op::Finish { key, .. } => key,
+            Op::Begin { key, .. } | Op::Finish { key, .. } | Op::MarkDead { key } => key,
         }
     }
 }
 
-/// The worker's handle on the idempotency store.
+/// The consumer's handle on the idempotency store.
 pub struct Idempotency {
     ns: ObjectNamespace,
 }
@@ -77,26 +65,27 @@ impl Idempotency {
         Ok(response)
     }
 
-    /// Claims `key` for a receiver holding `token`. `filtered` claims it straight into
-    /// `Filtered` (acknowledged, never delivered).
-    pub async fn claim(&self, key: &str, token: u64, filtered: bool) -> Result<Claim> {
-        self.call(&Op::Claim { key: key.to_owned(), token, filtered }).await?.json().await
+    /// Asks to deliver `key` on behalf of `message`, holding the lease for `lease_ms`.
+    pub async fn begin(&self, key: &str, message: Message<'_>, lease_ms: i64) -> Result<Begin> {
+        let op = Op::Begin {
+            key: key.to_owned(),
+            message_id: message.id.to_owned(),
+            retry_token: message.retry_token,
+            replay: message.replay,
+            lease_ms,
+        };
+        self.call(&op).await?.json().await
     }
 
-    pub async fn confirm(&self, key: &str, token: u64) -> Result<()> {
-        self.call(&Op::Confirm { key: key.to_owned(), token }).await.map(drop)
+    /// Reports how the delivery `message_id` began ended.
+    pub async fn finish(&self, key: &str, message_id: &str, outcome: Outcome) -> Result<()> {
+        let op = Op::Finish { key: key.to_owned(), message_id: message_id.to_owned(), outcome };
+        self.call(&op).await.map(drop)
     }
 
-    pub async fn release(&self, key: &str, token: u64) -> Result<()> {
-        self.call(&Op::Release { key: key.to_owned(), token }).await.map(drop)
-    }
-
-    pub async fn begin(&self, key: &str, lease_ms: i64, replay: bool) -> Result<Begin> {
-        self.call(&Op::Begin { key: key.to_owned(), lease_ms, replay }).await?.json().await
-    }
-
-    pub async fn finish(&self, key: &str, outcome: Outcome) -> Result<()> {
-        self.call(&Op::Finish { key: key.to_owned(), outcome }).await.map(drop)
+    /// Records a dead letter that the queue moved to the dead-letter queue by itself.
+    pub async fn mark_dead(&self, key: &str) -> Result<()> {
+        self.call(&Op::MarkDead { key: key.to_owned() }).await.map(drop)
     }
 }
 
@@ -104,6 +93,7 @@ impl Idempotency {
 #[derive(Deserialize)]
 struct Row {
     state: String,
+    owner: String,
     token: i64,
     lease_until_ms: i64,
     updated_ms: i64,
@@ -121,8 +111,6 @@ pub struct IdempotencyShard {
     state: ObjectState,
     sql: SqlStorage,
     ttl_ms: i64,
-    /// Receivers waiting for a pending claim on a key to be confirmed or released.
-    waiters: RefCell<HashMap<String, Vec<oneshot::Sender<()>>>>,
     /// The alarm as last read or set: `None` until read once.
     alarm: Cell<Option<Option<i64>>>,
 }
@@ -132,7 +120,7 @@ impl DurableObject for IdempotencyShard {
         let sql = state.storage().sql();
         // Idempotent DDL, synchronous: it runs before any request reaches the object.
         let ddl = "CREATE TABLE IF NOT EXISTS records (
-                       key TEXT PRIMARY KEY, state TEXT NOT NULL, token INTEGER NOT NULL,
+                       key TEXT PRIMARY KEY, state TEXT NOT NULL, owner TEXT NOT NULL, token INTEGER NOT NULL,
                        lease_until_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
                        expires_ms INTEGER NOT NULL) WITHOUT ROWID;
                    CREATE INDEX IF NOT EXISTS records_by_expiry ON records (expires_ms);";
@@ -140,34 +128,25 @@ impl DurableObject for IdempotencyShard {
             worker::console_error!("idempotency shard: schema creation failed: {e}");
         }
         let ttl_ms = crate::env::config(&env).settings.idempotency_ttl_secs.saturating_mul(1000) as i64;
-        IdempotencyShard { state, sql, ttl_ms, waiters: RefCell::default(), alarm: Cell::new(None) }
+        IdempotencyShard { state, sql, ttl_ms, alarm: Cell::new(None) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let op: Op = req.json().await?;
-        let reply = match op {
-            Op::Claim { key, token, filtered } => serde_json::to_string(&self.claim(key, token, filtered).await?)?,
-            Op::Confirm { key, token } => {
-                let write = core::confirm(self.read(&key)?, token, self.clock());
-                self.write(&key, write).await?;
-                self.wake(&key);
-                "{}".to_owned()
+        let record = self.read(op.key())?;
+        let clock = Clock { now_ms: now_ms(), ttl_ms: self.ttl_ms };
+        let (write, reply) = match &op {
+            Op::Begin { message_id, retry_token, replay, lease_ms, .. } => {
+                let message = Message { id: message_id, retry_token: *retry_token, replay: *replay };
+                let (write, begin) = core::begin(record.as_ref(), message, *lease_ms, clock);
+                (write, serde_json::to_string(&begin)?)
             }
-            Op::Release { key, token } => {
-                self.write(&key, core::release(self.read(&key)?, token)).await?;
-                self.wake(&key);
-                "{}".to_owned()
+            Op::Finish { message_id, outcome, .. } => {
+                (core::finish(record.as_ref(), message_id, *outcome, clock), "{}".to_owned())
             }
-            Op::Begin { key, lease_ms, replay } => {
-                let (write, begin) = core::begin(self.read(&key)?, lease_ms, replay, self.clock());
-                self.write(&key, write).await?;
-                serde_json::to_string(&begin)?
-            }
-            Op::Finish { key, outcome } => {
-                self.write(&key, core::finish(self.read(&key)?, outcome, self.clock())).await?;
-                "{}".to_owned()
-            }
+            Op::MarkDead { .. } => (core::mark_dead(record.as_ref(), clock), "{}".to_owned()),
         };
+        self.write(op.key(), write).await?;
         Response::ok(reply)
     }
 
@@ -188,53 +167,11 @@ impl DurableObject for IdempotencyShard {
 }
 
 impl IdempotencyShard {
-    fn clock(&self) -> Clock {
-        Clock { now_ms: now_ms(), ttl_ms: self.ttl_ms }
-    }
-
-    /// Claims a key, waiting (up to [`WAIT_FOR_PENDING_MS`]) while another receiver's claim on it
-    /// is pending: its outcome decides whether this copy is a duplicate or the new owner.
-    async fn claim(&self, key: String, token: u64, filtered: bool) -> Result<Claim> {
-        let initial = if filtered { State::Filtered } else { State::Pending };
-        let deadline = now_ms() + WAIT_FOR_PENDING_MS;
-        loop {
-            let (write, claim) = core::claim(self.read(&key)?, token, initial, self.clock());
-            self.write(&key, write).await?;
-            let remaining = deadline - now_ms();
-            if claim != Claim::InFlight || remaining <= 0 {
-                return Ok(claim);
-            }
-            let (tx, rx) = oneshot::channel();
-            self.waiters.borrow_mut().entry(key.clone()).or_default().push(tx);
-            let timer = Delay::from(Duration::from_millis(remaining as u64));
-            if let Either::Right(_) = select(rx, timer).await {
-                self.prune_waiters(&key);
-            }
-        }
-    }
-
-    fn wake(&self, key: &str) {
-        let waiting = self.waiters.borrow_mut().remove(key);
-        for tx in waiting.into_iter().flatten() {
-            let _ = tx.send(());
-        }
-    }
-
-    fn prune_waiters(&self, key: &str) {
-        let mut waiters = self.waiters.borrow_mut();
-        if let Some(list) = waiters.get_mut(key) {
-            list.retain(|tx| !tx.is_canceled());
-            if list.is_empty() {
-                waiters.remove(key);
-            }
-        }
-    }
-
     fn read(&self, key: &str) -> Result<Option<Record>> {
         let rows: Vec<Row> = self
             .sql
             .exec(
-                "SELECT state, token, lease_until_ms, updated_ms, expires_ms FROM records WHERE key = ?",
+                "SELECT state, owner, token, lease_until_ms, updated_ms, expires_ms FROM records WHERE key = ?",
                 vec![SqlStorageValue::from(key)],
             )?
             .to_array()?;
@@ -245,6 +182,7 @@ impl IdempotencyShard {
             .ok_or_else(|| worker::Error::RustError(format!("unknown stored state {:?}", row.state)))?;
         Ok(Some(Record {
             state,
+            owner: row.owner,
             token: row.token as u64,
             lease_until_ms: row.lease_until_ms,
             updated_ms: row.updated_ms,
@@ -255,19 +193,18 @@ impl IdempotencyShard {
     async fn write(&self, key: &str, write: Write) -> Result<()> {
         match write {
             Write::Keep => {}
-            Write::Delete => {
-                self.sql.exec("DELETE FROM records WHERE key = ?", vec![SqlStorageValue::from(key)])?;
-            }
             Write::Put(r) => {
                 self.sql.exec(
-                    "INSERT INTO records (key, state, token, lease_until_ms, updated_ms, expires_ms)
-                     VALUES (?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (key) DO UPDATE SET state = excluded.state, token = excluded.token,
+                    "INSERT INTO records (key, state, owner, token, lease_until_ms, updated_ms, expires_ms)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (key) DO UPDATE SET state = excluded.state, owner = excluded.owner,
+                       token = excluded.token,
                        lease_until_ms = excluded.lease_until_ms, updated_ms = excluded.updated_ms,
                        expires_ms = excluded.expires_ms",
                     vec![
                         SqlStorageValue::from(key),
                         SqlStorageValue::from(r.state.as_str()),
+                        SqlStorageValue::from(r.owner.as_str()),
                         SqlStorageValue::from(r.token as i64),
                         SqlStorageValue::from(r.lease_until_ms),
                         SqlStorageValue::from(r.updated_ms),

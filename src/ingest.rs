@@ -1,22 +1,38 @@
-//! `POST /webhooks/{source}`: verify, claim, store, enqueue, answer.
+//! `POST /webhooks/{source}`: verify, store, enqueue, answer.
 //!
-//! The order is what makes a 200 trustworthy: the claim comes before the enqueue (so concurrent
-//! copies cannot both be enqueued), the 200 only after the enqueue resolved (a resolved `send` is
-//! on disk), and a failed enqueue releases the claim (so the provider's retry is accepted).
+//! The 200 comes only after the enqueue resolved (a resolved `send` is on disk). Nothing is
+//! written before the enqueue, so a failed one leaves no trace and the provider's retry is
+//! accepted. Deduplication is the consumer's job (see `edgehook_core::idempotency`); the
+//! receiver answers `duplicate` for ids this isolate accepted lately, and lets concurrent copies
+//! of one event wait (briefly) for the first copy's enqueue instead of enqueueing it again.
 
 use crate::env::{self, bindings};
 use crate::http::{self, RequestHeaders};
-use crate::idempotency::Idempotency;
 use crate::queue;
-use edgehook_core::idempotency::Claim;
 use edgehook_core::ingest::{self, Verified};
+use edgehook_core::recent::RecentIds;
 use edgehook_core::Rejection;
-use worker::{console_error, Context, Env, Method, Request, Response, Result};
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::time::Duration;
+use worker::{console_error, Delay, Env, Method, Request, Response, Result};
 
 /// Where claim-checked bodies live in R2.
 pub const BODY_PREFIX: &str = "bodies/";
 
-pub async fn receive(mut req: Request, env: &Env, ctx: &Context, source_name: &str) -> Result<Response> {
+/// Ids remembered per isolate for `duplicate` answers: about 100 bytes each, so a few MB.
+const RECENT_CAPACITY: usize = 50_000;
+/// How often a copy waiting for another copy's enqueue looks again, and for how long at most.
+const COPY_POLL: Duration = Duration::from_millis(5);
+const MAX_COPY_WAIT_MS: i64 = 2_000;
+
+thread_local! {
+    static RECENT: RefCell<RecentIds> = RefCell::new(RecentIds::new(RECENT_CAPACITY));
+    /// Keys whose enqueue is under way in this isolate.
+    static IN_FLIGHT: RefCell<HashSet<String>> = RefCell::default();
+}
+
+pub async fn receive(mut req: Request, env: &Env, source_name: &str) -> Result<Response> {
     let config = env::config(env);
     let source = match config.source(source_name) {
         Ok(source) => source,
@@ -34,65 +50,91 @@ pub async fn receive(mut req: Request, env: &Env, ctx: &Context, source_name: &s
         Ok(verified) => verified,
         Err(rejection) => return http::reject(&rejection),
     };
-    let filtered = !verified.admitted_by(source);
-    match accept(env, ctx, &verified, filtered).await {
+    if !verified.admitted_by(source) {
+        return http::status("filtered", verified.id());
+    }
+    let ttl_ms = (config.settings.idempotency_ttl_secs as i64).saturating_mul(1000);
+    match accept(env, &verified, ttl_ms).await {
         Ok(status) => http::status(status, verified.id()),
         Err(rejection) => http::reject(&rejection),
     }
 }
 
-/// Claims the event and, unless it is filtered, enqueues it. Returns the `status` to answer.
-async fn accept(
-    env: &Env,
-    ctx: &Context,
-    event: &Verified,
-    filtered: bool,
-) -> std::result::Result<&'static str, Rejection> {
+/// Enqueues the event unless this isolate knows it already. Returns the `status` to answer.
+async fn accept(env: &Env, event: &Verified, ttl_ms: i64) -> std::result::Result<&'static str, Rejection> {
     let key = event.key();
-    let store = Idempotency::new(env).map_err(unavailable("idempotency binding"))?;
-    let token = env::random_token();
-    #[cfg(feature = "faults")]
-    if crate::faults::claim_fails() {
-        return Err(unavailable("claim")(worker::Error::RustError("injected fault".into())));
-    }
-    match store.claim(&key, token, filtered).await.map_err(unavailable("claim"))? {
-        Claim::Duplicate { .. } => return Ok("duplicate"),
-        // Another copy's enqueue is still undecided after the wait: nothing is acknowledged,
-        // so the provider retries and finds it decided.
-        Claim::InFlight => return Err(Rejection::Unavailable),
-        Claim::New if filtered => return Ok("filtered"),
-        Claim::New => {}
-    }
-    if let Err(e) = enqueue(env, event).await {
-        console_error!("enqueue of {key} failed, releasing its claim: {e}");
-        if let Err(e) = store.release(&key, token).await {
-            // The claim stays pending and is taken over after it goes stale; the provider's retry
-            // within that window is answered 503 again, never `duplicate`.
-            console_error!("release of {key} failed: {e}");
+    let give_up_waiting = env::now_ms() + MAX_COPY_WAIT_MS;
+    let _in_flight = loop {
+        if RECENT.with(|r| r.borrow().knows(&key, env::now_ms(), ttl_ms)) {
+            return Ok("duplicate");
         }
-        return Err(Rejection::Unavailable);
-    }
-    // The event is durable now; recording that is not worth making the provider wait for. If the
-    // confirmation is lost, the consumer's `begin` moves the record on anyway.
-    ctx.wait_until(async move {
-        if let Err(e) = store.confirm(&key, token).await {
-            console_error!("confirm of {key} failed (the consumer will move it on): {e}");
+        match InFlight::enter(&key) {
+            Some(guard) => break guard,
+            // Another copy is being enqueued: its success makes this one a duplicate. Polled on
+            // this request's own timer: a wake-up from the other request would run this
+            // request's code in that request's I/O context, which the runtime forbids.
+            None if env::now_ms() < give_up_waiting => Delay::from(COPY_POLL).await,
+            // Still undecided: enqueue this copy too; the consumer drops whichever comes second.
+            None => break InFlight::shared(&key),
         }
-    });
-    Ok("accepted")
+    };
+    match enqueue(env, event).await {
+        Ok(()) => {
+            RECENT.with(|r| r.borrow_mut().remember(&key, env::now_ms()));
+            Ok("accepted")
+        }
+        Err(e) => {
+            console_error!("enqueue of {key} failed: {e}");
+            Err(Rejection::Unavailable)
+        }
+    }
+}
+
+/// Membership of [`IN_FLIGHT`] for one key, left when dropped (whatever the outcome, even if
+/// the request is cancelled mid-enqueue).
+struct InFlight(Option<String>);
+
+impl InFlight {
+    /// Enters the key, or `None` when another copy holds it.
+    fn enter(key: &str) -> Option<InFlight> {
+        IN_FLIGHT.with(|f| f.borrow_mut().insert(key.to_owned())).then(|| InFlight(Some(key.to_owned())))
+    }
+
+    /// Proceeds without holding the key (the holder will leave it).
+    fn shared(_key: &str) -> InFlight {
+        InFlight(None)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(key) = self.0.take() {
+            IN_FLIGHT.with(|f| f.borrow_mut().remove(&key));
+        }
+    }
+}
+
+/// Forgets that this isolate accepted `key` (fault injection only).
+#[cfg(feature = "faults")]
+pub fn forget_recent_id(key: &str) {
+    RECENT.with(|r| r.borrow_mut().forget(key));
 }
 
 /// Makes the event durable in the queue: inline when it fits a message, else with its body in
 /// R2 first (a claim check). Nothing is left behind when the enqueue fails.
 async fn enqueue(env: &Env, event: &Verified) -> Result<()> {
     #[cfg(feature = "faults")]
-    if crate::faults::enqueue_fails() {
-        return Err(worker::Error::RustError("injected fault".into()));
+    if crate::faults::fails(crate::faults::Fault::Enqueue, event.id()) {
+        return Err(worker::Error::RustError("injected fault: queue unavailable".into()));
     }
     let bucket = env.bucket(bindings::BLOBS)?;
     let stored_key = if event.fits_inline() {
         None
     } else {
+        #[cfg(feature = "faults")]
+        if crate::faults::fails(crate::faults::Fault::Blob, event.id()) {
+            return Err(worker::Error::RustError("injected fault: R2 unavailable".into()));
+        }
         let key = format!("{BODY_PREFIX}{}/{}", event.source(), env::random_id());
         bucket.put(&key, event.body().to_vec()).execute().await?;
         Some(key)
@@ -104,11 +146,4 @@ async fn enqueue(env: &Env, event: &Verified) -> Result<()> {
         }
     }
     sent
-}
-
-fn unavailable(what: &'static str) -> impl Fn(worker::Error) -> Rejection {
-    move |e| {
-        console_error!("{what} failed: {e}");
-        Rejection::Unavailable
-    }
 }

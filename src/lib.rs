@@ -27,17 +27,17 @@ pub use idempotency::IdempotencyShard;
 use worker::{event, Context, Env, MessageBatch, Request, Response, Result};
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let path = req.path();
     if let Some(source) = path.strip_prefix("/webhooks/") {
         if !source.is_empty() && !source.contains('/') {
-            return ingest::receive(req, &env, &ctx, source).await;
+            return ingest::receive(req, &env, source).await;
         }
         return http::reject(&edgehook_core::Rejection::UnknownSource);
     }
     #[cfg(feature = "faults")]
     if path.starts_with("/__faults/") {
-        return faults::handle(&req, &path);
+        return faults::handle(&req, &env, &path).await;
     }
     if path == "/admin" || path.starts_with("/admin/") {
         return admin::handle(req, &env, &path).await;

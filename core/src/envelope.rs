@@ -46,6 +46,10 @@ pub struct EventMeta {
     /// Why the previous attempt failed, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// On retry messages: the token the failed attempt recorded, which lets this message (and no
+    /// other copy) carry the event on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_token: Option<u64>,
     /// An explicit replay: delivered even if the event was delivered before.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replay: bool,
@@ -112,6 +116,7 @@ mod tests {
             attempt: 1,
             body,
             last_error: None,
+            retry_token: None,
             replay: false,
         }
     }

@@ -72,6 +72,7 @@ mod tests {
             attempt: 3,
             body: BodyRef::Inline,
             last_error: None,
+            retry_token: None,
             replay: false,
         };
         let body = br#"{"id":"evt_1"}"#;

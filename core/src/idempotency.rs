@@ -1,47 +1,49 @@
 //! The idempotency state machine: what happens to one `(source, event id)` record.
 //!
-//! The worker keeps records in Durable Objects (one strongly consistent writer per record) and
-//! applies these pure transitions to them. Both sides consult it:
+//! ## Where the check lives, and why
+//! The authoritative check is in the **queue consumer**, not the receiver. Measured under
+//! `wrangler dev` with 1 KB Stripe events (README, "Design decisions"): verify + enqueue serves
+//! about 7 times the requests per second of verify + Durable Object claim + enqueue, and in
+//! production a claim is a round trip to wherever the object lives, possibly another continent,
+//! on the provider's clock. The consumer pays that round trip off the request path instead.
+//! The receiver still answers `duplicate` for ids it knows (see [`crate::recent`]), but a copy it
+//! does not know is enqueued, and the consumer drops it here.
 //!
-//! - **The receiver** `claim`s an id before enqueueing. The claim is `Pending` until the
-//!   enqueue is known to have succeeded (`confirm` → `Accepted`) or failed (`release` deletes
-//!   it, so the provider's retry is accepted: a failed enqueue leaves no trace). A copy that
-//!   arrives while a claim is pending is told `InFlight` and waits for the outcome, because
-//!   answering it `duplicate` before the first copy's enqueue succeeded could acknowledge an
-//!   event that is then lost.
-//! - **The consumer** `begin`s a delivery (taking a lease) and `finish`es it. The queue delivers
-//!   at least once, so the consumer is the authority on "delivered once": a message for a
-//!   `Completed` record is skipped, and a live lease makes a concurrent copy wait. A lease that
-//!   expires (the consumer died mid-delivery) can be taken over, so a crashed delivery is
-//!   retried, not lost.
+//! ## States
+//! The worker keeps records in Durable Objects (one strongly consistent writer per record) and
+//! applies these pure transitions to them. A consumer `begin`s each message and `finish`es it:
 //!
 //! ```text
-//!            claim            confirm            begin              finish(Delivered)
-//!   (none) ───────▶ Pending ─────────▶ Accepted ───────▶ Delivering ─────────────────▶ Completed
-//!                     │ release             ▲ finish(Failed) │ finish(Dead)
-//!                     ▼                     └────────────────┤
-//!                   (none)                                   ▼
-//!                                                           Dead
+//!          begin                finish(Delivered)
+//!  (none) ───────▶ Delivering ─────────────────────▶ Completed
+//!                   │  ▲    │ finish(Dead)
+//!  finish(Retrying) │  │    └──────────────▶ Dead
+//!                   ▼  │ begin (the retry message, same token)
+//!                 Retrying
 //! ```
-//! `begin` also accepts `Pending` (the message exists, so the enqueue succeeded even if the
-//! confirmation has not arrived). Filtered events are claimed straight into `Filtered`.
-//! Every write moves the record's expiry to `now + ttl`; expired records are deleted by the
-//! Durable Object's alarm.
+//!
+//! - `Delivering` is a lease held by one queue message (its id is the owner) until
+//!   `lease_until_ms`. A redelivery of that same message (its consumer died mid-delivery) takes
+//!   the lease back, so a crashed delivery is retried, not lost; a lease that runs out can be
+//!   taken over by anyone.
+//! - `Retrying` waits for the one retry message the failed attempt sent, recognised by its
+//!   token, so exactly one chain of attempts exists per event.
+//! - A *fresh copy* (a message from the receiver) that finds the event owned, retrying, completed
+//!   or dead is a duplicate and is skipped: the event is already in hand. A *continuation* (a
+//!   retry message or an explicit replay) that finds a live lease of another message waits.
+//!
+//! Every write moves the record's expiry to `now + ttl`; the Durable Object's alarm deletes
+//! expired records.
 
 use serde::{Deserialize, Serialize};
 
-/// A claim that has been pending this long belongs to an ingest that died between claiming and
-/// confirming; a new copy of the event may take it over (the queue's dedupe in the consumer
-/// covers the case where the old ingest did enqueue after all).
-pub const PENDING_STALE_MS: i64 = 60_000;
-
 /// Records are spread over this many Durable Objects by a hash of their key.
 ///
-/// One object per event id would create an object (and, locally, a SQLite file) per event and
-/// leave nothing to batch; one object for everything would serialise all traffic through a single
-/// thread. 64 shards keep each object's load far below its limits at Queue-scale rates
-/// (5,000 events/s per queue is about 80/s per shard) while every key still has exactly one
-/// strongly consistent owner. Changing it re-homes keys, so it is a constant, not a setting.
+/// One object per event id would create an object (and, locally, a SQLite file) per event; one
+/// object for everything would serialise all traffic through a single thread. 64 shards keep
+/// each object's load far below its limits at queue-scale rates (5,000 events/s per queue is
+/// about 80/s per shard) while every key still has exactly one strongly consistent owner.
+/// Changing it re-homes keys, so it is a constant, not a setting.
 pub const SHARDS: u32 = 64;
 
 /// The shard that owns `key`: the first 8 bytes of its SHA-256, modulo [`SHARDS`].
@@ -52,61 +54,53 @@ pub fn shard_of(key: &str) -> u32 {
     (u64::from_be_bytes(prefix) % u64::from(SHARDS)) as u32
 }
 
-/// The life of one event id.
+/// Where an event is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
-    /// Claimed by a receiver whose enqueue has not finished.
-    Pending,
-    /// Enqueued; waiting for (or between) delivery attempts.
-    Accepted,
     /// A consumer is delivering it under a lease.
     Delivering,
+    /// An attempt failed; the retry message with `token` carries it on.
+    Retrying,
     /// Delivered (or completed without a destination).
     Completed,
     /// Dead-lettered after its last attempt.
     Dead,
-    /// Acknowledged but not delivered: its type is not in the source's `events` list.
-    Filtered,
 }
 
 impl State {
     pub fn as_str(self) -> &'static str {
         match self {
-            State::Pending => "pending",
-            State::Accepted => "accepted",
             State::Delivering => "delivering",
+            State::Retrying => "retrying",
             State::Completed => "completed",
             State::Dead => "dead",
-            State::Filtered => "filtered",
         }
     }
 
     pub fn parse(text: &str) -> Option<State> {
-        [State::Pending, State::Accepted, State::Delivering, State::Completed, State::Dead, State::Filtered]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        [State::Delivering, State::Retrying, State::Completed, State::Dead].into_iter().find(|s| s.as_str() == text)
     }
 }
 
 /// One stored record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub state: State,
-    /// The claim token of the receiver that owns a `Pending` record.
+    /// The queue message holding a `Delivering` lease.
+    pub owner: String,
+    /// The token of the retry message a `Retrying` record waits for.
     pub token: u64,
-    /// Until when a `Delivering` record's lease holds (Unix ms).
     pub lease_until_ms: i64,
     pub updated_ms: i64,
     pub expires_ms: i64,
 }
 
 /// What to do to storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
     Keep,
     Put(Record),
-    Delete,
 }
 
 /// Clock and TTL for one transition.
@@ -117,53 +111,34 @@ pub struct Clock {
 }
 
 impl Clock {
-    fn record(self, state: State, token: u64, lease_until_ms: i64) -> Record {
-        Record { state, token, lease_until_ms, updated_ms: self.now_ms, expires_ms: self.now_ms + self.ttl_ms }
-    }
-}
-
-/// The receiver's answer from `claim`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "claim", rename_all = "snake_case")]
-pub enum Claim {
-    /// The id is new: the caller owns it and must `confirm` or `release` with its token.
-    New,
-    /// Known already, in this state: answer `duplicate`.
-    Duplicate { state: State },
-    /// Another receiver holds a fresh pending claim: wait for its outcome and claim again.
-    InFlight,
-}
-
-/// `claim`: a receiver wants to accept this id. `initial` is `Pending` for events that will be
-/// enqueued and `Filtered` for events acknowledged without delivery.
-pub fn claim(record: Option<Record>, token: u64, initial: State, clock: Clock) -> (Write, Claim) {
-    match record {
-        None => (Write::Put(clock.record(initial, token, 0)), Claim::New),
-        Some(r) if r.state == State::Pending => {
-            if clock.now_ms - r.updated_ms < PENDING_STALE_MS {
-                (Write::Keep, Claim::InFlight)
-            } else {
-                (Write::Put(clock.record(initial, token, 0)), Claim::New)
-            }
+    fn record(self, state: State, owner: &str, token: u64, lease_until_ms: i64) -> Record {
+        Record {
+            state,
+            owner: owner.to_owned(),
+            token,
+            lease_until_ms,
+            updated_ms: self.now_ms,
+            expires_ms: self.now_ms + self.ttl_ms,
         }
-        Some(r) => (Write::Keep, Claim::Duplicate { state: r.state }),
     }
 }
 
-/// `confirm`: the owner's enqueue succeeded.
-pub fn confirm(record: Option<Record>, token: u64, clock: Clock) -> Write {
-    match record {
-        Some(r) if r.state == State::Pending && r.token == token => Write::Put(clock.record(State::Accepted, 0, 0)),
-        _ => Write::Keep,
-    }
+/// The queue message asking to deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message<'a> {
+    /// The queue's id for the message; stable across redeliveries of the same message.
+    pub id: &'a str,
+    /// Set on retry messages: the token their failed predecessor recorded.
+    pub retry_token: Option<u64>,
+    /// An explicit replay: delivered even if the event was delivered before.
+    pub replay: bool,
 }
 
-/// `release`: the owner's enqueue failed; forget the claim so the provider's retry is accepted.
-/// Only the owner's own pending claim is released: anything else has moved on.
-pub fn release(record: Option<Record>, token: u64) -> Write {
-    match record {
-        Some(r) if r.state == State::Pending && r.token == token => Write::Delete,
-        _ => Write::Keep,
+impl Message<'_> {
+    /// A continuation carries an event on (a retry or a replay); anything else is a copy that
+    /// the receiver enqueued.
+    fn continuation(&self) -> bool {
+        self.retry_token.is_some() || self.replay
     }
 }
 
@@ -171,55 +146,65 @@ pub fn release(record: Option<Record>, token: u64) -> Write {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "begin", rename_all = "snake_case")]
 pub enum Begin {
-    /// Deliver it; the lease is held until `lease_until_ms`.
+    /// Deliver it; this message holds the lease.
     Go,
-    /// Already delivered (or dead, or filtered): acknowledge the message without delivering.
+    /// Acknowledge without delivering: a duplicate of an event already in hand (`state`).
     Skip { state: State },
-    /// Another consumer holds a live lease: try again in `retry_in_ms`.
-    Busy { retry_in_ms: i64 },
+    /// Another message holds a live lease on this continuation's event: come back later.
+    Later { retry_in_ms: i64 },
 }
 
-/// `begin`: a consumer is about to deliver. `replay` delivers even a completed event.
-pub fn begin(record: Option<Record>, lease_ms: i64, replay: bool, clock: Clock) -> (Write, Begin) {
-    let take = Write::Put(clock.record(State::Delivering, 0, clock.now_ms + lease_ms));
-    match record.map(|r| (r.state, r.lease_until_ms)) {
-        None | Some((State::Pending | State::Accepted, _)) => (take, Begin::Go),
-        Some((State::Delivering, until)) if until > clock.now_ms => {
-            (Write::Keep, Begin::Busy { retry_in_ms: until - clock.now_ms })
+/// `begin`: `message` is about to be delivered, under a lease of `lease_ms`.
+pub fn begin(record: Option<&Record>, message: Message<'_>, lease_ms: i64, clock: Clock) -> (Write, Begin) {
+    let take = || Write::Put(clock.record(State::Delivering, message.id, 0, clock.now_ms + lease_ms));
+    let Some(r) = record else {
+        return (take(), Begin::Go);
+    };
+    match r.state {
+        // Our own lease: this message was redelivered because its consumer died mid-delivery.
+        State::Delivering if r.owner == message.id => (take(), Begin::Go),
+        State::Delivering if r.lease_until_ms <= clock.now_ms => (take(), Begin::Go),
+        State::Delivering if message.continuation() => {
+            (Write::Keep, Begin::Later { retry_in_ms: r.lease_until_ms - clock.now_ms })
         }
-        Some((State::Delivering, _)) => (take, Begin::Go),
-        Some((state @ (State::Completed | State::Dead | State::Filtered), _)) => {
-            if replay {
-                (take, Begin::Go)
-            } else {
-                (Write::Keep, Begin::Skip { state })
-            }
-        }
+        State::Retrying if message.retry_token == Some(r.token) || message.replay => (take(), Begin::Go),
+        State::Completed | State::Dead if message.replay => (take(), Begin::Go),
+        state => (Write::Keep, Begin::Skip { state }),
     }
 }
 
-/// How a delivery ended.
+/// How a delivery attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// The destination answered 2xx (or there is no destination).
     Delivered,
-    /// This attempt failed; another will follow.
-    Failed,
-    /// No attempts left; the event is in the dead-letter store.
+    /// This attempt failed; the retry message with `token` has been sent.
+    Retrying { token: u64 },
+    /// No attempts left; the event was handed to the dead-letter queue.
     Dead,
 }
 
-/// `finish`: a consumer reports how its delivery ended.
-pub fn finish(record: Option<Record>, outcome: Outcome, clock: Clock) -> Write {
-    let state = record.map(|r| r.state);
+/// `finish`: the message that began a delivery reports how it ended.
+pub fn finish(record: Option<&Record>, message_id: &str, outcome: Outcome, clock: Clock) -> Write {
+    let owned = record.is_some_and(|r| r.state == State::Delivering && r.owner == message_id);
     match outcome {
-        // A success is final whatever happened meanwhile.
-        Outcome::Delivered => Write::Put(clock.record(State::Completed, 0, 0)),
-        Outcome::Dead if state != Some(State::Completed) => Write::Put(clock.record(State::Dead, 0, 0)),
-        // Release the lease so the next attempt need not wait for it to run out.
-        Outcome::Failed if state == Some(State::Delivering) => Write::Put(clock.record(State::Accepted, 0, 0)),
+        // A success is final, whoever holds the lease by now.
+        Outcome::Delivered => Write::Put(clock.record(State::Completed, "", 0, 0)),
+        // A failure only counts from the lease holder: if the lease ran out and another message
+        // took over, that message decides what comes next.
+        Outcome::Retrying { token } if owned => Write::Put(clock.record(State::Retrying, "", token, 0)),
+        Outcome::Dead if owned => Write::Put(clock.record(State::Dead, "", 0, 0)),
         _ => Write::Keep,
+    }
+}
+
+/// `mark_dead`: the dead-letter consumer records a letter the queue moved there itself (the
+/// event consumer kept failing on the message). A completed event stays completed.
+pub fn mark_dead(record: Option<&Record>, clock: Clock) -> Write {
+    match record.map(|r| r.state) {
+        Some(State::Completed | State::Dead) => Write::Keep,
+        _ => Write::Put(clock.record(State::Dead, "", 0, 0)),
     }
 }
 
@@ -228,132 +213,142 @@ mod tests {
     use super::*;
 
     const TTL: i64 = 1_000_000;
+    const LEASE: i64 = 1_000;
 
     fn at(now_ms: i64) -> Clock {
         Clock { now_ms, ttl_ms: TTL }
     }
 
-    fn put(w: Write) -> Record {
-        match w {
-            Write::Put(r) => r,
-            other => panic!("expected a put, got {other:?}"),
+    fn fresh(id: &str) -> Message<'_> {
+        Message { id, retry_token: None, replay: false }
+    }
+
+    fn retry(id: &str, token: u64) -> Message<'_> {
+        Message { id, retry_token: Some(token), replay: false }
+    }
+
+    fn replay(id: &str) -> Message<'_> {
+        Message { id, retry_token: None, replay: true }
+    }
+
+    /// Runs `begin` and applies its write.
+    fn start(record: &mut Option<Record>, m: Message<'_>, now: i64) -> Begin {
+        let (w, b) = begin(record.as_ref(), m, LEASE, at(now));
+        if let Write::Put(r) = w {
+            *record = Some(r);
+        }
+        b
+    }
+
+    fn end(record: &mut Option<Record>, id: &str, outcome: Outcome, now: i64) {
+        if let Write::Put(r) = finish(record.as_ref(), id, outcome, at(now)) {
+            *record = Some(r);
         }
     }
 
-    /// Applies a write to the record, as storage would.
-    fn apply(record: Option<Record>, w: Write) -> Option<Record> {
-        match w {
-            Write::Keep => record,
-            Write::Put(r) => Some(r),
-            Write::Delete => None,
-        }
+    fn state(record: &Option<Record>) -> State {
+        record.as_ref().unwrap().state
     }
 
     #[test]
-    fn happy_path() {
-        let (w, c) = claim(None, 7, State::Pending, at(0));
-        assert_eq!(c, Claim::New);
-        let r = put(w);
-        assert_eq!((r.state, r.token, r.expires_ms), (State::Pending, 7, TTL));
-        let r = put(confirm(Some(r), 7, at(5)));
-        assert_eq!((r.state, r.expires_ms), (State::Accepted, 5 + TTL));
-        let (w, b) = begin(Some(r), 30_000, false, at(10));
-        assert_eq!(b, Begin::Go);
-        let r = put(w);
-        assert_eq!((r.state, r.lease_until_ms), (State::Delivering, 30_010));
-        let r = put(finish(Some(r), Outcome::Delivered, at(20)));
-        assert_eq!(r.state, State::Completed);
+    fn happy_path_then_duplicates_are_skipped() {
+        let mut r = None;
+        assert_eq!(start(&mut r, fresh("m1"), 0), Begin::Go);
+        let held = r.clone().unwrap();
         assert_eq!(
-            claim(Some(r), 8, State::Pending, at(30)),
-            (Write::Keep, Claim::Duplicate { state: State::Completed })
+            (held.state, held.owner.as_str(), held.lease_until_ms, held.expires_ms),
+            (State::Delivering, "m1", LEASE, TTL)
         );
-        assert_eq!(begin(Some(r), 30_000, false, at(30)), (Write::Keep, Begin::Skip { state: State::Completed }));
+        end(&mut r, "m1", Outcome::Delivered, 10);
+        assert_eq!(state(&r), State::Completed);
+        assert_eq!(r.as_ref().unwrap().expires_ms, 10 + TTL, "expiry moves with the last change");
+        assert_eq!(start(&mut r, fresh("m2"), 20), Begin::Skip { state: State::Completed });
     }
 
     #[test]
-    fn concurrent_copy_waits_while_pending_and_then_sees_the_outcome() {
-        let r = put(claim(None, 1, State::Pending, at(0)).0);
-        assert_eq!(claim(Some(r), 2, State::Pending, at(10)), (Write::Keep, Claim::InFlight));
-        let accepted = apply(Some(r), confirm(Some(r), 1, at(20)));
-        assert_eq!(claim(accepted, 2, State::Pending, at(30)).1, Claim::Duplicate { state: State::Accepted });
-        let released = apply(Some(r), release(Some(r), 1));
-        assert_eq!(released, None);
-        assert_eq!(claim(released, 2, State::Pending, at(30)).1, Claim::New);
-    }
-
-    #[test]
-    fn only_the_owner_confirms_or_releases() {
-        let r = put(claim(None, 1, State::Pending, at(0)).0);
-        assert_eq!(confirm(Some(r), 2, at(1)), Write::Keep);
-        assert_eq!(release(Some(r), 2), Write::Keep);
-        let delivering = put(begin(Some(r), 1000, false, at(1)).0);
-        assert_eq!(confirm(Some(delivering), 1, at(2)), Write::Keep, "a late confirm never regresses");
-        assert_eq!(release(Some(delivering), 1), Write::Keep, "a late release never forgets a queued event");
-        assert_eq!(release(None, 1), Write::Keep);
-    }
-
-    #[test]
-    fn stale_pending_claim_is_taken_over() {
-        let r = put(claim(None, 1, State::Pending, at(0)).0);
-        assert_eq!(claim(Some(r), 2, State::Pending, at(PENDING_STALE_MS - 1)).1, Claim::InFlight);
-        let (w, c) = claim(Some(r), 2, State::Pending, at(PENDING_STALE_MS));
-        assert_eq!(c, Claim::New);
-        assert_eq!(put(w).token, 2);
-        assert_eq!(confirm(Some(put(w)), 1, at(PENDING_STALE_MS + 1)), Write::Keep);
-    }
-
-    #[test]
-    fn leases_serialise_deliveries_and_expire_after_a_crash() {
-        let r = put(claim(None, 1, State::Pending, at(0)).0);
-        let held = put(begin(Some(r), 1000, false, at(0)).0);
-        assert_eq!(begin(Some(held), 1000, false, at(400)), (Write::Keep, Begin::Busy { retry_in_ms: 600 }));
-        let (w, b) = begin(Some(held), 1000, false, at(1000));
-        assert_eq!(b, Begin::Go, "an expired lease belongs to a consumer that died");
-        assert_eq!(put(w).lease_until_ms, 2000);
-    }
-
-    #[test]
-    fn begin_without_record_or_confirmation_delivers() {
-        assert_eq!(begin(None, 10, false, at(0)).1, Begin::Go);
-        let pending = put(claim(None, 1, State::Pending, at(0)).0);
-        assert_eq!(begin(Some(pending), 10, false, at(0)).1, Begin::Go);
-    }
-
-    #[test]
-    fn failure_releases_the_lease_and_dead_is_final() {
-        let r = put(begin(None, 1000, false, at(0)).0);
-        let r = put(finish(Some(r), Outcome::Failed, at(1)));
-        assert_eq!(r.state, State::Accepted);
-        assert_eq!(begin(Some(r), 1000, false, at(2)).1, Begin::Go);
-        let dead = put(finish(Some(r), Outcome::Dead, at(3)));
-        assert_eq!(dead.state, State::Dead);
-        assert_eq!(begin(Some(dead), 1000, false, at(4)).1, Begin::Skip { state: State::Dead });
-        assert_eq!(claim(Some(dead), 9, State::Pending, at(4)).1, Claim::Duplicate { state: State::Dead });
-        assert_eq!(finish(Some(dead), Outcome::Failed, at(5)), Write::Keep);
-    }
-
-    #[test]
-    fn a_late_failure_never_undoes_a_success() {
-        let done = put(finish(None, Outcome::Delivered, at(0)));
-        assert_eq!(finish(Some(done), Outcome::Failed, at(1)), Write::Keep);
-        assert_eq!(finish(Some(done), Outcome::Dead, at(1)), Write::Keep);
-    }
-
-    #[test]
-    fn replay_delivers_finished_events() {
-        for state in [State::Completed, State::Dead, State::Filtered] {
-            let r = Record { state, token: 0, lease_until_ms: 0, updated_ms: 0, expires_ms: TTL };
-            assert_eq!(begin(Some(r), 10, true, at(1)).1, Begin::Go);
+    fn concurrent_copies_deliver_once() {
+        let mut r = None;
+        assert_eq!(start(&mut r, fresh("a"), 0), Begin::Go);
+        for (i, id) in ["b", "c", "d"].into_iter().enumerate() {
+            assert_eq!(start(&mut r, fresh(id), i as i64), Begin::Skip { state: State::Delivering });
         }
     }
 
     #[test]
-    fn filtered_events_are_claimed_final() {
-        let (w, c) = claim(None, 1, State::Filtered, at(0));
-        assert_eq!(c, Claim::New);
-        let r = put(w);
-        assert_eq!(r.state, State::Filtered);
-        assert_eq!(claim(Some(r), 2, State::Filtered, at(1)).1, Claim::Duplicate { state: State::Filtered });
+    fn a_crashed_delivery_is_retried_by_its_own_redelivery() {
+        let mut r = None;
+        assert_eq!(start(&mut r, fresh("m1"), 0), Begin::Go);
+        // The consumer died; the queue redelivers m1 while its lease still runs.
+        assert_eq!(start(&mut r, fresh("m1"), 100), Begin::Go);
+        assert_eq!(r.as_ref().unwrap().lease_until_ms, 100 + LEASE);
+    }
+
+    #[test]
+    fn an_expired_lease_can_be_taken_over() {
+        let mut r = None;
+        start(&mut r, fresh("m1"), 0);
+        assert_eq!(start(&mut r, fresh("m2"), LEASE), Begin::Go);
+        assert_eq!(r.as_ref().unwrap().owner, "m2");
+        // The old holder's late failure no longer decides anything; a late success still counts.
+        assert_eq!(finish(r.as_ref(), "m1", Outcome::Retrying { token: 9 }, at(LEASE + 1)), Write::Keep);
+        assert_eq!(finish(r.as_ref(), "m1", Outcome::Dead, at(LEASE + 1)), Write::Keep);
+        end(&mut r, "m1", Outcome::Delivered, LEASE + 2);
+        assert_eq!(state(&r), State::Completed);
+    }
+
+    #[test]
+    fn one_retry_chain_per_event() {
+        let mut r = None;
+        start(&mut r, fresh("m1"), 0);
+        end(&mut r, "m1", Outcome::Retrying { token: 7 }, 10);
+        assert_eq!(state(&r), State::Retrying);
+        // A fresh copy from the provider while retrying is a duplicate, not a second chain.
+        assert_eq!(start(&mut r, fresh("m9"), 20), Begin::Skip { state: State::Retrying });
+        // An orphaned retry message (its successor was recorded instead) is skipped too.
+        assert_eq!(start(&mut r, retry("m8", 6), 20), Begin::Skip { state: State::Retrying });
+        // The retry message carries the event on.
+        assert_eq!(start(&mut r, retry("m2", 7), 30), Begin::Go);
+        end(&mut r, "m2", Outcome::Delivered, 40);
+        assert_eq!(state(&r), State::Completed);
+    }
+
+    #[test]
+    fn a_retry_message_that_overtakes_its_predecessor_waits() {
+        let mut r = None;
+        start(&mut r, fresh("m1"), 0);
+        // m1 sent its retry before recording the failure; the retry arrives in between.
+        assert_eq!(start(&mut r, retry("m2", 7), 100), Begin::Later { retry_in_ms: LEASE - 100 });
+        end(&mut r, "m1", Outcome::Retrying { token: 7 }, 110);
+        assert_eq!(start(&mut r, retry("m2", 7), 200), Begin::Go);
+    }
+
+    #[test]
+    fn dead_is_final_except_for_replays() {
+        let mut r = None;
+        start(&mut r, fresh("m1"), 0);
+        end(&mut r, "m1", Outcome::Dead, 10);
+        assert_eq!(state(&r), State::Dead);
+        assert_eq!(start(&mut r, fresh("m2"), 20), Begin::Skip { state: State::Dead });
+        assert_eq!(start(&mut r, replay("m3"), 30), Begin::Go);
+    }
+
+    #[test]
+    fn replays_deliver_finished_events_but_wait_for_a_live_lease() {
+        let mut r = None;
+        start(&mut r, fresh("m1"), 0);
+        assert_eq!(start(&mut r, replay("r1"), 10), Begin::Later { retry_in_ms: LEASE - 10 });
+        end(&mut r, "m1", Outcome::Delivered, 20);
+        assert_eq!(start(&mut r, replay("r1"), 30), Begin::Go);
+    }
+
+    #[test]
+    fn queue_dead_letters_mark_dead_but_never_undo_a_success() {
+        assert_eq!(mark_dead(None, at(0)), Write::Put(at(0).record(State::Dead, "", 0, 0)));
+        let mut r = None;
+        start(&mut r, fresh("m1"), 0);
+        assert!(matches!(mark_dead(r.as_ref(), at(1)), Write::Put(Record { state: State::Dead, .. })));
+        end(&mut r, "m1", Outcome::Delivered, 2);
+        assert_eq!(mark_dead(r.as_ref(), at(3)), Write::Keep);
     }
 
     #[test]
@@ -368,7 +363,7 @@ mod tests {
 
     #[test]
     fn state_names_round_trip() {
-        for s in [State::Pending, State::Accepted, State::Delivering, State::Completed, State::Dead, State::Filtered] {
+        for s in [State::Delivering, State::Retrying, State::Completed, State::Dead] {
             assert_eq!(State::parse(s.as_str()), Some(s));
         }
         assert_eq!(State::parse("gone"), None);

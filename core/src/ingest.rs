@@ -85,6 +85,7 @@ impl Verified {
             attempt: 1,
             body,
             last_error: None,
+            retry_token: None,
             replay: false,
         }
     }

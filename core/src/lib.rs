@@ -13,9 +13,10 @@
 //!    file each, built on the constant-time primitives in [`signature`]), then the event id and
 //!    type. The result, [`ingest::Verified`], can only be made here, so nothing unverified
 //!    reaches the queue.
-//! 3. [`idempotency`]: a pure state machine over one record per `(source, event id)`, applied
-//!    by the receiver (claim before enqueue, release if the enqueue fails) and by the consumer
-//!    (a lease per delivery, skip what is completed).
+//! 3. [`recent`] lets the receiver answer `duplicate` for ids it accepted lately; [`idempotency`]
+//!    is the authority: a pure state machine over one record per `(source, event id)` that the
+//!    consumer applies in a Durable Object (a lease per delivery, one retry chain per event,
+//!    skip what is already in hand).
 //! 4. [`envelope`]: the binary queue message, with the body inline up to the queue's limit and
 //!    in R2 beyond it.
 //! 5. [`forward`] and [`retry`]: the signed delivery, how its answer is judged, and the backoff
@@ -33,6 +34,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod pattern;
 pub mod providers;
+pub mod recent;
 pub mod retry;
 pub mod secret;
 pub mod signature;

@@ -19,6 +19,7 @@ pub const TESTS: &[crate::Test] = &[
     ("filtered_types_are_acknowledged_not_delivered", filtered_types_are_acknowledged_not_delivered),
     ("source_without_destination_completes", source_without_destination_completes),
     ("large_bodies_travel_through_r2", large_bodies_travel_through_r2),
+    ("poison_messages_are_dead_lettered_alone", poison_messages_are_dead_lettered_alone),
 ];
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -81,9 +82,28 @@ fn destination_failing_twice_gets_the_third_attempt(w: &World) {
 }
 
 fn admin_get(w: &World, path: &str) -> serde_json::Value {
-    let reply = w.main.get(path, &HeaderList::from([("authorization", &*format!("Bearer {ADMIN_TOKEN}"))]));
+    admin_get_from(&w.main, path)
+}
+
+fn admin_get_from(worker: &crate::harness::Worker, path: &str) -> serde_json::Value {
+    let reply = worker.get(path, &HeaderList::from([("authorization", &*format!("Bearer {ADMIN_TOKEN}"))]));
     assert_eq!(reply.status, 200, "{}", reply.body);
     reply.json()
+}
+
+/// Waits until the dead-letter listing at `path` has an entry matching `pick`, and returns it.
+fn wait_dead_letter(
+    worker: &crate::harness::Worker,
+    path: &str,
+    pick: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut found = serde_json::Value::Null;
+    wait_until(WAIT, &format!("a dead letter in {path}"), || {
+        let list = admin_get_from(worker, path);
+        found = list["dead_letters"].as_array().unwrap().iter().find(|d| pick(d)).cloned().unwrap_or_default();
+        !found.is_null()
+    });
+    found
 }
 
 fn always_failing_destination_dead_letters_and_alerts(w: &World) {
@@ -173,8 +193,10 @@ fn filtered_types_are_acknowledged_not_delivered(w: &World) {
     let skipped = unique("evt");
     let body = stripe_body(&skipped, "charge.succeeded");
     let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body);
-    w.main.post("/webhooks/filtered", &headers, &body).expect(200, json!({"status": "filtered", "id": skipped}));
-    w.main.post("/webhooks/filtered", &headers, &body).expect(200, json!({"status": "duplicate", "id": skipped}));
+    // Filtered events are never enqueued, so every copy is answered `filtered`.
+    for _ in 0..2 {
+        w.main.post("/webhooks/filtered", &headers, &body).expect(200, json!({"status": "filtered", "id": skipped}));
+    }
     let kept = unique("evt");
     accept_stripe(w, "filtered", &kept, "invoice.payment_failed");
     let got = w.dest.wait_deliveries("/filtered", &kept, 1, WAIT);
@@ -200,4 +222,28 @@ fn large_bodies_travel_through_r2(w: &World) {
     let got = w.dest.wait_deliveries("/big", &id, 1, WAIT);
     assert_eq!(got[0].body.len(), body.len());
     assert!(got[0].body == body, "the claim-checked body came back different");
+}
+
+fn poison_messages_are_dead_lettered_alone(w: &World) {
+    // Two poison messages and a healthy event, in the same consumer batch as far as timing goes.
+    let missing = unique("evt_missing_body");
+    let poison = |query: &str| {
+        let reply = w.faults.post(&format!("/__faults/poison?{query}"), &HeaderList::new(), b"");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    };
+    poison("kind=garbage");
+    poison(&format!("kind=missing-body&source=fragile&id={missing}"));
+    let healthy = unique("evt");
+    let body = stripe_body(&healthy, "invoice.paid");
+    let reply =
+        w.faults.post("/webhooks/fragile", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+    reply.expect(200, json!({"status": "accepted", "id": healthy}));
+
+    w.dest.wait_deliveries("/fragile", &healthy, 1, WAIT);
+    let stored = wait_dead_letter(&w.faults, "/admin/dead-letters?source=fragile", |d| d["id"] == missing.as_str());
+    assert_eq!(stored["error"], "body missing from storage (claim check)");
+    assert_eq!(stored["attempts"], 1);
+    let garbage = wait_dead_letter(&w.faults, "/admin/dead-letters", |d| d["source"] == "_poison");
+    assert_eq!(garbage["error"], "undecodable queue message: not an edgehook envelope");
+    assert!(w.dest.deliveries("/fragile", &missing).is_empty());
 }

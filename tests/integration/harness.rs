@@ -32,8 +32,18 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{nanos:x}_{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// A port that is free now, chosen below Linux's ephemeral range (32768 and up) so that the
+/// sockets wrangler and workerd open on port 0 cannot take it before our server binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() as u16 % 1000) * 10;
+    loop {
+        let port = 20_000 + (seed + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Builds the worker bundle into `out_dir` (relative to the repository), with extra cargo args.
@@ -141,6 +151,11 @@ impl Group {
         Group { child: Some(child) }
     }
 
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
         // Through libc: procps-ng 4.0.2's `kill -TERM -<pgid>` signals every process the user
@@ -217,9 +232,12 @@ impl Worker {
     }
 
     /// Waits until the worker answers HTTP.
-    pub fn wait_ready(&self, timeout: Duration) {
+    pub fn wait_ready(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
+            if self.process.exited() {
+                panic!("wrangler for {} exited before it was ready; log:\n{}", self.name, self.logs());
+            }
             let probe = ureq::AgentBuilder::new().timeout(Duration::from_secs(2)).build().get(&self.url("/")).call();
             if matches!(probe, Ok(_) | Err(ureq::Error::Status(..))) {
                 return;

@@ -12,8 +12,13 @@ use std::time::Duration;
 
 pub const TESTS: &[crate::Test] = &[
     ("fifty_concurrent_copies_are_delivered_once", fifty_concurrent_copies_are_delivered_once),
+    ("concurrent_copies_in_the_queue_are_delivered_once", concurrent_copies_in_the_queue_are_delivered_once),
     ("failed_enqueue_leaves_no_trace", failed_enqueue_leaves_no_trace),
-    ("unavailable_store_answers_503", unavailable_store_answers_503),
+    ("unavailable_storage_answers_503", unavailable_storage_answers_503),
+    (
+        "copies_the_receiver_does_not_know_are_dropped_by_the_consumer",
+        copies_the_receiver_does_not_know_are_dropped_by_the_consumer,
+    ),
     ("ids_expire_after_the_ttl", ids_expire_after_the_ttl),
     ("admin_api_requires_the_token", admin_api_requires_the_token),
 ];
@@ -49,8 +54,20 @@ fn fifty_concurrent_copies_are_delivered_once(w: &World) {
     assert_eq!(w.dest.deliveries("/concurrent", &id).len(), 1, "50 copies must lead to exactly one delivery");
 }
 
-fn fault(w: &World, what: &str) {
-    let reply = w.faults.post(&format!("/__faults/{what}?fail=1"), &HeaderList::new(), b"");
+fn concurrent_copies_in_the_queue_are_delivered_once(w: &World) {
+    // Thirty messages for one event reach the consumer together, as if thirty receivers in
+    // thirty places had each accepted a copy: the Durable Object record lets one through.
+    let id = unique("evt");
+    let reply = w.faults.post(&format!("/__faults/copies?source=fragile&id={id}&n=30"), &HeaderList::new(), b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    w.dest.wait_deliveries("/fragile", &id, 1, WAIT);
+    thread::sleep(Duration::from_secs(4));
+    assert_eq!(w.dest.deliveries("/fragile", &id).len(), 1, "30 queued copies must lead to one delivery");
+}
+
+/// Arms a fault on the faults instance for event `id` only.
+fn fault(w: &World, what: &str, id: &str) {
+    let reply = w.faults.post(&format!("/__faults/{what}?id={id}"), &HeaderList::new(), b"");
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
@@ -58,7 +75,7 @@ fn failed_enqueue_leaves_no_trace(w: &World) {
     let id = unique("evt");
     let body = stripe_body(&id, "invoice.paid");
     let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body);
-    fault(w, "enqueue");
+    fault(w, "enqueue", &id);
     let reply = w.faults.post("/webhooks/fragile", &headers, &body);
     reply.expect(503, json!({"error": "unavailable"}));
     assert_eq!(reply.header("retry-after"), Some("5"));
@@ -70,13 +87,32 @@ fn failed_enqueue_leaves_no_trace(w: &World) {
     assert_eq!(w.dest.deliveries("/fragile", &id).len(), 1);
 }
 
-fn unavailable_store_answers_503(w: &World) {
+fn unavailable_storage_answers_503(w: &World) {
+    // A body over the queue's message limit goes to R2 first; R2 failing is a 503 too.
     let id = unique("evt");
-    let body = stripe_body(&id, "invoice.paid");
+    let body = format!(r#"{{"id":"{id}","type":"invoice.paid","padding":"{}"}}"#, "p".repeat(200_000)).into_bytes();
     let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body);
-    fault(w, "claim");
+    fault(w, "blob", &id);
     w.faults.post("/webhooks/fragile", &headers, &body).expect(503, json!({"error": "unavailable"}));
     w.faults.post("/webhooks/fragile", &headers, &body).expect(200, json!({"status": "accepted", "id": id}));
+    let got = w.dest.wait_deliveries("/fragile", &id, 1, WAIT);
+    assert!(got[0].body == body);
+}
+
+fn copies_the_receiver_does_not_know_are_dropped_by_the_consumer(w: &World) {
+    let id = unique("evt");
+    let body = stripe_body(&id, "invoice.paid");
+    let send =
+        || w.faults.post("/webhooks/fragile", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+    send().expect(200, json!({"status": "accepted", "id": id}));
+    w.dest.wait_deliveries("/fragile", &id, 1, WAIT);
+    // As if the copy reached another isolate (or came weeks later): the receiver enqueues it...
+    let reply = w.faults.post(&format!("/__faults/forget?key=fragile:{id}"), &HeaderList::new(), b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    send().expect(200, json!({"status": "accepted", "id": id}));
+    // ...and the consumer, finding the event completed, does not deliver it again.
+    thread::sleep(Duration::from_secs(4));
+    assert_eq!(w.dest.deliveries("/fragile", &id).len(), 1);
 }
 
 fn ids_expire_after_the_ttl(w: &World) {
@@ -106,8 +142,8 @@ fn admin_api_requires_the_token(w: &World) {
     let reply = w.main.get("/admin/dead-letters", &right);
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(reply.json()["dead_letters"].is_array());
-    // The faults instance has no ADMIN_TOKEN: nobody gets in.
-    w.faults.get("/admin/dead-letters", &right).expect(401, unauthorized);
+    // The ttl instance has no ADMIN_TOKEN: nobody gets in.
+    w.ttl.get("/admin/dead-letters", &right).expect(401, unauthorized);
 }
 
 /// Runs after every other test: no configured secret appears in anything any instance logged.

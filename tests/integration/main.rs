@@ -40,7 +40,7 @@ pub struct World {
     pub main: Worker,
     /// The `faults` build, with `SOURCES` as `[vars]` tables in `wrangler.toml`.
     pub faults: Worker,
-    /// `IDEMPOTENCY_TTL_SECS=3`, configured with `--var` flags.
+    /// `IDEMPOTENCY_TTL_SECS=3` and no `ADMIN_TOKEN`, configured with `--var` flags.
     pub ttl: Worker,
 }
 
@@ -105,25 +105,27 @@ fn start_world() -> World {
     // Sources as `wrangler.toml` tables; secrets, as they should be, outside it.
     let faults_toml =
         format!("[vars.SOURCES.fragile]\nprovider = \"stripe\"\ndestination = {:?}\n", dest.url("/fragile"));
-    let faults_secrets = vec![
-        ("DESTINATION_SECRET".to_owned(), DESTINATION_SECRET.to_owned()),
-        ("WEBHOOK_SECRET_FRAGILE".to_owned(), STRIPE_SECRET.to_owned()),
-    ];
+    let faults_secrets = common(vec![("WEBHOOK_SECRET_FRAGILE", STRIPE_SECRET.into())]);
     let ttl_sources = serde_json::json!({"ttl": {"provider": "stripe", "destination": dest.url("/ttl")}}).to_string();
-    let ttl_vars = common(vec![
+    // No ADMIN_TOKEN here: this instance shows that the admin API is then closed to everyone.
+    let ttl_vars: Vec<(String, String)> = [
         ("SOURCES", ttl_sources),
         ("WEBHOOK_SECRET_TTL", STRIPE_SECRET.into()),
         ("IDEMPOTENCY_TTL_SECS", TTL_SECS.to_string()),
-    ]);
+        ("DESTINATION_SECRET", DESTINATION_SECRET.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
 
-    let main = Worker::start("main", "build", ConfigForm { dev_vars: main_vars, ..Default::default() });
-    let faults = Worker::start(
+    let mut main = Worker::start("main", "build", ConfigForm { dev_vars: main_vars, ..Default::default() });
+    let mut faults = Worker::start(
         "faults",
         "build-faults",
         ConfigForm { toml: Some(faults_toml), dev_vars: faults_secrets, ..Default::default() },
     );
-    let ttl = Worker::start("ttl", "build", ConfigForm { flags: ttl_vars, ..Default::default() });
-    for w in [&main, &faults, &ttl] {
+    let mut ttl = Worker::start("ttl", "build", ConfigForm { flags: ttl_vars, ..Default::default() });
+    for w in [&mut main, &mut faults, &mut ttl] {
         w.wait_ready(Duration::from_secs(180));
     }
     World { dest, main, faults, ttl }
