@@ -25,8 +25,8 @@ use futures_util::future::{join_all, select, Either};
 use js_sys::Uint8Array;
 use std::time::Duration;
 use worker::{
-    console_error, AbortController, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method, RawMessage, Request,
-    RequestInit, RequestRedirect, Result,
+    console_error, AbortController, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method,
+    QueueRetryOptionsBuilder, RawMessage, Request, RequestInit, RequestRedirect, Result,
 };
 
 /// A lease outlives the delivery timeout by this much, so a slow but live delivery is never
@@ -50,10 +50,18 @@ enum Decision {
 
 pub async fn consume(batch: MessageBatch<()>, env: Env) {
     let config = env::config(&env);
+    let store = match Idempotency::new(&env) {
+        Ok(store) => store,
+        Err(e) => {
+            console_error!("idempotency binding unavailable, retrying the batch: {e}");
+            return batch
+                .retry_all_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(INFRA_RETRY_SECS).build());
+        }
+    };
     let handled = batch.raw_iter().map(|message| {
-        let (env, config) = (&env, &config);
+        let (env, config, store) = (&env, &config, &store);
         async move {
-            match handle(&message, env, config).await {
+            match handle(&message, env, config, store).await {
                 Ok(Decision::Ack) => message.ack(),
                 Ok(Decision::RetryIn(secs)) => queue::retry_later(&message, secs),
                 Err(e) => {
@@ -66,7 +74,7 @@ pub async fn consume(batch: MessageBatch<()>, env: Env) {
     join_all(handled).await;
 }
 
-async fn handle(message: &RawMessage, env: &Env, config: &Config) -> Result<Decision> {
+async fn handle(message: &RawMessage, env: &Env, config: &Config, store: &Idempotency) -> Result<Decision> {
     let bytes = queue::message_bytes(message);
     let decoded = bytes.as_deref().map(envelope::decode);
     let Some(Ok((meta, inline))) = decoded else {
@@ -78,7 +86,6 @@ async fn handle(message: &RawMessage, env: &Env, config: &Config) -> Result<Deci
     let key = idempotency_key(&meta.source, &meta.id);
     let source = config.source(&meta.source).ok();
     let timeout_secs = source.map_or(defaults::DELIVERY_TIMEOUT_SECS, |s| s.delivery_timeout_secs);
-    let store = Idempotency::new(env)?;
     let message_id = message.id();
     let asking = Message { id: &message_id, retry_token: meta.retry_token, replay: meta.replay };
     match store.begin(&key, asking, ((timeout_secs + LEASE_MARGIN_SECS) * 1000) as i64).await? {
@@ -88,7 +95,7 @@ async fn handle(message: &RawMessage, env: &Env, config: &Config) -> Result<Deci
             return Ok(Decision::RetryIn(((retry_in_ms + 999) / 1000).clamp(1, MAX_WAIT_SECS) as u32))
         }
     }
-    let finish = |outcome| finish(&store, &key, &message_id, outcome);
+    let finish = |outcome| finish(store, &key, &message_id, outcome);
 
     let body = match load_body(env, &meta, inline).await? {
         Some(body) => body,

@@ -18,7 +18,8 @@ use serde::Serialize;
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;
 use worker::{
-    console_error, Env, Fetch, Headers, MessageBatch, MessageExt, Method, RawMessage, Request, RequestInit, Result,
+    console_error, Env, Fetch, Headers, MessageBatch, MessageExt, Method, QueueRetryOptionsBuilder, RawMessage,
+    Request, RequestInit, Result,
 };
 
 pub const PREFIX: &str = "dead-letters/";
@@ -111,10 +112,18 @@ impl DeadLetter {
 
 pub async fn consume(batch: MessageBatch<()>, env: Env) {
     let config = env::config(&env);
+    let records = match Idempotency::new(&env) {
+        Ok(records) => records,
+        Err(e) => {
+            console_error!("idempotency binding unavailable, retrying the dead letters: {e}");
+            return batch
+                .retry_all_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(RETRY_SECS).build());
+        }
+    };
     let handled = batch.raw_iter().map(|message| {
-        let (env, config) = (&env, &config);
+        let (env, config, records) = (&env, &config, &records);
         async move {
-            match store(&message, env, config).await {
+            match store(&message, env, config, records).await {
                 Ok(()) => message.ack(),
                 Err(e) => {
                     console_error!("dead letter {}: could not store or alert, retrying: {e}", message.id());
@@ -126,7 +135,7 @@ pub async fn consume(batch: MessageBatch<()>, env: Env) {
     join_all(handled).await;
 }
 
-async fn store(message: &RawMessage, env: &Env, config: &Config) -> Result<()> {
+async fn store(message: &RawMessage, env: &Env, config: &Config, records: &Idempotency) -> Result<()> {
     let bytes = queue::message_bytes(message).unwrap_or_else(|| queue::describe_foreign_body(message));
     let now = env::now_ms();
     let letter = match envelope::decode(&bytes) {
@@ -134,7 +143,7 @@ async fn store(message: &RawMessage, env: &Env, config: &Config) -> Result<()> {
             let letter = DeadLetter::from_meta(&meta, now);
             // Idempotent for letters the consumer already marked; needed for those the queue
             // moved here itself.
-            Idempotency::new(env)?.mark_dead(&idempotency_key(&meta.source, &meta.id)).await?;
+            records.mark_dead(&idempotency_key(&meta.source, &meta.id)).await?;
             letter
         }
         Err(e) => DeadLetter::poison(&message.id(), e.to_string(), now),

@@ -1,4 +1,4 @@
-//! Idempotency records in SQLite-backed Durable Objects, and the client the consumer uses.
+//! Idempotency records in SQLite-backed Durable Objects, and the batching client the consumer uses.
 //!
 //! Records are spread over `SHARDS` objects by key (see the core's `idempotency` module for
 //! why, and for why the consumer, not the receiver, consults them). Each object applies the
@@ -8,12 +8,16 @@
 
 use crate::env::{bindings, now_ms};
 use edgehook_core::idempotency::{self as core, shard_of, Begin, Clock, Message, Outcome, Record, State, Write};
+use futures_channel::oneshot;
+use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::time::Duration;
 use wasm_bindgen::JsValue;
 use worker::{
-    durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, ScheduledTime,
-    SqlStorage, SqlStorageValue, State as ObjectState,
+    durable_object, Delay, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result,
+    ScheduledTime, SqlStorage, SqlStorageValue, State as ObjectState,
 };
 
 /// Most rows one alarm run deletes; the alarm re-arms at once when more are due.
@@ -39,30 +43,75 @@ impl Op {
     }
 }
 
-/// The consumer's handle on the idempotency store.
+type Reply = Result<serde_json::Value>;
+/// Operations waiting for the next flush, with where to send each reply.
+type Queued = Vec<(Op, oneshot::Sender<Reply>)>;
+
+/// The consumer's handle on the idempotency store, shared by every message of a batch.
+///
+/// Operations are not sent one by one: the messages of a batch are handled concurrently, and
+/// the operations they ask for in the same turn of the event loop go out as one request per
+/// shard. A batch of 100 messages costs a handful of Durable Object requests instead of 200.
 pub struct Idempotency {
     ns: ObjectNamespace,
+    queued: RefCell<BTreeMap<u32, Queued>>,
+    flush_scheduled: Cell<bool>,
 }
 
 impl Idempotency {
     pub fn new(env: &Env) -> Result<Self> {
-        Ok(Idempotency { ns: env.durable_object(bindings::IDEMPOTENCY)? })
+        Ok(Idempotency {
+            ns: env.durable_object(bindings::IDEMPOTENCY)?,
+            queued: RefCell::default(),
+            flush_scheduled: Cell::new(false),
+        })
     }
 
-    async fn call(&self, op: &Op) -> Result<Response> {
-        let stub = self.ns.id_from_name(&format!("shard-{}", shard_of(op.key())))?.get_stub()?;
+    /// Queues `op` for its shard and waits for its reply. The first caller of a turn flushes,
+    /// after yielding once so that the other handlers of the batch can queue theirs.
+    async fn submit(&self, op: Op) -> Reply {
+        let (tx, rx) = oneshot::channel();
+        self.queued.borrow_mut().entry(shard_of(op.key())).or_default().push((op, tx));
+        if !self.flush_scheduled.replace(true) {
+            Delay::from(Duration::ZERO).await;
+            self.flush_scheduled.set(false);
+            let queued = std::mem::take(&mut *self.queued.borrow_mut());
+            join_all(queued.into_iter().map(|(shard, ops)| self.send(shard, ops))).await;
+        }
+        rx.await.map_err(|_| worker::Error::RustError("idempotency request dropped".into()))?
+    }
+
+    async fn send(&self, shard: u32, queued: Queued) {
+        let (ops, senders): (Vec<Op>, Vec<_>) = queued.into_iter().unzip();
+        match self.call(shard, &ops).await {
+            Ok(replies) if replies.len() == senders.len() => {
+                for (tx, reply) in senders.into_iter().zip(replies) {
+                    let _ = tx.send(Ok(reply));
+                }
+            }
+            outcome => {
+                let why = match outcome {
+                    Err(e) => e.to_string(),
+                    Ok(replies) => format!("{} replies to {} operations", replies.len(), senders.len()),
+                };
+                for tx in senders {
+                    let _ = tx.send(Err(worker::Error::RustError(format!("idempotency shard {shard}: {why}"))));
+                }
+            }
+        }
+    }
+
+    async fn call(&self, shard: u32, ops: &[Op]) -> Result<Vec<serde_json::Value>> {
+        let stub = self.ns.id_from_name(&format!("shard-{shard}"))?.get_stub()?;
         let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(JsValue::from_str(&serde_json::to_string(op)?)));
+        init.with_method(Method::Post).with_body(Some(JsValue::from_str(&serde_json::to_string(ops)?)));
         let mut response =
-            stub.fetch_with_request(Request::new_with_init("https://idempotency.edgehook/op", &init)?).await?;
+            stub.fetch_with_request(Request::new_with_init("https://idempotency.edgehook/ops", &init)?).await?;
         if response.status_code() != 200 {
             let detail = response.text().await.unwrap_or_default();
-            return Err(worker::Error::RustError(format!(
-                "idempotency store answered {}: {detail}",
-                response.status_code()
-            )));
+            return Err(worker::Error::RustError(format!("answered {}: {detail}", response.status_code())));
         }
-        Ok(response)
+        response.json().await
     }
 
     /// Asks to deliver `key` on behalf of `message`, holding the lease for `lease_ms`.
@@ -74,18 +123,17 @@ impl Idempotency {
             replay: message.replay,
             lease_ms,
         };
-        self.call(&op).await?.json().await
+        Ok(serde_json::from_value(self.submit(op).await?)?)
     }
 
     /// Reports how the delivery `message_id` began ended.
     pub async fn finish(&self, key: &str, message_id: &str, outcome: Outcome) -> Result<()> {
-        let op = Op::Finish { key: key.to_owned(), message_id: message_id.to_owned(), outcome };
-        self.call(&op).await.map(drop)
+        self.submit(Op::Finish { key: key.to_owned(), message_id: message_id.to_owned(), outcome }).await.map(drop)
     }
 
     /// Records a dead letter that the queue moved to the dead-letter queue by itself.
     pub async fn mark_dead(&self, key: &str) -> Result<()> {
-        self.call(&Op::MarkDead { key: key.to_owned() }).await.map(drop)
+        self.submit(Op::MarkDead { key: key.to_owned() }).await.map(drop)
     }
 }
 
@@ -132,22 +180,26 @@ impl DurableObject for IdempotencyShard {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let op: Op = req.json().await?;
-        let record = self.read(op.key())?;
-        let clock = Clock { now_ms: now_ms(), ttl_ms: self.ttl_ms };
-        let (write, reply) = match &op {
-            Op::Begin { message_id, retry_token, replay, lease_ms, .. } => {
-                let message = Message { id: message_id, retry_token: *retry_token, replay: *replay };
-                let (write, begin) = core::begin(record.as_ref(), message, *lease_ms, clock);
-                (write, serde_json::to_string(&begin)?)
-            }
-            Op::Finish { message_id, outcome, .. } => {
-                (core::finish(record.as_ref(), message_id, *outcome, clock), "{}".to_owned())
-            }
-            Op::MarkDead { .. } => (core::mark_dead(record.as_ref(), clock), "{}".to_owned()),
-        };
-        self.write(op.key(), write).await?;
-        Response::ok(reply)
+        let ops: Vec<Op> = req.json().await?;
+        let mut replies = Vec::with_capacity(ops.len());
+        for op in &ops {
+            let record = self.read(op.key())?;
+            let clock = Clock { now_ms: now_ms(), ttl_ms: self.ttl_ms };
+            let (write, reply) = match op {
+                Op::Begin { message_id, retry_token, replay, lease_ms, .. } => {
+                    let message = Message { id: message_id, retry_token: *retry_token, replay: *replay };
+                    let (write, begin) = core::begin(record.as_ref(), message, *lease_ms, clock);
+                    (write, serde_json::to_value(begin)?)
+                }
+                Op::Finish { message_id, outcome, .. } => {
+                    (core::finish(record.as_ref(), message_id, *outcome, clock), serde_json::Value::Null)
+                }
+                Op::MarkDead { .. } => (core::mark_dead(record.as_ref(), clock), serde_json::Value::Null),
+            };
+            self.write(op.key(), write).await?;
+            replies.push(reply);
+        }
+        Response::ok(serde_json::to_string(&replies)?)
     }
 
     async fn alarm(&self) -> Result<Response> {
