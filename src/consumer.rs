@@ -116,8 +116,14 @@ async fn handle(message: &RawMessage, env: &Env, config: &Config, store: &Idempo
                 let headers = forward::delivery_headers(&meta, &body, key, env::now_ms() / 1000);
                 deliver(url, headers, &body, source.delivery_timeout_secs).await
             }
+            // Configuration refuses this combination; should it ever happen, never forward
+            // unsigned and never call it delivered.
+            (Some(_), None) => AttemptResult::Failed {
+                error: "DESTINATION_SECRET is not set; events are never forwarded unsigned".into(),
+                retry_after_secs: None,
+            },
             // No destination: the event is complete once accepted (see the README).
-            _ => AttemptResult::Delivered,
+            (None, _) => AttemptResult::Delivered,
         },
     };
 
