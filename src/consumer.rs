@@ -14,14 +14,16 @@
 
 use crate::env::{self, bindings};
 use crate::idempotency::Idempotency;
-use crate::queue;
-use edgehook_core::config::{defaults, Config};
+use crate::queue::{self, Decision};
+use edgehook_core::config::Config;
 use edgehook_core::envelope::{self, BodyRef, EventMeta};
 use edgehook_core::forward::{self, AttemptResult};
 use edgehook_core::idempotency::{Begin, Message, Outcome};
 use edgehook_core::ingest::idempotency_key;
-use edgehook_core::retry::{AfterFailure, RetryPolicy};
-use futures_util::future::{join_all, select, Either};
+use edgehook_core::retry::AfterFailure;
+use edgehook_core::slots::Slots;
+use futures_util::future::{select, Either};
+use futures_util::lock::Mutex;
 use js_sys::Uint8Array;
 use std::time::Duration;
 use worker::{
@@ -36,16 +38,24 @@ const LEASE_MARGIN_SECS: u64 = 30;
 const INFRA_RETRY_SECS: u32 = 30;
 /// A continuation waiting for another message's lease checks back at least this often.
 const MAX_WAIT_SECS: i64 = 10;
+/// Deliveries in flight at once per invocation: Workers allow six open connections per
+/// invocation, and one is left for the storage and queue calls around them.
+const DELIVERY_CONNECTIONS: usize = 5;
+/// An event whose source is not configured (any more) is looked at again this often.
+const UNCONFIGURED_RETRY_SECS: u32 = 300;
 /// Recording an outcome is retried this often before the message itself is retried: a lost
 /// `Delivered` would let the event be delivered a second time.
 const FINISH_TRIES: u32 = 3;
 /// Longest error text kept with an event.
 const MAX_ERROR_LEN: usize = 300;
 
-/// What to do with a message once handled.
-enum Decision {
-    Ack,
-    RetryIn(u32),
+/// What every message of one batch shares.
+struct BatchContext<'a> {
+    env: &'a Env,
+    config: &'a Config,
+    store: &'a Idempotency,
+    large_bodies: &'a Mutex<()>,
+    connections: &'a Slots,
 }
 
 pub async fn consume(batch: MessageBatch<()>, env: Env) {
@@ -58,95 +68,104 @@ pub async fn consume(batch: MessageBatch<()>, env: Env) {
                 .retry_all_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(INFRA_RETRY_SECS).build());
         }
     };
-    let handled = batch.raw_iter().map(|message| {
-        let (env, config, store) = (&env, &config, &store);
-        async move {
-            match handle(&message, env, config, store).await {
-                Ok(Decision::Ack) => message.ack(),
-                Ok(Decision::RetryIn(secs)) => queue::retry_later(&message, secs),
-                Err(e) => {
-                    console_error!("message {}: infrastructure failure, retrying: {e}", message.id());
-                    queue::retry_later(&message, INFRA_RETRY_SECS);
-                }
-            }
-        }
-    });
-    join_all(handled).await;
+    let large_bodies = Mutex::new(());
+    let connections = Slots::new(DELIVERY_CONNECTIONS);
+    let context = BatchContext {
+        env: &env,
+        config: &config,
+        store: &store,
+        large_bodies: &large_bodies,
+        connections: &connections,
+    };
+    let context = &context;
+    queue::settle_each(&batch, INFRA_RETRY_SECS, |message| async move {
+        let decision = handle(&message, context).await;
+        (message, decision)
+    })
+    .await;
 }
 
-async fn handle(message: &RawMessage, env: &Env, config: &Config, store: &Idempotency) -> Result<Decision> {
-    let bytes = queue::message_bytes(message);
-    let decoded = bytes.as_deref().map(envelope::decode);
-    let Some(Ok((meta, inline))) = decoded else {
-        // Poison: not an edgehook envelope. The dead-letter consumer records why.
-        let raw = bytes.unwrap_or_else(|| queue::describe_foreign_body(message));
-        queue::send(&env.queue(bindings::DEAD_LETTERS)?, &raw, 0).await?;
-        return Ok(Decision::Ack);
+async fn handle(message: &RawMessage, b: &BatchContext<'_>) -> Result<Decision> {
+    let Some(bytes) = queue::message_bytes(message) else {
+        return poison(b.env, &queue::describe_foreign_body(message)).await;
+    };
+    let Ok((meta, inline)) = envelope::decode(&bytes) else {
+        return poison(b.env, &bytes).await;
+    };
+    let Ok(source) = b.config.source(&meta.source) else {
+        // Removed or misconfigured since the event was accepted: keep the event, untouched and
+        // without using an attempt, until the configuration is fixed.
+        console_error!("event {}/{}: source is not configured; holding the event", meta.source, meta.id);
+        return put_back(b.env, &bytes, UNCONFIGURED_RETRY_SECS).await;
     };
     let key = idempotency_key(&meta.source, &meta.id);
-    let source = config.source(&meta.source).ok();
-    let timeout_secs = source.map_or(defaults::DELIVERY_TIMEOUT_SECS, |s| s.delivery_timeout_secs);
     let message_id = message.id();
     let asking = Message { id: &message_id, retry_token: meta.retry_token, replay: meta.replay };
-    match store.begin(&key, asking, ((timeout_secs + LEASE_MARGIN_SECS) * 1000) as i64).await? {
+    let lease_ms = ((source.delivery_timeout_secs + LEASE_MARGIN_SECS) * 1000) as i64;
+    match b.store.begin(&key, asking, lease_ms).await? {
         Begin::Go => {}
-        Begin::Skip { .. } => return Ok(Decision::Ack),
+        Begin::Skip { .. } => {
+            // A copy the receiver enqueued has a claim-checked body of its own; nothing else
+            // will ever read it.
+            if meta.retry_token.is_none() && !meta.replay {
+                delete_body(b.env, &meta.body).await;
+            }
+            return Ok(Decision::Ack);
+        }
         Begin::Later { retry_in_ms } => {
-            return Ok(Decision::RetryIn(((retry_in_ms + 999) / 1000).clamp(1, MAX_WAIT_SECS) as u32))
+            let secs = ((retry_in_ms + 999) / 1000).clamp(1, MAX_WAIT_SECS) as u32;
+            return put_back(b.env, &bytes, secs).await;
         }
     }
-    let finish = |outcome| finish(store, &key, &message_id, outcome);
+    let finish = |outcome| finish(b.store, &key, &message_id, outcome);
 
-    let body = match load_body(env, &meta, inline).await? {
+    // Claim-checked bodies can be megabytes each: hold one in memory at a time, not a batch's.
+    let _one_large_body = match meta.body {
+        BodyRef::Stored { .. } => Some(b.large_bodies.lock().await),
+        BodyRef::Inline => None,
+    };
+    let body = match load_body(b.env, &meta, inline).await? {
         Some(body) => body,
         None => {
             let meta = with_error(meta, "body missing from storage (claim check)".into());
-            dead_letter(env, &meta, &[]).await?;
+            dead_letter(b.env, &meta, &[]).await?;
             finish(Outcome::Dead).await?;
             return Ok(Decision::Ack);
         }
     };
-    let result = match source {
-        None => AttemptResult::Failed {
-            error: format!("source `{}` is not configured (or is misconfigured)", meta.source),
+    let result = match (&source.destination, &b.config.settings.destination_secret) {
+        (Some(url), Some(key)) => {
+            // The timeout must start when the request can actually be sent.
+            let _connection = b.connections.acquire().await;
+            let headers = forward::delivery_headers(&meta, &body, key, env::now_ms() / 1000);
+            deliver(url, headers, &body, source.delivery_timeout_secs).await
+        }
+        // Configuration refuses this combination; should it ever happen, never forward
+        // unsigned and never call it delivered.
+        (Some(_), None) => AttemptResult::Failed {
+            error: "DESTINATION_SECRET is not set; events are never forwarded unsigned".into(),
             retry_after_secs: None,
         },
-        Some(source) => match (&source.destination, &config.settings.destination_secret) {
-            (Some(url), Some(key)) => {
-                let headers = forward::delivery_headers(&meta, &body, key, env::now_ms() / 1000);
-                deliver(url, headers, &body, source.delivery_timeout_secs).await
-            }
-            // Configuration refuses this combination; should it ever happen, never forward
-            // unsigned and never call it delivered.
-            (Some(_), None) => AttemptResult::Failed {
-                error: "DESTINATION_SECRET is not set; events are never forwarded unsigned".into(),
-                retry_after_secs: None,
-            },
-            // No destination: the event is complete once accepted (see the README).
-            (None, _) => AttemptResult::Delivered,
-        },
+        // No destination: the event is complete once accepted (see the README).
+        (None, _) => AttemptResult::Delivered,
     };
+    drop(body);
 
     match result {
         AttemptResult::Delivered => {
             finish(Outcome::Delivered).await?;
-            if let BodyRef::Stored { key: body_key, .. } = &meta.body {
-                if let Err(e) = env.bucket(bindings::BLOBS)?.delete(body_key).await {
-                    console_error!("could not delete delivered body {body_key}: {e}");
-                }
-            }
+            delete_body(b.env, &meta.body).await;
             Ok(Decision::Ack)
         }
         AttemptResult::Failed { error, retry_after_secs } => {
-            let policy = source.map_or_else(RetryPolicy::default, |s| s.retry);
             let meta = with_error(meta, error);
-            match policy.after_failure(meta.attempt, env::random_unit(), retry_after_secs) {
+            match source.retry.after_failure(meta.attempt, env::random_unit(), retry_after_secs) {
                 AfterFailure::Retry { attempt, delay_secs } => {
                     // Send the retry first, then record its token: a record that waited for a
                     // token no message carries would strand the event.
                     let token = env::random_token();
                     let next = EventMeta { attempt, retry_token: Some(token), replay: false, ..meta };
-                    let queue = env.queue(bindings::EVENTS)?;
+                    let queue = b.env.queue(bindings::EVENTS)?;
                     if let Err(e) = queue::send(&queue, &envelope::encode(&next, inline), delay_secs).await {
                         // This message comes back instead, with the same attempt number.
                         console_error!("could not enqueue attempt {attempt} of {key}: {e}");
@@ -158,11 +177,45 @@ async fn handle(message: &RawMessage, env: &Env, config: &Config, store: &Idempo
                 AfterFailure::DeadLetter => {
                     // Hand over first, then record: if the hand-over fails the message is
                     // retried, and a record marked dead first would make the retry skip it.
-                    dead_letter(env, &meta, inline).await?;
+                    dead_letter(b.env, &meta, inline).await?;
                     finish(Outcome::Dead).await?;
                     Ok(Decision::Ack)
                 }
             }
+        }
+    }
+}
+
+/// A message that is not an edgehook envelope goes to the dead-letter queue alone, whose
+/// consumer records why.
+async fn poison(env: &Env, raw: &[u8]) -> Result<Decision> {
+    queue::send(&env.queue(bindings::DEAD_LETTERS)?, raw, 0).await?;
+    Ok(Decision::Ack)
+}
+
+/// Puts a message back on the queue unchanged, to come back after `delay_secs`, without using
+/// one of the queue's own retries (those count towards `max_retries` and are kept for failures).
+async fn put_back(env: &Env, bytes: &[u8], delay_secs: u32) -> Result<Decision> {
+    match queue::send(&env.queue(bindings::EVENTS)?, bytes, delay_secs).await {
+        Ok(()) => Ok(Decision::Ack),
+        Err(e) => {
+            console_error!("could not put a message back on the queue, retrying it instead: {e}");
+            Ok(Decision::RetryIn(delay_secs))
+        }
+    }
+}
+
+/// Deletes a claim-checked body once nothing needs it (best effort: an orphan costs storage,
+/// never correctness).
+async fn delete_body(env: &Env, body: &BodyRef) {
+    if let BodyRef::Stored { key, .. } = body {
+        match env.bucket(bindings::BLOBS) {
+            Ok(bucket) => {
+                if let Err(e) = bucket.delete(key).await {
+                    console_error!("could not delete body {key}: {e}");
+                }
+            }
+            Err(e) => console_error!("could not delete body {key}: {e}"),
         }
     }
 }
@@ -192,7 +245,8 @@ async fn load_body(env: &Env, meta: &EventMeta, inline: &[u8]) -> Result<Option<
 
 /// Hands the event to the dead-letter queue, whose consumer stores it and alerts.
 async fn dead_letter(env: &Env, meta: &EventMeta, inline: &[u8]) -> Result<()> {
-    queue::send(&env.queue(bindings::DEAD_LETTERS)?, &envelope::encode(meta, inline), 0).await
+    let letter = EventMeta { dead: true, ..meta.clone() };
+    queue::send(&env.queue(bindings::DEAD_LETTERS)?, &envelope::encode(&letter, inline), 0).await
 }
 
 /// Records an outcome, trying a few times before giving up to the queue's own retry.

@@ -1,31 +1,40 @@
-//! The dead-letter consumer: store every dead letter durably, mark it dead, and alert.
+//! The dead-letter consumer: store every dead letter durably, and alert.
 //!
-//! Dead letters arrive two ways: sent by the event consumer after an event's last attempt (with
-//! its last error), or moved here by Cloudflare Queues after the event consumer itself kept
-//! failing on a message (`max_retries`). Both are stored in R2 under
-//! `dead-letters/<source>/<event id>` as the envelope (metadata and body, or the body's R2 key)
-//! with the facts an operator needs in the object's metadata. Bytes that are not an envelope at
-//! all are stored under `dead-letters/_poison/`.
+//! Dead letters arrive three ways:
+//! - handed over by the event consumer (marked `dead`), which has recorded the event dead itself:
+//!   its last attempt failed, or its claim-checked body is gone;
+//! - moved here by Cloudflare Queues after the event consumer kept failing on a message
+//!   (`max_retries`): the event's record decides whether that message was what carried the event
+//!   (then the event is dead now) or a stray copy of an event still alive or already final (then
+//!   nothing is stored);
+//! - bytes that are not an envelope at all (poison).
+//!
+//! Letters are stored in R2 under `dead-letters/<source>/<event id>` (poison under
+//! `dead-letters/_poison/<message id>`) as the envelope, with what an operator needs in the
+//! object's metadata. A letter that cannot be stored goes back on the dead-letter queue, already
+//! marked, so it is never given up; the alert is tried three times and then only logged.
 
 use crate::env::{self, bindings};
 use crate::idempotency::Idempotency;
-use crate::queue;
+use crate::queue::{self, Decision};
 use edgehook_core::config::Config;
 use edgehook_core::envelope::{self, EventMeta};
+use edgehook_core::idempotency::{DeadMark, Message};
 use edgehook_core::ingest::idempotency_key;
-use futures_util::future::join_all;
 use serde::Serialize;
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;
 use worker::{
-    console_error, Env, Fetch, Headers, MessageBatch, MessageExt, Method, QueueRetryOptionsBuilder, RawMessage,
-    Request, RequestInit, Result,
+    console_error, console_log, Env, Fetch, Headers, MessageBatch, MessageExt, Method, QueueRetryOptionsBuilder,
+    RawMessage, Request, RequestInit, Result,
 };
 
 pub const PREFIX: &str = "dead-letters/";
 const POISON_DIR: &str = "_poison";
-/// A failed store or alert is retried after this long (up to the queue's `max_retries`).
+/// A letter that could not be stored comes back after this long.
 const RETRY_SECS: u32 = 60;
+/// How often an alert is tried before it is only logged.
+const ALERT_TRIES: u32 = 3;
 
 /// What an operator sees of a dead letter (admin API, alerts).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -120,44 +129,56 @@ pub async fn consume(batch: MessageBatch<()>, env: Env) {
                 .retry_all_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(RETRY_SECS).build());
         }
     };
-    let handled = batch.raw_iter().map(|message| {
-        let (env, config, records) = (&env, &config, &records);
-        async move {
-            match store(&message, env, config, records).await {
-                Ok(()) => message.ack(),
-                Err(e) => {
-                    console_error!("dead letter {}: could not store or alert, retrying: {e}", message.id());
-                    queue::retry_later(&message, RETRY_SECS);
-                }
-            }
-        }
-    });
-    join_all(handled).await;
+    let (env, config, records) = (&env, &config, &records);
+    queue::settle_each(&batch, RETRY_SECS, |message| async move {
+        let stored = store(&message, env, config, records).await;
+        (message, stored)
+    })
+    .await;
 }
 
-async fn store(message: &RawMessage, env: &Env, config: &Config, records: &Idempotency) -> Result<()> {
+async fn store(message: &RawMessage, env: &Env, config: &Config, records: &Idempotency) -> Result<Decision> {
     let bytes = queue::message_bytes(message).unwrap_or_else(|| queue::describe_foreign_body(message));
     let now = env::now_ms();
-    let letter = match envelope::decode(&bytes) {
-        Ok((meta, _)) => {
-            let letter = DeadLetter::from_meta(&meta, now);
-            // Idempotent for letters the consumer already marked; needed for those the queue
-            // moved here itself.
-            records.mark_dead(&idempotency_key(&meta.source, &meta.id)).await?;
-            letter
+    let (letter, settled) = match envelope::decode(&bytes) {
+        Ok((meta, _)) if meta.dead => (DeadLetter::from_meta(&meta, now), bytes),
+        Ok((meta, inline)) => {
+            let key = idempotency_key(&meta.source, &meta.id);
+            let moved = Message { id: &message.id(), retry_token: meta.retry_token, replay: meta.replay };
+            match records.mark_dead(&key, moved).await? {
+                DeadMark::Marked => {}
+                DeadMark::Alive { state } | DeadMark::Final { state } => {
+                    console_log!(
+                        "queue gave up on a copy of {key} while the event is {}: not a dead letter",
+                        state.as_str()
+                    );
+                    return Ok(Decision::Ack);
+                }
+            }
+            let marked = EventMeta { dead: true, ..meta };
+            (DeadLetter::from_meta(&marked, now), envelope::encode(&marked, inline))
         }
-        Err(e) => DeadLetter::poison(&message.id(), e.to_string(), now),
+        Err(e) => (DeadLetter::poison(&message.id(), e.to_string(), now), bytes),
     };
-    env.bucket(bindings::BLOBS)?
-        .put(letter.storage_key(), bytes)
-        .custom_metadata(letter.to_metadata())
-        .execute()
-        .await?;
+    let bucket = env.bucket(bindings::BLOBS)?;
+    let put = bucket.put(letter.storage_key(), settled.clone()).custom_metadata(letter.to_metadata());
+    if let Err(e) = put.execute().await {
+        console_error!("could not store dead letter {}, putting it back: {e}", letter.storage_key());
+        queue::send(&env.queue(bindings::DEAD_LETTERS)?, &settled, RETRY_SECS).await?;
+        return Ok(Decision::Ack);
+    }
     console_error!("{}", letter.alert_text());
     if let Some(url) = &config.settings.alert_url {
-        alert(url, &letter).await?;
+        let mut tries = 0;
+        while let Err(e) = alert(url, &letter).await {
+            tries += 1;
+            console_error!("alert for {} failed (try {tries} of {ALERT_TRIES}): {e}", letter.storage_key());
+            if tries == ALERT_TRIES {
+                break;
+            }
+        }
     }
-    Ok(())
+    Ok(Decision::Ack)
 }
 
 /// POSTs the alert as JSON with a human-readable `text` (Slack-compatible) and the details.

@@ -85,5 +85,6 @@ fn event_meta(source: Option<String>, id: Option<String>, body: BodyRef) -> Even
         last_error: None,
         retry_token: None,
         replay: false,
+        dead: false,
     }
 }

@@ -36,7 +36,7 @@ pub fn reject(rejection: &Rejection) -> Result<Response> {
     json_with(rejection.status(), rejection.body(), extra)
 }
 
-/// `{"status": status, "id": id}` with 200.
+/// `{"status":"<status>","id":"<id>"}` with 200, keys in SPEC's order.
 pub fn status(status: &str, id: &str) -> Result<Response> {
-    json(200, serde_json::json!({ "status": status, "id": id }).to_string())
+    json(200, format!(r#"{{"status":"{status}","id":{}}}"#, serde_json::Value::from(id)))
 }

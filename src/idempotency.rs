@@ -7,7 +7,9 @@
 //! once they expire, never by a sweep that could miss them.
 
 use crate::env::{bindings, now_ms};
-use edgehook_core::idempotency::{self as core, shard_of, Begin, Clock, Message, Outcome, Record, State, Write};
+use edgehook_core::idempotency::{
+    self as core, shard_of, Begin, Clock, DeadMark, Message, Outcome, Record, State, Write,
+};
 use futures_channel::oneshot;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
@@ -32,13 +34,13 @@ const MAX_EXPIRY_SLACK_MS: i64 = 60_000;
 enum Op {
     Begin { key: String, message_id: String, retry_token: Option<u64>, replay: bool, lease_ms: i64 },
     Finish { key: String, message_id: String, outcome: Outcome },
-    MarkDead { key: String },
+    MarkDead { key: String, message_id: String, retry_token: Option<u64>, replay: bool },
 }
 
 impl Op {
     fn key(&self) -> &str {
         match self {
-            Op::Begin { key, .. } | Op::Finish { key, .. } | Op::MarkDead { key } => key,
+            Op::Begin { key, .. } | Op::Finish { key, .. } | Op::MarkDead { key, .. } => key,
         }
     }
 }
@@ -131,9 +133,16 @@ impl Idempotency {
         self.submit(Op::Finish { key: key.to_owned(), message_id: message_id.to_owned(), outcome }).await.map(drop)
     }
 
-    /// Records a dead letter that the queue moved to the dead-letter queue by itself.
-    pub async fn mark_dead(&self, key: &str) -> Result<()> {
-        self.submit(Op::MarkDead { key: key.to_owned() }).await.map(drop)
+    /// Records a dead letter that the queue moved to the dead-letter queue by itself, and says
+    /// whether its event is dead (or still carried by another message, or already final).
+    pub async fn mark_dead(&self, key: &str, message: Message<'_>) -> Result<DeadMark> {
+        let op = Op::MarkDead {
+            key: key.to_owned(),
+            message_id: message.id.to_owned(),
+            retry_token: message.retry_token,
+            replay: message.replay,
+        };
+        Ok(serde_json::from_value(self.submit(op).await?)?)
     }
 }
 
@@ -194,7 +203,11 @@ impl DurableObject for IdempotencyShard {
                 Op::Finish { message_id, outcome, .. } => {
                     (core::finish(record.as_ref(), message_id, *outcome, clock), serde_json::Value::Null)
                 }
-                Op::MarkDead { .. } => (core::mark_dead(record.as_ref(), clock), serde_json::Value::Null),
+                Op::MarkDead { message_id, retry_token, replay, .. } => {
+                    let message = Message { id: message_id, retry_token: *retry_token, replay: *replay };
+                    let (write, mark) = core::mark_dead(record.as_ref(), message, clock);
+                    (write, serde_json::to_value(mark)?)
+                }
             };
             self.write(op.key(), write).await?;
             replies.push(reply);
@@ -274,6 +287,9 @@ impl IdempotencyShard {
     async fn arm(&self, expires_ms: i64) -> Result<()> {
         let storage = self.state.storage();
         let current = match self.alarm.get() {
+            // An alarm time well in the past means the alarm gave up (the runtime stops retrying
+            // a failing alarm): look again rather than trust it.
+            Some(Some(at)) if at < now_ms() - MAX_EXPIRY_SLACK_MS => storage.get_alarm().await?,
             Some(known) => known,
             None => storage.get_alarm().await?,
         };

@@ -12,6 +12,7 @@ use crate::queue;
 use edgehook_core::ingest::{self, Verified};
 use edgehook_core::recent::RecentIds;
 use edgehook_core::Rejection;
+use futures_util::StreamExt;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -42,10 +43,19 @@ pub async fn receive(mut req: Request, env: &Env, source_name: &str) -> Result<R
         return http::reject(&Rejection::MethodNotAllowed);
     }
     let headers = req.headers().clone();
-    if let Err(rejection) = ingest::check_declared_length(source, headers.get("content-length")?.as_deref()) {
+    let declared = headers.get("content-length")?;
+    if let Err(rejection) = ingest::check_declared_length(source, declared.as_deref()) {
         return http::reject(&rejection);
     }
-    let body = req.bytes().await?;
+    let body = match declared {
+        // The declared length frames the body, and it is within the limit.
+        Some(_) => req.bytes().await?,
+        // No length (chunked): read no more than the limit allows.
+        None => match read_at_most(&mut req, source.max_body_bytes).await? {
+            Some(body) => body,
+            None => return http::reject(&Rejection::PayloadTooLarge),
+        },
+    };
     let verified = match ingest::verify(source, &RequestHeaders(&headers), body, env::now_ms()) {
         Ok(verified) => verified,
         Err(rejection) => return http::reject(&rejection),
@@ -58,6 +68,28 @@ pub async fn receive(mut req: Request, env: &Env, source_name: &str) -> Result<R
         Ok(status) => http::status(status, verified.id()),
         Err(rejection) => http::reject(&rejection),
     }
+}
+
+/// How much of an oversized chunked body is read and thrown away before answering 413, so that
+/// the sender (or a proxy in front) is not cut off mid-send; a larger one is cut off.
+const DRAIN_AT_MOST: u64 = 1024 * 1024;
+
+/// Reads the body chunk by chunk; `None` as soon as it is longer than `limit` (after draining a
+/// little more of it, see [`DRAIN_AT_MOST`]). Nothing past the limit is kept.
+async fn read_at_most(req: &mut Request, limit: u64) -> Result<Option<Vec<u8>>> {
+    let mut stream = req.stream()?;
+    let mut body = Vec::new();
+    let mut read = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        read += chunk.len() as u64;
+        if read <= limit {
+            body.extend_from_slice(&chunk);
+        } else if read > limit + DRAIN_AT_MOST {
+            break;
+        }
+    }
+    Ok((read <= limit).then_some(body))
 }
 
 /// Enqueues the event unless this isolate knows it already. Returns the `status` to answer.
@@ -121,7 +153,7 @@ pub fn forget_recent_id(key: &str) {
 }
 
 /// Makes the event durable in the queue: inline when it fits a message, else with its body in
-/// R2 first (a claim check). Nothing is left behind when the enqueue fails.
+/// R2 first (a claim check).
 async fn enqueue(env: &Env, event: &Verified) -> Result<()> {
     #[cfg(feature = "faults")]
     if crate::faults::fails(crate::faults::Fault::Enqueue, event.id()) {
@@ -139,11 +171,8 @@ async fn enqueue(env: &Env, event: &Verified) -> Result<()> {
         bucket.put(&key, event.body().to_vec()).execute().await?;
         Some(key)
     };
-    let sent = queue::send(&env.queue(bindings::EVENTS)?, &event.envelope(stored_key.as_deref()), 0).await;
-    if let (Err(_), Some(key)) = (&sent, stored_key) {
-        if let Err(e) = bucket.delete(&key).await {
-            console_error!("could not delete orphaned body {key}: {e}");
-        }
-    }
-    sent
+    // When the send fails, the stored body stays: a send that failed by timing out may have
+    // reached the queue after all, and its message would need the body. (An orphan costs only
+    // storage; see the README for the lifecycle rule that clears them.)
+    queue::send(&env.queue(bindings::EVENTS)?, &event.envelope(stored_key.as_deref()), 0).await
 }

@@ -1,9 +1,39 @@
 //! Sending envelopes to a queue: as a `Uint8Array` (V8 content type), so the bytes arrive
 //! exactly as sent, with no JSON or base64 in between.
 
+use futures_util::future::join_all;
 use js_sys::Uint8Array;
+use std::future::Future;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{MessageExt, Queue, QueueContentType, RawMessage, RawMessageBuilder, Result};
+use worker::{console_error, MessageBatch, MessageExt, Queue, QueueContentType, RawMessage, RawMessageBuilder, Result};
+
+/// What becomes of a message once handled.
+pub enum Decision {
+    Ack,
+    RetryIn(u32),
+}
+
+/// Handles every message of a batch concurrently and settles each one on its own: acknowledged,
+/// retried when its handler asks, or retried after `error_retry_secs` when its handler fails.
+/// Never fails as a whole: in workers-rs an `Err` from a queue handler would retry the whole
+/// batch and reset the instance.
+pub async fn settle_each<F, Fut>(batch: &MessageBatch<()>, error_retry_secs: u32, handle: F)
+where
+    F: Fn(RawMessage) -> Fut,
+    Fut: Future<Output = (RawMessage, Result<Decision>)>,
+{
+    let settled = batch.raw_iter().map(|message| async {
+        match handle(message).await {
+            (message, Ok(Decision::Ack)) => message.ack(),
+            (message, Ok(Decision::RetryIn(secs))) => retry_later(&message, secs),
+            (message, Err(e)) => {
+                console_error!("queue {} message {}: failed, retrying: {e}", batch.queue(), message.id());
+                retry_later(&message, error_retry_secs);
+            }
+        }
+    });
+    join_all(settled).await;
+}
 
 /// Sends `bytes`, to be delivered after `delay_secs` (0 for now).
 pub async fn send(queue: &Queue, bytes: &[u8], delay_secs: u32) -> Result<()> {

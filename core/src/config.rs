@@ -235,12 +235,13 @@ impl Settings {
                 }
             },
         };
-        let alert_url = var(vars::ALERT_URL).filter(|u| !u.is_empty());
-        if let Some(url) = &alert_url {
-            if !is_http_url(url) {
-                errors.push(ConfigError::new("*", vars::ALERT_URL, "must be an http(s) URL"));
+        let alert_url = var(vars::ALERT_URL).filter(|u| !u.is_empty()).filter(|url| {
+            let ok = is_http_url(url);
+            if !ok {
+                errors.push(ConfigError::new("*", vars::ALERT_URL, "must be an http(s) URL; alerts are off"));
             }
-        }
+            ok
+        });
         (Settings { idempotency_ttl_secs, destination_secret, alert_url }, errors)
     }
 }
@@ -519,6 +520,7 @@ mod tests {
         );
         let fields: Vec<&str> = bad.problems().iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["IDEMPOTENCY_TTL_SECS", "DESTINATION_SECRET", "ALERT_URL"]);
+        assert_eq!(bad.settings.alert_url, None, "a bad alert URL is not used");
     }
 
     #[test]

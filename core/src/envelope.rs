@@ -53,6 +53,10 @@ pub struct EventMeta {
     /// An explicit replay: delivered even if the event was delivered before.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replay: bool,
+    /// Set by the consumer on what it hands to the dead-letter queue itself (the event used up
+    /// its attempts, or its body is gone). Anything else found there was moved by the queue.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dead: bool,
 }
 
 /// Why bytes taken from a queue are not an envelope: a poison message.
@@ -118,6 +122,7 @@ mod tests {
             last_error: None,
             retry_token: None,
             replay: false,
+            dead: false,
         }
     }
 

@@ -74,6 +74,7 @@ mod tests {
             last_error: None,
             retry_token: None,
             replay: false,
+            dead: false,
         };
         let body = br#"{"id":"evt_1"}"#;
         let h = delivery_headers(&meta, body, &key, 1_700_000_000);

@@ -201,12 +201,31 @@ pub fn finish(record: Option<&Record>, message_id: &str, outcome: Outcome, clock
     }
 }
 
-/// `mark_dead`: the dead-letter consumer records a letter the queue moved there itself (the
-/// event consumer kept failing on the message). A completed event stays completed.
-pub fn mark_dead(record: Option<&Record>, clock: Clock) -> Write {
-    match record.map(|r| r.state) {
-        Some(State::Completed | State::Dead) => Write::Keep,
-        _ => Write::Put(clock.record(State::Dead, "", 0, 0)),
+/// What `mark_dead` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mark", rename_all = "snake_case")]
+pub enum DeadMark {
+    /// The event is dead now: store the letter and alert.
+    Marked,
+    /// Another message carries the event on (a live lease, or a retry chain this message is not
+    /// part of): this letter is a stray copy, not a dead event.
+    Alive { state: State },
+    /// Already completed or dead-lettered: nothing to store.
+    Final { state: State },
+}
+
+/// `mark_dead`: the queue moved `message` to the dead-letter queue by itself (the event consumer
+/// kept failing on it). The event is dead only if this message was what carried it.
+pub fn mark_dead(record: Option<&Record>, message: Message<'_>, clock: Clock) -> (Write, DeadMark) {
+    let dead = || Write::Put(clock.record(State::Dead, "", 0, 0));
+    let Some(r) = record else {
+        return (dead(), DeadMark::Marked);
+    };
+    match r.state {
+        State::Completed | State::Dead => (Write::Keep, DeadMark::Final { state: r.state }),
+        State::Delivering if r.lease_until_ms <= clock.now_ms || r.owner == message.id => (dead(), DeadMark::Marked),
+        State::Retrying if message.retry_token == Some(r.token) => (dead(), DeadMark::Marked),
+        state => (Write::Keep, DeadMark::Alive { state }),
     }
 }
 
@@ -344,13 +363,28 @@ mod tests {
     }
 
     #[test]
-    fn queue_dead_letters_mark_dead_but_never_undo_a_success() {
-        assert_eq!(mark_dead(None, at(0)), Write::Put(at(0).record(State::Dead, "", 0, 0)));
+    fn queue_moved_letters_kill_only_the_event_they_carried() {
+        let marked = |r: &Option<Record>, m: Message<'_>, now: i64| mark_dead(r.as_ref(), m, at(now)).1;
+        assert_eq!(marked(&None, fresh("m1"), 0), DeadMark::Marked);
+
         let mut r = None;
         start(&mut r, fresh("m1"), 0);
-        assert!(matches!(mark_dead(r.as_ref(), at(1)), Write::Put(Record { state: State::Dead, .. })));
-        end(&mut r, "m1", Outcome::Delivered, 2);
-        assert_eq!(mark_dead(r.as_ref(), at(3)), Write::Keep);
+        // A stray copy while m1's lease is live: m1 carries the event.
+        assert_eq!(marked(&r, fresh("m2"), 10), DeadMark::Alive { state: State::Delivering });
+        // m1 itself, or anyone once the lease ran out.
+        assert_eq!(marked(&r, fresh("m1"), 10), DeadMark::Marked);
+        assert_eq!(marked(&r, fresh("m2"), LEASE), DeadMark::Marked);
+
+        end(&mut r, "m1", Outcome::Retrying { token: 5 }, 20);
+        assert_eq!(marked(&r, retry("m3", 4), 30), DeadMark::Alive { state: State::Retrying });
+        assert_eq!(marked(&r, fresh("m4"), 30), DeadMark::Alive { state: State::Retrying });
+        let (w, mark) = mark_dead(r.as_ref(), retry("m3", 5), at(30));
+        assert_eq!(mark, DeadMark::Marked);
+        assert!(matches!(w, Write::Put(Record { state: State::Dead, .. })));
+
+        end(&mut r, "m1", Outcome::Delivered, 40);
+        assert_eq!(marked(&r, retry("m3", 5), 50), DeadMark::Final { state: State::Completed });
+        assert_eq!(mark_dead(r.as_ref(), retry("m3", 5), at(50)).0, Write::Keep, "a success is never undone");
     }
 
     #[test]

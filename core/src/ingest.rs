@@ -87,6 +87,7 @@ impl Verified {
             last_error: None,
             retry_token: None,
             replay: false,
+            dead: false,
         }
     }
 

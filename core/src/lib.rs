@@ -38,5 +38,6 @@ pub mod recent;
 pub mod retry;
 pub mod secret;
 pub mod signature;
+pub mod slots;
 
 pub use error::Rejection;

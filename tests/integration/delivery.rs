@@ -81,10 +81,6 @@ fn destination_failing_twice_gets_the_third_attempt(w: &World) {
     reply.expect(200, json!({"status": "duplicate", "id": id}));
 }
 
-fn admin_get(w: &World, path: &str) -> serde_json::Value {
-    admin_get_from(&w.main, path)
-}
-
 fn admin_get_from(worker: &crate::harness::Worker, path: &str) -> serde_json::Value {
     let reply = worker.get(path, &HeaderList::from([("authorization", &*format!("Bearer {ADMIN_TOKEN}"))]));
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -118,18 +114,7 @@ fn always_failing_destination_dead_letters_and_alerts(w: &World) {
     let text = alert["text"].as_str().unwrap();
     assert!(text.contains(&format!("doomed/{id}")) && text.contains("3 attempt") && text.contains("500"), "{text}");
 
-    let mut stored = serde_json::Value::Null;
-    wait_until(WAIT, "the dead letter to be listed", || {
-        let list = admin_get(w, "/admin/dead-letters?source=doomed");
-        stored = list["dead_letters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["id"] == id.as_str())
-            .cloned()
-            .unwrap_or_default();
-        !stored.is_null()
-    });
+    let stored = wait_dead_letter(&w.main, "/admin/dead-letters?source=doomed", |d| d["id"] == id.as_str());
     assert_eq!(stored["source"], "doomed");
     assert_eq!(stored["type"], "charge.failed");
     assert_eq!(stored["attempts"], 3);
@@ -145,18 +130,7 @@ fn always_failing_destination_dead_letters_and_alerts(w: &World) {
 fn unreachable_destination_dead_letters(w: &World) {
     let id = unique("evt");
     accept_stripe(w, "unreachable", &id, "invoice.paid");
-    let mut stored = serde_json::Value::Null;
-    wait_until(WAIT, "the dead letter of an unreachable destination", || {
-        let list = admin_get(w, "/admin/dead-letters?source=unreachable");
-        stored = list["dead_letters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["id"] == id.as_str())
-            .cloned()
-            .unwrap_or_default();
-        !stored.is_null()
-    });
+    let stored = wait_dead_letter(&w.main, "/admin/dead-letters?source=unreachable", |d| d["id"] == id.as_str());
     assert_eq!(stored["attempts"], 2);
     let error = stored["error"].as_str().unwrap();
     assert!(error.starts_with("network error"), "{error}");
@@ -169,6 +143,11 @@ fn timeouts_are_retried(w: &World) {
     w.dest.plan("/slow", vec![Action::Hang(Duration::from_secs(6))]);
     accept_stripe(w, "slow", &id, "invoice.paid");
     let got = w.dest.wait_deliveries("/slow", &id, 2, WAIT);
+    eprintln!(
+        "timeouts_are_retried: attempts {:?} gap {:?}",
+        got.iter().map(|r| r.attempt()).collect::<Vec<_>>(),
+        got[1].at - got[0].at
+    );
     assert_eq!(got[1].attempt(), 2);
     assert!(
         got[1].at - got[0].at >= Duration::from_secs(2),

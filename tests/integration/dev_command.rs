@@ -35,11 +35,11 @@ fn dev_command_serves_the_readme_example(_: &World) {
         first = send("stripe", &id);
         !first.is_empty()
     });
-    assert_eq!(first, format!(r#"{{"id":"{id}","status":"accepted"}}"#));
-    assert_eq!(send("stripe", &id), format!(r#"{{"id":"{id}","status":"duplicate"}}"#));
+    assert_eq!(first, format!(r#"{{"status":"accepted","id":"{id}"}}"#));
+    assert_eq!(send("stripe", &id), format!(r#"{{"status":"duplicate","id":"{id}"}}"#));
     for source in ["github", "standard"] {
         let other = unique("demo");
-        assert_eq!(send(source, &other), format!(r#"{{"id":"{other}","status":"accepted"}}"#));
+        assert_eq!(send(source, &other), format!(r#"{{"status":"accepted","id":"{other}"}}"#));
     }
     wait_until(Duration::from_secs(60), "the demo destination to print the delivery", || {
         let out = std::fs::read_to_string(&log).unwrap_or_default();

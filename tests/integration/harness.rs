@@ -145,6 +145,9 @@ impl Group {
             .stderr(out)
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "1")
+            // Each instance its own dev registry: wrangler reloads every session that shares a
+            // registry when another one starts, failing the requests in flight.
+            .env("WRANGLER_REGISTRY_PATH", log.with_extension("registry"))
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("could not start {command:?}: {e}"));

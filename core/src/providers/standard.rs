@@ -3,9 +3,11 @@
 //! `"<webhook-id>.<webhook-timestamp>.<raw body>"`, keyed with the base64 decoding of the
 //! `whsec_` secret.
 //!
+//! Svix sends the same scheme under `svix-id`, `svix-timestamp` and `svix-signature` (unless the
+//! sender pays for white-labelling); those names are read when the `webhook-*` ones are absent.
 //! An empty `v1,` signature is rejected (the reference library once accepted it), other
 //! versions are ignored, and the timestamp window is symmetric.
-//! Event id: `webhook-id`. Event type: body `type`.
+//! Event id: `webhook-id` (or `svix-id`). Event type: body `type`.
 //! edgehook also signs what it forwards with this scheme (SPEC section 3): see [`sign`].
 
 use super::{BodyFields, Identity, Inbound};
@@ -20,20 +22,35 @@ pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
 pub const SIGNATURE_HEADER: &str = "webhook-signature";
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::StandardWebhooks;
 
+/// Svix's names for the same three headers.
+const SVIX_ID_HEADER: &str = "svix-id";
+const SVIX_TIMESTAMP_HEADER: &str = "svix-timestamp";
+const SVIX_SIGNATURE_HEADER: &str = "svix-signature";
+
+/// A header under its Standard Webhooks name, else under its Svix name; empty counts as absent.
+fn header(req: Inbound<'_>, standard: &str, svix: &str) -> Option<String> {
+    let non_empty = |v: &String| !v.is_empty();
+    req.headers.get(standard).filter(non_empty).or_else(|| req.headers.get(svix).filter(non_empty))
+}
+
 fn mac(secret: &Secret, id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {
     hmac_sha256(secret.expose(), &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body])
 }
 
 pub fn verify(req: Inbound<'_>, secrets: &SecretSet, now: i64, tolerance_secs: u64) -> Result<(), Rejection> {
-    let get = |name| req.headers.get(name).filter(|v| !v.is_empty());
-    let (Some(id), Some(timestamp_text), Some(signatures)) =
-        (get(ID_HEADER), get(TIMESTAMP_HEADER), get(SIGNATURE_HEADER))
-    else {
+    let (Some(id), Some(timestamp_text), Some(signatures)) = (
+        header(req, ID_HEADER, SVIX_ID_HEADER),
+        header(req, TIMESTAMP_HEADER, SVIX_TIMESTAMP_HEADER),
+        header(req, SIGNATURE_HEADER, SVIX_SIGNATURE_HEADER),
+    ) else {
         return Err(Rejection::MissingSignature);
     };
     let timestamp = parse_timestamp(&timestamp_text).ok_or(Rejection::InvalidSignature)?;
+    // Space-separated; a header sent twice reads as the two values joined with ", ", so a
+    // trailing comma is dropped from each token.
     let candidates: Vec<Vec<u8>> = signatures
         .split(' ')
+        .map(|sig| sig.strip_suffix(',').unwrap_or(sig))
         .filter_map(|sig| sig.split_once(','))
         .filter(|(version, _)| *version == "v1")
         .filter_map(|(_, b64)| base64::engine::general_purpose::STANDARD.decode(b64).ok())
@@ -49,7 +66,7 @@ pub fn verify(req: Inbound<'_>, secrets: &SecretSet, now: i64, tolerance_secs: u
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
-    let id = req.headers.get(ID_HEADER).ok_or(Rejection::MalformedRequest)?;
+    let id = header(req, ID_HEADER, SVIX_ID_HEADER).ok_or(Rejection::MalformedRequest)?;
     let event_type = BodyFields::parse(req.body).and_then(|f| BodyFields::string(&f.kind));
     Ok(Identity { id, event_type })
 }
@@ -145,6 +162,29 @@ mod tests {
         ]);
         let r = Provider::Standard.verify(Inbound { headers: &bad_ts, body: b"" }, &secrets, 0, 300);
         assert_eq!(r, Err(Rejection::InvalidSignature));
+    }
+
+    #[test]
+    fn svix_header_names_are_accepted() {
+        let v = vector();
+        let h = HeaderList::from([
+            ("svix-id", v.headers["webhook-id"].as_str()),
+            ("svix-timestamp", v.headers["webhook-timestamp"].as_str()),
+            ("svix-signature", v.valid[0].as_str()),
+        ]);
+        let secrets = SecretSet::parse(&v.secret, SECRET_ENCODING).unwrap();
+        let req = Inbound { headers: &h, body: v.body.as_bytes() };
+        assert_eq!(Provider::Standard.verify(req, &secrets, v.now, 300), Ok(()));
+        assert_eq!(Provider::Standard.identify(req).unwrap().id, "msg_p5jXN8AQM9LWM0D4loKWxJek");
+    }
+
+    #[test]
+    fn a_repeated_signature_header_still_verifies() {
+        let v = vector();
+        let joined = format!("{}, v1,{}", v.valid[0], "AAAA");
+        assert_eq!(check(&v, &joined, &v.secret, v.now), Ok(()));
+        let joined_first_bad = format!("v1,AAAA, {}", v.valid[0]);
+        assert_eq!(check(&v, &joined_first_bad, &v.secret, v.now), Ok(()));
     }
 
     #[test]
