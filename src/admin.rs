@@ -3,7 +3,9 @@
 use crate::dead_letters::{self, DeadLetter};
 use crate::env::{self, bindings};
 use crate::http;
+use base64::Engine;
 use edgehook_core::config::{valid_source_name, vars};
+use edgehook_core::envelope::{self, BodyRef};
 use edgehook_core::signature::token_matches;
 use worker::{Env, Include, Method, Request, Response, Result};
 
@@ -16,8 +18,52 @@ pub async fn handle(req: Request, env: &Env, path: &str) -> Result<Response> {
     }
     match (req.method(), path) {
         (Method::Get, "/admin/dead-letters") => list_dead_letters(&req, env).await,
-        _ => http::json(404, r#"{"error":"not_found"}"#),
+        (Method::Get, _) if path.starts_with(DEAD_LETTER_PATH) => {
+            get_dead_letter(env, &path[DEAD_LETTER_PATH.len()..]).await
+        }
+        _ => not_found(),
     }
+}
+
+const DEAD_LETTER_PATH: &str = "/admin/dead-letters/";
+
+fn not_found() -> Result<Response> {
+    http::json(404, r#"{"error":"not_found"}"#)
+}
+
+/// `GET /admin/dead-letters/{source}/{id}`: one stored dead letter with its body (base64; the
+/// exact bytes the provider sent) and content type.
+async fn get_dead_letter(env: &Env, rest: &str) -> Result<Response> {
+    let Some((source, id)) = rest.split_once('/') else {
+        return not_found();
+    };
+    let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+    if !(valid_source_name(source) || source == dead_letters::POISON_DIR) || id.is_empty() {
+        return not_found();
+    }
+    let Some(object) =
+        env.bucket(bindings::BLOBS)?.get(format!("{}{source}/{id}", dead_letters::PREFIX)).execute().await?
+    else {
+        return not_found();
+    };
+    let letter = object.custom_metadata().ok().and_then(|m| DeadLetter::from_metadata(&m));
+    let stored = match object.body() {
+        Some(body) => body.bytes().await?,
+        None => Vec::new(),
+    };
+    let (content_type, body) = match envelope::decode(&stored) {
+        Ok((meta, inline)) if meta.body == BodyRef::Inline => (meta.content_type, Some(inline.to_vec())),
+        // Its claim-checked body was already gone when it died.
+        Ok((meta, _)) => (meta.content_type, None),
+        // Poison: the bytes as they were on the queue.
+        Err(_) => (None, Some(stored)),
+    };
+    let reply = serde_json::json!({
+        "dead_letter": letter,
+        "content_type": content_type,
+        "body_base64": body.map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+    });
+    http::json(200, reply.to_string())
 }
 
 /// Unset `ADMIN_TOKEN` locks everyone out rather than letting everyone in.

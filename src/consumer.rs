@@ -104,14 +104,10 @@ async fn handle(message: &RawMessage, b: &BatchContext<'_>) -> Result<Decision> 
     let lease_ms = ((source.delivery_timeout_secs + LEASE_MARGIN_SECS) * 1000) as i64;
     match b.store.begin(&key, asking, lease_ms).await? {
         Begin::Go => {}
-        Begin::Skip { .. } => {
-            // A copy the receiver enqueued has a claim-checked body of its own; nothing else
-            // will ever read it.
-            if meta.retry_token.is_none() && !meta.replay {
-                delete_body(b.env, &meta.body).await;
-            }
-            return Ok(Decision::Ack);
-        }
+        // A skipped copy's claim-checked body is left alone: the same key can be shared by the
+        // copy's own retries and dead letter (if it began the event's chain before being
+        // delivered again), so only the lifecycle rule in the README clears such orphans.
+        Begin::Skip { .. } => return Ok(Decision::Ack),
         Begin::Later { retry_in_ms } => {
             let secs = ((retry_in_ms + 999) / 1000).clamp(1, MAX_WAIT_SECS) as u32;
             return put_back(b.env, &bytes, secs).await;

@@ -18,19 +18,20 @@ use crate::env::{self, bindings};
 use crate::idempotency::Idempotency;
 use crate::queue::{self, Decision};
 use edgehook_core::config::Config;
-use edgehook_core::envelope::{self, EventMeta};
+use edgehook_core::envelope::{self, BodyRef, EventMeta};
 use edgehook_core::idempotency::{DeadMark, Message};
 use edgehook_core::ingest::idempotency_key;
 use serde::Serialize;
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;
 use worker::{
-    console_error, console_log, Env, Fetch, Headers, MessageBatch, MessageExt, Method, QueueRetryOptionsBuilder,
-    RawMessage, Request, RequestInit, Result,
+    console_error, console_log, Bucket, Env, Fetch, Headers, MessageBatch, MessageExt, Method,
+    QueueRetryOptionsBuilder, RawMessage, Request, RequestInit, Result,
 };
 
 pub const PREFIX: &str = "dead-letters/";
-const POISON_DIR: &str = "_poison";
+/// Where undecodable messages are stored, beside the sources (whose names cannot start with `_`).
+pub const POISON_DIR: &str = "_poison";
 /// A letter that could not be stored comes back after this long.
 const RETRY_SECS: u32 = 60;
 /// How often an alert is tried before it is only logged.
@@ -161,7 +162,10 @@ async fn store(message: &RawMessage, env: &Env, config: &Config, records: &Idemp
         Err(e) => (DeadLetter::poison(&message.id(), e.to_string(), now), bytes),
     };
     let bucket = env.bucket(bindings::BLOBS)?;
-    let put = bucket.put(letter.storage_key(), settled.clone()).custom_metadata(letter.to_metadata());
+    // The stored letter is self-contained: a claim-checked body is copied into it, so that it
+    // outlives the `bodies/` lifecycle rule. (A body already gone is recorded as such.)
+    let stored = self_contained(&bucket, &settled).await?;
+    let put = bucket.put(letter.storage_key(), stored).custom_metadata(letter.to_metadata());
     if let Err(e) = put.execute().await {
         console_error!("could not store dead letter {}, putting it back: {e}", letter.storage_key());
         queue::send(&env.queue(bindings::DEAD_LETTERS)?, &settled, RETRY_SECS).await?;
@@ -179,6 +183,24 @@ async fn store(message: &RawMessage, env: &Env, config: &Config, records: &Idemp
         }
     }
     Ok(Decision::Ack)
+}
+
+/// The letter with its claim-checked body inline, when it has one that is still stored.
+async fn self_contained(bucket: &Bucket, letter: &[u8]) -> Result<Vec<u8>> {
+    let Ok((meta, _)) = envelope::decode(letter) else {
+        return Ok(letter.to_vec());
+    };
+    let BodyRef::Stored { key, .. } = &meta.body else {
+        return Ok(letter.to_vec());
+    };
+    let Some(object) = bucket.get(key).execute().await? else {
+        return Ok(letter.to_vec());
+    };
+    let Some(body) = object.body() else {
+        return Ok(letter.to_vec());
+    };
+    let body = body.bytes().await?;
+    Ok(envelope::encode(&EventMeta { body: BodyRef::Inline, ..meta }, &body))
 }
 
 /// POSTs the alert as JSON with a human-readable `text` (Slack-compatible) and the details.

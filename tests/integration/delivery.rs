@@ -20,6 +20,7 @@ pub const TESTS: &[crate::Test] = &[
     ("source_without_destination_completes", source_without_destination_completes),
     ("large_bodies_travel_through_r2", large_bodies_travel_through_r2),
     ("poison_messages_are_dead_lettered_alone", poison_messages_are_dead_lettered_alone),
+    ("large_dead_letters_keep_their_body", large_dead_letters_keep_their_body),
 ];
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -87,6 +88,14 @@ fn admin_get_from(worker: &crate::harness::Worker, path: &str) -> serde_json::Va
     reply.json()
 }
 
+/// The stored dead letter of `source`/`id` with its body.
+fn dead_letter_detail(worker: &crate::harness::Worker, source: &str, id: &str) -> (serde_json::Value, Option<Vec<u8>>) {
+    use base64::Engine;
+    let detail = admin_get_from(worker, &format!("/admin/dead-letters/{source}/{id}"));
+    let body = detail["body_base64"].as_str().map(|b| base64::engine::general_purpose::STANDARD.decode(b).unwrap());
+    (detail, body)
+}
+
 /// Waits until the dead-letter listing at `path` has an entry matching `pick`, and returns it.
 fn wait_dead_letter(
     worker: &crate::harness::Worker,
@@ -119,6 +128,9 @@ fn always_failing_destination_dead_letters_and_alerts(w: &World) {
     assert_eq!(stored["type"], "charge.failed");
     assert_eq!(stored["attempts"], 3);
     assert_eq!(stored["error"], "destination answered 500");
+    let (detail, stored_body) = dead_letter_detail(&w.main, "doomed", &id);
+    assert_eq!(detail["content_type"], "application/json");
+    assert!(stored_body.as_deref() == Some(body.as_slice()), "the dead letter keeps the exact body");
 
     // No fourth attempt, and the event stays known: a provider retry is a duplicate.
     thread::sleep(Duration::from_secs(3));
@@ -224,5 +236,22 @@ fn poison_messages_are_dead_lettered_alone(w: &World) {
     assert_eq!(stored["attempts"], 1);
     let garbage = wait_dead_letter(&w.faults, "/admin/dead-letters", |d| d["source"] == "_poison");
     assert_eq!(garbage["error"], "undecodable queue message: not an edgehook envelope");
+    let (_, raw) = dead_letter_detail(&w.faults, "_poison", garbage["id"].as_str().unwrap());
+    assert_eq!(raw.as_deref(), Some(&b"this is not an edgehook envelope"[..]));
     assert!(w.dest.deliveries("/fragile", &missing).is_empty());
+}
+
+fn large_dead_letters_keep_their_body(w: &World) {
+    // Claim-checked (over the queue's message limit), dead after its only attempt: the stored
+    // dead letter carries the body itself, not a pointer that a lifecycle rule may expire.
+    let id = unique("evt");
+    w.dest.always("/bigdoomed", 500);
+    let body = format!(r#"{{"id":"{id}","type":"invoice.paid","padding":"{}"}}"#, "z".repeat(200_000)).into_bytes();
+    let reply =
+        w.main.post("/webhooks/bigdoomed", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+    reply.expect(200, json!({"status": "accepted", "id": id}));
+    let stored = wait_dead_letter(&w.main, "/admin/dead-letters?source=bigdoomed", |d| d["id"] == id.as_str());
+    assert_eq!(stored["attempts"], 1);
+    let (_, stored_body) = dead_letter_detail(&w.main, "bigdoomed", &id);
+    assert!(stored_body.as_deref() == Some(body.as_slice()), "the large dead letter lost its body");
 }

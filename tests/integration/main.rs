@@ -62,6 +62,7 @@ fn main_sources(dest: &Destination) -> String {
         "nodest": {"provider": "stripe"},
         "filtered": {"provider": "stripe", "destination": d("/filtered"), "events": ["invoice.*"]},
         "big": {"provider": "stripe", "destination": d("/big"), "max_body_bytes": 1_048_576},
+        "bigdoomed": {"provider": "stripe", "destination": d("/bigdoomed"), "max_body_bytes": 1_048_576, "max_attempts": 1},
         "concurrent": {"provider": "stripe", "destination": d("/concurrent")},
         "broken": {"provider": "paypal"},
         "nosecret": {"provider": "stripe"},
