@@ -14,7 +14,7 @@
 
 use crate::env::{self, bindings};
 use crate::idempotency::Idempotency;
-use crate::queue::{self, Decision};
+use crate::queue::{self, Batch, Decision, Delivery};
 use edgehook_core::config::Config;
 use edgehook_core::envelope::{self, BodyRef, EventMeta};
 use edgehook_core::forward::{self, AttemptResult};
@@ -27,13 +27,18 @@ use futures_util::lock::Mutex;
 use js_sys::Uint8Array;
 use std::time::Duration;
 use worker::{
-    console_error, AbortController, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method,
-    QueueRetryOptionsBuilder, RawMessage, Request, RequestInit, RequestRedirect, Result,
+    console_error, AbortController, Delay, Env, Fetch, Headers, MessageExt, Method, Request, RequestInit,
+    RequestRedirect, Result,
 };
 
-/// A lease outlives the delivery timeout by this much, so a slow but live delivery is never
-/// taken over by a second consumer.
-const LEASE_MARGIN_SECS: u64 = 30;
+/// A lease lasts longer than any consumer invocation can (15 minutes of wall time): every message
+/// of a batch takes its lease at the start, then may wait for a connection or for the large-body
+/// turn, and a lease must not run out before its delivery is decided. A consumer that dies gives
+/// its lease back through the queue's redelivery of its message, not through expiry.
+const LEASE_MS: i64 = 16 * 60 * 1000;
+/// Past this much of an invocation's wall time, events not yet sent are deferred to a new
+/// message (without using an attempt) so the invocation ends well inside its limit.
+const TIME_BUDGET_MS: i64 = 12 * 60 * 1000;
 /// When storage or the queue fails, the message comes back after this long.
 const INFRA_RETRY_SECS: u32 = 30;
 /// A continuation waiting for another message's lease checks back at least this often.
@@ -56,36 +61,36 @@ struct BatchContext<'a> {
     store: &'a Idempotency,
     large_bodies: &'a Mutex<()>,
     connections: &'a Slots,
+    /// When this invocation started (Unix ms), for its time budget.
+    started_ms: i64,
 }
 
-pub async fn consume(batch: MessageBatch<()>, env: Env) {
+pub async fn consume(batch: Batch, env: Env) {
     let config = env::config(&env);
     let store = match Idempotency::new(&env) {
         Ok(store) => store,
         Err(e) => {
             console_error!("idempotency binding unavailable, retrying the batch: {e}");
-            return batch
-                .retry_all_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(INFRA_RETRY_SECS).build());
+            return batch.retry_all(INFRA_RETRY_SECS);
         }
     };
     let large_bodies = Mutex::new(());
     let connections = Slots::new(DELIVERY_CONNECTIONS);
+    let started_ms = env::now_ms();
     let context = BatchContext {
         env: &env,
         config: &config,
         store: &store,
         large_bodies: &large_bodies,
         connections: &connections,
+        started_ms,
     };
     let context = &context;
-    queue::settle_each(&batch, INFRA_RETRY_SECS, |message| async move {
-        let decision = handle(&message, context).await;
-        (message, decision)
-    })
-    .await;
+    queue::settle_each(&batch, INFRA_RETRY_SECS, |delivery| handle(delivery, context)).await;
 }
 
-async fn handle(message: &RawMessage, b: &BatchContext<'_>) -> Result<Decision> {
+async fn handle(delivery: &Delivery, b: &BatchContext<'_>) -> Result<Decision> {
+    let message = &delivery.message;
     let Some(bytes) = queue::message_bytes(message) else {
         return poison(b.env, &queue::describe_foreign_body(message)).await;
     };
@@ -100,9 +105,9 @@ async fn handle(message: &RawMessage, b: &BatchContext<'_>) -> Result<Decision> 
     };
     let key = idempotency_key(&meta.source, &meta.id);
     let message_id = message.id();
-    let asking = Message { id: &message_id, retry_token: meta.retry_token, replay: meta.replay };
-    let lease_ms = ((source.delivery_timeout_secs + LEASE_MARGIN_SECS) * 1000) as i64;
-    match b.store.begin(&key, asking, lease_ms).await? {
+    let asking =
+        Message { id: &message_id, attempts: delivery.attempts, retry_token: meta.retry_token, replay: meta.replay };
+    match b.store.begin(&key, asking, LEASE_MS).await? {
         Begin::Go => {}
         // A skipped copy's claim-checked body is left alone: the same key can be shared by the
         // copy's own retries and dead letter (if it began the event's chain before being
@@ -116,10 +121,21 @@ async fn handle(message: &RawMessage, b: &BatchContext<'_>) -> Result<Decision> 
     let finish = |outcome| finish(b.store, &key, &message_id, outcome);
 
     // Claim-checked bodies can be megabytes each: hold one in memory at a time, not a batch's.
-    let _one_large_body = match meta.body {
+    let large_body_turn = match meta.body {
         BodyRef::Stored { .. } => Some(b.large_bodies.lock().await),
         BodyRef::Inline => None,
     };
+    // The delivery timeout must start when the request can actually be sent.
+    let connection = match source.destination {
+        Some(_) => Some(b.connections.acquire().await),
+        None => None,
+    };
+    if env::now_ms() - b.started_ms > TIME_BUDGET_MS {
+        // Waited too long for a turn: a new message carries the event on, same attempt.
+        drop((connection, large_body_turn));
+        let attempt = meta.attempt;
+        return hand_on(b, &key, &message_id, meta, inline, attempt, 1).await;
+    }
     let body = match load_body(b.env, &meta, inline).await? {
         Some(body) => body,
         None => {
@@ -131,8 +147,6 @@ async fn handle(message: &RawMessage, b: &BatchContext<'_>) -> Result<Decision> 
     };
     let result = match (&source.destination, &b.config.settings.destination_secret) {
         (Some(url), Some(key)) => {
-            // The timeout must start when the request can actually be sent.
-            let _connection = b.connections.acquire().await;
             let headers = forward::delivery_headers(&meta, &body, key, env::now_ms() / 1000);
             deliver(url, headers, &body, source.delivery_timeout_secs).await
         }
@@ -145,7 +159,7 @@ async fn handle(message: &RawMessage, b: &BatchContext<'_>) -> Result<Decision> 
         // No destination: the event is complete once accepted (see the README).
         (None, _) => AttemptResult::Delivered,
     };
-    drop(body);
+    drop((body, connection, large_body_turn));
 
     match result {
         AttemptResult::Delivered => {
@@ -157,18 +171,7 @@ async fn handle(message: &RawMessage, b: &BatchContext<'_>) -> Result<Decision> 
             let meta = with_error(meta, error);
             match source.retry.after_failure(meta.attempt, env::random_unit(), retry_after_secs) {
                 AfterFailure::Retry { attempt, delay_secs } => {
-                    // Send the retry first, then record its token: a record that waited for a
-                    // token no message carries would strand the event.
-                    let token = env::random_token();
-                    let next = EventMeta { attempt, retry_token: Some(token), replay: false, ..meta };
-                    let queue = b.env.queue(bindings::EVENTS)?;
-                    if let Err(e) = queue::send(&queue, &envelope::encode(&next, inline), delay_secs).await {
-                        // This message comes back instead, with the same attempt number.
-                        console_error!("could not enqueue attempt {attempt} of {key}: {e}");
-                        return Ok(Decision::RetryIn(delay_secs));
-                    }
-                    finish(Outcome::Retrying { token }).await?;
-                    Ok(Decision::Ack)
+                    hand_on(b, &key, &message_id, meta, inline, attempt, delay_secs).await
                 }
                 AfterFailure::DeadLetter => {
                     // Hand over first, then record: if the hand-over fails the message is
@@ -180,6 +183,31 @@ async fn handle(message: &RawMessage, b: &BatchContext<'_>) -> Result<Decision> 
             }
         }
     }
+}
+
+/// Carries the event on in a new message, as `attempt`, after `delay_secs`: the retry after a
+/// failed attempt, or a deferral (same attempt) when this invocation ran out of time. The new
+/// message carries a fresh token and the record is told to wait for it, in that order: a record
+/// waiting for a token that no message carries would strand the event.
+async fn hand_on(
+    b: &BatchContext<'_>,
+    key: &str,
+    message_id: &str,
+    meta: EventMeta,
+    inline: &[u8],
+    attempt: u32,
+    delay_secs: u32,
+) -> Result<Decision> {
+    let token = env::random_token();
+    let next = EventMeta { attempt, retry_token: Some(token), replay: false, ..meta };
+    let queue = b.env.queue(bindings::EVENTS)?;
+    if let Err(e) = queue::send(&queue, &envelope::encode(&next, inline), delay_secs).await {
+        // This message comes back instead, with the same attempt number.
+        console_error!("could not enqueue attempt {attempt} of {key}: {e}");
+        return Ok(Decision::RetryIn(delay_secs));
+    }
+    finish(b.store, key, message_id, Outcome::Retrying { token }).await?;
+    Ok(Decision::Ack)
 }
 
 /// A message that is not an edgehook envelope goes to the dead-letter queue alone, whose
@@ -245,8 +273,10 @@ async fn dead_letter(env: &Env, meta: &EventMeta, inline: &[u8]) -> Result<()> {
     queue::send(&env.queue(bindings::DEAD_LETTERS)?, &envelope::encode(&letter, inline), 0).await
 }
 
-/// Records an outcome, trying a few times before giving up to the queue's own retry.
+/// Records an outcome, trying a few times (with a pause) before giving up to the queue's own
+/// retry: a lost `Delivered` would let the event be delivered a second time.
 async fn finish(store: &Idempotency, key: &str, message_id: &str, outcome: Outcome) -> Result<()> {
+    let mut pause = Duration::from_millis(200);
     let mut tries = 0;
     loop {
         tries += 1;
@@ -255,6 +285,8 @@ async fn finish(store: &Idempotency, key: &str, message_id: &str, outcome: Outco
             Err(e) if tries >= FINISH_TRIES => return Err(e),
             Err(e) => console_error!("recording {outcome:?} for {key} failed (try {tries}): {e}"),
         }
+        Delay::from(pause).await;
+        pause *= 4;
     }
 }
 

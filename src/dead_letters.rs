@@ -16,7 +16,7 @@
 
 use crate::env::{self, bindings};
 use crate::idempotency::Idempotency;
-use crate::queue::{self, Decision};
+use crate::queue::{self, Batch, Decision, Delivery};
 use edgehook_core::config::Config;
 use edgehook_core::envelope::{self, BodyRef, EventMeta};
 use edgehook_core::idempotency::{DeadMark, Message};
@@ -25,8 +25,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;
 use worker::{
-    console_error, console_log, Bucket, Env, Fetch, Headers, MessageBatch, MessageExt, Method,
-    QueueRetryOptionsBuilder, RawMessage, Request, RequestInit, Result,
+    console_error, console_log, Bucket, Env, Fetch, Headers, MessageExt, Method, Request, RequestInit, Result,
 };
 
 pub const PREFIX: &str = "dead-letters/";
@@ -120,32 +119,33 @@ impl DeadLetter {
     }
 }
 
-pub async fn consume(batch: MessageBatch<()>, env: Env) {
+pub async fn consume(batch: Batch, env: Env) {
     let config = env::config(&env);
     let records = match Idempotency::new(&env) {
         Ok(records) => records,
         Err(e) => {
             console_error!("idempotency binding unavailable, retrying the dead letters: {e}");
-            return batch
-                .retry_all_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(RETRY_SECS).build());
+            return batch.retry_all(RETRY_SECS);
         }
     };
     let (env, config, records) = (&env, &config, &records);
-    queue::settle_each(&batch, RETRY_SECS, |message| async move {
-        let stored = store(&message, env, config, records).await;
-        (message, stored)
-    })
-    .await;
+    queue::settle_each(&batch, RETRY_SECS, |delivery| store(delivery, env, config, records)).await;
 }
 
-async fn store(message: &RawMessage, env: &Env, config: &Config, records: &Idempotency) -> Result<Decision> {
+async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempotency) -> Result<Decision> {
+    let message = &delivery.message;
     let bytes = queue::message_bytes(message).unwrap_or_else(|| queue::describe_foreign_body(message));
     let now = env::now_ms();
     let (letter, settled) = match envelope::decode(&bytes) {
         Ok((meta, _)) if meta.dead => (DeadLetter::from_meta(&meta, now), bytes),
         Ok((meta, inline)) => {
             let key = idempotency_key(&meta.source, &meta.id);
-            let moved = Message { id: &message.id(), retry_token: meta.retry_token, replay: meta.replay };
+            let moved = Message {
+                id: &message.id(),
+                attempts: delivery.attempts,
+                retry_token: meta.retry_token,
+                replay: meta.replay,
+            };
             match records.mark_dead(&key, moved).await? {
                 DeadMark::Marked => {}
                 DeadMark::Alive { state } | DeadMark::Final { state } => {

@@ -32,9 +32,9 @@ const MAX_EXPIRY_SLACK_MS: i64 = 60_000;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Op {
-    Begin { key: String, message_id: String, retry_token: Option<u64>, replay: bool, lease_ms: i64 },
+    Begin { key: String, message_id: String, attempts: u32, retry_token: Option<u64>, replay: bool, lease_ms: i64 },
     Finish { key: String, message_id: String, outcome: Outcome },
-    MarkDead { key: String, message_id: String, retry_token: Option<u64>, replay: bool },
+    MarkDead { key: String, message_id: String, attempts: u32, retry_token: Option<u64>, replay: bool },
 }
 
 impl Op {
@@ -121,6 +121,7 @@ impl Idempotency {
         let op = Op::Begin {
             key: key.to_owned(),
             message_id: message.id.to_owned(),
+            attempts: message.attempts,
             retry_token: message.retry_token,
             replay: message.replay,
             lease_ms,
@@ -139,6 +140,7 @@ impl Idempotency {
         let op = Op::MarkDead {
             key: key.to_owned(),
             message_id: message.id.to_owned(),
+            attempts: message.attempts,
             retry_token: message.retry_token,
             replay: message.replay,
         };
@@ -151,6 +153,7 @@ impl Idempotency {
 struct Row {
     state: String,
     owner: String,
+    owner_attempts: u32,
     token: i64,
     lease_until_ms: i64,
     updated_ms: i64,
@@ -177,7 +180,8 @@ impl DurableObject for IdempotencyShard {
         let sql = state.storage().sql();
         // Idempotent DDL, synchronous: it runs before any request reaches the object.
         let ddl = "CREATE TABLE IF NOT EXISTS records (
-                       key TEXT PRIMARY KEY, state TEXT NOT NULL, owner TEXT NOT NULL, token INTEGER NOT NULL,
+                       key TEXT PRIMARY KEY, state TEXT NOT NULL, owner TEXT NOT NULL,
+                       owner_attempts INTEGER NOT NULL, token INTEGER NOT NULL,
                        lease_until_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
                        expires_ms INTEGER NOT NULL) WITHOUT ROWID;
                    CREATE INDEX IF NOT EXISTS records_by_expiry ON records (expires_ms);";
@@ -195,16 +199,18 @@ impl DurableObject for IdempotencyShard {
             let record = self.read(op.key())?;
             let clock = Clock { now_ms: now_ms(), ttl_ms: self.ttl_ms };
             let (write, reply) = match op {
-                Op::Begin { message_id, retry_token, replay, lease_ms, .. } => {
-                    let message = Message { id: message_id, retry_token: *retry_token, replay: *replay };
+                Op::Begin { message_id, attempts, retry_token, replay, lease_ms, .. } => {
+                    let message =
+                        Message { id: message_id, attempts: *attempts, retry_token: *retry_token, replay: *replay };
                     let (write, begin) = core::begin(record.as_ref(), message, *lease_ms, clock);
                     (write, serde_json::to_value(begin)?)
                 }
                 Op::Finish { message_id, outcome, .. } => {
                     (core::finish(record.as_ref(), message_id, *outcome, clock), serde_json::Value::Null)
                 }
-                Op::MarkDead { message_id, retry_token, replay, .. } => {
-                    let message = Message { id: message_id, retry_token: *retry_token, replay: *replay };
+                Op::MarkDead { message_id, attempts, retry_token, replay, .. } => {
+                    let message =
+                        Message { id: message_id, attempts: *attempts, retry_token: *retry_token, replay: *replay };
                     let (write, mark) = core::mark_dead(record.as_ref(), message, clock);
                     (write, serde_json::to_value(mark)?)
                 }
@@ -236,7 +242,8 @@ impl IdempotencyShard {
         let rows: Vec<Row> = self
             .sql
             .exec(
-                "SELECT state, owner, token, lease_until_ms, updated_ms, expires_ms FROM records WHERE key = ?",
+                "SELECT state, owner, owner_attempts, token, lease_until_ms, updated_ms, expires_ms
+                 FROM records WHERE key = ?",
                 vec![SqlStorageValue::from(key)],
             )?
             .to_array()?;
@@ -248,6 +255,7 @@ impl IdempotencyShard {
         Ok(Some(Record {
             state,
             owner: row.owner,
+            owner_attempts: row.owner_attempts,
             token: row.token as u64,
             lease_until_ms: row.lease_until_ms,
             updated_ms: row.updated_ms,
@@ -260,16 +268,18 @@ impl IdempotencyShard {
             Write::Keep => {}
             Write::Put(r) => {
                 self.sql.exec(
-                    "INSERT INTO records (key, state, owner, token, lease_until_ms, updated_ms, expires_ms)
-                     VALUES (?, ?, ?, ?, ?, ?, ?)
+                    "INSERT INTO records
+                       (key, state, owner, owner_attempts, token, lease_until_ms, updated_ms, expires_ms)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                      ON CONFLICT (key) DO UPDATE SET state = excluded.state, owner = excluded.owner,
-                       token = excluded.token,
+                       owner_attempts = excluded.owner_attempts, token = excluded.token,
                        lease_until_ms = excluded.lease_until_ms, updated_ms = excluded.updated_ms,
                        expires_ms = excluded.expires_ms",
                     vec![
                         SqlStorageValue::from(key),
                         SqlStorageValue::from(r.state.as_str()),
                         SqlStorageValue::from(r.owner.as_str()),
+                        SqlStorageValue::from(i64::from(r.owner_attempts)),
                         SqlStorageValue::from(r.token as i64),
                         SqlStorageValue::from(r.lease_until_ms),
                         SqlStorageValue::from(r.updated_ms),

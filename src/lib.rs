@@ -24,7 +24,7 @@ mod queue;
 
 pub use idempotency::IdempotencyShard;
 
-use worker::{event, Context, Env, MessageBatch, Request, Response, Result};
+use worker::{event, Context, Env, Request, Response, Result};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
@@ -45,14 +45,29 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     http::json(404, r#"{"error":"not_found"}"#)
 }
 
-#[event(queue)]
-async fn queue(batch: MessageBatch<()>, env: Env, _ctx: Context) -> Result<()> {
-    // Never an `Err`: in workers-rs that retries the whole batch and resets the instance. Each
-    // message is acknowledged or retried on its own.
-    if batch.queue().ends_with(env::DEAD_LETTER_QUEUE_SUFFIX) {
+/// The queue handler, exported by hand rather than with `#[event(queue)]`: the consumer needs
+/// each message's delivery count (`attempts`), which workers-rs 0.8.7 does not expose. The
+/// export has the signature the `#[event(queue)]` macro would generate, which is what
+/// worker-build's JavaScript shim calls.
+mod queue_export {
+    use wasm_bindgen::prelude::wasm_bindgen;
+    use wasm_bindgen::JsValue;
+    use worker::worker_sys::{Context, MessageBatch};
+
+    #[wasm_bindgen(wasm_bindgen_futures = ::worker::wasm_bindgen_futures, js_sys = ::worker::js_sys)]
+    pub async fn queue(batch: MessageBatch, env: worker::Env, _ctx: Context) -> Result<JsValue, JsValue> {
+        std::panic::AssertUnwindSafe(super::on_queue(batch, env)).await;
+        Ok(JsValue::UNDEFINED)
+    }
+}
+
+/// Never fails: every message is acknowledged or retried on its own (a failed queue handler
+/// would retry the whole batch).
+async fn on_queue(batch: worker::worker_sys::MessageBatch, env: Env) {
+    let batch = queue::Batch::new(batch);
+    if batch.queue.ends_with(env::DEAD_LETTER_QUEUE_SUFFIX) {
         dead_letters::consume(batch, env).await;
     } else {
         consumer::consume(batch, env).await;
     }
-    Ok(())
 }

@@ -5,7 +5,8 @@ use futures_util::future::join_all;
 use js_sys::Uint8Array;
 use std::future::Future;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{console_error, MessageBatch, MessageExt, Queue, QueueContentType, RawMessage, RawMessageBuilder, Result};
+use worker::worker_sys::{Message as MessageSys, MessageBatch as MessageBatchSys};
+use worker::{console_error, MessageExt, Queue, QueueContentType, RawMessage, RawMessageBuilder, Result};
 
 /// What becomes of a message once handled.
 pub enum Decision {
@@ -13,22 +14,66 @@ pub enum Decision {
     RetryIn(u32),
 }
 
+/// One message of a batch, with how many times the queue has delivered it (1 the first time).
+pub struct Delivery {
+    pub message: RawMessage,
+    pub attempts: u32,
+}
+
+/// A batch as the queue handler receives it.
+pub struct Batch {
+    pub queue: String,
+    pub messages: Vec<Delivery>,
+    sys: MessageBatchSys,
+}
+
+impl Batch {
+    pub fn new(sys: MessageBatchSys) -> Batch {
+        let queue = sys.queue().map(String::from).unwrap_or_default();
+        let messages = sys
+            .messages()
+            .map(|array| {
+                array
+                    .iter()
+                    .map(|value| {
+                        let attempts = js_sys::Reflect::get(&value, &JsValue::from_str("attempts"))
+                            .ok()
+                            .and_then(|a| a.as_f64())
+                            .map_or(1, |a| a as u32);
+                        Delivery { message: RawMessage::from(value.unchecked_into::<MessageSys>()), attempts }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Batch { queue, messages, sys }
+    }
+
+    /// Retries every message after `delay_secs` (when nothing can be done for any of them).
+    pub fn retry_all(&self, delay_secs: u32) {
+        let options = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&options, &"delaySeconds".into(), &delay_secs.into());
+        let _ = self.sys.retry_all(options.into());
+    }
+}
+
 /// Handles every message of a batch concurrently and settles each one on its own: acknowledged,
 /// retried when its handler asks, or retried after `error_retry_secs` when its handler fails.
-/// Never fails as a whole: in workers-rs an `Err` from a queue handler would retry the whole
-/// batch and reset the instance.
-pub async fn settle_each<F, Fut>(batch: &MessageBatch<()>, error_retry_secs: u32, handle: F)
+pub async fn settle_each<'a, F, Fut>(batch: &'a Batch, error_retry_secs: u32, handle: F)
 where
-    F: Fn(RawMessage) -> Fut,
-    Fut: Future<Output = (RawMessage, Result<Decision>)>,
+    F: Fn(&'a Delivery) -> Fut,
+    Fut: Future<Output = Result<Decision>>,
 {
-    let settled = batch.raw_iter().map(|message| async {
-        match handle(message).await {
-            (message, Ok(Decision::Ack)) => message.ack(),
-            (message, Ok(Decision::RetryIn(secs))) => retry_later(&message, secs),
-            (message, Err(e)) => {
-                console_error!("queue {} message {}: failed, retrying: {e}", batch.queue(), message.id());
-                retry_later(&message, error_retry_secs);
+    let settled = batch.messages.iter().map(|delivery| {
+        let handled = handle(delivery);
+        async move {
+            let message = &delivery.message;
+            match handled.await {
+                Ok(Decision::Ack) => message.ack(),
+                Ok(Decision::RetryIn(secs)) => retry_later(message, secs),
+                Err(e) => {
+                    console_error!("queue {} message {}: failed, retrying: {e}", batch.queue, message.id());
+                    retry_later(message, error_retry_secs);
+                }
             }
         }
     });

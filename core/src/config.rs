@@ -43,6 +43,9 @@ pub mod limits {
     pub const MAX_DELIVERY_TIMEOUT_SECS: u64 = 900;
     /// A week: a wider replay window is a configuration mistake, not a need.
     pub const MAX_TOLERANCE_SECS: u64 = 7 * 24 * 3600;
+    /// Ten years: an id remembered longer is a typo, and the millisecond arithmetic stays far
+    /// from overflowing.
+    pub const MAX_IDEMPOTENCY_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
     /// Longest allowed source name (`[a-z0-9][a-z0-9_-]{0,63}`).
     pub const MAX_SOURCE_NAME: usize = 64;
 }

@@ -23,9 +23,11 @@
 //! ```
 //!
 //! - `Delivering` is a lease held by one queue message (its id is the owner) until
-//!   `lease_until_ms`. A redelivery of that same message (its consumer died mid-delivery) takes
-//!   the lease back, so a crashed delivery is retried, not lost; a lease that runs out can be
-//!   taken over by anyone.
+//!   `lease_until_ms`. A redelivery of that same message with a higher delivery count (its
+//!   consumer died mid-delivery, or failed and retried it) takes the lease back, so a crashed
+//!   delivery is retried, not lost; a second delivery of the same message with the same count
+//!   (the queue's at-least-once duplicate) does not. A lease that runs out can be taken over by
+//!   anyone.
 //! - `Retrying` waits for the one retry message the failed attempt sent, recognised by its
 //!   token, so exactly one chain of attempts exists per event.
 //! - A *fresh copy* (a message from the receiver) that finds the event owned, retrying, completed
@@ -89,8 +91,11 @@ impl State {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub state: State,
-    /// The queue message holding a `Delivering` lease.
+    /// The queue message holding a `Delivering` lease (for `Dead`: the message that the queue
+    /// gave up on, if that is how the event died).
     pub owner: String,
+    /// The owner's delivery count when it took the lease.
+    pub owner_attempts: u32,
     /// The token of the retry message a `Retrying` record waits for.
     pub token: u64,
     pub lease_until_ms: i64,
@@ -117,6 +122,7 @@ impl Clock {
         Record {
             state,
             owner: owner.to_owned(),
+            owner_attempts: 0,
             token,
             lease_until_ms,
             updated_ms: self.now_ms,
@@ -130,6 +136,8 @@ impl Clock {
 pub struct Message<'a> {
     /// The queue's id for the message; stable across redeliveries of the same message.
     pub id: &'a str,
+    /// How many times the queue has delivered this message (1 the first time).
+    pub attempts: u32,
     /// Set on retry messages: the token their failed predecessor recorded.
     pub retry_token: Option<u64>,
     /// An explicit replay: delivered even if the event was delivered before.
@@ -158,13 +166,18 @@ pub enum Begin {
 
 /// `begin`: `message` is about to be delivered, under a lease of `lease_ms`.
 pub fn begin(record: Option<&Record>, message: Message<'_>, lease_ms: i64, clock: Clock) -> (Write, Begin) {
-    let take = || Write::Put(clock.record(State::Delivering, message.id, 0, clock.now_ms + lease_ms));
+    let take = || {
+        let mut r = clock.record(State::Delivering, message.id, 0, clock.now_ms + lease_ms);
+        r.owner_attempts = message.attempts;
+        Write::Put(r)
+    };
     let Some(r) = record else {
         return (take(), Begin::Go);
     };
     match r.state {
-        // Our own lease: this message was redelivered because its consumer died mid-delivery.
-        State::Delivering if r.owner == message.id => (take(), Begin::Go),
+        // Our own lease, delivered again: the consumer that held it died or gave the message
+        // back. (The same delivery twice is the queue's duplicate, and is not let through.)
+        State::Delivering if r.owner == message.id && message.attempts > r.owner_attempts => (take(), Begin::Go),
         State::Delivering if r.lease_until_ms <= clock.now_ms => (take(), Begin::Go),
         State::Delivering if message.continuation() => {
             (Write::Keep, Begin::Later { retry_in_ms: r.lease_until_ms - clock.now_ms })
@@ -217,11 +230,14 @@ pub enum DeadMark {
 /// `mark_dead`: the queue moved `message` to the dead-letter queue by itself (the event consumer
 /// kept failing on it). The event is dead only if this message was what carried it.
 pub fn mark_dead(record: Option<&Record>, message: Message<'_>, clock: Clock) -> (Write, DeadMark) {
-    let dead = || Write::Put(clock.record(State::Dead, "", 0, 0));
+    // The marking message is kept as the owner, so that marking again (the dead-letter consumer
+    // failed before storing the letter and is retried) still answers `Marked`.
+    let dead = || Write::Put(clock.record(State::Dead, message.id, 0, 0));
     let Some(r) = record else {
         return (dead(), DeadMark::Marked);
     };
     match r.state {
+        State::Dead if r.owner == message.id => (Write::Keep, DeadMark::Marked),
         State::Completed | State::Dead => (Write::Keep, DeadMark::Final { state: r.state }),
         State::Delivering if r.lease_until_ms <= clock.now_ms || r.owner == message.id => (dead(), DeadMark::Marked),
         State::Retrying if message.retry_token == Some(r.token) => (dead(), DeadMark::Marked),
@@ -241,15 +257,20 @@ mod tests {
     }
 
     fn fresh(id: &str) -> Message<'_> {
-        Message { id, retry_token: None, replay: false }
+        Message { id, attempts: 1, retry_token: None, replay: false }
+    }
+
+    /// `id` delivered by the queue for the `attempts`-th time.
+    fn again(id: &str, attempts: u32) -> Message<'_> {
+        Message { attempts, ..fresh(id) }
     }
 
     fn retry(id: &str, token: u64) -> Message<'_> {
-        Message { id, retry_token: Some(token), replay: false }
+        Message { id, attempts: 1, retry_token: Some(token), replay: false }
     }
 
     fn replay(id: &str) -> Message<'_> {
-        Message { id, retry_token: None, replay: true }
+        Message { id, attempts: 1, retry_token: None, replay: true }
     }
 
     /// Runs `begin` and applies its write.
@@ -300,8 +321,24 @@ mod tests {
         let mut r = None;
         assert_eq!(start(&mut r, fresh("m1"), 0), Begin::Go);
         // The consumer died; the queue redelivers m1 while its lease still runs.
-        assert_eq!(start(&mut r, fresh("m1"), 100), Begin::Go);
+        assert_eq!(start(&mut r, again("m1", 2), 100), Begin::Go);
         assert_eq!(r.as_ref().unwrap().lease_until_ms, 100 + LEASE);
+        assert_eq!(r.as_ref().unwrap().owner_attempts, 2);
+        // ...and again, should that consumer die too.
+        assert_eq!(start(&mut r, again("m1", 3), 200), Begin::Go);
+    }
+
+    #[test]
+    fn the_queue_delivering_one_message_twice_at_once_delivers_once() {
+        let mut r = None;
+        assert_eq!(start(&mut r, fresh("m1"), 0), Begin::Go);
+        assert_eq!(start(&mut r, fresh("m1"), 10), Begin::Skip { state: State::Delivering });
+        // A continuation delivered twice waits for itself instead.
+        let mut c = None;
+        start(&mut c, fresh("m1"), 0);
+        end(&mut c, "m1", Outcome::Retrying { token: 3 }, 5);
+        assert_eq!(start(&mut c, retry("m2", 3), 10), Begin::Go);
+        assert_eq!(start(&mut c, retry("m2", 3), 20), Begin::Later { retry_in_ms: LEASE - 10 });
     }
 
     #[test]
@@ -371,6 +408,7 @@ mod tests {
         start(&mut r, fresh("m1"), 0);
         // A stray copy while m1's lease is live: m1 carries the event.
         assert_eq!(marked(&r, fresh("m2"), 10), DeadMark::Alive { state: State::Delivering });
+        assert_eq!(marked(&r, again("m1", 1), 10), DeadMark::Marked, "the lease holder itself is what carried it");
         // m1 itself, or anyone once the lease ran out.
         assert_eq!(marked(&r, fresh("m1"), 10), DeadMark::Marked);
         assert_eq!(marked(&r, fresh("m2"), LEASE), DeadMark::Marked);
@@ -381,6 +419,11 @@ mod tests {
         let (w, mark) = mark_dead(r.as_ref(), retry("m3", 5), at(30));
         assert_eq!(mark, DeadMark::Marked);
         assert!(matches!(w, Write::Put(Record { state: State::Dead, .. })));
+        // Marking again (the letter could not be stored the first time) still says `Marked`;
+        // another message finds it final.
+        let Write::Put(dead) = w else { unreachable!() };
+        assert_eq!(mark_dead(Some(&dead), retry("m3", 5), at(31)).1, DeadMark::Marked);
+        assert_eq!(mark_dead(Some(&dead), fresh("m9"), at(31)).1, DeadMark::Final { state: State::Dead });
 
         end(&mut r, "m1", Outcome::Delivered, 40);
         assert_eq!(marked(&r, retry("m3", 5), 50), DeadMark::Final { state: State::Completed });

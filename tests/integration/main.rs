@@ -94,6 +94,7 @@ fn start_world() -> World {
         "nodest",
         "filtered",
         "big",
+        "bigdoomed",
         "concurrent",
     ] {
         main_vars.push((format!("WEBHOOK_SECRET_{}", name.to_uppercase()), STRIPE_SECRET.into()));
