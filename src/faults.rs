@@ -74,17 +74,7 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
 }
 
 fn event_meta(source: Option<String>, id: Option<String>, body: BodyRef) -> EventMeta {
-    EventMeta {
-        source: source.unwrap_or_default(),
-        id: id.unwrap_or_default(),
-        event_type: None,
-        content_type: Some("application/json".into()),
-        received_at_ms: crate::env::now_ms(),
-        attempt: 1,
-        body,
-        last_error: None,
-        retry_token: None,
-        replay: false,
-        dead: false,
-    }
+    let first =
+        EventMeta::first_attempt(source.unwrap_or_default(), id.unwrap_or_default(), crate::env::now_ms(), body);
+    EventMeta { content_type: Some("application/json".into()), ..first }
 }

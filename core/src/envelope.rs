@@ -59,6 +59,25 @@ pub struct EventMeta {
     pub dead: bool,
 }
 
+impl EventMeta {
+    /// The metadata of an event's first attempt, with no type, content type or history yet.
+    pub fn first_attempt(source: impl Into<String>, id: impl Into<String>, received_at_ms: i64, body: BodyRef) -> Self {
+        EventMeta {
+            source: source.into(),
+            id: id.into(),
+            event_type: None,
+            content_type: None,
+            received_at_ms,
+            attempt: 1,
+            body,
+            last_error: None,
+            retry_token: None,
+            replay: false,
+            dead: false,
+        }
+    }
+}
+
 /// Why bytes taken from a queue are not an envelope: a poison message.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum EnvelopeError {
@@ -112,17 +131,9 @@ mod tests {
 
     fn meta(body: BodyRef) -> EventMeta {
         EventMeta {
-            source: "stripe".into(),
-            id: "evt_1".into(),
             event_type: Some("invoice.paid".into()),
             content_type: Some("application/json".into()),
-            received_at_ms: 1_700_000_000_123,
-            attempt: 1,
-            body,
-            last_error: None,
-            retry_token: None,
-            replay: false,
-            dead: false,
+            ..EventMeta::first_attempt("stripe", "evt_1", 1_700_000_000_123, body)
         }
     }
 

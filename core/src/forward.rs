@@ -64,17 +64,10 @@ mod tests {
         let key_text = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let key = decode(key_text, SecretEncoding::StandardWebhooks).unwrap();
         let meta = EventMeta {
-            source: "stripe".into(),
-            id: "evt_1".into(),
             event_type: Some("invoice.paid".into()),
             content_type: Some("application/json; charset=utf-8".into()),
-            received_at_ms: 0,
             attempt: 3,
-            body: BodyRef::Inline,
-            last_error: None,
-            retry_token: None,
-            replay: false,
-            dead: false,
+            ..EventMeta::first_attempt("stripe", "evt_1", 0, BodyRef::Inline)
         };
         let body = br#"{"id":"evt_1"}"#;
         let h = delivery_headers(&meta, body, &key, 1_700_000_000);

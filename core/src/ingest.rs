@@ -77,17 +77,9 @@ impl Verified {
     /// The metadata of the first delivery attempt, with the body inline.
     fn meta(&self, body: BodyRef) -> EventMeta {
         EventMeta {
-            source: self.source.clone(),
-            id: self.identity.id.clone(),
             event_type: self.identity.event_type.clone(),
             content_type: self.content_type.clone(),
-            received_at_ms: self.received_at_ms,
-            attempt: 1,
-            body,
-            last_error: None,
-            retry_token: None,
-            replay: false,
-            dead: false,
+            ..EventMeta::first_attempt(self.source.clone(), self.identity.id.clone(), self.received_at_ms, body)
         }
     }
 
