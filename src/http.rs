@@ -1,6 +1,7 @@
 //! Building responses and reading request headers.
 
 use edgehook_core::headers::Headers as CoreHeaders;
+use edgehook_core::providers::Handshake;
 use edgehook_core::Rejection;
 use worker::{Headers, Response, Result};
 
@@ -39,4 +40,11 @@ pub fn reject(rejection: &Rejection) -> Result<Response> {
 /// `{"status":"<status>","id":"<id>"}` with 200, keys in SPEC's order.
 pub fn status(status: &str, id: &str) -> Result<Response> {
     json(200, format!(r#"{{"status":"{status}","id":{}}}"#, serde_json::Value::from(id)))
+}
+
+/// The answer to a provider's verification handshake, exactly as the provider expects it.
+pub fn handshake(answer: &Handshake) -> Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", answer.content_type)?;
+    Ok(Response::from_bytes(answer.body.clone())?.with_status(answer.status).with_headers(headers))
 }

@@ -9,7 +9,7 @@
 use crate::env::{self, bindings};
 use crate::http::{self, RequestHeaders};
 use crate::queue;
-use edgehook_core::ingest::{self, Verified};
+use edgehook_core::ingest::{self, Intake, Verified};
 use edgehook_core::recent::RecentIds;
 use edgehook_core::Rejection;
 use futures_util::StreamExt;
@@ -56,8 +56,11 @@ pub async fn receive(mut req: Request, env: &Env, source_name: &str) -> Result<R
             None => return http::reject(&Rejection::PayloadTooLarge),
         },
     };
-    let verified = match ingest::verify(source, &RequestHeaders(&headers), body, env::now_ms()) {
-        Ok(verified) => verified,
+    let url = req.url()?;
+    let request = ingest::Request { method: "POST", url: url.as_str(), headers: &RequestHeaders(&headers) };
+    let verified = match ingest::verify(source, request, body, env::now_ms()) {
+        Ok(Intake::Event(verified)) => verified,
+        Ok(Intake::Handshake(answer)) => return http::handshake(&answer),
         Err(rejection) => return http::reject(&rejection),
     };
     if !verified.admitted_by(source) {

@@ -99,6 +99,16 @@ pub struct SourceConfig {
     pub delivery_timeout_secs: u64,
     pub rate_limit_per_sec: Option<f64>,
     pub ordering: Option<OrderingConfig>,
+    /// The URL the provider sends to, as it signs it (for providers that sign the URL), when it
+    /// differs from what reaches the worker (a proxy, a custom domain).
+    pub public_url: Option<String>,
+}
+
+impl SourceConfig {
+    /// What the provider needs to verify this source's requests.
+    pub fn scheme(&self) -> crate::providers::Scheme<'_> {
+        crate::providers::Scheme { secrets: &self.secrets, tolerance_secs: self.tolerance_secs }
+    }
 }
 
 /// Global settings.
@@ -262,6 +272,7 @@ const FIELDS: &[&str] = &[
     "delivery_timeout_secs",
     "rate_limit_per_sec",
     "ordering",
+    "public_url",
 ];
 
 fn parse_source(
@@ -285,7 +296,8 @@ fn parse_source(
     let provider_name: String = field(map, name, "provider")?.ok_or_else(|| err("provider", "required"))?;
     let provider = Provider::from_name(&provider_name).ok_or_else(|| err("provider", "unknown provider"))?;
 
-    let tolerance_secs = bounded(map, name, "tolerance_secs", defaults::TOLERANCE_SECS, 0, limits::MAX_TOLERANCE_SECS)?;
+    let tolerance_secs =
+        bounded(map, name, "tolerance_secs", provider.default_tolerance_secs(), 0, limits::MAX_TOLERANCE_SECS)?;
     let max_body_bytes = bounded(map, name, "max_body_bytes", defaults::MAX_BODY_BYTES, 1, limits::MAX_BODY_BYTES)?;
     let delivery_timeout_secs = bounded(
         map,
@@ -335,6 +347,11 @@ fn parse_source(
         warnings.push(format!("source `{name}`: ordering is accepted but not enforced yet"));
     }
 
+    let public_url: Option<String> = field(map, name, "public_url")?;
+    if public_url.as_deref().is_some_and(|u| !is_http_url(u)) {
+        return Err(err("public_url", "must be an http(s) URL"));
+    }
+
     let secret_name = secret_var(name);
     let raw_secret = var(&secret_name).ok_or_else(|| err(&secret_name, "not set"))?;
     let secrets =
@@ -352,6 +369,7 @@ fn parse_source(
         delivery_timeout_secs,
         rate_limit_per_sec,
         ordering,
+        public_url,
     })
 }
 

@@ -21,7 +21,7 @@ pub fn delivery_headers(meta: &EventMeta, body: &[u8], key: &Secret, now_secs: i
     }
     h.push("webhook-id", meta.id.clone());
     h.push("webhook-timestamp", now_secs.to_string());
-    h.push("webhook-signature", sign_standard_webhooks(key, &meta.id, now_secs, body));
+    h.push("webhook-signature", sign_standard_webhooks(key.hmac_key().unwrap_or_default(), &meta.id, now_secs, body));
     h.push(SOURCE_HEADER, meta.source.clone());
     if let Some(t) = &meta.event_type {
         h.push(EVENT_TYPE_HEADER, t.clone());
@@ -56,7 +56,7 @@ mod tests {
     use super::*;
     use crate::envelope::BodyRef;
     use crate::headers::Headers;
-    use crate::providers::{Inbound, Provider};
+    use crate::providers::{Inbound, Provider, Scheme};
     use crate::secret::{decode, SecretEncoding, SecretSet};
 
     #[test]
@@ -77,8 +77,8 @@ mod tests {
         assert_eq!(h.get("x-edgehook-event-type").as_deref(), Some("invoice.paid"));
         assert_eq!(h.get("x-edgehook-attempt").as_deref(), Some("3"));
         let secrets = SecretSet::parse(key_text, SecretEncoding::StandardWebhooks).unwrap();
-        let verified = Provider::Standard.verify(Inbound { headers: &h, body }, &secrets, 1_700_000_000, 300);
-        assert_eq!(verified, Ok(()));
+        let scheme = Scheme { secrets: &secrets, tolerance_secs: 300 };
+        assert!(Provider::Standard.verify(Inbound::post(&h, body), scheme, 1_700_000_000).is_ok());
         let untyped = EventMeta { event_type: None, content_type: None, ..meta };
         let h = delivery_headers(&untyped, body, &key, 1);
         assert_eq!(h.get("x-edgehook-event-type"), None);

@@ -8,7 +8,7 @@ use crate::envelope::{self, BodyRef, EventMeta, MAX_INLINE_ENVELOPE};
 use crate::error::Rejection;
 use crate::headers::Headers;
 use crate::pattern;
-use crate::providers::{Identity, Inbound};
+use crate::providers::{Handshake, Identity, Inbound};
 
 /// Refuses a body by its declared `Content-Length` before reading it. An absent or unparseable
 /// length is checked after reading instead (chunked bodies have none).
@@ -29,21 +29,43 @@ pub struct Verified {
     body: Vec<u8>,
 }
 
+/// A request as it reached edgehook.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The URL the request was sent to; a source's `public_url` replaces it for signatures.
+    pub url: &'a str,
+    pub headers: &'a dyn Headers,
+}
+
+/// What an authentic request turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intake {
+    /// An event, to enqueue.
+    Event(Verified),
+    /// The provider proving the endpoint: answer this, enqueue nothing.
+    Handshake(Handshake),
+}
+
 /// Verifies a request for `source`. `now_ms` is the clock (Unix milliseconds).
-pub fn verify(source: &SourceConfig, headers: &dyn Headers, body: Vec<u8>, now_ms: i64) -> Result<Verified, Rejection> {
+pub fn verify(source: &SourceConfig, request: Request<'_>, body: Vec<u8>, now_ms: i64) -> Result<Intake, Rejection> {
     if body.len() as u64 > source.max_body_bytes {
         return Err(Rejection::PayloadTooLarge);
     }
-    let req = Inbound { headers, body: &body };
-    source.provider.verify(req, &source.secrets, now_ms.div_euclid(1000), source.tolerance_secs)?;
+    let url = source.public_url.as_deref().unwrap_or(request.url);
+    let req = Inbound { method: request.method, url, headers: request.headers, body: &body };
+    let key = source.provider.verify(req, source.scheme(), now_ms.div_euclid(1000))?;
+    if let Some(handshake) = source.provider.handshake(req, key) {
+        return Ok(Intake::Handshake(handshake));
+    }
     let identity = source.provider.identify(req)?;
-    Ok(Verified {
+    Ok(Intake::Event(Verified {
         source: source.name.clone(),
         identity,
-        content_type: headers.get("content-type"),
+        content_type: request.headers.get("content-type"),
         received_at_ms: now_ms,
         body,
-    })
+    }))
 }
 
 impl Verified {
@@ -110,8 +132,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::headers::HeaderList;
-    use crate::providers::Provider;
-    use crate::secret::decode;
+    use crate::providers::{Provider, Unsigned};
+    use crate::secret::SigningKey;
 
     fn config(extra: &str) -> Config {
         let sources = format!(r#"{{"s":{{"provider":"stripe"{extra}}}}}"#);
@@ -119,15 +141,24 @@ mod tests {
     }
 
     fn signed(body: &[u8], now: i64) -> HeaderList {
-        let secret = decode("whsec_k", Provider::Stripe.secret_encoding()).unwrap();
-        Provider::Stripe.sign(&secret, "", now, body).with("Content-Type", "application/json")
+        let key = SigningKey::parse("whsec_k", Provider::Stripe.secret_encoding()).unwrap();
+        let unsigned = Unsigned { method: "POST", url: "", body, id: "", timestamp: now };
+        Provider::Stripe.sign(&key, unsigned).headers.with("Content-Type", "application/json")
+    }
+
+    fn event(source: &SourceConfig, headers: &HeaderList, body: Vec<u8>, now_ms: i64) -> Result<Verified, Rejection> {
+        let request = Request { method: "POST", url: "https://example.com/webhooks/s", headers };
+        match verify(source, request, body, now_ms)? {
+            Intake::Event(v) => Ok(v),
+            Intake::Handshake(h) => panic!("unexpected handshake {h:?}"),
+        }
     }
 
     #[test]
     fn verified_events_carry_identity_and_exact_bytes() {
         let c = config("");
         let body = br#"{"id":"evt_9","type":"charge.succeeded"}"#.to_vec();
-        let v = verify(c.source("s").unwrap(), &signed(&body, 1000), body.clone(), 1_000_500).unwrap();
+        let v = event(c.source("s").unwrap(), &signed(&body, 1000), body.clone(), 1_000_500).unwrap();
         assert_eq!((v.source(), v.id(), v.event_type()), ("s", "evt_9", Some("charge.succeeded")));
         assert_eq!(v.body(), body.as_slice());
         assert_eq!(v.key(), "s:evt_9");
@@ -146,14 +177,14 @@ mod tests {
         assert_eq!(check_declared_length(s, Some("10")), Ok(()));
         assert_eq!(check_declared_length(s, None), Ok(()));
         let body = br#"{"id":"evt_123456"}"#.to_vec();
-        assert_eq!(verify(s, &HeaderList::new(), body, 0), Err(Rejection::PayloadTooLarge));
+        assert_eq!(event(s, &HeaderList::new(), body, 0), Err(Rejection::PayloadTooLarge));
     }
 
     #[test]
     fn large_bodies_need_a_claim_check() {
         let c = config("");
         let body = format!(r#"{{"id":"evt_big","pad":"{}"}}"#, "x".repeat(MAX_INLINE_ENVELOPE));
-        let v = verify(c.source("s").unwrap(), &signed(body.as_bytes(), 5), body.into_bytes(), 5_000).unwrap();
+        let v = event(c.source("s").unwrap(), &signed(body.as_bytes(), 5), body.into_bytes(), 5_000).unwrap();
         assert!(!v.fits_inline());
         let bytes = v.envelope(Some("bodies/s/abc"));
         assert!(bytes.len() < 1024);
@@ -168,7 +199,7 @@ mod tests {
         let s = c.source("s").unwrap();
         let paid = br#"{"id":"evt_1","type":"invoice.paid"}"#.to_vec();
         let other = br#"{"id":"evt_2","type":"charge.failed"}"#.to_vec();
-        assert!(verify(s, &signed(&paid, 1), paid, 1000).unwrap().admitted_by(s));
-        assert!(!verify(s, &signed(&other, 1), other, 1000).unwrap().admitted_by(s));
+        assert!(event(s, &signed(&paid, 1), paid, 1000).unwrap().admitted_by(s));
+        assert!(!event(s, &signed(&other, 1), other, 1000).unwrap().admitted_by(s));
     }
 }

@@ -1,47 +1,70 @@
-//! Signing secrets: parsed once, never printed.
+//! Keys: parsed once, never printed.
 //!
 //! `WEBHOOK_SECRET_<SOURCE>` holds either one secret, used exactly as given (spaces and all), or a
-//! JSON array of strings for rotation, every one of which is tried. How a secret becomes HMAC key
-//! bytes is the provider's business: Stripe and GitHub use the text literally, Standard Webhooks
-//! decodes the base64 after `whsec_`.
+//! JSON array of strings for rotation, every one of which is tried. How a secret's text becomes a
+//! key is the provider's business ([`SecretEncoding`]): most use the text literally as an HMAC
+//! key, Standard Webhooks decodes the base64 after `whsec_` (or takes an Ed25519 public key after
+//! `whpk_`), Discord publishes a hex Ed25519 public key, SendGrid a base64 P-256 public key.
+//!
+//! [`SigningKey`] is the other half, for tests and the CLI: what a provider signs with.
 
 use base64::Engine;
 use std::fmt;
 use thiserror::Error;
 
-/// Key material. Its `Debug` is redacted so that a secret cannot reach a log by accident.
+/// A key that verifies signatures. `Debug` is redacted so that a secret cannot reach a log.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
+pub enum Secret {
+    /// A shared HMAC key (or a token compared as is, for GitLab).
+    Hmac(Vec<u8>),
+    /// An Ed25519 public key.
+    Ed25519(ed25519_dalek::VerifyingKey),
+    /// An ECDSA P-256 public key.
+    P256(p256::ecdsa::VerifyingKey),
+}
 
 impl Secret {
-    /// Wraps key bytes; an empty key is refused (an empty HMAC key verifies forgeries made
+    /// Wraps HMAC key bytes; an empty key is refused (an empty HMAC key verifies forgeries made
     /// with an empty key, which anyone can make).
-    pub fn new(bytes: Vec<u8>) -> Result<Self, SecretError> {
+    pub fn hmac(bytes: Vec<u8>) -> Result<Self, SecretError> {
         if bytes.is_empty() {
             return Err(SecretError::Empty);
         }
-        Ok(Secret(bytes))
+        Ok(Secret::Hmac(bytes))
     }
 
-    /// The key bytes, for HMAC.
-    pub fn expose(&self) -> &[u8] {
-        &self.0
+    /// The HMAC key bytes, if this is an HMAC key.
+    pub fn hmac_key(&self) -> Option<&[u8]> {
+        match self {
+            Secret::Hmac(bytes) => Some(bytes),
+            _ => None,
+        }
     }
 }
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
+        match self {
+            Secret::Hmac(_) => f.write_str("Secret::Hmac(<redacted>)"),
+            Secret::Ed25519(_) => f.write_str("Secret::Ed25519(<public key>)"),
+            Secret::P256(_) => f.write_str("Secret::P256(<public key>)"),
+        }
     }
 }
 
-/// How a secret's text becomes key bytes.
+/// How a secret's text becomes a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretEncoding {
-    /// The UTF-8 bytes of the text, exactly as given.
+    /// The UTF-8 bytes of the text, exactly as given, as an HMAC key.
     Literal,
-    /// Standard Webhooks: base64 after an optional `whsec_` prefix.
+    /// Standard Webhooks: `whsec_<base64>` (the prefix is optional) is an HMAC key;
+    /// `whpk_<base64>` is an Ed25519 public key, for `v1a` signatures.
     StandardWebhooks,
+    /// An Ed25519 public key in hex (Discord's "public key").
+    Ed25519Hex,
+    /// A P-256 public key: base64 of its DER `SubjectPublicKeyInfo`, with or without PEM armour
+    /// (SendGrid's "verification key").
+    P256Public,
 }
 
 /// Why a secret could not be used. Never carries the secret itself.
@@ -53,8 +76,12 @@ pub enum SecretError {
     BadList,
     #[error("the secret list is empty")]
     EmptyList,
-    #[error("the secret is not valid base64 after whsec_")]
+    #[error("the secret is not valid base64")]
     BadBase64,
+    #[error("the key is not a valid Ed25519 public key (32 bytes)")]
+    BadEd25519,
+    #[error("the key is not a valid P-256 public key")]
+    BadP256,
 }
 
 /// Every secret configured for one source, newest first as given.
@@ -90,16 +117,100 @@ impl SecretSet {
     pub fn iter(&self) -> impl Iterator<Item = &Secret> {
         self.0.iter()
     }
+
+    /// The HMAC keys of the set, in order.
+    pub fn hmac_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.iter().filter_map(Secret::hmac_key)
+    }
 }
 
-/// Decodes one secret's text into key bytes.
+fn base64_decode(text: &str) -> Result<Vec<u8>, SecretError> {
+    base64::engine::general_purpose::STANDARD.decode(text).map_err(|_| SecretError::BadBase64)
+}
+
+/// Strips PEM armour and whitespace around base64 DER, if any.
+fn unarmour(text: &str) -> String {
+    text.lines().filter(|l| !l.starts_with("-----")).flat_map(|l| l.split_whitespace()).collect()
+}
+
+/// Decodes one secret's text into a key.
 pub fn decode(text: &str, encoding: SecretEncoding) -> Result<Secret, SecretError> {
     match encoding {
-        SecretEncoding::Literal => Secret::new(text.as_bytes().to_vec()),
-        SecretEncoding::StandardWebhooks => {
-            let b64 = text.strip_prefix("whsec_").unwrap_or(text);
-            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| SecretError::BadBase64)?;
-            Secret::new(bytes)
+        SecretEncoding::Literal => Secret::hmac(text.as_bytes().to_vec()),
+        SecretEncoding::StandardWebhooks => match text.strip_prefix("whpk_") {
+            Some(b64) => {
+                let bytes: [u8; 32] = base64_decode(b64)?.try_into().map_err(|_| SecretError::BadEd25519)?;
+                let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| SecretError::BadEd25519)?;
+                Ok(Secret::Ed25519(key))
+            }
+            None => Secret::hmac(base64_decode(text.strip_prefix("whsec_").unwrap_or(text))?),
+        },
+        SecretEncoding::Ed25519Hex => {
+            let bytes = crate::signature::from_hex::<32>(text.trim()).ok_or(SecretError::BadEd25519)?;
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| SecretError::BadEd25519)?;
+            Ok(Secret::Ed25519(key))
+        }
+        SecretEncoding::P256Public => {
+            use p256::pkcs8::DecodePublicKey;
+            let der = base64_decode(&unarmour(text))?;
+            let key = p256::ecdsa::VerifyingKey::from_public_key_der(&der).map_err(|_| SecretError::BadP256)?;
+            Ok(Secret::P256(key))
+        }
+    }
+}
+
+/// What a provider signs with: the same HMAC secret, or the private half of a key pair. Used by
+/// tests and the CLI; the worker only verifies.
+#[derive(Clone)]
+pub enum SigningKey {
+    Hmac(Vec<u8>),
+    Ed25519(ed25519_dalek::SigningKey),
+    P256(p256::ecdsa::SigningKey),
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
+impl SigningKey {
+    /// Parses a signing key for a provider whose secrets use `encoding`:
+    /// - HMAC schemes: the same text as the secret;
+    /// - Standard Webhooks `v1a`: `whsk_<base64 32-byte seed>`;
+    /// - Ed25519 hex (Discord): the 32-byte seed in hex;
+    /// - P-256 (SendGrid): base64 of the PKCS#8 DER private key, with or without PEM armour.
+    pub fn parse(text: &str, encoding: SecretEncoding) -> Result<Self, SecretError> {
+        match encoding {
+            SecretEncoding::StandardWebhooks if text.starts_with("whsk_") => {
+                let seed: [u8; 32] = base64_decode(&text[5..])?
+                    .get(..32)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or(SecretError::BadEd25519)?;
+                Ok(SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed)))
+            }
+            SecretEncoding::Literal | SecretEncoding::StandardWebhooks => match decode(text, encoding)? {
+                Secret::Hmac(bytes) => Ok(SigningKey::Hmac(bytes)),
+                _ => Err(SecretError::BadEd25519),
+            },
+            SecretEncoding::Ed25519Hex => {
+                let seed = crate::signature::from_hex::<32>(text.trim()).ok_or(SecretError::BadEd25519)?;
+                Ok(SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed)))
+            }
+            SecretEncoding::P256Public => {
+                use p256::pkcs8::DecodePrivateKey;
+                let der = base64_decode(&unarmour(text))?;
+                let key = p256::ecdsa::SigningKey::from_pkcs8_der(&der).map_err(|_| SecretError::BadP256)?;
+                Ok(SigningKey::P256(key))
+            }
+        }
+    }
+
+    /// The HMAC key, for HMAC schemes.
+    pub fn hmac_key(&self) -> Option<&[u8]> {
+        match self {
+            SigningKey::Hmac(bytes) => Some(bytes),
+            _ => None,
         }
     }
 }
@@ -108,25 +219,31 @@ pub fn decode(text: &str, encoding: SecretEncoding) -> Result<Secret, SecretErro
 mod tests {
     use super::*;
 
+    fn hmac(s: &Secret) -> &[u8] {
+        s.hmac_key().unwrap()
+    }
+
     #[test]
     fn debug_never_shows_the_secret() {
         let s = SecretSet::parse("whsec_topsecret", SecretEncoding::Literal).unwrap();
         let printed = format!("{s:?}");
         assert!(!printed.contains("topsecret"), "{printed}");
         assert!(printed.contains("redacted"));
+        let k = SigningKey::parse("topsecret", SecretEncoding::Literal).unwrap();
+        assert!(!format!("{k:?}").contains("topsecret"));
     }
 
     #[test]
     fn plain_value_is_one_literal_secret_with_spaces_kept() {
         let s = SecretSet::parse(" a b ", SecretEncoding::Literal).unwrap();
-        let keys: Vec<&[u8]> = s.iter().map(Secret::expose).collect();
+        let keys: Vec<&[u8]> = s.hmac_keys().collect();
         assert_eq!(keys, vec![b" a b ".as_slice()]);
     }
 
     #[test]
     fn json_array_is_a_rotation_list() {
         let s = SecretSet::parse(r#"["new","old"]"#, SecretEncoding::Literal).unwrap();
-        let keys: Vec<&[u8]> = s.iter().map(Secret::expose).collect();
+        let keys: Vec<&[u8]> = s.hmac_keys().collect();
         assert_eq!(keys, vec![b"new".as_slice(), b"old".as_slice()]);
     }
 
@@ -144,8 +261,39 @@ mod tests {
         let with = decode("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", SecretEncoding::StandardWebhooks).unwrap();
         let without = decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", SecretEncoding::StandardWebhooks).unwrap();
         assert_eq!(with, without);
-        assert_eq!(with.expose().len(), 24);
+        assert_eq!(hmac(&with).len(), 24);
         assert_eq!(decode("whsec_***", SecretEncoding::StandardWebhooks), Err(SecretError::BadBase64));
         assert_eq!(decode("whsec_", SecretEncoding::StandardWebhooks), Err(SecretError::Empty));
+    }
+
+    #[test]
+    fn public_keys() {
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let public = signing.verifying_key();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(public.as_bytes());
+        assert_eq!(decode(&format!("whpk_{b64}"), SecretEncoding::StandardWebhooks), Ok(Secret::Ed25519(public)));
+        let hex = crate::signature::to_hex(public.as_bytes());
+        assert_eq!(decode(&hex, SecretEncoding::Ed25519Hex), Ok(Secret::Ed25519(public)));
+        assert_eq!(decode("whpk_AAAA", SecretEncoding::StandardWebhooks), Err(SecretError::BadEd25519));
+        assert_eq!(decode("abcd", SecretEncoding::Ed25519Hex), Err(SecretError::BadEd25519));
+        assert_eq!(decode("MFkwEwYH", SecretEncoding::P256Public), Err(SecretError::BadP256));
+    }
+
+    #[test]
+    fn p256_keys_round_trip_through_der() {
+        use p256::pkcs8::{EncodePrivateKey, EncodePublicKey};
+        let signing = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap();
+        let public_der = signing.verifying_key().to_public_key_der().unwrap();
+        let public_b64 = base64::engine::general_purpose::STANDARD.encode(public_der.as_bytes());
+        assert_eq!(decode(&public_b64, SecretEncoding::P256Public), Ok(Secret::P256(*signing.verifying_key())));
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n{}\n-----END PUBLIC KEY-----\n",
+            &public_b64[..40],
+            &public_b64[40..]
+        );
+        assert_eq!(decode(&pem, SecretEncoding::P256Public), Ok(Secret::P256(*signing.verifying_key())));
+        let private_der = signing.to_pkcs8_der().unwrap();
+        let private_b64 = base64::engine::general_purpose::STANDARD.encode(private_der.as_bytes());
+        assert!(matches!(SigningKey::parse(&private_b64, SecretEncoding::P256Public), Ok(SigningKey::P256(_))));
     }
 }

@@ -3,18 +3,49 @@
 //! timestamp handling.
 
 use crate::error::Rejection;
+use crate::secret::{Secret, SecretSet};
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha1::Sha1;
+use sha2::{Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
-/// HMAC-SHA256 of the concatenation of `parts`, keyed with `key`.
-pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    // `new_from_slice` accepts keys of any length for HMAC; it cannot fail.
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
+macro_rules! hmac_fn {
+    ($name:ident, $hash:ty, $len:expr, $doc:literal) => {
+        #[doc = $doc]
+        pub fn $name(key: &[u8], parts: &[&[u8]]) -> [u8; $len] {
+            // `new_from_slice` accepts keys of any length for HMAC; it cannot fail.
+            let mut mac = Hmac::<$hash>::new_from_slice(key).expect("HMAC takes keys of any length");
+            for part in parts {
+                mac.update(part);
+            }
+            mac.finalize().into_bytes().into()
+        }
+    };
+}
+
+hmac_fn!(hmac_sha256, Sha256, 32, "HMAC-SHA256 of the concatenation of `parts`, keyed with `key`.");
+hmac_fn!(hmac_sha1, Sha1, 20, "HMAC-SHA1 of the concatenation of `parts` (Twilio, Intercom, Vercel).");
+hmac_fn!(hmac_sha512, Sha512, 64, "HMAC-SHA512 of the concatenation of `parts` (generic sources).");
+
+/// The first HMAC key of `secrets` whose MAC (made by `mac`) equals one of `candidates`, each
+/// compared in constant time after a length check. Every key is tried: rotation.
+pub fn first_hmac_match<'s, M: AsRef<[u8]>>(
+    secrets: &'s SecretSet,
+    candidates: &[impl AsRef<[u8]>],
+    mac: impl Fn(&[u8]) -> M,
+) -> Option<&'s Secret> {
+    secrets.iter().find(|secret| {
+        secret.hmac_key().is_some_and(|key| {
+            let expected = mac(key);
+            candidates.iter().any(|c| matches(expected.as_ref(), c.as_ref()))
+        })
+    })
+}
+
+/// SHA-256 of `bytes` in lower-case hex: the event id of providers that send none.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    to_hex(&Sha256::digest(bytes))
 }
 
 /// Compares a computed MAC with a candidate taken from a request, in time that does not depend
@@ -28,6 +59,11 @@ pub fn matches(expected: &[u8], candidate: &[u8]) -> bool {
 /// how much of it matched or how long it is: both are hashed first, then compared in constant
 /// time. An empty configured token matches nothing.
 pub fn token_matches(presented: &str, configured: &str) -> bool {
+    token_matches_bytes(presented.as_bytes(), configured.as_bytes())
+}
+
+/// [`token_matches`] on bytes.
+pub fn token_matches_bytes(presented: &[u8], configured: &[u8]) -> bool {
     use sha2::Digest;
     !configured.is_empty() && bool::from(Sha256::digest(presented).ct_eq(&Sha256::digest(configured)))
 }
@@ -35,7 +71,16 @@ pub fn token_matches(presented: &str, configured: &str) -> bool {
 /// Parses a Unix timestamp in seconds: ASCII digits only (no sign, no spaces, no `+`), at most
 /// 12 of them (year 33658), so that a hostile value can never overflow the arithmetic.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
-    if text.is_empty() || text.len() > 12 || !text.bytes().all(|b| b.is_ascii_digit()) {
+    parse_digits(text, 12)
+}
+
+/// Parses a Unix timestamp in milliseconds, as strictly: digits only, at most 15 of them.
+pub fn parse_timestamp_ms(text: &str) -> Option<i64> {
+    parse_digits(text, 15)
+}
+
+fn parse_digits(text: &str, max_digits: usize) -> Option<i64> {
+    if text.is_empty() || text.len() > max_digits || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     text.parse().ok()
@@ -108,6 +153,14 @@ mod tests {
         for bad in ["", " 1", "1 ", "+1", "-1", "1e9", "0x10", "1234567890123", "１"] {
             assert_eq!(parse_timestamp(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn millisecond_timestamps() {
+        assert_eq!(parse_timestamp_ms("1693657560000"), Some(1_693_657_560_000));
+        assert_eq!(parse_timestamp("1693657560000"), None);
+        assert_eq!(parse_timestamp_ms("1234567890123456"), None);
+        assert_eq!(parse_timestamp_ms("-1"), None);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! and send webhooks.
 
 use edgehook_core::headers::{HeaderList, Headers};
-use edgehook_core::providers::Provider;
-use edgehook_core::secret::decode;
+use edgehook_core::providers::{Provider, Unsigned};
+use edgehook_core::secret::SigningKey;
 use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io::Read;
@@ -415,8 +415,9 @@ impl Destination {
 
 /// Signature headers `provider` would send for `body`, with `secret` as configured.
 pub fn signed(provider: Provider, secret: &str, id: &str, timestamp: i64, body: &[u8]) -> HeaderList {
-    let secret = decode(secret, provider.secret_encoding()).expect("test secrets are valid");
-    let mut headers = provider.sign(&secret, id, timestamp, body);
+    let key = SigningKey::parse(secret, provider.secret_encoding()).expect("test secrets are valid");
+    let unsigned = Unsigned { method: "POST", url: "", body, id, timestamp };
+    let mut headers = provider.sign(&key, unsigned).headers;
     headers.push("content-type", "application/json");
     headers
 }

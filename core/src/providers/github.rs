@@ -7,28 +7,24 @@
 //! Event id: `X-GitHub-Delivery`. Event type: `X-GitHub-Event`, plus `.<action>` when the body
 //! has one (`issues.opened`).
 
-use super::{BodyFields, Identity, Inbound};
+use super::{BodyFields, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
-use crate::secret::{Secret, SecretEncoding, SecretSet};
-use crate::signature::{from_hex, hmac_sha256, matches, to_hex};
+use crate::secret::{Secret, SecretEncoding, SigningKey};
+use crate::signature::{first_hmac_match, from_hex, hmac_sha256, to_hex};
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 pub const DELIVERY_HEADER: &str = "x-github-delivery";
 pub const EVENT_HEADER: &str = "x-github-event";
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 
-pub fn verify(req: Inbound<'_>, secrets: &SecretSet) -> Result<(), Rejection> {
+pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Rejection> {
     let header = req.headers.get(SIGNATURE_HEADER).filter(|h| !h.is_empty());
     let header = header.ok_or(Rejection::MissingSignature)?;
     let hex = header.strip_prefix("sha256=").ok_or(Rejection::InvalidSignature)?;
     let candidate = from_hex::<32>(hex).ok_or(Rejection::InvalidSignature)?;
-    let authentic = secrets.iter().any(|s| matches(&hmac_sha256(s.expose(), &[req.body]), &candidate));
-    if authentic {
-        Ok(())
-    } else {
-        Err(Rejection::InvalidSignature)
-    }
+    first_hmac_match(scheme.secrets, &[candidate], |key| hmac_sha256(key, &[req.body]))
+        .ok_or(Rejection::InvalidSignature)
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
@@ -43,15 +39,18 @@ pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
     Ok(Identity { id, event_type })
 }
 
-pub fn sign(secret: &Secret, id: &str, body: &[u8]) -> HeaderList {
-    let mac = hmac_sha256(secret.expose(), &[body]);
-    HeaderList::new().with("X-Hub-Signature-256", format!("sha256={}", to_hex(&mac))).with("X-GitHub-Delivery", id)
+pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {
+    let mac = hmac_sha256(key.hmac_key().unwrap_or_default(), &[unsigned.body]);
+    HeaderList::new()
+        .with("X-Hub-Signature-256", format!("sha256={}", to_hex(&mac)))
+        .with("X-GitHub-Delivery", unsigned.id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::providers::Provider;
+    use crate::secret::SecretSet;
 
     #[derive(serde::Deserialize)]
     struct Vector {
@@ -67,7 +66,7 @@ mod tests {
             h.push("X-Hub-Signature-256", v);
         }
         let secrets = SecretSet::parse(secret, SECRET_ENCODING).unwrap();
-        Provider::Github.verify(Inbound { headers: &h, body }, &secrets, 0, 300)
+        Provider::Github.verify(Inbound::post(&h, body), Scheme { secrets: &secrets, tolerance_secs: 300 }, 0).map(drop)
     }
 
     #[test]
@@ -79,8 +78,8 @@ mod tests {
         for sig in &v.invalid {
             assert_eq!(check(Some(sig), v.body.as_bytes(), &v.secret), Err(Rejection::InvalidSignature), "{sig}");
         }
-        let secret = crate::secret::decode(&v.secret, SECRET_ENCODING).unwrap();
-        let signed = sign(&secret, "d1", v.body.as_bytes());
+        let key = SigningKey::parse(&v.secret, SECRET_ENCODING).unwrap();
+        let signed = sign(&key, Unsigned { method: "POST", url: "", body: v.body.as_bytes(), id: "d1", timestamp: 0 });
         assert_eq!(crate::headers::Headers::get(&signed, SIGNATURE_HEADER).as_ref(), v.valid.first());
     }
 
@@ -88,7 +87,7 @@ mod tests {
     fn sha1_header_alone_is_missing_signature() {
         let h = HeaderList::from([("X-Hub-Signature", "sha1=0000000000000000000000000000000000000000")]);
         let secrets = SecretSet::parse("s", SECRET_ENCODING).unwrap();
-        let r = Provider::Github.verify(Inbound { headers: &h, body: b"{}" }, &secrets, 0, 300);
+        let r = Provider::Github.verify(Inbound::post(&h, b"{}"), Scheme { secrets: &secrets, tolerance_secs: 300 }, 0);
         assert_eq!(r, Err(Rejection::MissingSignature));
     }
 
@@ -109,15 +108,12 @@ mod tests {
             ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
             ("X-GitHub-Event", "issues"),
         ]);
-        let id = Provider::Github.identify(Inbound { headers: &h, body: br#"{"action":"opened"}"# }).unwrap();
+        let id = Provider::Github.identify(Inbound::post(&h, br#"{"action":"opened"}"#)).unwrap();
         assert_eq!(id.id, "72d3162e-cc78-11e3-81ab-4c9367dc0958");
         assert_eq!(id.event_type.as_deref(), Some("issues.opened"));
-        let push = Provider::Github.identify(Inbound { headers: &h, body: b"payload=%7B%7D" }).unwrap();
+        let push = Provider::Github.identify(Inbound::post(&h, b"payload=%7B%7D")).unwrap();
         assert_eq!(push.event_type.as_deref(), Some("issues"));
         let no_id = HeaderList::from([("X-GitHub-Event", "ping")]);
-        assert_eq!(
-            Provider::Github.identify(Inbound { headers: &no_id, body: b"{}" }),
-            Err(Rejection::MalformedRequest)
-        );
+        assert_eq!(Provider::Github.identify(Inbound::post(&no_id, b"{}")), Err(Rejection::MalformedRequest));
     }
 }

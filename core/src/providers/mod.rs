@@ -1,29 +1,70 @@
 //! Signature schemes and event identity, one file per provider behind one exhaustive `match`.
 //!
 //! Every provider has the same small surface:
-//! - `verify`: checks the request's signature over the raw body bytes against every configured
-//!   secret, with the clock passed in;
-//! - `identify`: the event id and event type (one pass over the body, never two);
-//! - `sign`: the headers the provider would send, so tests and tools make real signatures;
-//! - `SECRET_ENCODING`: how the configured secret text becomes key bytes.
+//! - `verify`: checks the request's signature over the raw body bytes (and, for some providers,
+//!   the URL that was signed) against every configured key, with the clock passed in; returns
+//!   the key that matched;
+//! - `handshake`: the answer to a request the provider sends to prove the endpoint (Slack's
+//!   `url_verification`, Zoom's `endpoint.url_validation`, Discord's `PING`, Twitch's
+//!   `webhook_callback_verification`), when this request is one;
+//! - `identify`: the event id and event type (one pass over the body);
+//! - `sign`: the request the provider would send, so tests and tools make real signatures;
+//! - `SECRET_ENCODING`: how the configured secret text becomes a key.
 //!
 //! Adding a provider is one new file and one line in each `match` below.
 
+mod discord;
 mod github;
+mod gitlab;
+mod hubspot;
+mod intercom;
+mod linear;
+mod mailgun;
+mod paddle;
+mod pagerduty;
+mod sendgrid;
+mod sentry;
+mod shopify;
+mod slack;
+mod square;
 mod standard;
 mod stripe;
+mod twilio;
+mod twitch;
+mod typeform;
+#[cfg(test)]
+mod vectors;
+mod vercel;
+mod zoom;
 
 use crate::error::Rejection;
 use crate::headers::{HeaderList, Headers};
-use crate::secret::{Secret, SecretEncoding, SecretSet};
+use crate::secret::{Secret, SecretEncoding, SecretSet, SigningKey};
 
 pub use standard::sign as sign_standard_webhooks;
 
-/// A request as the provider sent it: headers and the exact body bytes.
+/// A request as the provider sent it: method, the URL it was sent to (the public one, for
+/// providers that sign it), headers and the exact body bytes.
 #[derive(Clone, Copy)]
 pub struct Inbound<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
     pub headers: &'a dyn Headers,
     pub body: &'a [u8],
+}
+
+impl<'a> Inbound<'a> {
+    /// A POST to an unknown URL: enough for every provider that does not sign the URL.
+    pub fn post(headers: &'a dyn Headers, body: &'a [u8]) -> Self {
+        Inbound { method: "POST", url: "", headers, body }
+    }
+}
+
+/// What verification needs from a source's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Scheme<'a> {
+    pub secrets: &'a SecretSet,
+    pub tolerance_secs: u64,
 }
 
 /// What a verified request is about.
@@ -35,21 +76,92 @@ pub struct Identity {
     pub event_type: Option<String>,
 }
 
+/// The answer to a verification handshake, sent instead of enqueueing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handshake {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+/// A request to sign, for tests and tools.
+#[derive(Debug, Clone, Copy)]
+pub struct Unsigned<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub body: &'a [u8],
+    /// The event or delivery id, for providers that carry it in a header.
+    pub id: &'a str,
+    /// Unix seconds.
+    pub timestamp: i64,
+}
+
+/// A signed request: the headers to send, and the body (which some providers sign inside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub headers: HeaderList,
+    pub body: Vec<u8>,
+}
+
 /// The signature schemes edgehook understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Provider {
     Stripe,
     Github,
     Standard,
+    Shopify,
+    Slack,
+    Twilio,
+    Square,
+    Paddle,
+    Linear,
+    Zoom,
+    Discord,
+    Sendgrid,
+    Hubspot,
+    Typeform,
+    Twitch,
+    Intercom,
+    Pagerduty,
+    Sentry,
+    Vercel,
+    Mailgun,
+    Gitlab,
 }
 
 impl Provider {
     /// Every provider, for tests and documentation.
-    pub const ALL: [Provider; 3] = [Provider::Stripe, Provider::Github, Provider::Standard];
+    pub const ALL: [Provider; 21] = [
+        Provider::Stripe,
+        Provider::Github,
+        Provider::Standard,
+        Provider::Shopify,
+        Provider::Slack,
+        Provider::Twilio,
+        Provider::Square,
+        Provider::Paddle,
+        Provider::Linear,
+        Provider::Zoom,
+        Provider::Discord,
+        Provider::Sendgrid,
+        Provider::Hubspot,
+        Provider::Typeform,
+        Provider::Twitch,
+        Provider::Intercom,
+        Provider::Pagerduty,
+        Provider::Sentry,
+        Provider::Vercel,
+        Provider::Mailgun,
+        Provider::Gitlab,
+    ];
 
-    /// The provider named in config (`provider = "stripe"`).
+    /// The provider named in config (`provider = "stripe"`). `svix` is another name for
+    /// `standard`: Svix is where the Standard Webhooks scheme comes from.
     pub fn from_name(name: &str) -> Option<Provider> {
-        Provider::ALL.into_iter().find(|p| p.name() == name)
+        match name {
+            "svix" => Some(Provider::Standard),
+            _ => Provider::ALL.into_iter().find(|p| p.name() == name),
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -57,6 +169,24 @@ impl Provider {
             Provider::Stripe => "stripe",
             Provider::Github => "github",
             Provider::Standard => "standard",
+            Provider::Shopify => "shopify",
+            Provider::Slack => "slack",
+            Provider::Twilio => "twilio",
+            Provider::Square => "square",
+            Provider::Paddle => "paddle",
+            Provider::Linear => "linear",
+            Provider::Zoom => "zoom",
+            Provider::Discord => "discord",
+            Provider::Sendgrid => "sendgrid",
+            Provider::Hubspot => "hubspot",
+            Provider::Typeform => "typeform",
+            Provider::Twitch => "twitch",
+            Provider::Intercom => "intercom",
+            Provider::Pagerduty => "pagerduty",
+            Provider::Sentry => "sentry",
+            Provider::Vercel => "vercel",
+            Provider::Mailgun => "mailgun",
+            Provider::Gitlab => "gitlab",
         }
     }
 
@@ -65,16 +195,77 @@ impl Provider {
             Provider::Stripe => stripe::SECRET_ENCODING,
             Provider::Github => github::SECRET_ENCODING,
             Provider::Standard => standard::SECRET_ENCODING,
+            Provider::Shopify => shopify::SECRET_ENCODING,
+            Provider::Slack => slack::SECRET_ENCODING,
+            Provider::Twilio => twilio::SECRET_ENCODING,
+            Provider::Square => square::SECRET_ENCODING,
+            Provider::Paddle => paddle::SECRET_ENCODING,
+            Provider::Linear => linear::SECRET_ENCODING,
+            Provider::Zoom => zoom::SECRET_ENCODING,
+            Provider::Discord => discord::SECRET_ENCODING,
+            Provider::Sendgrid => sendgrid::SECRET_ENCODING,
+            Provider::Hubspot => hubspot::SECRET_ENCODING,
+            Provider::Typeform => typeform::SECRET_ENCODING,
+            Provider::Twitch => twitch::SECRET_ENCODING,
+            Provider::Intercom => intercom::SECRET_ENCODING,
+            Provider::Pagerduty => pagerduty::SECRET_ENCODING,
+            Provider::Sentry => sentry::SECRET_ENCODING,
+            Provider::Vercel => vercel::SECRET_ENCODING,
+            Provider::Mailgun => mailgun::SECRET_ENCODING,
+            Provider::Gitlab => gitlab::SECRET_ENCODING,
         }
     }
 
-    /// Checks the signature. `Ok` means some signature in the request was made with one of
-    /// `secrets` over exactly these bytes, and any signed timestamp is within tolerance.
-    pub fn verify(self, req: Inbound<'_>, secrets: &SecretSet, now: i64, tolerance_secs: u64) -> Result<(), Rejection> {
+    /// The timestamp tolerance when the source sets none: 300 seconds, except where the
+    /// provider documents another window.
+    pub fn default_tolerance_secs(self) -> u64 {
         match self {
-            Provider::Stripe => stripe::verify(req, secrets, now, tolerance_secs),
-            Provider::Github => github::verify(req, secrets),
-            Provider::Standard => standard::verify(req, secrets, now, tolerance_secs),
+            Provider::Twitch => twitch::DEFAULT_TOLERANCE_SECS,
+            _ => 300,
+        }
+    }
+
+    /// Whether this provider signs the URL, so that the source may need a `public_url`.
+    pub fn signs_url(self) -> bool {
+        matches!(self, Provider::Twilio | Provider::Square | Provider::Hubspot)
+    }
+
+    /// Checks the signature. `Ok` means some signature in the request was made with the
+    /// returned key over exactly these bytes, and any signed timestamp is within tolerance.
+    pub fn verify<'s>(self, req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s Secret, Rejection> {
+        match self {
+            Provider::Stripe => stripe::verify(req, scheme, now),
+            Provider::Github => github::verify(req, scheme),
+            Provider::Standard => standard::verify(req, scheme, now),
+            Provider::Shopify => shopify::verify(req, scheme),
+            Provider::Slack => slack::verify(req, scheme, now),
+            Provider::Twilio => twilio::verify(req, scheme),
+            Provider::Square => square::verify(req, scheme),
+            Provider::Paddle => paddle::verify(req, scheme, now),
+            Provider::Linear => linear::verify(req, scheme, now),
+            Provider::Zoom => zoom::verify(req, scheme, now),
+            Provider::Discord => discord::verify(req, scheme, now),
+            Provider::Sendgrid => sendgrid::verify(req, scheme, now),
+            Provider::Hubspot => hubspot::verify(req, scheme, now),
+            Provider::Typeform => typeform::verify(req, scheme),
+            Provider::Twitch => twitch::verify(req, scheme, now),
+            Provider::Intercom => intercom::verify(req, scheme),
+            Provider::Pagerduty => pagerduty::verify(req, scheme),
+            Provider::Sentry => sentry::verify(req, scheme),
+            Provider::Vercel => vercel::verify(req, scheme),
+            Provider::Mailgun => mailgun::verify(req, scheme, now),
+            Provider::Gitlab => gitlab::verify(req, scheme),
+        }
+    }
+
+    /// The answer to a verification handshake, if this (verified) request is one.
+    pub fn handshake(self, req: Inbound<'_>, key: &Secret) -> Option<Handshake> {
+        match self {
+            Provider::Slack => slack::handshake(req),
+            Provider::Zoom => zoom::handshake(req, key),
+            Provider::Discord => discord::handshake(req),
+            Provider::Twitch => twitch::handshake(req),
+            _ => None,
         }
     }
 
@@ -85,6 +276,24 @@ impl Provider {
             Provider::Stripe => stripe::identify(req),
             Provider::Github => github::identify(req),
             Provider::Standard => standard::identify(req),
+            Provider::Shopify => shopify::identify(req),
+            Provider::Slack => slack::identify(req),
+            Provider::Twilio => twilio::identify(req),
+            Provider::Square => square::identify(req),
+            Provider::Paddle => paddle::identify(req),
+            Provider::Linear => linear::identify(req),
+            Provider::Zoom => zoom::identify(req),
+            Provider::Discord => discord::identify(req),
+            Provider::Sendgrid => sendgrid::identify(req),
+            Provider::Hubspot => hubspot::identify(req),
+            Provider::Typeform => typeform::identify(req),
+            Provider::Twitch => twitch::identify(req),
+            Provider::Intercom => intercom::identify(req),
+            Provider::Pagerduty => pagerduty::identify(req),
+            Provider::Sentry => sentry::identify(req),
+            Provider::Vercel => vercel::identify(req),
+            Provider::Mailgun => mailgun::identify(req),
+            Provider::Gitlab => gitlab::identify(req),
         }?;
         validate_token(&identity.id)?;
         if let Some(t) = &identity.event_type {
@@ -93,15 +302,56 @@ impl Provider {
         Ok(identity)
     }
 
-    /// The signature headers this provider would send for `body`. `id` is used where the
-    /// provider carries the event id in a header (GitHub, Standard Webhooks); Stripe carries it
-    /// in the body.
-    pub fn sign(self, secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> HeaderList {
-        match self {
-            Provider::Stripe => stripe::sign(secret, timestamp, body),
-            Provider::Github => github::sign(secret, id, body),
-            Provider::Standard => standard::sign_headers(secret, id, timestamp, body),
-        }
+    /// The request this provider would send for `unsigned`, signed with `key`.
+    pub fn sign(self, key: &SigningKey, unsigned: Unsigned<'_>) -> Signed {
+        let headers = match self {
+            Provider::Stripe => stripe::sign(key, unsigned),
+            Provider::Github => github::sign(key, unsigned),
+            Provider::Standard => standard::sign_headers(key, unsigned),
+            Provider::Shopify => shopify::sign(key, unsigned),
+            Provider::Slack => slack::sign(key, unsigned),
+            Provider::Twilio => twilio::sign(key, unsigned),
+            Provider::Square => square::sign(key, unsigned),
+            Provider::Paddle => paddle::sign(key, unsigned),
+            Provider::Linear => linear::sign(key, unsigned),
+            Provider::Zoom => zoom::sign(key, unsigned),
+            Provider::Discord => discord::sign(key, unsigned),
+            Provider::Sendgrid => sendgrid::sign(key, unsigned),
+            Provider::Hubspot => hubspot::sign(key, unsigned),
+            Provider::Typeform => typeform::sign(key, unsigned),
+            Provider::Twitch => twitch::sign(key, unsigned),
+            Provider::Intercom => intercom::sign(key, unsigned),
+            Provider::Pagerduty => pagerduty::sign(key, unsigned),
+            Provider::Sentry => sentry::sign(key, unsigned),
+            Provider::Vercel => vercel::sign(key, unsigned),
+            Provider::Gitlab => gitlab::sign(key, unsigned),
+            // Mailgun signs inside the body.
+            Provider::Mailgun => {
+                let (headers, body) = mailgun::sign(key, unsigned);
+                return Signed { headers, body };
+            }
+        };
+        Signed { headers, body: unsigned.body.to_vec() }
+    }
+}
+
+/// A header's value, with an empty one counting as absent (a provider never sends an empty
+/// signature on purpose).
+fn header(req: Inbound<'_>, name: &str) -> Option<String> {
+    req.headers.get(name).filter(|v| !v.is_empty())
+}
+
+/// The body as JSON, or `None` when it is not JSON.
+fn json_body(body: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_slice(body).ok()
+}
+
+/// A string (or a number, as text) at a JSON pointer.
+fn json_string(value: &serde_json::Value, pointer: &str) -> Option<String> {
+    match value.pointer(pointer)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 

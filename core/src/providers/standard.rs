@@ -1,7 +1,8 @@
 //! Standard Webhooks (and Svix, which it formalises): `webhook-id`, `webhook-timestamp` and
 //! `webhook-signature: v1,<base64> [v1,<base64> ...]`, HMAC-SHA256 over
 //! `"<webhook-id>.<webhook-timestamp>.<raw body>"`, keyed with the base64 decoding of the
-//! `whsec_` secret.
+//! `whsec_` secret; or `v1a,<base64>`, an Ed25519 signature over the same content, verified with
+//! a `whpk_` public key (the asymmetric variant of the specification).
 //!
 //! Svix sends the same scheme under `svix-id`, `svix-timestamp` and `svix-signature` (unless the
 //! sender pays for white-labelling); those names are read when the `webhook-*` ones are absent.
@@ -10,11 +11,11 @@
 //! Event id: `webhook-id` (or `svix-id`). Event type: body `type`.
 //! edgehook also signs what it forwards with this scheme (SPEC section 3): see [`sign`].
 
-use super::{BodyFields, Identity, Inbound};
+use super::{BodyFields, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
-use crate::secret::{Secret, SecretEncoding, SecretSet};
-use crate::signature::{check_tolerance, hmac_sha256, matches, parse_timestamp};
+use crate::secret::{Secret, SecretEncoding, SigningKey};
+use crate::signature::{check_tolerance, first_hmac_match, hmac_sha256, parse_timestamp};
 use base64::Engine;
 
 pub const ID_HEADER: &str = "webhook-id";
@@ -33,11 +34,11 @@ fn header(req: Inbound<'_>, standard: &str, svix: &str) -> Option<String> {
     req.headers.get(standard).filter(non_empty).or_else(|| req.headers.get(svix).filter(non_empty))
 }
 
-fn mac(secret: &Secret, id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {
-    hmac_sha256(secret.expose(), &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body])
+fn mac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {
+    hmac_sha256(key, &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body])
 }
 
-pub fn verify(req: Inbound<'_>, secrets: &SecretSet, now: i64, tolerance_secs: u64) -> Result<(), Rejection> {
+pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s Secret, Rejection> {
     let (Some(id), Some(timestamp_text), Some(signatures)) = (
         header(req, ID_HEADER, SVIX_ID_HEADER),
         header(req, TIMESTAMP_HEADER, SVIX_TIMESTAMP_HEADER),
@@ -46,23 +47,43 @@ pub fn verify(req: Inbound<'_>, secrets: &SecretSet, now: i64, tolerance_secs: u
         return Err(Rejection::MissingSignature);
     };
     let timestamp = parse_timestamp(&timestamp_text).ok_or(Rejection::InvalidSignature)?;
-    // Space-separated; a header sent twice reads as the two values joined with ", ", so a
-    // trailing comma is dropped from each token.
-    let candidates: Vec<Vec<u8>> = signatures
-        .split(' ')
-        .map(|sig| sig.strip_suffix(',').unwrap_or(sig))
-        .filter_map(|sig| sig.split_once(','))
-        .filter(|(version, _)| *version == "v1")
-        .filter_map(|(_, b64)| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-        .collect();
-    let authentic = secrets.iter().any(|secret| {
-        let expected = mac(secret, &id, &timestamp_text, req.body);
-        candidates.iter().any(|c| matches(&expected, c))
-    });
-    if !authentic {
-        return Err(Rejection::InvalidSignature);
+    // Space-separated `<version>,<base64>`; a header sent twice reads as the two values joined
+    // with ", ", so a trailing comma is dropped from each token.
+    let decoded = |version: &'static str| -> Vec<Vec<u8>> {
+        signatures
+            .split(' ')
+            .map(|sig| sig.strip_suffix(',').unwrap_or(sig))
+            .filter_map(|sig| sig.split_once(','))
+            .filter(|(v, _)| *v == version)
+            .filter_map(|(_, b64)| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .collect()
+    };
+    let symmetric = decoded("v1");
+    let key = first_hmac_match(scheme.secrets, &symmetric, |key| mac(key, &id, &timestamp_text, req.body))
+        .or_else(|| first_ed25519_match(scheme, &decoded("v1a"), &id, &timestamp_text, req.body))
+        .ok_or(Rejection::InvalidSignature)?;
+    check_tolerance(timestamp, now, scheme.tolerance_secs)?;
+    Ok(key)
+}
+
+/// `v1a`: an Ed25519 signature over the same content, verified with a `whpk_` public key.
+fn first_ed25519_match<'s>(
+    scheme: Scheme<'s>,
+    candidates: &[Vec<u8>],
+    id: &str,
+    timestamp: &str,
+    body: &[u8],
+) -> Option<&'s Secret> {
+    if candidates.is_empty() {
+        return None;
     }
-    check_tolerance(timestamp, now, tolerance_secs)
+    let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat();
+    let signatures: Vec<ed25519_dalek::Signature> =
+        candidates.iter().filter_map(|c| ed25519_dalek::Signature::from_slice(c).ok()).collect();
+    scheme.secrets.iter().find(|secret| match secret {
+        Secret::Ed25519(key) => signatures.iter().any(|sig| key.verify_strict(&signed, sig).is_ok()),
+        _ => false,
+    })
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
@@ -71,24 +92,40 @@ pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
     Ok(Identity { id, event_type })
 }
 
-/// The `webhook-signature` value for one message: `v1,<base64 HMAC>`.
-pub fn sign(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mac = mac(secret, id, &timestamp.to_string(), body);
+/// The `webhook-signature` value for one message with an HMAC key: `v1,<base64 HMAC>`.
+pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mac = mac(key, id, &timestamp.to_string(), body);
     format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac))
 }
 
-pub fn sign_headers(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> HeaderList {
+/// The three headers, signed `v1` (HMAC, `whsec_`) or `v1a` (Ed25519, `whsk_`).
+pub fn sign_headers(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {
+    let Unsigned { id, timestamp, body, .. } = unsigned;
+    let signature = match key {
+        SigningKey::Ed25519(signing) => {
+            use ed25519_dalek::Signer;
+            let signed = [id.as_bytes(), b".", timestamp.to_string().as_bytes(), b".", body].concat();
+            let signature = signing.sign(&signed);
+            format!("v1a,{}", base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()))
+        }
+        _ => sign(key.hmac_key().unwrap_or_default(), id, timestamp, body),
+    };
     HeaderList::new()
         .with(ID_HEADER, id)
         .with(TIMESTAMP_HEADER, timestamp.to_string())
-        .with(SIGNATURE_HEADER, sign(secret, id, timestamp, body))
+        .with(SIGNATURE_HEADER, signature)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::providers::Provider;
+    use crate::secret::SecretSet;
     use std::collections::BTreeMap;
+
+    fn scheme(secrets: &SecretSet) -> Scheme<'_> {
+        Scheme { secrets, tolerance_secs: 300 }
+    }
 
     #[derive(serde::Deserialize)]
     struct Vector {
@@ -108,7 +145,7 @@ mod tests {
         let mut h = HeaderList(v.headers.clone().into_iter().collect());
         h.push("webhook-signature", signature);
         let secrets = SecretSet::parse(secret, SECRET_ENCODING).unwrap();
-        Provider::Standard.verify(Inbound { headers: &h, body: v.body.as_bytes() }, &secrets, now, 300)
+        Provider::Standard.verify(Inbound::post(&h, v.body.as_bytes()), scheme(&secrets), now).map(drop)
     }
 
     #[test]
@@ -130,7 +167,7 @@ mod tests {
         let v = vector();
         let secret = crate::secret::decode(&v.secret, SECRET_ENCODING).unwrap();
         let ts: i64 = v.headers["webhook-timestamp"].parse().unwrap();
-        assert_eq!(sign(&secret, &v.headers["webhook-id"], ts, v.body.as_bytes()), v.valid[0]);
+        assert_eq!(sign(secret.hmac_key().unwrap(), &v.headers["webhook-id"], ts, v.body.as_bytes()), v.valid[0]);
     }
 
     #[test]
@@ -153,14 +190,14 @@ mod tests {
     fn missing_headers_and_bad_timestamps() {
         let secrets = SecretSet::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", SECRET_ENCODING).unwrap();
         let only_sig = HeaderList::from([("webhook-signature", "v1,abc")]);
-        let r = Provider::Standard.verify(Inbound { headers: &only_sig, body: b"" }, &secrets, 0, 300);
+        let r = Provider::Standard.verify(Inbound::post(&only_sig, b""), scheme(&secrets), 0);
         assert_eq!(r, Err(Rejection::MissingSignature));
         let bad_ts = HeaderList::from([
             ("webhook-id", "m"),
             ("webhook-timestamp", "16142653e0"),
             ("webhook-signature", "v1,abc"),
         ]);
-        let r = Provider::Standard.verify(Inbound { headers: &bad_ts, body: b"" }, &secrets, 0, 300);
+        let r = Provider::Standard.verify(Inbound::post(&bad_ts, b""), scheme(&secrets), 0);
         assert_eq!(r, Err(Rejection::InvalidSignature));
     }
 
@@ -173,8 +210,8 @@ mod tests {
             ("svix-signature", v.valid[0].as_str()),
         ]);
         let secrets = SecretSet::parse(&v.secret, SECRET_ENCODING).unwrap();
-        let req = Inbound { headers: &h, body: v.body.as_bytes() };
-        assert_eq!(Provider::Standard.verify(req, &secrets, v.now, 300), Ok(()));
+        let req = Inbound::post(&h, v.body.as_bytes());
+        assert!(Provider::Standard.verify(req, scheme(&secrets), v.now).is_ok());
         assert_eq!(Provider::Standard.identify(req).unwrap().id, "msg_p5jXN8AQM9LWM0D4loKWxJek");
     }
 
@@ -190,9 +227,9 @@ mod tests {
     #[test]
     fn identity() {
         let h = HeaderList::from([("webhook-id", "msg_1")]);
-        let id = Provider::Standard.identify(Inbound { headers: &h, body: br#"{"type":"user.created"}"# }).unwrap();
+        let id = Provider::Standard.identify(Inbound::post(&h, br#"{"type":"user.created"}"#)).unwrap();
         assert_eq!(id, Identity { id: "msg_1".into(), event_type: Some("user.created".into()) });
-        let no_type = Provider::Standard.identify(Inbound { headers: &h, body: b"plain text" }).unwrap();
+        let no_type = Provider::Standard.identify(Inbound::post(&h, b"plain text")).unwrap();
         assert_eq!(no_type.event_type, None);
     }
 }

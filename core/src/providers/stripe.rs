@@ -6,11 +6,11 @@
 //! several while a secret is being rolled).
 //! Event id: body `id`. Event type: body `type`.
 
-use super::{BodyFields, Identity, Inbound};
+use super::{BodyFields, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
-use crate::secret::{Secret, SecretEncoding, SecretSet};
-use crate::signature::{check_tolerance, from_hex, hmac_sha256, matches, parse_timestamp, to_hex};
+use crate::secret::{Secret, SecretEncoding, SigningKey};
+use crate::signature::{check_tolerance, first_hmac_match, from_hex, hmac_sha256, parse_timestamp, to_hex};
 
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
@@ -49,21 +49,19 @@ fn parse_header(header: &str) -> Result<SignatureHeader<'_>, Rejection> {
     Ok(SignatureHeader { timestamp_text, timestamp, v1 })
 }
 
-pub fn verify(req: Inbound<'_>, secrets: &SecretSet, now: i64, tolerance_secs: u64) -> Result<(), Rejection> {
+pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s Secret, Rejection> {
     let header = req.headers.get(SIGNATURE_HEADER).filter(|h| !h.is_empty());
     let header = header.ok_or(Rejection::MissingSignature)?;
     let parsed = parse_header(&header)?;
     // Candidates that are not 32 bytes of hex can never match; decoding them once up front keeps
     // the comparison loop to fixed-length constant-time compares.
     let candidates: Vec<[u8; 32]> = parsed.v1.iter().filter_map(|s| from_hex::<32>(s)).collect();
-    let authentic = secrets.iter().any(|secret| {
-        let expected = hmac_sha256(secret.expose(), &[parsed.timestamp_text.as_bytes(), b".", req.body]);
-        candidates.iter().any(|c| matches(&expected, c))
-    });
-    if !authentic {
-        return Err(Rejection::InvalidSignature);
-    }
-    check_tolerance(parsed.timestamp, now, tolerance_secs)
+    let key = first_hmac_match(scheme.secrets, &candidates, |key| {
+        hmac_sha256(key, &[parsed.timestamp_text.as_bytes(), b".", req.body])
+    })
+    .ok_or(Rejection::InvalidSignature)?;
+    check_tolerance(parsed.timestamp, now, scheme.tolerance_secs)?;
+    Ok(key)
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
@@ -72,9 +70,9 @@ pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
     Ok(Identity { id, event_type: BodyFields::string(&fields.kind) })
 }
 
-pub fn sign(secret: &Secret, timestamp: i64, body: &[u8]) -> HeaderList {
-    let t = timestamp.to_string();
-    let mac = hmac_sha256(secret.expose(), &[t.as_bytes(), b".", body]);
+pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {
+    let t = unsigned.timestamp.to_string();
+    let mac = hmac_sha256(key.hmac_key().unwrap_or_default(), &[t.as_bytes(), b".", unsigned.body]);
     HeaderList::new().with("Stripe-Signature", format!("t={t},v1={}", to_hex(&mac)))
 }
 
@@ -82,7 +80,7 @@ pub fn sign(secret: &Secret, timestamp: i64, body: &[u8]) -> HeaderList {
 mod tests {
     use super::*;
     use crate::providers::Provider;
-    use crate::secret::decode;
+    use crate::secret::SecretSet;
 
     const BODY: &[u8] = br#"{"id":"evt_1","type":"invoice.paid","data":{"object":{"id":"in_1","type":"x"}}}"#;
     const NOW: i64 = 1_700_000_000;
@@ -96,11 +94,12 @@ mod tests {
         if let Some(v) = header {
             h.push("Stripe-Signature", v);
         }
-        Provider::Stripe.verify(Inbound { headers: &h, body }, secrets, now, 300)
+        Provider::Stripe.verify(Inbound::post(&h, body), Scheme { secrets, tolerance_secs: 300 }, now).map(drop)
     }
 
     fn signature(secret: &str, t: i64, body: &[u8]) -> String {
-        let h = sign(&decode(secret, SECRET_ENCODING).unwrap(), t, body);
+        let key = SigningKey::parse(secret, SECRET_ENCODING).unwrap();
+        let h = sign(&key, Unsigned { method: "POST", url: "", body, id: "", timestamp: t });
         crate::headers::Headers::get(&h, SIGNATURE_HEADER).unwrap()
     }
 
@@ -123,7 +122,7 @@ mod tests {
         let header = signature("whsec_abc", NOW, BODY);
         assert_eq!(check(Some(&header), BODY, &s, NOW), Ok(()));
         let h = HeaderList::new();
-        let id = Provider::Stripe.identify(Inbound { headers: &h, body: BODY }).unwrap();
+        let id = Provider::Stripe.identify(Inbound::post(&h, BODY)).unwrap();
         assert_eq!(id, Identity { id: "evt_1".into(), event_type: Some("invoice.paid".into()) });
     }
 
@@ -191,13 +190,13 @@ mod tests {
             [&b"not json"[..], br#"{"type":"a"}"#, br#"{"id":5}"#, br#"{"id":""}"#, br#"{"id":"a","id":"b"}"#, b"[]"]
         {
             assert_eq!(
-                Provider::Stripe.identify(Inbound { headers: &h, body }),
+                Provider::Stripe.identify(Inbound::post(&h, body)),
                 Err(Rejection::MalformedRequest),
                 "{}",
                 String::from_utf8_lossy(body)
             );
         }
-        let no_type = Provider::Stripe.identify(Inbound { headers: &h, body: br#"{"id":"evt_2"}"# }).unwrap();
+        let no_type = Provider::Stripe.identify(Inbound::post(&h, br#"{"id":"evt_2"}"#)).unwrap();
         assert_eq!(no_type.event_type, None);
     }
 }

@@ -1,0 +1,30 @@
+//! Intercom: `X-Hub-Signature: sha1=<hex>`, HMAC-SHA1 of the raw body keyed with the app's client
+//! secret (used as text). No timestamp is signed.
+//! Event id: body `id` (`notif_...`). Event type: body `topic` (`conversation.user.created`).
+
+use super::{header, json_body, json_string, Identity, Inbound, Scheme, Unsigned};
+use crate::error::Rejection;
+use crate::headers::HeaderList;
+use crate::secret::{Secret, SecretEncoding, SigningKey};
+use crate::signature::{first_hmac_match, from_hex, hmac_sha1, to_hex};
+
+pub const SIGNATURE_HEADER: &str = "x-hub-signature";
+pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
+
+pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Rejection> {
+    let signature = header(req, SIGNATURE_HEADER).ok_or(Rejection::MissingSignature)?;
+    let candidate =
+        signature.strip_prefix("sha1=").and_then(from_hex::<20>).ok_or(Rejection::InvalidSignature)?;
+    first_hmac_match(scheme.secrets, &[candidate], |key| hmac_sha1(key, &[req.body])).ok_or(Rejection::InvalidSignature)
+}
+
+pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
+    let body = json_body(req.body).ok_or(Rejection::MalformedRequest)?;
+    let id = json_string(&body, "/id").ok_or(Rejection::MalformedRequest)?;
+    Ok(Identity { id, event_type: json_string(&body, "/topic") })
+}
+
+pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {
+    let mac = hmac_sha1(key.hmac_key().unwrap_or_default(), &[unsigned.body]);
+    HeaderList::new().with("X-Hub-Signature", format!("sha1={}", to_hex(&mac)))
+}

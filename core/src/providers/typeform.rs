@@ -1,0 +1,33 @@
+//! Typeform: `Typeform-Signature: sha256=<base64>`, HMAC-SHA256 of the raw body keyed with the
+//! webhook's secret (used as text). No timestamp is signed.
+//! Event id: body `event_id`. Event type: body `event_type` (`form_response`).
+
+use super::{header, json_body, json_string, Identity, Inbound, Scheme, Unsigned};
+use crate::error::Rejection;
+use crate::headers::HeaderList;
+use crate::secret::{Secret, SecretEncoding, SigningKey};
+use crate::signature::{first_hmac_match, hmac_sha256};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+pub const SIGNATURE_HEADER: &str = "typeform-signature";
+pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
+
+pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Rejection> {
+    let signature = header(req, SIGNATURE_HEADER).ok_or(Rejection::MissingSignature)?;
+    let b64 = signature.strip_prefix("sha256=").ok_or(Rejection::InvalidSignature)?;
+    let candidate = STANDARD.decode(b64).map_err(|_| Rejection::InvalidSignature)?;
+    first_hmac_match(scheme.secrets, &[candidate], |key| hmac_sha256(key, &[req.body]))
+        .ok_or(Rejection::InvalidSignature)
+}
+
+pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
+    let body = json_body(req.body).ok_or(Rejection::MalformedRequest)?;
+    let id = json_string(&body, "/event_id").ok_or(Rejection::MalformedRequest)?;
+    Ok(Identity { id, event_type: json_string(&body, "/event_type") })
+}
+
+pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {
+    let mac = hmac_sha256(key.hmac_key().unwrap_or_default(), &[unsigned.body]);
+    HeaderList::new().with("Typeform-Signature", format!("sha256={}", STANDARD.encode(mac)))
+}
