@@ -13,8 +13,7 @@ pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 
 pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Rejection> {
     let signature = header(req, SIGNATURE_HEADER).ok_or(Rejection::MissingSignature)?;
-    let candidate =
-        signature.strip_prefix("sha1=").and_then(from_hex::<20>).ok_or(Rejection::InvalidSignature)?;
+    let candidate = signature.strip_prefix("sha1=").and_then(from_hex::<20>).ok_or(Rejection::InvalidSignature)?;
     first_hmac_match(scheme.secrets, &[candidate], |key| hmac_sha1(key, &[req.body])).ok_or(Rejection::InvalidSignature)
 }
 

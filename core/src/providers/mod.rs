@@ -22,6 +22,8 @@ mod linear;
 mod mailgun;
 mod paddle;
 mod pagerduty;
+#[cfg(test)]
+mod properties;
 mod sendgrid;
 mod sentry;
 mod shopify;

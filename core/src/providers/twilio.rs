@@ -35,6 +35,17 @@ fn body_sha256(url: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "bodySHA256").map(|(_, v)| v.into_owned())
 }
 
+/// Whether a form body is as Twilio encodes one: visible ASCII (a raw space or byte would be
+/// read the same as its encoded form, so two different bodies would share a signature), with
+/// every percent escape decoding to valid UTF-8 (invalid bytes would all decode to U+FFFD).
+fn strict_form(body: &[u8]) -> bool {
+    body.iter().all(|b| b.is_ascii_graphic())
+        && body
+            .split(|&b| b == b'&')
+            .flat_map(|pair| pair.split(|&b| b == b'='))
+            .all(|part| percent_encoding::percent_decode(part).decode_utf8().is_ok())
+}
+
 /// The POST parameters as Twilio signs them: decoded, sorted by name then value, repeated
 /// identical pairs once.
 fn signed_params(body: &[u8]) -> Vec<u8> {
@@ -76,6 +87,9 @@ fn signed_suffix(req: Inbound<'_>) -> Result<Vec<u8>, Rejection> {
         return Ok(Vec::new());
     }
     if is_form(req) {
+        if !strict_form(req.body) {
+            return Err(Rejection::InvalidSignature);
+        }
         return Ok(signed_params(req.body));
     }
     if req.body.is_empty() {
@@ -130,6 +144,14 @@ mod tests {
         assert_eq!(url_variants("https://a.com:443/x"), ["https://a.com:443/x", "https://a.com/x"]);
         assert_eq!(url_variants("http://a.com"), ["http://a.com", "http://a.com:80"]);
         assert_eq!(url_variants("https://a.com:8443/x"), ["https://a.com:8443/x"]);
+    }
+
+    #[test]
+    fn only_strictly_encoded_forms_are_signed() {
+        assert!(strict_form(b"a=1+x&b=%C2%BD&c="));
+        assert!(!strict_form(b"a=1 x"), "a raw space reads like '+'");
+        assert!(!strict_form("a=\u{bd}".as_bytes()), "raw non-ASCII");
+        assert!(!strict_form(b"a=%FF"), "an escape that is not UTF-8");
     }
 
     #[test]

@@ -26,8 +26,7 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s 
         return Err(Rejection::MissingSignature);
     };
     let timestamp = parse_timestamp(&timestamp_text).ok_or(Rejection::InvalidSignature)?;
-    let candidate =
-        signature.strip_prefix("v0=").and_then(from_hex::<32>).ok_or(Rejection::InvalidSignature)?;
+    let candidate = signature.strip_prefix("v0=").and_then(from_hex::<32>).ok_or(Rejection::InvalidSignature)?;
     let key = first_hmac_match(scheme.secrets, &[candidate], |key| mac(key, &timestamp_text, req.body))
         .ok_or(Rejection::InvalidSignature)?;
     check_tolerance(timestamp, now, scheme.tolerance_secs)?;
