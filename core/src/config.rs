@@ -7,6 +7,7 @@
 
 use crate::error::Rejection;
 use crate::pattern::Pattern;
+use crate::providers::generic::{Algorithm, Encoding, GenericScheme, Locator};
 use crate::providers::Provider;
 use crate::retry::{RetryPolicy, MAX_QUEUE_DELAY_SECS};
 use crate::secret::{self, Secret, SecretEncoding, SecretSet};
@@ -102,12 +103,18 @@ pub struct SourceConfig {
     /// The URL the provider sends to, as it signs it (for providers that sign the URL), when it
     /// differs from what reaches the worker (a proxy, a custom domain).
     pub public_url: Option<String>,
+    /// How a `generic` source signs (`None` for every other provider).
+    pub generic: Option<GenericScheme>,
 }
 
 impl SourceConfig {
     /// What the provider needs to verify this source's requests.
     pub fn scheme(&self) -> crate::providers::Scheme<'_> {
-        crate::providers::Scheme { secrets: &self.secrets, tolerance_secs: self.tolerance_secs }
+        crate::providers::Scheme {
+            secrets: &self.secrets,
+            tolerance_secs: self.tolerance_secs,
+            generic: self.generic.as_ref(),
+        }
     }
 }
 
@@ -275,6 +282,19 @@ const FIELDS: &[&str] = &[
     "public_url",
 ];
 
+/// Fields only a `generic` source has.
+const GENERIC_FIELDS: &[&str] = &[
+    "header",
+    "algorithm",
+    "encoding",
+    "prefix",
+    "timestamp_header",
+    "id_header",
+    "id_pointer",
+    "type_header",
+    "type_pointer",
+];
+
 fn parse_source(
     name: &str,
     raw: &Value,
@@ -289,12 +309,13 @@ fn parse_source(
     let Value::Object(map) = raw else {
         return Err(err("provider", "a source must be a table with at least `provider`"));
     };
-    if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(err(unknown, "unknown field"));
-    }
-
     let provider_name: String = field(map, name, "provider")?.ok_or_else(|| err("provider", "required"))?;
     let provider = Provider::from_name(&provider_name).ok_or_else(|| err("provider", "unknown provider"))?;
+    let known = |k: &str| FIELDS.contains(&k) || (provider == Provider::Generic && GENERIC_FIELDS.contains(&k));
+    if let Some(unknown) = map.keys().find(|k| !known(k)) {
+        return Err(err(unknown, "unknown field"));
+    }
+    let generic = if provider == Provider::Generic { Some(parse_generic(name, map)?) } else { None };
 
     let tolerance_secs =
         bounded(map, name, "tolerance_secs", provider.default_tolerance_secs(), 0, limits::MAX_TOLERANCE_SECS)?;
@@ -370,6 +391,53 @@ fn parse_source(
         rate_limit_per_sec,
         ordering,
         public_url,
+        generic,
+    })
+}
+
+/// A `generic` source's scheme from its fields (see `providers::generic`).
+fn parse_generic(name: &str, map: &Map<String, Value>) -> Result<GenericScheme, ConfigError> {
+    let err = |field: &str, reason: &str| ConfigError::new(name, field, reason);
+    let header_name = |key: &str| -> Result<Option<String>, ConfigError> {
+        match field::<String>(map, name, key)? {
+            Some(h) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+                Ok(Some(h.to_ascii_lowercase()))
+            }
+            Some(_) => Err(err(key, "must be a header name")),
+            None => Ok(None),
+        }
+    };
+    let pointer = |key: &str| -> Result<Option<String>, ConfigError> {
+        match field::<String>(map, name, key)? {
+            Some(p) if p.is_empty() || p.starts_with('/') => Ok(Some(p)),
+            Some(_) => Err(err(key, "must be a JSON pointer (\"/data/id\")")),
+            None => Ok(None),
+        }
+    };
+    let locator = |header_field: &str, pointer_field: &str| -> Result<Option<Locator>, ConfigError> {
+        match (header_name(header_field)?, pointer(pointer_field)?) {
+            (Some(_), Some(_)) => Err(err(pointer_field, &format!("give {header_field} or {pointer_field}, not both"))),
+            (Some(h), None) => Ok(Some(Locator::Header(h))),
+            (None, Some(p)) => Ok(Some(Locator::Pointer(p))),
+            (None, None) => Ok(None),
+        }
+    };
+    let algorithm = match field::<String>(map, name, "algorithm")? {
+        None => Algorithm::Sha256,
+        Some(a) => Algorithm::parse(&a).ok_or_else(|| err("algorithm", "must be sha256, sha1 or sha512"))?,
+    };
+    let encoding = match field::<String>(map, name, "encoding")? {
+        None => Encoding::Hex,
+        Some(e) => Encoding::parse(&e).ok_or_else(|| err("encoding", "must be hex or base64"))?,
+    };
+    Ok(GenericScheme {
+        header: header_name("header")?.ok_or_else(|| err("header", "required for a generic source"))?,
+        algorithm,
+        encoding,
+        prefix: field(map, name, "prefix")?.unwrap_or_default(),
+        timestamp_header: header_name("timestamp_header")?,
+        id: locator("id_header", "id_pointer")?,
+        event_type: locator("type_header", "type_pointer")?,
     })
 }
 
@@ -542,6 +610,56 @@ mod tests {
         let fields: Vec<&str> = bad.problems().iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["IDEMPOTENCY_TTL_SECS", "DESTINATION_SECRET", "ALERT_URL"]);
         assert_eq!(bad.settings.alert_url, None, "a bad alert URL is not used");
+    }
+
+    #[test]
+    fn generic_sources() {
+        let sources = r#"{"g":{"provider":"generic","header":"X-Sig","algorithm":"sha1","encoding":"base64",
+                               "prefix":"sha1=","id_pointer":"/meta/id","type_header":"X-Kind","timestamp_header":"X-Ts"},
+                          "h":{"provider":"generic","header":"x-sig"}}"#;
+        let c = Config::load(Some(sources), &env(&[("WEBHOOK_SECRET_G", "x"), ("WEBHOOK_SECRET_H", "y")]));
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        let g = c.source("g").unwrap().generic.clone().unwrap();
+        assert_eq!(
+            g,
+            GenericScheme {
+                header: "x-sig".into(),
+                algorithm: Algorithm::Sha1,
+                encoding: Encoding::Base64,
+                prefix: "sha1=".into(),
+                timestamp_header: Some("x-ts".into()),
+                id: Some(Locator::Pointer("/meta/id".into())),
+                event_type: Some(Locator::Header("x-kind".into())),
+            }
+        );
+        let h = c.source("h").unwrap().generic.clone().unwrap();
+        assert_eq!((h.algorithm, h.encoding, h.id, h.prefix.as_str()), (Algorithm::Sha256, Encoding::Hex, None, ""));
+        let cases = [
+            (r#"{"provider":"generic"}"#, "header"),
+            (r#"{"provider":"generic","header":"a b"}"#, "header"),
+            (r#"{"provider":"generic","header":"x","algorithm":"md5"}"#, "algorithm"),
+            (r#"{"provider":"generic","header":"x","encoding":"base32"}"#, "encoding"),
+            (r#"{"provider":"generic","header":"x","id_pointer":"data.id"}"#, "id_pointer"),
+            (r#"{"provider":"generic","header":"x","id_header":"a","id_pointer":"/a"}"#, "id_pointer"),
+            (r#"{"provider":"stripe","header":"x"}"#, "header"),
+        ];
+        for (raw, field) in cases {
+            let c = Config::load(Some(&format!(r#"{{"s":{raw}}}"#)), &env(&[("WEBHOOK_SECRET_S", "x")]));
+            assert_eq!(misconfigured(&c, "s"), field, "{raw}");
+        }
+    }
+
+    #[test]
+    fn providers_set_their_default_tolerance() {
+        let sources =
+            r#"{"t":{"provider":"twitch"},"s":{"provider":"stripe"},"x":{"provider":"twitch","tolerance_secs":30}}"#;
+        let c = Config::load(
+            Some(sources),
+            &env(&[("WEBHOOK_SECRET_T", "a"), ("WEBHOOK_SECRET_S", "a"), ("WEBHOOK_SECRET_X", "a")]),
+        );
+        assert_eq!(c.source("t").unwrap().tolerance_secs, 600);
+        assert_eq!(c.source("s").unwrap().tolerance_secs, 300);
+        assert_eq!(c.source("x").unwrap().tolerance_secs, 30);
     }
 
     #[test]

@@ -77,7 +77,7 @@ mod tests {
         assert_eq!(h.get("x-edgehook-event-type").as_deref(), Some("invoice.paid"));
         assert_eq!(h.get("x-edgehook-attempt").as_deref(), Some("3"));
         let secrets = SecretSet::parse(key_text, SecretEncoding::StandardWebhooks).unwrap();
-        let scheme = Scheme { secrets: &secrets, tolerance_secs: 300 };
+        let scheme = Scheme::new(&secrets, 300);
         assert!(Provider::Standard.verify(Inbound::post(&h, body), scheme, 1_700_000_000).is_ok());
         let untyped = EventMeta { event_type: None, content_type: None, ..meta };
         let h = delivery_headers(&untyped, body, &key, 1);

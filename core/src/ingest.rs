@@ -54,11 +54,12 @@ pub fn verify(source: &SourceConfig, request: Request<'_>, body: Vec<u8>, now_ms
     }
     let url = source.public_url.as_deref().unwrap_or(request.url);
     let req = Inbound { method: request.method, url, headers: request.headers, body: &body };
-    let key = source.provider.verify(req, source.scheme(), now_ms.div_euclid(1000))?;
+    let scheme = source.scheme();
+    let key = source.provider.verify(req, scheme, now_ms.div_euclid(1000))?;
     if let Some(handshake) = source.provider.handshake(req, key) {
         return Ok(Intake::Handshake(handshake));
     }
-    let identity = source.provider.identify(req)?;
+    let identity = source.provider.identify(req, scheme)?;
     Ok(Intake::Event(Verified {
         source: source.name.clone(),
         identity,
@@ -143,7 +144,7 @@ mod tests {
     fn signed(body: &[u8], now: i64) -> HeaderList {
         let key = SigningKey::parse("whsec_k", Provider::Stripe.secret_encoding()).unwrap();
         let unsigned = Unsigned { method: "POST", url: "", body, id: "", timestamp: now };
-        Provider::Stripe.sign(&key, unsigned).headers.with("Content-Type", "application/json")
+        Provider::Stripe.sign(&key, unsigned, None).headers.with("Content-Type", "application/json")
     }
 
     fn event(source: &SourceConfig, headers: &HeaderList, body: Vec<u8>, now_ms: i64) -> Result<Verified, Rejection> {

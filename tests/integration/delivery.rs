@@ -56,7 +56,7 @@ fn forwarded_body_is_byte_identical_and_signed(w: &World) {
     assert!((ts - now_secs()).abs() < 120);
     let check = |secret: &str| {
         let secrets = SecretSet::parse(secret, SecretEncoding::StandardWebhooks).unwrap();
-        let scheme = Scheme { secrets: &secrets, tolerance_secs: 300 };
+        let scheme = Scheme::new(&secrets, 300);
         Provider::Standard.verify(Inbound::post(&got.headers, &got.body), scheme, now_secs()).is_ok()
     };
     assert!(check(DESTINATION_SECRET), "the forwarded signature must verify under the Standard Webhooks scheme");

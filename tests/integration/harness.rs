@@ -417,7 +417,7 @@ impl Destination {
 pub fn signed(provider: Provider, secret: &str, id: &str, timestamp: i64, body: &[u8]) -> HeaderList {
     let key = SigningKey::parse(secret, provider.secret_encoding()).expect("test secrets are valid");
     let unsigned = Unsigned { method: "POST", url: "", body, id, timestamp };
-    let mut headers = provider.sign(&key, unsigned).headers;
+    let mut headers = provider.sign(&key, unsigned, None).headers;
     headers.push("content-type", "application/json");
     headers
 }

@@ -66,7 +66,7 @@ mod tests {
             h.push("X-Hub-Signature-256", v);
         }
         let secrets = SecretSet::parse(secret, SECRET_ENCODING).unwrap();
-        Provider::Github.verify(Inbound::post(&h, body), Scheme { secrets: &secrets, tolerance_secs: 300 }, 0).map(drop)
+        Provider::Github.verify(Inbound::post(&h, body), Scheme::new(&secrets, 300), 0).map(drop)
     }
 
     #[test]
@@ -87,7 +87,7 @@ mod tests {
     fn sha1_header_alone_is_missing_signature() {
         let h = HeaderList::from([("X-Hub-Signature", "sha1=0000000000000000000000000000000000000000")]);
         let secrets = SecretSet::parse("s", SECRET_ENCODING).unwrap();
-        let r = Provider::Github.verify(Inbound::post(&h, b"{}"), Scheme { secrets: &secrets, tolerance_secs: 300 }, 0);
+        let r = Provider::Github.verify(Inbound::post(&h, b"{}"), Scheme::new(&secrets, 300), 0);
         assert_eq!(r, Err(Rejection::MissingSignature));
     }
 
@@ -108,12 +108,18 @@ mod tests {
             ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
             ("X-GitHub-Event", "issues"),
         ]);
-        let id = Provider::Github.identify(Inbound::post(&h, br#"{"action":"opened"}"#)).unwrap();
+        let id = Provider::Github
+            .identify(Inbound::post(&h, br#"{"action":"opened"}"#), crate::providers::any_scheme())
+            .unwrap();
         assert_eq!(id.id, "72d3162e-cc78-11e3-81ab-4c9367dc0958");
         assert_eq!(id.event_type.as_deref(), Some("issues.opened"));
-        let push = Provider::Github.identify(Inbound::post(&h, b"payload=%7B%7D")).unwrap();
+        let push =
+            Provider::Github.identify(Inbound::post(&h, b"payload=%7B%7D"), crate::providers::any_scheme()).unwrap();
         assert_eq!(push.event_type.as_deref(), Some("issues"));
         let no_id = HeaderList::from([("X-GitHub-Event", "ping")]);
-        assert_eq!(Provider::Github.identify(Inbound::post(&no_id, b"{}")), Err(Rejection::MalformedRequest));
+        assert_eq!(
+            Provider::Github.identify(Inbound::post(&no_id, b"{}"), crate::providers::any_scheme()),
+            Err(Rejection::MalformedRequest)
+        );
     }
 }

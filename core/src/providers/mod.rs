@@ -14,6 +14,7 @@
 //! Adding a provider is one new file and one line in each `match` below.
 
 mod discord;
+pub mod generic;
 mod github;
 mod gitlab;
 mod hubspot;
@@ -42,6 +43,7 @@ mod zoom;
 use crate::error::Rejection;
 use crate::headers::{HeaderList, Headers};
 use crate::secret::{Secret, SecretEncoding, SecretSet, SigningKey};
+use generic::GenericScheme;
 
 pub use standard::sign as sign_standard_webhooks;
 
@@ -67,6 +69,15 @@ impl<'a> Inbound<'a> {
 pub struct Scheme<'a> {
     pub secrets: &'a SecretSet,
     pub tolerance_secs: u64,
+    /// The scheme of a `generic` source (`None` for every other provider).
+    pub generic: Option<&'a GenericScheme>,
+}
+
+impl<'a> Scheme<'a> {
+    /// A named provider's scheme: its secrets and tolerance.
+    pub fn new(secrets: &'a SecretSet, tolerance_secs: u64) -> Self {
+        Scheme { secrets, tolerance_secs, generic: None }
+    }
 }
 
 /// What a verified request is about.
@@ -129,11 +140,12 @@ pub enum Provider {
     Vercel,
     Mailgun,
     Gitlab,
+    Generic,
 }
 
 impl Provider {
     /// Every provider, for tests and documentation.
-    pub const ALL: [Provider; 21] = [
+    pub const ALL: [Provider; 22] = [
         Provider::Stripe,
         Provider::Github,
         Provider::Standard,
@@ -155,6 +167,7 @@ impl Provider {
         Provider::Vercel,
         Provider::Mailgun,
         Provider::Gitlab,
+        Provider::Generic,
     ];
 
     /// The provider named in config (`provider = "stripe"`). `svix` is another name for
@@ -189,6 +202,7 @@ impl Provider {
             Provider::Vercel => "vercel",
             Provider::Mailgun => "mailgun",
             Provider::Gitlab => "gitlab",
+            Provider::Generic => "generic",
         }
     }
 
@@ -215,6 +229,7 @@ impl Provider {
             Provider::Vercel => vercel::SECRET_ENCODING,
             Provider::Mailgun => mailgun::SECRET_ENCODING,
             Provider::Gitlab => gitlab::SECRET_ENCODING,
+            Provider::Generic => generic::SECRET_ENCODING,
         }
     }
 
@@ -257,6 +272,11 @@ impl Provider {
             Provider::Vercel => vercel::verify(req, scheme),
             Provider::Mailgun => mailgun::verify(req, scheme, now),
             Provider::Gitlab => gitlab::verify(req, scheme),
+            Provider::Generic => match scheme.generic {
+                Some(generic) => generic::verify(req, scheme, generic, now),
+                // A generic source without its scheme is a configuration error caught earlier.
+                None => Err(Rejection::InvalidSignature),
+            },
         }
     }
 
@@ -273,7 +293,7 @@ impl Provider {
 
     /// Extracts the event id and type. Only meaningful after `verify`: unsigned input is not
     /// worth identifying.
-    pub fn identify(self, req: Inbound<'_>) -> Result<Identity, Rejection> {
+    pub fn identify(self, req: Inbound<'_>, scheme: Scheme<'_>) -> Result<Identity, Rejection> {
         let identity = match self {
             Provider::Stripe => stripe::identify(req),
             Provider::Github => github::identify(req),
@@ -296,6 +316,10 @@ impl Provider {
             Provider::Vercel => vercel::identify(req),
             Provider::Mailgun => mailgun::identify(req),
             Provider::Gitlab => gitlab::identify(req),
+            Provider::Generic => match scheme.generic {
+                Some(generic) => generic::identify(req, generic),
+                None => Err(Rejection::MalformedRequest),
+            },
         }?;
         validate_token(&identity.id)?;
         if let Some(t) = &identity.event_type {
@@ -304,8 +328,9 @@ impl Provider {
         Ok(identity)
     }
 
-    /// The request this provider would send for `unsigned`, signed with `key`.
-    pub fn sign(self, key: &SigningKey, unsigned: Unsigned<'_>) -> Signed {
+    /// The request this provider would send for `unsigned`, signed with `key` (a `generic`
+    /// source's scheme describes how it signs).
+    pub fn sign(self, key: &SigningKey, unsigned: Unsigned<'_>, generic: Option<&GenericScheme>) -> Signed {
         let headers = match self {
             Provider::Stripe => stripe::sign(key, unsigned),
             Provider::Github => github::sign(key, unsigned),
@@ -327,6 +352,7 @@ impl Provider {
             Provider::Sentry => sentry::sign(key, unsigned),
             Provider::Vercel => vercel::sign(key, unsigned),
             Provider::Gitlab => gitlab::sign(key, unsigned),
+            Provider::Generic => generic.map(|g| generic::sign(key, unsigned, g)).unwrap_or_default(),
             // Mailgun signs inside the body.
             Provider::Mailgun => {
                 let (headers, body) = mailgun::sign(key, unsigned);
@@ -335,6 +361,14 @@ impl Provider {
         };
         Signed { headers, body: unsigned.body.to_vec() }
     }
+}
+
+/// A scheme for tests that only identify (identification needs no keys).
+#[cfg(test)]
+pub(crate) fn any_scheme() -> Scheme<'static> {
+    static SECRETS: std::sync::LazyLock<SecretSet> =
+        std::sync::LazyLock::new(|| SecretSet::from_secrets(vec![Secret::Hmac(vec![1])]).unwrap());
+    Scheme::new(&SECRETS, 0)
 }
 
 /// A header's value, with an empty one counting as absent (a provider never sends an empty

@@ -5,6 +5,7 @@
 //! Two providers sign less than the body, by design, and are checked for what they do sign:
 //! GitLab's token covers nothing but itself, Mailgun's signature covers its timestamp and token.
 
+use super::generic::{Algorithm, Encoding, GenericScheme, Locator};
 use super::{Inbound, Provider, Scheme, Unsigned};
 use crate::headers::HeaderList;
 use crate::secret::{SecretEncoding, SecretSet, SigningKey};
@@ -49,6 +50,7 @@ const UNSIGNED_HEADERS: &[&str] = &[
     "i-twilio-idempotency-token",
     "idempotency-key",
     "twitch-eventsub-message-type",
+    "x-event-id",
 ];
 
 /// A body the provider can sign: Twilio signs form parameters, Mailgun a JSON object.
@@ -70,8 +72,23 @@ fn shaped_body(provider: Provider, raw: &[u8]) -> Vec<u8> {
     }
 }
 
+/// The scheme the property test gives a `generic` source: the most demanding one (a timestamp, a
+/// prefix, base64).
+fn generic_scheme() -> GenericScheme {
+    GenericScheme {
+        header: "x-signature".into(),
+        algorithm: Algorithm::Sha512,
+        encoding: Encoding::Base64,
+        prefix: "v=".into(),
+        timestamp_header: Some("x-timestamp".into()),
+        id: Some(Locator::Header("x-event-id".into())),
+        event_type: None,
+    }
+}
+
 fn verifies(provider: Provider, secrets: &SecretSet, headers: &HeaderList, body: &[u8]) -> bool {
-    let scheme = Scheme { secrets, tolerance_secs: 300 };
+    let generic = generic_scheme();
+    let scheme = Scheme { secrets, tolerance_secs: 300, generic: (provider == Provider::Generic).then_some(&generic) };
     provider.verify(Inbound { method: "POST", url: URL, headers, body }, scheme, NOW).is_ok()
 }
 
@@ -110,7 +127,7 @@ fn check(provider: Provider, raw: &[u8], seed: u8, at: usize) -> Result<(), Test
         let secrets = SecretSet::parse(&secret, provider.secret_encoding()).unwrap();
         let body = shaped_body(provider, raw);
         let unsigned = Unsigned { method: "POST", url: URL, body: &body, id: "evt_prop_1", timestamp: NOW };
-        let signed = provider.sign(&key, unsigned);
+        let signed = provider.sign(&key, unsigned, Some(&generic_scheme()));
         let mut headers = signed.headers.clone();
         if provider == Provider::Twilio || provider == Provider::Slack && body.is_empty() {
             headers.push("content-type", "application/x-www-form-urlencoded");

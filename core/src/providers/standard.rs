@@ -124,7 +124,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn scheme(secrets: &SecretSet) -> Scheme<'_> {
-        Scheme { secrets, tolerance_secs: 300 }
+        Scheme::new(secrets, 300)
     }
 
     #[derive(serde::Deserialize)]
@@ -212,7 +212,10 @@ mod tests {
         let secrets = SecretSet::parse(&v.secret, SECRET_ENCODING).unwrap();
         let req = Inbound::post(&h, v.body.as_bytes());
         assert!(Provider::Standard.verify(req, scheme(&secrets), v.now).is_ok());
-        assert_eq!(Provider::Standard.identify(req).unwrap().id, "msg_p5jXN8AQM9LWM0D4loKWxJek");
+        assert_eq!(
+            Provider::Standard.identify(req, crate::providers::any_scheme()).unwrap().id,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek"
+        );
     }
 
     #[test]
@@ -227,9 +230,12 @@ mod tests {
     #[test]
     fn identity() {
         let h = HeaderList::from([("webhook-id", "msg_1")]);
-        let id = Provider::Standard.identify(Inbound::post(&h, br#"{"type":"user.created"}"#)).unwrap();
+        let id = Provider::Standard
+            .identify(Inbound::post(&h, br#"{"type":"user.created"}"#), crate::providers::any_scheme())
+            .unwrap();
         assert_eq!(id, Identity { id: "msg_1".into(), event_type: Some("user.created".into()) });
-        let no_type = Provider::Standard.identify(Inbound::post(&h, b"plain text")).unwrap();
+        let no_type =
+            Provider::Standard.identify(Inbound::post(&h, b"plain text"), crate::providers::any_scheme()).unwrap();
         assert_eq!(no_type.event_type, None);
     }
 }

@@ -94,7 +94,7 @@ mod tests {
         if let Some(v) = header {
             h.push("Stripe-Signature", v);
         }
-        Provider::Stripe.verify(Inbound::post(&h, body), Scheme { secrets, tolerance_secs: 300 }, now).map(drop)
+        Provider::Stripe.verify(Inbound::post(&h, body), Scheme::new(secrets, 300), now).map(drop)
     }
 
     fn signature(secret: &str, t: i64, body: &[u8]) -> String {
@@ -122,7 +122,7 @@ mod tests {
         let header = signature("whsec_abc", NOW, BODY);
         assert_eq!(check(Some(&header), BODY, &s, NOW), Ok(()));
         let h = HeaderList::new();
-        let id = Provider::Stripe.identify(Inbound::post(&h, BODY)).unwrap();
+        let id = Provider::Stripe.identify(Inbound::post(&h, BODY), crate::providers::any_scheme()).unwrap();
         assert_eq!(id, Identity { id: "evt_1".into(), event_type: Some("invoice.paid".into()) });
     }
 
@@ -190,13 +190,14 @@ mod tests {
             [&b"not json"[..], br#"{"type":"a"}"#, br#"{"id":5}"#, br#"{"id":""}"#, br#"{"id":"a","id":"b"}"#, b"[]"]
         {
             assert_eq!(
-                Provider::Stripe.identify(Inbound::post(&h, body)),
+                Provider::Stripe.identify(Inbound::post(&h, body), crate::providers::any_scheme()),
                 Err(Rejection::MalformedRequest),
                 "{}",
                 String::from_utf8_lossy(body)
             );
         }
-        let no_type = Provider::Stripe.identify(Inbound::post(&h, br#"{"id":"evt_2"}"#)).unwrap();
+        let no_type =
+            Provider::Stripe.identify(Inbound::post(&h, br#"{"id":"evt_2"}"#), crate::providers::any_scheme()).unwrap();
         assert_eq!(no_type.event_type, None);
     }
 }
