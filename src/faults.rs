@@ -4,6 +4,9 @@
 //! Every fault names the event it hits, so tests running in parallel never trip each other's:
 //! - `POST /__faults/enqueue?id=ID` makes the next enqueue of event ID fail, as if the queue
 //!   were unavailable; `POST /__faults/blob?id=ID` does the same to its R2 write (large bodies);
+//! - `POST /__faults/clock?now=SECS` makes signature verification run at that Unix time (empty
+//!   `now` restores the real clock), so providers' documented examples, signed years ago, can be
+//!   replayed through the worker;
 //! - `POST /__faults/forget?key=SOURCE:ID` removes one id from this isolate's memory of accepted
 //!   ids, so the next copy of that event is enqueued and must be caught by the consumer;
 //! - `POST /__faults/copies?source=S&id=I&n=N` puts N copies of one event on the queue at once,
@@ -28,6 +31,12 @@ pub enum Fault {
 
 thread_local! {
     static ARMED: RefCell<HashSet<(Fault, String)>> = RefCell::default();
+    static CLOCK: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
+}
+
+/// The clock signature verification runs at, when a test set one (Unix milliseconds).
+pub fn verification_clock_ms() -> Option<i64> {
+    CLOCK.with(|c| c.get())
 }
 
 /// Whether `fault` is armed for event `id`; disarms it.
@@ -45,6 +54,11 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
     match path {
         "/__faults/enqueue" => arm(Fault::Enqueue),
         "/__faults/blob" => arm(Fault::Blob),
+        "/__faults/clock" => {
+            let now = param("now").and_then(|n| n.parse::<i64>().ok());
+            CLOCK.with(|c| c.set(now.map(|secs| secs * 1000)));
+            http::json(200, r#"{"clock":"set"}"#)
+        }
         "/__faults/forget" => {
             crate::ingest::forget_recent_id(&param("key").unwrap_or_default());
             http::json(200, r#"{"forgotten":true}"#)

@@ -57,8 +57,12 @@ pub async fn receive(mut req: Request, env: &Env, source_name: &str) -> Result<R
         },
     };
     let url = req.url()?;
-    let request = ingest::Request { method: "POST", url: url.as_str(), headers: &RequestHeaders(&headers) };
-    let verified = match ingest::verify(source, request, body, env::now_ms()) {
+    let method = req.method().to_string();
+    let request = ingest::Request { method: &method, url: url.as_str(), headers: &RequestHeaders(&headers) };
+    let now_ms = env::now_ms();
+    #[cfg(feature = "faults")]
+    let now_ms = crate::faults::verification_clock_ms().unwrap_or(now_ms);
+    let verified = match ingest::verify(source, request, body, now_ms) {
         Ok(Intake::Event(verified)) => verified,
         Ok(Intake::Handshake(answer)) => return http::handshake(&answer),
         Err(rejection) => return http::reject(&rejection),

@@ -29,6 +29,19 @@ pub struct Verified {
     body: Vec<u8>,
 }
 
+/// The URL a provider signed: the source's `public_url` (its public address, behind a proxy or a
+/// custom domain) followed by the query string the request arrived with; or, without a
+/// `public_url`, the URL as received.
+pub fn signed_url(public_url: Option<&str>, received: &str) -> String {
+    match public_url {
+        None => received.to_owned(),
+        Some(public) => match received.split_once('?') {
+            Some((_, query)) => format!("{public}?{query}"),
+            None => public.to_owned(),
+        },
+    }
+}
+
 /// A request as it reached edgehook.
 #[derive(Clone, Copy)]
 pub struct Request<'a> {
@@ -52,8 +65,8 @@ pub fn verify(source: &SourceConfig, request: Request<'_>, body: Vec<u8>, now_ms
     if body.len() as u64 > source.max_body_bytes {
         return Err(Rejection::PayloadTooLarge);
     }
-    let url = source.public_url.as_deref().unwrap_or(request.url);
-    let req = Inbound { method: request.method, url, headers: request.headers, body: &body };
+    let url = signed_url(source.public_url.as_deref(), request.url);
+    let req = Inbound { method: request.method, url: &url, headers: request.headers, body: &body };
     let scheme = source.scheme();
     let key = source.provider.verify(req, scheme, now_ms.div_euclid(1000))?;
     if let Some(handshake) = source.provider.handshake(req, key) {
@@ -192,6 +205,19 @@ mod tests {
         let (meta, inline) = envelope::decode(&bytes).unwrap();
         assert!(inline.is_empty());
         assert_eq!(meta.body, BodyRef::Stored { key: "bodies/s/abc".into(), len: v.body().len() as u64 });
+    }
+
+    #[test]
+    fn public_url_replaces_everything_but_the_query() {
+        assert_eq!(signed_url(None, "http://127.0.0.1:8787/webhooks/t?a=1"), "http://127.0.0.1:8787/webhooks/t?a=1");
+        assert_eq!(
+            signed_url(Some("https://hooks.example.com/twilio"), "http://127.0.0.1/webhooks/t?a=1&b=2"),
+            "https://hooks.example.com/twilio?a=1&b=2"
+        );
+        assert_eq!(
+            signed_url(Some("https://hooks.example.com/twilio"), "http://127.0.0.1/webhooks/t"),
+            "https://hooks.example.com/twilio"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod delivery;
 mod dev_command;
 mod harness;
 mod idempotency;
+mod providers;
 mod receiving;
 
 use harness::{build_worker, ConfigForm, Destination, Worker};
@@ -42,6 +43,9 @@ pub struct World {
     pub faults: Worker,
     /// `IDEMPOTENCY_TTL_SECS=3` and no `ADMIN_TOKEN`, configured with `--var` flags.
     pub ttl: Worker,
+    /// The `faults` build with a source per provider vector file (see `providers`).
+    pub vectors: Worker,
+    pub vector_sources: Vec<providers::VectorSource>,
 }
 
 pub const TTL_SECS: u64 = 3;
@@ -127,10 +131,13 @@ fn start_world() -> World {
         ConfigForm { toml: Some(faults_toml), dev_vars: faults_secrets, ..Default::default() },
     );
     let mut ttl = Worker::start("ttl", "build", ConfigForm { flags: ttl_vars, ..Default::default() });
-    for w in [&mut main, &mut faults, &mut ttl] {
+    let vector_sources = providers::vector_sources();
+    let vector_vars = providers::vector_config(&vector_sources);
+    let mut vectors = Worker::start("vectors", "build-faults", ConfigForm { dev_vars: vector_vars, ..Default::default() });
+    for w in [&mut main, &mut faults, &mut ttl, &mut vectors] {
         w.wait_ready(Duration::from_secs(180));
     }
-    World { dest, main, faults, ttl }
+    World { dest, main, faults, ttl, vectors, vector_sources }
 }
 
 type Test = (&'static str, fn(&World));
@@ -147,6 +154,7 @@ fn tests() -> Vec<Test> {
     all.extend(delivery::TESTS);
     all.extend(idempotency::TESTS);
     all.extend(dev_command::TESTS);
+    all.extend(providers::TESTS);
     all
 }
 
@@ -194,7 +202,7 @@ fn main() {
         }
     }
     if failed > 0 {
-        for w in [&world.main, &world.faults, &world.ttl] {
+        for w in [&world.main, &world.faults, &world.ttl, &world.vectors] {
             println!("--- {} log: {}", w.name, harness::show(&w.log));
             let logs = w.logs();
             let tail: Vec<&str> = logs.lines().rev().take(40).collect();
