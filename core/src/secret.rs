@@ -82,6 +82,8 @@ pub enum SecretError {
     BadEd25519,
     #[error("the key is not a valid P-256 public key")]
     BadP256,
+    #[error("the signing key is not a valid private key for this provider")]
+    BadPrivateKey,
 }
 
 /// Every secret configured for one source, newest first as given.
@@ -186,21 +188,21 @@ impl SigningKey {
                 let seed: [u8; 32] = base64_decode(&text[5..])?
                     .get(..32)
                     .and_then(|s| s.try_into().ok())
-                    .ok_or(SecretError::BadEd25519)?;
+                    .ok_or(SecretError::BadPrivateKey)?;
                 Ok(SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed)))
             }
             SecretEncoding::Literal | SecretEncoding::StandardWebhooks => match decode(text, encoding)? {
                 Secret::Hmac(bytes) => Ok(SigningKey::Hmac(bytes)),
-                _ => Err(SecretError::BadEd25519),
+                _ => Err(SecretError::BadPrivateKey),
             },
             SecretEncoding::Ed25519Hex => {
-                let seed = crate::signature::from_hex::<32>(text.trim()).ok_or(SecretError::BadEd25519)?;
+                let seed = crate::signature::from_hex::<32>(text.trim()).ok_or(SecretError::BadPrivateKey)?;
                 Ok(SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed)))
             }
             SecretEncoding::P256Public => {
                 use p256::pkcs8::DecodePrivateKey;
                 let der = base64_decode(&unarmour(text))?;
-                let key = p256::ecdsa::SigningKey::from_pkcs8_der(&der).map_err(|_| SecretError::BadP256)?;
+                let key = p256::ecdsa::SigningKey::from_pkcs8_der(&der).map_err(|_| SecretError::BadPrivateKey)?;
                 Ok(SigningKey::P256(key))
             }
         }

@@ -9,6 +9,7 @@
 //!
 //! `cargo test --test integration [FILTER]` runs the tests whose name contains FILTER.
 
+mod cli;
 mod delivery;
 mod dev_command;
 mod harness;
@@ -46,13 +47,16 @@ pub struct World {
     /// The `faults` build with a source per provider vector file (see `providers`).
     pub vectors: Worker,
     pub vector_sources: Vec<providers::VectorSource>,
+    /// The `.dev.vars` entries of the CLI's sources (one per provider, on `main`), and their keys.
+    pub cli_vars: Vec<(String, String)>,
+    pub cli_keys: cli::CliKeys,
 }
 
 pub const TTL_SECS: u64 = 3;
 
-fn main_sources(dest: &Destination) -> String {
+fn main_sources(dest: &Destination, cli_sources: serde_json::Map<String, serde_json::Value>) -> String {
     let d = |path: &str| dest.url(path);
-    serde_json::json!({
+    let mut sources = serde_json::json!({
         "stripe": {"provider": "stripe", "destination": d("/stripe")},
         "github": {"provider": "github", "destination": d("/github")},
         "standard": {"provider": "standard", "destination": d("/standard")},
@@ -70,8 +74,9 @@ fn main_sources(dest: &Destination) -> String {
         "concurrent": {"provider": "stripe", "destination": d("/concurrent")},
         "broken": {"provider": "paypal"},
         "nosecret": {"provider": "stripe"},
-    })
-    .to_string()
+    });
+    sources.as_object_mut().unwrap().extend(cli_sources);
+    sources.to_string()
 }
 
 fn start_world() -> World {
@@ -86,7 +91,11 @@ fn start_world() -> World {
         vars
     };
 
-    let mut main_vars = common(vec![("SOURCES", main_sources(&dest))]);
+    let cli_keys = cli::cli_keys();
+    let (cli_sources, cli_secrets) = cli::cli_sources(&cli_keys);
+    let mut main_vars = common(vec![("SOURCES", main_sources(&dest, cli_sources))]);
+    main_vars.extend(cli_secrets);
+    let cli_vars = main_vars.clone();
     for name in [
         "stripe",
         "small",
@@ -133,11 +142,12 @@ fn start_world() -> World {
     let mut ttl = Worker::start("ttl", "build", ConfigForm { flags: ttl_vars, ..Default::default() });
     let vector_sources = providers::vector_sources();
     let vector_vars = providers::vector_config(&vector_sources);
-    let mut vectors = Worker::start("vectors", "build-faults", ConfigForm { dev_vars: vector_vars, ..Default::default() });
+    let mut vectors =
+        Worker::start("vectors", "build-faults", ConfigForm { dev_vars: vector_vars, ..Default::default() });
     for w in [&mut main, &mut faults, &mut ttl, &mut vectors] {
         w.wait_ready(Duration::from_secs(180));
     }
-    World { dest, main, faults, ttl, vectors, vector_sources }
+    World { dest, main, faults, ttl, vectors, vector_sources, cli_vars, cli_keys }
 }
 
 type Test = (&'static str, fn(&World));
@@ -155,6 +165,7 @@ fn tests() -> Vec<Test> {
     all.extend(idempotency::TESTS);
     all.extend(dev_command::TESTS);
     all.extend(providers::TESTS);
+    all.extend(cli::TESTS);
     all
 }
 
@@ -170,6 +181,7 @@ fn main() {
     let started = Instant::now();
     build_worker("build", &[]);
     build_worker("build-faults", &["--features", "faults"]);
+    cli::build_cli();
     let world = start_world();
     println!("worker instances ready in {:.1}s", started.elapsed().as_secs_f64());
 

@@ -74,7 +74,9 @@ pub fn vector_sources() -> Vec<VectorSource> {
         for case in &file.cases {
             let url = case.url.clone().unwrap_or_else(|| "https://example.com/webhooks/x".into());
             let (base, _) = split_url(&url);
-            let existing = sources.iter_mut().find(|s| s.provider == file.provider && s.public_url == base && s.secrets == file.secrets);
+            let existing = sources
+                .iter_mut()
+                .find(|s| s.provider == file.provider && s.public_url == base && s.secrets == file.secrets);
             let source = match existing {
                 Some(s) => s,
                 None => {
@@ -136,8 +138,7 @@ fn provider_vectors_through_the_worker(w: &World) {
                         && reply.body == h.body
                 }
                 ("ok", None) => {
-                    reply.status == 200
-                        && matches!(reply.json()["status"].as_str(), Some("accepted" | "duplicate"))
+                    reply.status == 200 && matches!(reply.json()["status"].as_str(), Some("accepted" | "duplicate"))
                 }
                 (code, _) => {
                     let status = if code == "malformed_request" { 400 } else { 401 };
@@ -145,12 +146,20 @@ fn provider_vectors_through_the_worker(w: &World) {
                 }
             };
             if !ok {
-                failures.push(format!("{file}: {}: expected {}, got {} {}", case.name, case.expect, reply.status, reply.body));
+                failures.push(format!(
+                    "{file}: {}: expected {}, got {} {}",
+                    case.name, case.expect, reply.status, reply.body
+                ));
             }
         }
     }
     let reset = w.vectors.post("/__faults/clock?now=", &HeaderList::new(), b"");
     assert_eq!(reset.status, 200);
-    assert!(failures.is_empty(), "{} of {ran} cases failed through the worker:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} cases failed through the worker:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(ran >= 450, "only {ran} cases ran");
 }

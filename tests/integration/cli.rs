@@ -1,0 +1,191 @@
+//! The `edgehook` command line against the running worker: `send` signs each provider's sample
+//! with the source's secret from a `.dev.vars` file and is accepted; `sign` prints headers the
+//! core verifies.
+
+use crate::harness::{root, unique};
+use crate::World;
+use edgehook_core::headers::HeaderList;
+use edgehook_core::providers::{Inbound, Provider, Scheme};
+use edgehook_core::secret::SecretSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const TESTS: &[crate::Test] = &[
+    ("cli_send_signs_every_provider_the_worker_accepts", cli_send_signs_every_provider_the_worker_accepts),
+    ("cli_sign_prints_verifiable_headers", cli_sign_prints_verifiable_headers),
+];
+
+/// RFC 8032 test 1: the Ed25519 seed and public key the Discord source uses.
+pub const DISCORD_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+pub const DISCORD_PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+/// A fixed Standard Webhooks key pair for `v1a`: seed [7; 32].
+pub const STANDARD_V1A_SIGNING: &str = "whsk_BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+/// Keys generated for the run: SendGrid's P-256 pair (private PKCS#8, public SPKI; base64 DER).
+pub struct CliKeys {
+    pub sendgrid_private: String,
+    pub sendgrid_public: String,
+    pub standard_v1a_public: String,
+}
+
+fn openssl(args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    if let Some(input) = input {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl {args:?} failed");
+    out.stdout
+}
+
+pub fn cli_keys() -> CliKeys {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let generated =
+        openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-outform", "DER"], None);
+    // Some openssl versions write SEC1 here; SendGrid keys (and the CLI) are PKCS#8.
+    let private = openssl(&["pkcs8", "-topk8", "-nocrypt", "-inform", "DER", "-outform", "DER"], Some(&generated));
+    let public = openssl(&["pkey", "-inform", "DER", "-pubout", "-outform", "DER"], Some(&private));
+    let seed = [7u8; 32];
+    let v1a_public = ed25519_public(&seed);
+    CliKeys {
+        sendgrid_private: b64(&private),
+        sendgrid_public: b64(&public),
+        standard_v1a_public: format!("whpk_{}", b64(&v1a_public)),
+    }
+}
+
+/// The Ed25519 public key of a seed, through openssl (PKCS#8 wrapping of the raw seed).
+fn ed25519_public(seed: &[u8; 32]) -> Vec<u8> {
+    let mut der = hex_bytes("302e020100300506032b657004220420");
+    der.extend_from_slice(seed);
+    let spki = openssl(&["pkey", "-inform", "DER", "-pubout", "-outform", "DER"], Some(&der));
+    spki[spki.len() - 32..].to_vec()
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+}
+
+/// The name of the CLI test source for a provider.
+pub fn cli_source(provider: Provider) -> String {
+    format!("cli-{}", provider.name())
+}
+
+/// Sources (a JSON object's entries) and secrets for one CLI source per provider.
+pub fn cli_sources(keys: &CliKeys) -> (serde_json::Map<String, serde_json::Value>, Vec<(String, String)>) {
+    let mut sources = serde_json::Map::new();
+    let mut secrets = Vec::new();
+    for provider in Provider::ALL {
+        let name = cli_source(provider);
+        let mut config = serde_json::json!({ "provider": provider.name() });
+        if provider == Provider::Generic {
+            config = serde_json::json!({
+                "provider": "generic", "header": "X-Sample-Signature", "algorithm": "sha512", "encoding": "base64",
+                "prefix": "v1=", "timestamp_header": "X-Sample-Timestamp", "id_pointer": "/id", "type_pointer": "/type"
+            });
+        }
+        sources.insert(name.clone(), config);
+        let secret = match provider {
+            Provider::Discord => DISCORD_PUBLIC.to_owned(),
+            Provider::Sendgrid => keys.sendgrid_public.clone(),
+            // Both kinds at once: the HMAC secret signs, the v1a key is there too.
+            Provider::Standard => format!(r#"["whsec_Y2xpLXN0YW5kYXJkLXNlY3JldA==","{}"]"#, keys.standard_v1a_public),
+            other => format!("cli secret for {}", other.name()),
+        };
+        secrets.push((edgehook_core::config::secret_var(&name), secret));
+    }
+    (sources, secrets)
+}
+
+fn cli() -> PathBuf {
+    root().join("target/debug/edgehook")
+}
+
+/// Builds the CLI (the integration test binary is not in its package, so cargo does not).
+pub fn build_cli() {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", "edgehook-cli", "--locked"])
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the CLI failed");
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(cli()).args(args).output().unwrap();
+    assert!(out.status.success(), "edgehook {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn write_dev_vars(dir: &Path, vars: &[(String, String)]) -> PathBuf {
+    let path = dir.join(".dev.vars");
+    let text: String = vars.iter().map(|(k, v)| format!("{k}='{v}'\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn cli_send_signs_every_provider_the_worker_accepts(w: &World) {
+    let dir = std::env::temp_dir().join(unique("edgehook-cli"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dev_vars = write_dev_vars(&dir, &w.cli_vars);
+    let path = dev_vars.to_str().unwrap();
+    for provider in Provider::ALL {
+        let source = cli_source(provider);
+        let mut args = vec!["send", source.as_str(), "--url", w.main.base.as_str(), "--dev-vars", path];
+        match provider {
+            Provider::Discord => args.extend(["--signing-key", DISCORD_SEED]),
+            Provider::Sendgrid => args.extend(["--signing-key", w.cli_keys.sendgrid_private.as_str()]),
+            _ => {}
+        }
+        let out = run(&args);
+        assert!(out.starts_with("200 {\"status\":\"accepted\""), "{}: {out}", provider.name());
+    }
+    // v1a: the same Standard Webhooks source, signed with its Ed25519 key instead.
+    let out = run(&[
+        "send",
+        "cli-standard",
+        "--url",
+        &w.main.base,
+        "--dev-vars",
+        path,
+        "--signing-key",
+        STANDARD_V1A_SIGNING,
+    ]);
+    assert!(out.starts_with("200 {\"status\":\"accepted\""), "standard v1a: {out}");
+    // A wrong secret is refused by the worker, and the CLI shows its answer.
+    let out = run(&["send", "cli-stripe", "--url", &w.main.base, "--dev-vars", path, "--secret", "whsec_wrong"]);
+    assert_eq!(out.trim(), r#"401 {"error":"invalid_signature"}"#);
+}
+
+fn cli_sign_prints_verifiable_headers(_: &World) {
+    let dir = std::env::temp_dir().join(unique("edgehook-cli-sign"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let body_path = dir.join("body.json");
+    let body = br#"{"id":"evt_cli_sign","type":"invoice.paid"}"#;
+    std::fs::write(&body_path, body).unwrap();
+    let out = run(&[
+        "sign",
+        "stripe",
+        "--secret",
+        "whsec_cli",
+        "--body",
+        body_path.to_str().unwrap(),
+        "--timestamp",
+        "1700000000",
+    ]);
+    let headers =
+        HeaderList(out.lines().filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_owned(), v.to_owned())).collect());
+    let secrets = SecretSet::parse("whsec_cli", Provider::Stripe.secret_encoding()).unwrap();
+    let scheme = Scheme::new(&secrets, 300);
+    assert!(Provider::Stripe.verify(Inbound::post(&headers, body), scheme, 1_700_000_000).is_ok(), "{out}");
+    let failed = Command::new(cli()).args(["sign", "nosuchprovider", "--secret", "x"]).output().unwrap();
+    assert_eq!(failed.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("unknown provider"));
+}
