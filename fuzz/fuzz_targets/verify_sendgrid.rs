@@ -1,0 +1,7 @@
+#![no_main]
+//! Fuzzes the sendgrid signature parser, verifier and identifier.
+
+#[path = "common.rs"]
+mod common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::run(edgehook_core::providers::Provider::Sendgrid, data));

@@ -1,0 +1,7 @@
+#![no_main]
+//! Fuzzes the standard signature parser, verifier and identifier.
+
+#[path = "common.rs"]
+mod common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::run(edgehook_core::providers::Provider::Standard, data));
