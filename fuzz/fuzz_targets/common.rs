@@ -36,7 +36,7 @@ fn fallback_secrets(provider: Provider) -> SecretSet {
             "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
         }
         edgehook_core::secret::SecretEncoding::P256Public => {
-            "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEDg0BZZgsTUJF7uv1hyjqK40MTO+yp0xWcbfyQMtsLQFv4FWNhDHl3PuXaJgUEyBhvtzTUhEXsDXKbDzE8Dqjg=="
+            "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnlvFYPAZFceEu/1FwCM/QmGUhA=="
         }
         _ => "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     };
