@@ -92,6 +92,11 @@ fn verifies(provider: Provider, secrets: &SecretSet, headers: &HeaderList, body:
     provider.verify(Inbound { method: "POST", url: URL, headers, body }, scheme, NOW).is_ok()
 }
 
+/// A form body's parameters, decoded.
+fn decoded(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
 /// The same string with the byte at `at` changed (to another printable byte).
 fn flip(text: &str, at: usize) -> String {
     let mut bytes = text.as_bytes().to_vec();
@@ -107,7 +112,10 @@ fn flip(text: &str, at: usize) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    // 48 cases of all 22 providers keep CI bounded; PROPTEST_CASES=N runs more.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(48)
+    ))]
 
     #[test]
     fn signed_requests_verify_and_every_change_is_rejected(
@@ -147,7 +155,12 @@ fn check(provider: Provider, raw: &[u8], seed: u8, at: usize) -> Result<(), Test
             let mut body = signed.body.clone();
             let i = at % body.len();
             body[i] ^= 1 << (at % 8);
-            prop_assert!(!verifies(provider, &secrets, &headers, &body), "{provider:?} accepted a changed body");
+            // Twilio signs the decoded parameters, so an escape's hex case (%2b for %2B) is not a
+            // change to what was signed: those two bodies mean the same and share a signature.
+            let same_parameters = provider == Provider::Twilio && decoded(&body) == decoded(&signed.body);
+            if !same_parameters {
+                prop_assert!(!verifies(provider, &secrets, &headers, &body), "{provider:?} accepted a changed body");
+            }
         }
 
         // Any byte of any signed header.

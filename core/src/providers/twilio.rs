@@ -6,6 +6,9 @@
 //! alone; the body is then covered by that hash, which is checked too. Any other body that is
 //! neither form-encoded nor covered by `bodySHA256` is refused: nothing would vouch for it.
 //! Twilio's libraries accept the URL with or without the scheme's default port; so does edgehook.
+//! Twilio signs the decoded parameters, so two encodings that decode alike (`%2b` and `%2B`) share a
+//! signature; edgehook forwards the body exactly as received, and refuses encodings that could
+//! alias a different body (raw spaces or bytes, escapes that are not UTF-8).
 //! The URL must be the public one Twilio was given: set the source's `public_url` behind a proxy.
 //! Twilio signs no timestamp.
 //! Event id: `I-Twilio-Idempotency-Token`, else the SHA-256 of the body (a retry carries the same
