@@ -70,6 +70,12 @@ pub enum State {
     Completed,
     /// Dead-lettered after its last attempt.
     Dead,
+    /// Its type is not in the source's `events` allow-list: acknowledged, never delivered.
+    Filtered,
+    /// Held by a `paused` kill switch until it is resumed.
+    Paused,
+    /// Discarded by a `dropped` kill switch.
+    Dropped,
 }
 
 impl State {
@@ -79,11 +85,24 @@ impl State {
             State::Retrying => "retrying",
             State::Completed => "completed",
             State::Dead => "dead",
+            State::Filtered => "filtered",
+            State::Paused => "paused",
+            State::Dropped => "dropped",
         }
     }
 
+    pub const ALL: [State; 7] = [
+        State::Delivering,
+        State::Retrying,
+        State::Completed,
+        State::Dead,
+        State::Filtered,
+        State::Paused,
+        State::Dropped,
+    ];
+
     pub fn parse(text: &str) -> Option<State> {
-        [State::Delivering, State::Retrying, State::Completed, State::Dead].into_iter().find(|s| s.as_str() == text)
+        State::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -183,7 +202,10 @@ pub fn begin(record: Option<&Record>, message: Message<'_>, lease_ms: i64, clock
             (Write::Keep, Begin::Later { retry_in_ms: r.lease_until_ms - clock.now_ms })
         }
         State::Retrying if message.retry_token == Some(r.token) || message.replay => (take(), Begin::Go),
-        State::Completed | State::Dead if message.replay => (take(), Begin::Go),
+        // Held events are carried on by the messages that resume them (any continuation: the
+        // consumer checks the kill switch again and holds the event once more if still paused).
+        State::Paused if message.continuation() => (take(), Begin::Go),
+        State::Completed | State::Dead | State::Filtered | State::Dropped if message.replay => (take(), Begin::Go),
         state => (Write::Keep, Begin::Skip { state }),
     }
 }
@@ -198,6 +220,12 @@ pub enum Outcome {
     Retrying { token: u64 },
     /// No attempts left; the event was handed to the dead-letter queue.
     Dead,
+    /// Not delivered: filtered out by the source's `events`.
+    Filtered,
+    /// Held by a `paused` kill switch.
+    Paused,
+    /// Discarded by a `dropped` kill switch.
+    Dropped,
 }
 
 /// `finish`: the message that began a delivery reports how it ended.
@@ -210,6 +238,9 @@ pub fn finish(record: Option<&Record>, message_id: &str, outcome: Outcome, clock
         // took over, that message decides what comes next.
         Outcome::Retrying { token } if owned => Write::Put(clock.record(State::Retrying, "", token, 0)),
         Outcome::Dead if owned => Write::Put(clock.record(State::Dead, "", 0, 0)),
+        Outcome::Filtered if owned => Write::Put(clock.record(State::Filtered, "", 0, 0)),
+        Outcome::Paused if owned => Write::Put(clock.record(State::Paused, "", 0, 0)),
+        Outcome::Dropped if owned => Write::Put(clock.record(State::Dropped, "", 0, 0)),
         _ => Write::Keep,
     }
 }
@@ -238,7 +269,9 @@ pub fn mark_dead(record: Option<&Record>, message: Message<'_>, clock: Clock) ->
     };
     match r.state {
         State::Dead if r.owner == message.id => (Write::Keep, DeadMark::Marked),
-        State::Completed | State::Dead => (Write::Keep, DeadMark::Final { state: r.state }),
+        State::Completed | State::Dead | State::Filtered | State::Dropped => {
+            (Write::Keep, DeadMark::Final { state: r.state })
+        }
         State::Delivering if r.lease_until_ms <= clock.now_ms || r.owner == message.id => (dead(), DeadMark::Marked),
         State::Retrying if message.retry_token == Some(r.token) => (dead(), DeadMark::Marked),
         state => (Write::Keep, DeadMark::Alive { state }),
@@ -441,8 +474,34 @@ mod tests {
     }
 
     #[test]
+    fn kill_switch_outcomes_and_resuming() {
+        for (outcome, state) in
+            [(Outcome::Filtered, State::Filtered), (Outcome::Dropped, State::Dropped), (Outcome::Paused, State::Paused)]
+        {
+            let mut r = None;
+            start(&mut r, fresh("m1"), 0);
+            end(&mut r, "m1", outcome, 10);
+            assert_eq!(self::state(&r), state);
+            assert_eq!(start(&mut r, fresh("m2"), 20), Begin::Skip { state }, "a copy of a {state:?} event");
+        }
+        // A held event is carried on by the message that resumes it, whatever its token.
+        let mut r = None;
+        start(&mut r, fresh("m1"), 0);
+        end(&mut r, "m1", Outcome::Paused, 10);
+        assert_eq!(start(&mut r, retry("resume-1", 99), 20), Begin::Go);
+        end(&mut r, "resume-1", Outcome::Delivered, 30);
+        assert_eq!(self::state(&r), State::Completed);
+        // Dropped and filtered events are delivered only by an explicit replay.
+        let mut d = None;
+        start(&mut d, fresh("m1"), 0);
+        end(&mut d, "m1", Outcome::Dropped, 10);
+        assert_eq!(start(&mut d, retry("x", 1), 20), Begin::Skip { state: State::Dropped });
+        assert_eq!(start(&mut d, replay("r"), 30), Begin::Go);
+    }
+
+    #[test]
     fn state_names_round_trip() {
-        for s in [State::Delivering, State::Retrying, State::Completed, State::Dead] {
+        for s in State::ALL {
             assert_eq!(State::parse(s.as_str()), Some(s));
         }
         assert_eq!(State::parse("gone"), None);

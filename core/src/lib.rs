@@ -25,13 +25,17 @@
 //! Time and randomness are always passed in (`now_ms`, `jitter`), and every error is an enum
 //! with a stable code ([`error::Rejection`]).
 
+pub mod capture;
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod flags;
 pub mod forward;
 pub mod headers;
+pub mod health;
 pub mod idempotency;
 pub mod ingest;
+pub mod metrics;
 pub mod pattern;
 pub mod providers;
 pub mod recent;

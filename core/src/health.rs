@@ -1,0 +1,212 @@
+//! Is edgehook working? The heartbeat's evaluation and when to alert.
+//!
+//! Every minute the cron trigger records a heartbeat and puts a probe on the event queue; the
+//! consumer reports each probe it sees. Processing lag is the age of the oldest probe not yet
+//! seen: if the consumer stops (dies, or hangs on a destination), probes pile up and the lag grows,
+//! even though nothing else changes. The state is degraded when:
+//! - the heartbeat is old (the cron trigger is not running);
+//! - the lag is over `HEALTH_MAX_LAG_SECS`;
+//! - dead letters grew since the previous evaluation;
+//! - deliveries are failing (most attempts of the last window failed).
+//!
+//! Alerts go out on changes only: one when the state turns degraded, one when it has recovered
+//! (two evaluations in a row healthy, so that a flapping state does not page twice a minute).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Degraded,
+}
+
+/// What the evaluation looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub now_ms: i64,
+    /// When the cron trigger last ran.
+    pub last_heartbeat_ms: Option<i64>,
+    /// When the oldest probe the consumer has not seen yet was sent.
+    pub oldest_unseen_probe_ms: Option<i64>,
+    /// Dead letters stored now, and at the previous evaluation.
+    pub dead_letters: u64,
+    pub dead_letters_before: u64,
+    /// Delivery attempts since the previous evaluation.
+    pub attempts_succeeded: u64,
+    pub attempts_failed: u64,
+}
+
+/// When to call it degraded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub max_lag_ms: i64,
+    /// The cron trigger runs every minute; three missed runs mean it stopped.
+    pub max_heartbeat_age_ms: i64,
+    /// Deliveries are "failing" when at least this many attempts were made in the window...
+    pub min_attempts: u64,
+    /// ...and at most this share of them succeeded.
+    pub max_success_share: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds { max_lag_ms: 300_000, max_heartbeat_age_ms: 180_000, min_attempts: 5, max_success_share: 0.1 }
+    }
+}
+
+/// The evaluation, as `/admin/health` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub status: Status,
+    /// Why it is degraded (empty when ok).
+    pub reasons: Vec<String>,
+    pub heartbeat_age_secs: Option<f64>,
+    pub processing_lag_secs: f64,
+    pub dead_letters: u64,
+    pub dead_letter_growth: u64,
+    pub attempts_succeeded: u64,
+    pub attempts_failed: u64,
+}
+
+pub fn evaluate(inputs: &Inputs, thresholds: &Thresholds) -> Report {
+    let mut reasons = Vec::new();
+    let heartbeat_age = inputs.last_heartbeat_ms.map(|t| inputs.now_ms - t);
+    match heartbeat_age {
+        None => reasons.push("no heartbeat yet: the cron trigger has not run".to_owned()),
+        Some(age) if age > thresholds.max_heartbeat_age_ms => {
+            reasons.push(format!("no heartbeat for {}s: the cron trigger is not running", age / 1000))
+        }
+        Some(_) => {}
+    }
+    let lag = inputs.oldest_unseen_probe_ms.map_or(0, |sent| (inputs.now_ms - sent).max(0));
+    if lag > thresholds.max_lag_ms {
+        reasons.push(format!(
+            "processing lag {}s is over {}s: the consumer is not taking events",
+            lag / 1000,
+            thresholds.max_lag_ms / 1000
+        ));
+    }
+    let growth = inputs.dead_letters.saturating_sub(inputs.dead_letters_before);
+    if growth > 0 {
+        reasons.push(format!("{growth} new dead letter(s) since the last check"));
+    }
+    let attempts = inputs.attempts_succeeded + inputs.attempts_failed;
+    if attempts >= thresholds.min_attempts
+        && (inputs.attempts_succeeded as f64) <= thresholds.max_success_share * attempts as f64
+    {
+        reasons.push(format!("deliveries failing: {} of {attempts} attempts failed", inputs.attempts_failed));
+    }
+    Report {
+        status: if reasons.is_empty() { Status::Ok } else { Status::Degraded },
+        reasons,
+        heartbeat_age_secs: heartbeat_age.map(|a| a as f64 / 1000.0),
+        processing_lag_secs: lag as f64 / 1000.0,
+        dead_letters: inputs.dead_letters,
+        dead_letter_growth: growth,
+        attempts_succeeded: inputs.attempts_succeeded,
+        attempts_failed: inputs.attempts_failed,
+    }
+}
+
+/// What has been alerted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertState {
+    /// The state last alerted (or assumed at start: ok).
+    pub alerted: Status,
+    /// Healthy evaluations in a row since the last degraded one.
+    pub healthy_streak: u32,
+}
+
+impl Default for AlertState {
+    fn default() -> Self {
+        AlertState { alerted: Status::Ok, healthy_streak: 0 }
+    }
+}
+
+/// Healthy evaluations in a row before a recovery is announced.
+pub const RECOVERY_STREAK: u32 = 2;
+
+/// Which alert to send, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alert {
+    Degraded,
+    Recovered,
+}
+
+/// The next alert state after an evaluation, and the alert it calls for.
+pub fn next_alert(state: AlertState, status: Status) -> (AlertState, Option<Alert>) {
+    match (state.alerted, status) {
+        (Status::Ok, Status::Ok) => (AlertState { healthy_streak: state.healthy_streak + 1, ..state }, None),
+        (Status::Ok, Status::Degraded) => {
+            (AlertState { alerted: Status::Degraded, healthy_streak: 0 }, Some(Alert::Degraded))
+        }
+        (Status::Degraded, Status::Degraded) => (AlertState { healthy_streak: 0, ..state }, None),
+        (Status::Degraded, Status::Ok) if state.healthy_streak + 1 >= RECOVERY_STREAK => {
+            (AlertState { alerted: Status::Ok, healthy_streak: 0 }, Some(Alert::Recovered))
+        }
+        (Status::Degraded, Status::Ok) => (AlertState { healthy_streak: state.healthy_streak + 1, ..state }, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> Inputs {
+        Inputs { now_ms: 1_000_000, last_heartbeat_ms: Some(990_000), ..Inputs::default() }
+    }
+
+    #[test]
+    fn healthy_when_nothing_is_wrong() {
+        let r = evaluate(&healthy(), &Thresholds::default());
+        assert_eq!((r.status, r.reasons.len()), (Status::Ok, 0));
+        assert_eq!(r.heartbeat_age_secs, Some(10.0));
+    }
+
+    #[test]
+    fn each_cause_degrades() {
+        let t = Thresholds::default();
+        let cases = [
+            (Inputs { last_heartbeat_ms: None, ..healthy() }, "no heartbeat yet"),
+            (Inputs { last_heartbeat_ms: Some(1_000_000 - 181_000), ..healthy() }, "cron trigger is not running"),
+            (Inputs { oldest_unseen_probe_ms: Some(1_000_000 - 301_000), ..healthy() }, "processing lag 301s"),
+            (Inputs { dead_letters: 3, dead_letters_before: 1, ..healthy() }, "2 new dead letter(s)"),
+            (Inputs { attempts_failed: 9, attempts_succeeded: 1, ..healthy() }, "deliveries failing: 9 of 10"),
+        ];
+        for (inputs, reason) in cases {
+            let r = evaluate(&inputs, &t);
+            assert_eq!(r.status, Status::Degraded, "{reason}");
+            assert!(r.reasons.iter().any(|x| x.contains(reason)), "{:?} lacks {reason}", r.reasons);
+        }
+        // A probe in flight, a few failures, a shrinking dead-letter count: all fine.
+        let fine = Inputs {
+            oldest_unseen_probe_ms: Some(1_000_000 - 5_000),
+            attempts_failed: 3,
+            dead_letters_before: 4,
+            ..healthy()
+        };
+        assert_eq!(evaluate(&fine, &t).status, Status::Ok);
+    }
+
+    #[test]
+    fn alerts_on_changes_only_with_a_recovery_streak() {
+        let mut state = AlertState::default();
+        let mut sent = Vec::new();
+        for status in [
+            Status::Ok,
+            Status::Degraded,
+            Status::Degraded,
+            Status::Ok,
+            Status::Degraded,
+            Status::Ok,
+            Status::Ok,
+            Status::Ok,
+        ] {
+            let (next, alert) = next_alert(state, status);
+            state = next;
+            sent.extend(alert);
+        }
+        assert_eq!(sent, [Alert::Degraded, Alert::Recovered]);
+    }
+}
