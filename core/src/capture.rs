@@ -6,6 +6,8 @@
 //! costs one R2 write per batch rather than per event; a body already claim-checked in R2 is
 //! referenced where it is. Everything is kept for `CAPTURE_RETENTION_SECS` (default 30 days).
 
+use crate::envelope::{BodyRef, EventMeta};
+use crate::flags::{Flags, Mode};
 use crate::idempotency::State;
 use serde::{Deserialize, Serialize};
 
@@ -80,17 +82,9 @@ impl EventStatus {
     }
 }
 
-/// Where an event's exact body is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum BodyLocation {
-    /// `len` bytes at `offset` in the R2 segment `key`.
-    Segment { key: String, offset: u64, len: u64 },
-    /// The whole R2 object `key` (a claim-checked body).
-    Object { key: String, len: u64 },
-}
-
-/// What is captured of a request when its event is first taken by the consumer.
+/// What is captured of a request when a consumer first takes its event. `body` says where the
+/// exact bytes are in R2: a capture segment ([`BodyRef::Segment`]) or a claim-checked object
+/// ([`BodyRef::Stored`]); never inline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capture {
     pub source: String,
@@ -99,9 +93,101 @@ pub struct Capture {
     pub event_type: Option<String>,
     pub content_type: Option<String>,
     pub received_at_ms: i64,
-    /// Request headers, secrets redacted.
+    /// Request headers, credentials redacted.
     pub headers: Vec<(String, String)>,
-    pub body: BodyLocation,
+    pub body: BodyRef,
+}
+
+impl Capture {
+    /// The capture of the event `meta` describes, its body at `body`.
+    pub fn of(meta: &EventMeta, body: BodyRef) -> Capture {
+        Capture {
+            source: meta.source.clone(),
+            id: meta.id.clone(),
+            event_type: meta.event_type.clone(),
+            content_type: meta.content_type.clone(),
+            received_at_ms: meta.received_at_ms,
+            headers: meta.headers.clone(),
+            body,
+        }
+    }
+
+    /// A message that carries the captured event on: a `replay` (delivered whatever its record
+    /// says) or the resumption of a held event (recognised as a continuation by its token), as
+    /// delivery attempt `attempt`.
+    pub fn continuation(&self, attempt: u32, token: u64, replay: bool) -> EventMeta {
+        EventMeta {
+            event_type: self.event_type.clone(),
+            content_type: self.content_type.clone(),
+            attempt,
+            retry_token: (!replay).then_some(token),
+            replay,
+            resumed: !replay,
+            ..EventMeta::first_attempt(self.source.clone(), self.id.clone(), self.received_at_ms, self.body.clone())
+        }
+    }
+}
+
+/// R2 prefixes of everything kept for retention: capture segments and claim-checked bodies.
+/// Keys continue with the hour they were written in (hours since the Unix epoch, zero-padded so
+/// that keys sort by time) and a random part: `captures/00492345/<random>`.
+pub const SEGMENT_PREFIX: &str = "captures/";
+pub const BODY_PREFIX: &str = "bodies/";
+
+fn hour_of(ms: i64) -> i64 {
+    ms.div_euclid(3_600_000)
+}
+
+/// The key of a new object under `prefix`, written at `now_ms`.
+pub fn timed_key(prefix: &str, now_ms: i64, random: &str) -> String {
+    format!("{prefix}{:08}/{random}", hour_of(now_ms))
+}
+
+/// Whether the object `key` (under `prefix`) was written in an hour that ended before
+/// `cutoff_ms`: then everything in it is past retention. Keys of another form are never expired.
+pub fn expired_key(prefix: &str, key: &str, cutoff_ms: i64) -> bool {
+    key.strip_prefix(prefix)
+        .and_then(|rest| rest.split_once('/'))
+        .and_then(|(hour, _)| hour.parse::<i64>().ok())
+        .is_some_and(|hour| hour < hour_of(cutoff_ms))
+}
+
+/// Objects written before this are deleted: `retention` ago, but never anything an event still
+/// held by a kill switch may need (received at `oldest_held_ms`).
+pub fn retention_cutoff(now_ms: i64, retention_ms: i64, oldest_held_ms: Option<i64>) -> i64 {
+    let cutoff = now_ms - retention_ms;
+    oldest_held_ms.map_or(cutoff, |held| cutoff.min(held))
+}
+
+/// An event held by a `paused` kill switch, as its shard lists it for resumption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub capture: Capture,
+    /// Delivery attempts made before it was held.
+    pub attempts: u32,
+    /// When a resumption was last sent for it.
+    pub resumed_ms: Option<i64>,
+}
+
+/// A resumption not acted on (lost, or the flag was paused again) is sent again after this long.
+pub const RESUME_AGAIN_MS: i64 = 5 * 60 * 1000;
+
+/// Which held events to resume now, oldest first: those whose kill switch is no longer
+/// `paused`, unless a resumption went out for them lately.
+pub fn to_resume(held: Vec<Held>, flags: &Flags, now_ms: i64) -> Vec<Held> {
+    let mut due: Vec<Held> = held
+        .into_iter()
+        .filter(|h| flags.mode_for(&h.capture.source, h.capture.event_type.as_deref()) != Mode::Paused)
+        .filter(|h| h.resumed_ms.is_none_or(|at| now_ms - at >= RESUME_AGAIN_MS))
+        .collect();
+    due.sort_by(|a, b| {
+        (a.capture.received_at_ms, &a.capture.source, &a.capture.id).cmp(&(
+            b.capture.received_at_ms,
+            &b.capture.source,
+            &b.capture.id,
+        ))
+    });
+    due
 }
 
 /// One delivery attempt, as recorded.
@@ -222,6 +308,65 @@ impl EventQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flags::Flag;
+
+    fn held(id: &str, event_type: &str, received_at_ms: i64, resumed_ms: Option<i64>) -> Held {
+        let meta = EventMeta {
+            event_type: Some(event_type.into()),
+            headers: vec![("content-type".into(), "application/json".into())],
+            ..EventMeta::first_attempt("stripe", id, received_at_ms, BodyRef::Inline)
+        };
+        let body = BodyRef::Segment { key: "captures/h1/x".into(), offset: 10, len: 20 };
+        Held { capture: Capture::of(&meta, body), attempts: 2, resumed_ms }
+    }
+
+    #[test]
+    fn resumes_what_is_no_longer_paused_oldest_first() {
+        let flags = Flags(vec![
+            Flag { source: "stripe".into(), pattern: "invoice.*".into(), mode: Mode::On, updated_ms: 2 },
+            Flag { source: "stripe".into(), pattern: "invoice.upcoming".into(), mode: Mode::Paused, updated_ms: 3 },
+        ]);
+        let now = 10 * RESUME_AGAIN_MS;
+        let rows = vec![
+            held("c", "invoice.paid", 300, None),
+            held("a", "invoice.paid", 100, None),
+            held("held", "invoice.upcoming", 50, None),
+            held("lately", "invoice.paid", 10, Some(now - 1000)),
+            held("long-ago", "invoice.paid", 200, Some(now - RESUME_AGAIN_MS)),
+        ];
+        let ids: Vec<String> = to_resume(rows, &flags, now).into_iter().map(|h| h.capture.id).collect();
+        assert_eq!(ids, ["a", "long-ago", "c"]);
+    }
+
+    #[test]
+    fn retention_by_hour_keys() {
+        let hour = 3_600_000;
+        let key = timed_key(SEGMENT_PREFIX, 100 * hour + 5, "abc");
+        assert_eq!(key, "captures/00000100/abc");
+        assert!(!expired_key(SEGMENT_PREFIX, &key, 100 * hour + 10), "same hour: not over yet");
+        assert!(!expired_key(SEGMENT_PREFIX, &key, 100 * hour));
+        assert!(expired_key(SEGMENT_PREFIX, &key, 101 * hour));
+        assert!(!expired_key(BODY_PREFIX, &key, 200 * hour), "another prefix");
+        assert!(!expired_key(SEGMENT_PREFIX, "captures/x/abc", 200 * hour));
+        assert!(!expired_key(SEGMENT_PREFIX, "captures/00000001", 200 * hour));
+        // Keys sort by time, as the sweep relies on.
+        assert!(timed_key(BODY_PREFIX, 99 * hour, "z") < timed_key(BODY_PREFIX, 100 * hour, "a"));
+        assert_eq!(retention_cutoff(1000, 100, None), 900);
+        assert_eq!(retention_cutoff(1000, 100, Some(500)), 500);
+        assert_eq!(retention_cutoff(1000, 100, Some(950)), 900);
+    }
+
+    #[test]
+    fn continuations_point_at_the_captured_body() {
+        let h = held("evt_1", "invoice.paid", 5, None);
+        let resume = h.capture.continuation(3, 77, false);
+        assert_eq!((resume.attempt, resume.retry_token, resume.replay, resume.resumed), (3, Some(77), false, true));
+        assert_eq!(resume.body, h.capture.body);
+        assert!(resume.headers.is_empty(), "the capture keeps the headers; messages need not");
+        let replay = h.capture.continuation(1, 77, true);
+        assert_eq!((replay.retry_token, replay.replay, replay.resumed), (None, true, false));
+        assert_eq!((replay.received_at_ms, replay.event_type.as_deref()), (5, Some("invoice.paid")));
+    }
 
     #[test]
     fn statuses_follow_states() {

@@ -24,6 +24,8 @@ pub mod vars {
     pub const IDEMPOTENCY_TTL_SECS: &str = "IDEMPOTENCY_TTL_SECS";
     pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
     pub const ALERT_URL: &str = "ALERT_URL";
+    pub const CAPTURE_RETENTION_SECS: &str = "CAPTURE_RETENTION_SECS";
+    pub const HEALTH_MAX_LAG_SECS: &str = "HEALTH_MAX_LAG_SECS";
 }
 
 /// Defaults, from SPEC section 1.
@@ -32,6 +34,8 @@ pub mod defaults {
     pub const MAX_BODY_BYTES: u64 = 5 * 1024 * 1024;
     pub const DELIVERY_TIMEOUT_SECS: u64 = 30;
     pub const IDEMPOTENCY_TTL_SECS: u64 = 30 * 24 * 3600;
+    pub const CAPTURE_RETENTION_SECS: u64 = 30 * 24 * 3600;
+    pub const HEALTH_MAX_LAG_SECS: u64 = 300;
 }
 
 /// Platform limits that bound configuration values.
@@ -122,6 +126,10 @@ impl SourceConfig {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub idempotency_ttl_secs: u64,
+    /// How long captured events (headers, bodies, attempts) are kept.
+    pub capture_retention_secs: u64,
+    /// Processing lag past which `/health` is degraded.
+    pub health_max_lag_secs: u64,
     /// Key that signs forwarded requests; required as soon as one source has a destination.
     pub destination_secret: Option<Secret>,
     pub alert_url: Option<String>,
@@ -231,20 +239,19 @@ impl Config {
 impl Settings {
     fn load(var: &dyn Fn(&str) -> Option<String>) -> (Settings, Vec<ConfigError>) {
         let mut errors = Vec::new();
-        let idempotency_ttl_secs = match var(vars::IDEMPOTENCY_TTL_SECS) {
-            None => defaults::IDEMPOTENCY_TTL_SECS,
+        let mut seconds = |name: &str, default: u64| match var(name) {
+            None => default,
             Some(text) => match text.trim().parse::<u64>() {
                 Ok(n) if n > 0 => n,
                 _ => {
-                    errors.push(ConfigError::new(
-                        "*",
-                        vars::IDEMPOTENCY_TTL_SECS,
-                        "must be a positive number of seconds",
-                    ));
-                    defaults::IDEMPOTENCY_TTL_SECS
+                    errors.push(ConfigError::new("*", name, "must be a positive number of seconds"));
+                    default
                 }
             },
         };
+        let idempotency_ttl_secs = seconds(vars::IDEMPOTENCY_TTL_SECS, defaults::IDEMPOTENCY_TTL_SECS);
+        let capture_retention_secs = seconds(vars::CAPTURE_RETENTION_SECS, defaults::CAPTURE_RETENTION_SECS);
+        let health_max_lag_secs = seconds(vars::HEALTH_MAX_LAG_SECS, defaults::HEALTH_MAX_LAG_SECS);
         let destination_secret = match var(vars::DESTINATION_SECRET) {
             None => None,
             Some(text) => match secret::decode(&text, SecretEncoding::StandardWebhooks) {
@@ -262,7 +269,14 @@ impl Settings {
             }
             ok
         });
-        (Settings { idempotency_ttl_secs, destination_secret, alert_url }, errors)
+        let settings = Settings {
+            idempotency_ttl_secs,
+            capture_retention_secs,
+            health_max_lag_secs,
+            destination_secret,
+            alert_url,
+        };
+        (settings, errors)
     }
 }
 
@@ -601,14 +615,23 @@ mod tests {
     fn global_settings() {
         let c = Config::load(None, &env(&[("IDEMPOTENCY_TTL_SECS", "5"), ("ALERT_URL", "https://hooks.slack.com/x")]));
         assert_eq!(c.settings.idempotency_ttl_secs, 5);
+        assert_eq!(c.settings.capture_retention_secs, 2_592_000);
+        assert_eq!(c.settings.health_max_lag_secs, 300);
+        let set = Config::load(None, &env(&[("CAPTURE_RETENTION_SECS", "86400"), ("HEALTH_MAX_LAG_SECS", "60")]));
+        assert_eq!((set.settings.capture_retention_secs, set.settings.health_max_lag_secs), (86_400, 60));
         assert_eq!(c.settings.alert_url.as_deref(), Some("https://hooks.slack.com/x"));
         assert!(c.problems().is_empty());
         let bad = Config::load(
             None,
-            &env(&[("IDEMPOTENCY_TTL_SECS", "0"), ("DESTINATION_SECRET", "whsec_%"), ("ALERT_URL", "nope")]),
+            &env(&[
+                ("IDEMPOTENCY_TTL_SECS", "0"),
+                ("CAPTURE_RETENTION_SECS", "-1"),
+                ("DESTINATION_SECRET", "whsec_%"),
+                ("ALERT_URL", "nope"),
+            ]),
         );
         let fields: Vec<&str> = bad.problems().iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(fields, ["IDEMPOTENCY_TTL_SECS", "DESTINATION_SECRET", "ALERT_URL"]);
+        assert_eq!(fields, ["IDEMPOTENCY_TTL_SECS", "CAPTURE_RETENTION_SECS", "DESTINATION_SECRET", "ALERT_URL"]);
         assert_eq!(bad.settings.alert_url, None, "a bad alert URL is not used");
     }
 

@@ -27,6 +27,19 @@ pub enum BodyRef {
     Inline,
     /// In R2 under `key` (claim check); `len` bytes.
     Stored { key: String, len: u64 },
+    /// `len` bytes at `offset` of the R2 capture segment `key`: how resumed and replayed events
+    /// refer to a body that the consumer captured.
+    Segment { key: String, offset: u64, len: u64 },
+}
+
+impl BodyRef {
+    /// The body's length, when it is not inline.
+    pub fn stored_len(&self) -> Option<u64> {
+        match self {
+            BodyRef::Inline => None,
+            BodyRef::Stored { len, .. } | BodyRef::Segment { len, .. } => Some(*len),
+        }
+    }
 }
 
 /// Everything about an event except its body bytes.
@@ -57,6 +70,18 @@ pub struct EventMeta {
     /// its attempts, or its body is gone). Anything else found there was moved by the queue.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dead: bool,
+    /// Its type is not in the source's `events` allow-list: the consumer records it as
+    /// `filtered` (captured, never delivered).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub filtered: bool,
+    /// Sent to resume an event held by a `paused` kill switch: the consumer delivers the resumed
+    /// events of a batch one at a time, in the order they were sent (their arrival order).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
+    /// The request's headers, credentials redacted, for capture (first attempt only; later
+    /// messages leave them out, the capture has them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
 }
 
 impl EventMeta {
@@ -74,6 +99,9 @@ impl EventMeta {
             retry_token: None,
             replay: false,
             dead: false,
+            filtered: false,
+            resumed: false,
+            headers: Vec::new(),
         }
     }
 }

@@ -6,6 +6,12 @@
 /// `", "`, which is what the Fetch API's `Headers.get` does.
 pub trait Headers {
     fn get(&self, name: &str) -> Option<String>;
+
+    /// Every header as a (name, value) pair, for capture. Views that cannot list their headers
+    /// capture none.
+    fn all(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// A plain list of headers: what tests, the CLI and the consumer use.
@@ -43,6 +49,10 @@ impl Headers for HeaderList {
             acc.push_str(v);
             acc
         }))
+    }
+
+    fn all(&self) -> Vec<(String, String)> {
+        self.0.clone()
     }
 }
 

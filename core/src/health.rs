@@ -1,11 +1,13 @@
 //! Is edgehook working? The heartbeat's evaluation and when to alert.
 //!
 //! Every minute the cron trigger records a heartbeat and puts a probe on the event queue; the
-//! consumer reports each probe it sees. Processing lag is the age of the oldest probe not yet
-//! seen: if the consumer stops (dies, or hangs on a destination), probes pile up and the lag grows,
-//! even though nothing else changes. The state is degraded when:
+//! consumer reports each probe it sees. Processing lag is the age of the oldest accepted event not
+//! yet completed: the oldest event a consumer has taken but not finished (delivering, or waiting
+//! for a retry), or the oldest probe not yet seen, which covers events still in the queue: if the
+//! consumer stops, probes pile up and the lag grows even though no record changes. (Paused events
+//! are held on purpose and do not count.) The state is degraded when:
 //! - the heartbeat is old (the cron trigger is not running);
-//! - the lag is over `HEALTH_MAX_LAG_SECS`;
+//! - the lag is over `HEALTH_MAX_LAG_SECS` (default 300);
 //! - dead letters grew since the previous evaluation;
 //! - deliveries are failing (most attempts of the last window failed).
 //!
@@ -29,6 +31,8 @@ pub struct Inputs {
     pub last_heartbeat_ms: Option<i64>,
     /// When the oldest probe the consumer has not seen yet was sent.
     pub oldest_unseen_probe_ms: Option<i64>,
+    /// When the oldest event that is being delivered or waiting for a retry was accepted.
+    pub oldest_open_event_ms: Option<i64>,
     /// Dead letters stored now, and at the previous evaluation.
     pub dead_letters: u64,
     pub dead_letters_before: u64,
@@ -79,12 +83,22 @@ pub fn evaluate(inputs: &Inputs, thresholds: &Thresholds) -> Report {
         }
         Some(_) => {}
     }
-    let lag = inputs.oldest_unseen_probe_ms.map_or(0, |sent| (inputs.now_ms - sent).max(0));
-    if lag > thresholds.max_lag_ms {
+    let age = |t: Option<i64>| t.map_or(0, |t| (inputs.now_ms - t).max(0));
+    let (queue_lag, open_lag) = (age(inputs.oldest_unseen_probe_ms), age(inputs.oldest_open_event_ms));
+    let lag = queue_lag.max(open_lag);
+    if queue_lag > thresholds.max_lag_ms {
         reasons.push(format!(
-            "processing lag {}s is over {}s: the consumer is not taking events",
-            lag / 1000,
+            "processing lag {}s is over {}s: the consumer is not taking events from the queue",
+            queue_lag / 1000,
             thresholds.max_lag_ms / 1000
+        ));
+    }
+    if open_lag > thresholds.max_lag_ms {
+        reasons.push(format!(
+            "processing lag {}s is over {}s: the oldest undelivered event was accepted {}s ago",
+            open_lag / 1000,
+            thresholds.max_lag_ms / 1000,
+            open_lag / 1000
         ));
     }
     let growth = inputs.dead_letters.saturating_sub(inputs.dead_letters_before);
@@ -170,7 +184,8 @@ mod tests {
         let cases = [
             (Inputs { last_heartbeat_ms: None, ..healthy() }, "no heartbeat yet"),
             (Inputs { last_heartbeat_ms: Some(1_000_000 - 181_000), ..healthy() }, "cron trigger is not running"),
-            (Inputs { oldest_unseen_probe_ms: Some(1_000_000 - 301_000), ..healthy() }, "processing lag 301s"),
+            (Inputs { oldest_unseen_probe_ms: Some(1_000_000 - 301_000), ..healthy() }, "not taking events"),
+            (Inputs { oldest_open_event_ms: Some(1_000_000 - 302_000), ..healthy() }, "accepted 302s ago"),
             (Inputs { dead_letters: 3, dead_letters_before: 1, ..healthy() }, "2 new dead letter(s)"),
             (Inputs { attempts_failed: 9, attempts_succeeded: 1, ..healthy() }, "deliveries failing: 9 of 10"),
         ];
@@ -182,6 +197,7 @@ mod tests {
         // A probe in flight, a few failures, a shrinking dead-letter count: all fine.
         let fine = Inputs {
             oldest_unseen_probe_ms: Some(1_000_000 - 5_000),
+            oldest_open_event_ms: Some(1_000_000 - 200_000),
             attempts_failed: 3,
             dead_letters_before: 4,
             ..healthy()

@@ -26,7 +26,29 @@ pub struct Verified {
     identity: Identity,
     content_type: Option<String>,
     received_at_ms: i64,
+    /// The request's headers as captured: credentials redacted, size bounded.
+    headers: Vec<(String, String)>,
     body: Vec<u8>,
+}
+
+/// Most header bytes (names and values) captured with an event; headers past it are left out
+/// and a `x-edgehook-headers-truncated` entry says so. Keeps every queue message well inside
+/// its size limit whatever a sender puts in its headers.
+pub const MAX_CAPTURED_HEADER_BYTES: usize = 16 * 1024;
+
+/// The headers kept of a request: credentials redacted, at most [`MAX_CAPTURED_HEADER_BYTES`].
+pub fn captured_headers(headers: &dyn Headers) -> Vec<(String, String)> {
+    let mut kept = Vec::new();
+    let mut size = 0;
+    for (name, value) in crate::capture::redact_headers(headers.all()) {
+        size += name.len() + value.len();
+        if size > MAX_CAPTURED_HEADER_BYTES {
+            kept.push(("x-edgehook-headers-truncated".to_owned(), "true".to_owned()));
+            break;
+        }
+        kept.push((name, value));
+    }
+    kept
 }
 
 /// The URL a provider signed: the source's `public_url` (its public address, behind a proxy or a
@@ -78,6 +100,7 @@ pub fn verify(source: &SourceConfig, request: Request<'_>, body: Vec<u8>, now_ms
         identity,
         content_type: request.headers.get("content-type"),
         received_at_ms: now_ms,
+        headers: captured_headers(request.headers),
         body,
     }))
 }
@@ -110,28 +133,34 @@ impl Verified {
         idempotency_key(&self.source, &self.identity.id)
     }
 
-    /// The metadata of the first delivery attempt, with the body inline.
-    fn meta(&self, body: BodyRef) -> EventMeta {
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The metadata of the first delivery attempt.
+    fn meta(&self, body: BodyRef, filtered: bool) -> EventMeta {
         EventMeta {
             event_type: self.identity.event_type.clone(),
             content_type: self.content_type.clone(),
+            headers: self.headers.clone(),
+            filtered,
             ..EventMeta::first_attempt(self.source.clone(), self.identity.id.clone(), self.received_at_ms, body)
         }
     }
 
     /// Whether the body fits inside a queue message; if not, it needs a claim check in R2.
     pub fn fits_inline(&self) -> bool {
-        envelope::inline_size(&self.meta(BodyRef::Inline), self.body.len()) <= MAX_INLINE_ENVELOPE
+        envelope::inline_size(&self.meta(BodyRef::Inline, false), self.body.len()) <= MAX_INLINE_ENVELOPE
     }
 
     /// The queue message for this event: inline when it fits, else pointing at `stored_key`
-    /// (where the caller has put the body).
-    pub fn envelope(&self, stored_key: Option<&str>) -> Vec<u8> {
+    /// (where the caller has put the body). A `filtered` event travels only to be recorded.
+    pub fn envelope(&self, stored_key: Option<&str>, filtered: bool) -> Vec<u8> {
         let body = match stored_key {
             None => BodyRef::Inline,
             Some(key) => BodyRef::Stored { key: key.to_owned(), len: self.body.len() as u64 },
         };
-        envelope::encode(&self.meta(body), &self.body)
+        envelope::encode(&self.meta(body, filtered), &self.body)
     }
 }
 
@@ -177,10 +206,28 @@ mod tests {
         assert_eq!(v.body(), body.as_slice());
         assert_eq!(v.key(), "s:evt_9");
         assert!(v.fits_inline());
-        let (meta, inline) = envelope::decode(&v.envelope(None)).map(|(m, b)| (m, b.to_vec())).unwrap();
+        let (meta, inline) = envelope::decode(&v.envelope(None, false)).map(|(m, b)| (m, b.to_vec())).unwrap();
         assert_eq!(inline, body);
         assert_eq!(meta.content_type.as_deref(), Some("application/json"));
         assert_eq!((meta.attempt, meta.received_at_ms), (1, 1_000_500));
+        assert!(!meta.filtered);
+        // Headers travel for capture, exactly as sent.
+        assert!(meta.headers.iter().any(|(k, v)| k == "Content-Type" && v == "application/json"));
+        assert!(meta.headers.iter().any(|(k, _)| k == "Stripe-Signature"));
+    }
+
+    #[test]
+    fn captured_headers_are_redacted_and_bounded() {
+        let mut h = HeaderList::from([("X-Gitlab-Token", "s3cret"), ("Authorization", "Bearer t")]);
+        for i in 0..40 {
+            h.push(format!("x-pad-{i}"), "v".repeat(1000));
+        }
+        let kept = captured_headers(&h);
+        assert!(kept.iter().all(|(_, v)| !v.contains("s3cret") && !v.contains("Bearer")));
+        let size: usize = kept.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(size <= MAX_CAPTURED_HEADER_BYTES + 64, "{size}");
+        assert_eq!(kept.last().unwrap().0, "x-edgehook-headers-truncated");
+        assert!(kept.len() > 10 && kept.len() < 20);
     }
 
     #[test]
@@ -200,7 +247,7 @@ mod tests {
         let body = format!(r#"{{"id":"evt_big","pad":"{}"}}"#, "x".repeat(MAX_INLINE_ENVELOPE));
         let v = event(c.source("s").unwrap(), &signed(body.as_bytes(), 5), body.into_bytes(), 5_000).unwrap();
         assert!(!v.fits_inline());
-        let bytes = v.envelope(Some("bodies/s/abc"));
+        let bytes = v.envelope(Some("bodies/s/abc"), false);
         assert!(bytes.len() < 1024);
         let (meta, inline) = envelope::decode(&bytes).unwrap();
         assert!(inline.is_empty());

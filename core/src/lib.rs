@@ -43,5 +43,6 @@ pub mod retry;
 pub mod secret;
 pub mod signature;
 pub mod slots;
+pub mod turns;
 
 pub use error::Rejection;
