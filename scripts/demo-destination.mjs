@@ -1,5 +1,6 @@
 // The demo destination for `scripts/dev`: prints every event edgehook forwards and checks its
-// Standard Webhooks signature with the demo DESTINATION_SECRET. Answers 204.
+// Standard Webhooks signature with the demo DESTINATION_SECRET, and prints the alerts edgehook
+// sends to /alerts (the demo ALERT_URL). Answers 204.
 import { createServer } from "node:http";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -26,6 +27,12 @@ createServer((req, res) => {
   req.on("end", () => {
     const body = Buffer.concat(chunks);
     const h = req.headers;
+    if (req.url === "/alerts") {
+      let text = body.toString();
+      try { text = JSON.parse(text).text; } catch {}
+      console.log(`[demo alert] ${text}`);
+      return res.writeHead(204).end();
+    }
     const ok = verify(h["webhook-id"], h["webhook-timestamp"], body, h["webhook-signature"]);
     console.log(
       `[demo destination] ${req.method} ${req.url} source=${h["x-edgehook-source"]} id=${h["webhook-id"]} ` +

@@ -1,34 +1,245 @@
-//! `/admin/*`: the operator's API, behind `Authorization: Bearer <ADMIN_TOKEN>`.
+//! `/admin/*`: the operator's API, behind `Authorization: Bearer <ADMIN_TOKEN>`, and `/admin/`,
+//! the dashboard page (which asks for the token and sends it with its own API calls).
+//!
+//! Every answer is JSON (metrics also as Prometheus text). Errors are `{"error": code}` with a
+//! stable code: `unauthorized`, `not_found`, `bad_request` (with the bad `field`),
+//! `unknown_source`, `body_unavailable`, `unavailable`.
 
+use crate::control::Control;
 use crate::dead_letters::{self, DeadLetter};
 use crate::env::{self, bindings};
-use crate::http;
+use crate::idempotency::{Idempotency, ListQuery};
+use crate::replay::{self, Letters};
+use crate::{blobs, http};
 use base64::Engine;
+use edgehook_core::capture::{Cursor, EventQuery};
 use edgehook_core::config::{valid_source_name, vars};
 use edgehook_core::envelope::{self, BodyRef};
+use edgehook_core::flags::Mode;
+use edgehook_core::ingest::idempotency_key;
+use edgehook_core::pattern::Pattern;
 use edgehook_core::signature::token_matches;
-use worker::{Env, Include, Method, Request, Response, Result};
+use serde::Deserialize;
+use worker::{console_error, Env, Include, Method, Request, Response, Result};
 
 /// Most dead letters one page lists.
 const PAGE: u32 = 100;
+/// The dashboard: one self-contained page (no external scripts, styles or fonts).
+const DASHBOARD: &str = include_str!("dashboard.html");
 
-pub async fn handle(req: Request, env: &Env, path: &str) -> Result<Response> {
+const EVENTS: &str = "/admin/events";
+const DEAD_LETTERS: &str = "/admin/dead-letters";
+const FLAGS: &str = "/admin/flags";
+
+pub async fn handle(mut req: Request, env: &Env, path: &str) -> Result<Response> {
+    if req.method() == Method::Get && (path == "/admin" || path == "/admin/") {
+        return dashboard();
+    }
     if !authorized(&req, env) {
         return http::json(401, r#"{"error":"unauthorized"}"#);
     }
-    match (req.method(), path) {
-        (Method::Get, "/admin/dead-letters") => list_dead_letters(&req, env).await,
-        (Method::Get, _) if path.starts_with(DEAD_LETTER_PATH) => {
-            get_dead_letter(env, &path[DEAD_LETTER_PATH.len()..]).await
+    let url = req.url()?;
+    let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let method = req.method();
+    let answer = match (method, path) {
+        (Method::Get, EVENTS) => list_events(env, &pairs).await,
+        (Method::Post, "/admin/events/replay") => replay_events(env, &pairs).await,
+        (Method::Get, _) if path.starts_with("/admin/events/") => {
+            match split_event(&path["/admin/events/".len()..], false) {
+                Some((source, id)) => get_event(env, &source, &id).await,
+                None => not_found(),
+            }
         }
+        (Method::Post, _) if path.starts_with("/admin/events/") && path.ends_with("/replay") => {
+            match split_event(&path["/admin/events/".len()..], true) {
+                Some((source, id)) => replay_one(env, &source, &id).await,
+                None => not_found(),
+            }
+        }
+        (Method::Get, DEAD_LETTERS) => list_dead_letters(env, param("source"), param("cursor")).await,
+        (Method::Post, "/admin/dead-letters/replay") => replay_dead_letters(env, param("source"), param("id")).await,
+        (Method::Get, _) if path.starts_with("/admin/dead-letters/") => {
+            get_dead_letter(env, &path["/admin/dead-letters/".len()..]).await
+        }
+        (Method::Get, FLAGS) => get_flags(env).await,
+        (Method::Put, _) if path.starts_with("/admin/flags/") => {
+            let body = req.text().await.unwrap_or_default();
+            set_flag(env, &path["/admin/flags/".len()..], &body).await
+        }
+        (Method::Get, "/admin/metrics") => metrics(env, param("format").as_deref() == Some("json")).await,
+        (Method::Get, "/admin/health") => health(env).await,
         _ => not_found(),
+    };
+    match answer {
+        Ok(response) => Ok(response),
+        // Storage trouble: said plainly, details only in the log.
+        Err(e) => {
+            console_error!("admin {path}: {e}");
+            http::json(503, r#"{"error":"unavailable"}"#)
+        }
     }
 }
 
-const DEAD_LETTER_PATH: &str = "/admin/dead-letters/";
+fn dashboard() -> Result<Response> {
+    let headers = worker::Headers::new();
+    headers.set("content-type", "text/html; charset=utf-8")?;
+    // The page only talks to this origin and embeds nothing from elsewhere.
+    headers.set(
+        "content-security-policy",
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; \
+         img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    )?;
+    headers.set("cache-control", "no-store")?;
+    Ok(Response::ok(DASHBOARD)?.with_headers(headers))
+}
+
+/// `GET /health`: no token, no details.
+pub async fn public_health(env: &Env) -> Result<Response> {
+    let config = env::config(env);
+    let report = match Control::new(env) {
+        Ok(control) => control.health((config.settings.health_max_lag_secs as i64).saturating_mul(1000)).await,
+        Err(e) => Err(e),
+    };
+    match report {
+        Ok(r) if r.status == edgehook_core::health::Status::Ok => http::json(200, r#"{"status":"ok"}"#),
+        Ok(_) => http::json(503, r#"{"status":"degraded"}"#),
+        Err(e) => {
+            console_error!("health: {e}");
+            http::json(503, r#"{"status":"degraded"}"#)
+        }
+    }
+}
 
 fn not_found() -> Result<Response> {
     http::json(404, r#"{"error":"not_found"}"#)
+}
+
+fn bad_request(field: &str) -> Result<Response> {
+    http::json(400, serde_json::json!({ "error": "bad_request", "field": field }).to_string())
+}
+
+/// Unset `ADMIN_TOKEN` locks everyone out rather than letting everyone in.
+fn authorized(req: &Request, env: &Env) -> bool {
+    let configured = env::string_binding(env, vars::ADMIN_TOKEN).unwrap_or_default();
+    let presented = req.headers().get("authorization").ok().flatten().unwrap_or_default();
+    let token = presented.strip_prefix("Bearer ").unwrap_or("");
+    token_matches(token, &configured)
+}
+
+/// `{source}/{id}` (or `{source}/{id}/replay`), the id percent-decoded.
+fn split_event(rest: &str, replay: bool) -> Option<(String, String)> {
+    let rest = if replay { rest.strip_suffix("/replay")? } else { rest };
+    let (source, id) = rest.split_once('/')?;
+    let id = percent_encoding::percent_decode_str(id).decode_utf8().ok()?.into_owned();
+    (valid_source_name(source) && !id.is_empty()).then(|| (source.to_owned(), id))
+}
+
+fn store(env: &Env) -> Result<Idempotency> {
+    Idempotency::new(env)
+}
+
+fn query(pairs: &[(String, String)]) -> std::result::Result<EventQuery, String> {
+    EventQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// `GET /admin/events?source=&status=&type=&limit=&cursor=`: newest first.
+async fn list_events(env: &Env, pairs: &[(String, String)]) -> Result<Response> {
+    let q = match query(pairs) {
+        Ok(q) => q,
+        Err(field) => return bad_request(&field),
+    };
+    let events = store(env)?
+        .list(ListQuery {
+            source: q.source.clone(),
+            states: q.status.map(|s| s.states().iter().map(|st| st.as_str().to_owned()).collect()),
+            event_type: q.event_type.clone(),
+            limit: q.limit as u32,
+            before: q.before.map(|c| (c.received_at_ms, c.key)),
+        })
+        .await?;
+    let cursor = (events.len() == q.limit)
+        .then(|| events.last())
+        .flatten()
+        .map(|e| Cursor { received_at_ms: e.received_at_ms, key: idempotency_key(&e.source, &e.id) }.encode());
+    http::json(200, serde_json::json!({ "events": events, "cursor": cursor }).to_string())
+}
+
+/// `GET /admin/events/{source}/{id}`: headers, the exact body, every attempt.
+async fn get_event(env: &Env, source: &str, id: &str) -> Result<Response> {
+    let Some(event) = store(env)?.get(&idempotency_key(source, id)).await? else {
+        return not_found();
+    };
+    let body = blobs::load(env, &event.capture.body, &[]).await?;
+    let c = &event.capture;
+    let headers: Vec<_> =
+        c.headers.iter().map(|(name, value)| serde_json::json!({ "name": name, "value": value })).collect();
+    let reply = serde_json::json!({
+        "source": c.source,
+        "id": c.id,
+        "type": c.event_type,
+        "status": event.status,
+        "content_type": c.content_type,
+        "received_at_ms": c.received_at_ms,
+        "updated_ms": event.updated_ms,
+        "headers": headers,
+        // The body as text when it is UTF-8, and always as base64 (the exact bytes).
+        "body": body.as_ref().and_then(|b| std::str::from_utf8(b).ok()),
+        "body_base64": body.as_ref().map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+        "body_available": body.is_some(),
+        "attempts": event.attempts,
+        "attempt_count": event.attempt_count,
+        "replays": event.replays,
+    });
+    http::json(200, reply.to_string())
+}
+
+/// `POST /admin/events/{source}/{id}/replay`.
+async fn replay_one(env: &Env, source: &str, id: &str) -> Result<Response> {
+    if !replay::replay_event(env, &store(env)?, source, id).await? {
+        return not_found();
+    }
+    http::json(202, serde_json::json!({ "replayed": 1, "source": source, "id": id }).to_string())
+}
+
+/// `POST /admin/events/replay?source=&status=&type=`: the events a listing with the same
+/// filters shows (at least one filter; up to 1,000 per call).
+async fn replay_events(env: &Env, pairs: &[(String, String)]) -> Result<Response> {
+    let q = match query(pairs) {
+        Ok(q) => q,
+        Err(field) => return bad_request(&field),
+    };
+    if q.source.is_none() && q.status.is_none() && q.event_type.is_none() {
+        return bad_request("source");
+    }
+    let replayed = replay::replay_matching(env, &store(env)?, &q).await?;
+    http::json(202, serde_json::json!({ "replayed": replayed }).to_string())
+}
+
+/// `GET /admin/dead-letters?source=&cursor=`: stored dead letters, a page at a time.
+async fn list_dead_letters(env: &Env, source: Option<String>, cursor: Option<String>) -> Result<Response> {
+    let prefix = match source {
+        None => dead_letters::PREFIX.to_owned(),
+        Some(source) if valid_source_name(&source) => format!("{}{source}/", dead_letters::PREFIX),
+        Some(_) => return bad_request("source"),
+    };
+    let bucket = env.bucket(bindings::BLOBS)?;
+    let mut list = bucket.list().prefix(prefix).limit(PAGE).include(vec![Include::CustomMetadata]);
+    if let Some(cursor) = cursor {
+        list = list.cursor(cursor);
+    }
+    let objects = list.execute().await?;
+    let letters: Vec<DeadLetter> = objects
+        .objects()
+        .iter()
+        .filter_map(|o| o.custom_metadata().ok())
+        .filter_map(|m| DeadLetter::from_metadata(&m))
+        .collect();
+    let body = serde_json::json!({
+        "dead_letters": letters,
+        "cursor": if objects.truncated() { objects.cursor() } else { None },
+    });
+    http::json(200, body.to_string())
 }
 
 /// `GET /admin/dead-letters/{source}/{id}`: one stored dead letter with its body (base64; the
@@ -53,7 +264,7 @@ async fn get_dead_letter(env: &Env, rest: &str) -> Result<Response> {
     };
     let (content_type, body) = match envelope::decode(&stored) {
         Ok((meta, inline)) if meta.body == BodyRef::Inline => (meta.content_type, Some(inline.to_vec())),
-        // Its claim-checked body was already gone when it died.
+        // Its stored body was already gone when it died.
         Ok((meta, _)) => (meta.content_type, None),
         // Poison: the bytes as they were on the queue.
         Err(_) => (None, Some(stored)),
@@ -66,38 +277,74 @@ async fn get_dead_letter(env: &Env, rest: &str) -> Result<Response> {
     http::json(200, reply.to_string())
 }
 
-/// Unset `ADMIN_TOKEN` locks everyone out rather than letting everyone in.
-fn authorized(req: &Request, env: &Env) -> bool {
-    let configured = env::string_binding(env, vars::ADMIN_TOKEN).unwrap_or_default();
-    let presented = req.headers().get("authorization").ok().flatten().unwrap_or_default();
-    let token = presented.strip_prefix("Bearer ").unwrap_or("");
-    token_matches(token, &configured)
+/// `POST /admin/dead-letters/replay?source=&id=`: every dead letter (of a source, or the one
+/// with that id) back on the queue.
+async fn replay_dead_letters(env: &Env, source: Option<String>, id: Option<String>) -> Result<Response> {
+    if source.as_deref().is_some_and(|s| !valid_source_name(s)) {
+        return bad_request("source");
+    }
+    let which = match (source.as_deref(), id.as_deref()) {
+        (None, None) => Letters::All,
+        (Some(source), None) => Letters::Source(source),
+        (Some(source), Some(id)) if !id.is_empty() => Letters::One(source, id),
+        _ => return bad_request("id"),
+    };
+    let replayed = replay::replay_dead_letters(env, &store(env)?, which).await?;
+    http::json(202, serde_json::json!({ "replayed": replayed }).to_string())
 }
 
-/// `GET /admin/dead-letters?source=&cursor=`: stored dead letters, oldest key first, a page at a time.
-async fn list_dead_letters(req: &Request, env: &Env) -> Result<Response> {
-    let url = req.url()?;
-    let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
-    let prefix = match param("source") {
-        None => dead_letters::PREFIX.to_owned(),
-        Some(source) if valid_source_name(&source) => format!("{}{source}/", dead_letters::PREFIX),
-        Some(_) => return http::json(400, r#"{"error":"bad_source"}"#),
+async fn get_flags(env: &Env) -> Result<Response> {
+    let flags = Control::new(env)?.flags_now().await?;
+    http::json(200, serde_json::json!({ "flags": flags.0 }).to_string())
+}
+
+#[derive(Deserialize)]
+struct SetFlag {
+    mode: String,
+}
+
+/// `PUT /admin/flags/{source}/{event type pattern}` with `{"mode": "on"|"paused"|"dropped"}`.
+/// Held events that the change releases are resumed at once.
+async fn set_flag(env: &Env, rest: &str, body: &str) -> Result<Response> {
+    let Some((source, pattern)) = rest.split_once('/') else {
+        return not_found();
     };
-    let bucket = env.bucket(bindings::BLOBS)?;
-    let mut list = bucket.list().prefix(prefix).limit(PAGE).include(vec![Include::CustomMetadata]);
-    if let Some(cursor) = param("cursor") {
-        list = list.cursor(cursor);
+    let Ok(pattern) = percent_encoding::percent_decode_str(pattern).decode_utf8() else {
+        return bad_request("pattern");
+    };
+    if !valid_source_name(source) {
+        return bad_request("source");
     }
-    let objects = list.execute().await?;
-    let letters: Vec<DeadLetter> = objects
-        .objects()
-        .iter()
-        .filter_map(|o| o.custom_metadata().ok())
-        .filter_map(|m| DeadLetter::from_metadata(&m))
-        .collect();
-    let body = serde_json::json!({
-        "dead_letters": letters,
-        "cursor": if objects.truncated() { objects.cursor() } else { None },
-    });
-    http::json(200, body.to_string())
+    if env::config(env).source(source).is_err() {
+        return http::json(404, r#"{"error":"unknown_source"}"#);
+    }
+    if Pattern::parse(&pattern).is_none() {
+        return bad_request("pattern");
+    }
+    let Some(mode) = serde_json::from_str::<SetFlag>(body).ok().and_then(|b| Mode::parse(&b.mode)) else {
+        return bad_request("mode");
+    };
+    let flags = Control::new(env)?.set_flag(source, &pattern, mode).await?;
+    let resumed =
+        if mode == Mode::Paused { 0 } else { replay::resume_held(env, &store(env)?, &flags, Some(source)).await? };
+    let flag = flags.0.iter().find(|f| f.source == source && f.pattern == *pattern);
+    http::json(200, serde_json::json!({ "flag": flag, "resumed": resumed }).to_string())
+}
+
+/// `GET /admin/metrics`: Prometheus text, or JSON with `?format=json`.
+async fn metrics(env: &Env, json: bool) -> Result<Response> {
+    let metrics = Control::new(env)?.metrics().await?;
+    if json {
+        return http::json(200, serde_json::to_string(&metrics)?);
+    }
+    let headers = worker::Headers::new();
+    headers.set("content-type", "text/plain; version=0.0.4; charset=utf-8")?;
+    Ok(Response::ok(metrics.prometheus())?.with_headers(headers))
+}
+
+/// `GET /admin/health`: the full report.
+async fn health(env: &Env) -> Result<Response> {
+    let config = env::config(env);
+    let report = Control::new(env)?.health((config.settings.health_max_lag_secs as i64).saturating_mul(1000)).await?;
+    http::json(200, serde_json::to_string(&report)?)
 }

@@ -1,8 +1,10 @@
-//! The queue consumer: deliver each event once, retry with backoff, dead-letter what keeps failing.
+//! The queue consumer: capture each event, deliver it once, retry with backoff, dead-letter what
+//! keeps failing, and hold or drop what a kill switch says.
 //!
 //! This is where "delivered once" is enforced: every message `begin`s in the event's Durable
 //! Object record before anything is sent, and a copy of an event already in hand is acknowledged
-//! without delivery.
+//! without delivery. The same call captures the event (headers and where its body is) the
+//! first time it is taken.
 //!
 //! Every message is acknowledged or retried individually, and the handler never returns an error
 //! (in workers-rs that would fail and retry the whole batch): one poison message goes to the
@@ -12,19 +14,28 @@
 //! unavailable), which do not use up an attempt and end in the dead-letter queue only through the
 //! queue's own `max_retries`.
 
+use crate::blobs::{self, Segment};
+use crate::control::{Control, Tally};
 use crate::env::{self, bindings};
+use crate::handlers::{self, Event, Handler};
 use crate::idempotency::Idempotency;
 use crate::queue::{self, Batch, Decision, Delivery};
-use edgehook_core::config::Config;
+use edgehook_core::capture::{Attempt, Capture};
+use edgehook_core::config::{Config, SourceConfig};
 use edgehook_core::envelope::{self, BodyRef, EventMeta};
+use edgehook_core::flags::{Flags, Mode};
 use edgehook_core::forward::{self, AttemptResult};
 use edgehook_core::idempotency::{Begin, Message, Outcome};
 use edgehook_core::ingest::idempotency_key;
+use edgehook_core::metrics::Outcome as Counted;
 use edgehook_core::retry::AfterFailure;
 use edgehook_core::slots::Slots;
+use edgehook_core::turns::Turns;
 use futures_util::future::{select, Either};
 use futures_util::lock::Mutex;
 use js_sys::Uint8Array;
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 use worker::{
     console_error, AbortController, Delay, Env, Fetch, Headers, MessageExt, Method, Request, RequestInit,
@@ -53,14 +64,33 @@ const UNCONFIGURED_RETRY_SECS: u32 = 300;
 const FINISH_TRIES: u32 = 3;
 /// Longest error text kept with an event.
 const MAX_ERROR_LEN: usize = 300;
+/// How often a resumed event waiting for its turn looks again.
+const TURN_POLL: Duration = Duration::from_millis(5);
+
+/// The source name of heartbeat probes (not a valid source name, so never a real event's).
+pub const PROBE_SOURCE: &str = "_probe";
+
+/// A message as the batch's first pass read it.
+enum Parsed {
+    /// Not an edgehook envelope: the bytes to dead-letter.
+    Poison(Vec<u8>),
+    /// An event; its inline body starts at `inline_at`. `captured` is where its body is kept
+    /// for capture, `None` when that could not be written.
+    Event { bytes: Vec<u8>, meta: Box<EventMeta>, inline_at: usize, captured: Option<BodyRef> },
+}
 
 /// What every message of one batch shares.
 struct BatchContext<'a> {
     env: &'a Env,
     config: &'a Config,
     store: &'a Idempotency,
+    /// The kill switches, or why they could not be read.
+    flags: std::result::Result<Rc<Flags>, String>,
     large_bodies: &'a Mutex<()>,
     connections: &'a Slots,
+    /// Resumed events are delivered one at a time, in message order.
+    resumed_lane: Lane,
+    tally: RefCell<Tally>,
     /// When this invocation started (Unix ms), for its time budget.
     started_ms: i64,
 }
@@ -74,110 +104,227 @@ pub async fn consume(batch: Batch, env: Env) {
             return batch.retry_all(INFRA_RETRY_SECS);
         }
     };
+    let control = Control::new(&env);
+    let flags = match &control {
+        Ok(control) => control.flags().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let parsed = parse_and_capture(&batch, &env).await;
     let large_bodies = Mutex::new(());
     let connections = Slots::new(DELIVERY_CONNECTIONS);
-    let started_ms = env::now_ms();
+    let resumed_lane = Lane::new(parsed.iter().map(|p| matches!(p, Parsed::Event { meta, .. } if meta.resumed)));
     let context = BatchContext {
         env: &env,
         config: &config,
         store: &store,
+        flags,
         large_bodies: &large_bodies,
         connections: &connections,
-        started_ms,
+        resumed_lane,
+        tally: RefCell::default(),
+        started_ms: env::now_ms(),
     };
-    let context = &context;
-    queue::settle_each(&batch, INFRA_RETRY_SECS, |delivery| handle(delivery, context)).await;
+    let (context, parsed) = (&context, &parsed);
+    queue::settle_each(&batch, INFRA_RETRY_SECS, |i, delivery| handle(delivery, &parsed[i], i, context)).await;
+    if let Ok(control) = control {
+        if let Err(e) = control.report(context.tally.take()).await {
+            console_error!("could not report consumer metrics: {e}");
+        }
+    }
 }
 
-async fn handle(delivery: &Delivery, b: &BatchContext<'_>) -> Result<Decision> {
-    let message = &delivery.message;
-    let Some(bytes) = queue::message_bytes(message) else {
-        return poison(b.env, &queue::describe_foreign_body(message)).await;
+/// Decodes every message and writes the batch's inline bodies to one capture segment.
+async fn parse_and_capture(batch: &Batch, env: &Env) -> Vec<Parsed> {
+    let mut segment = Segment::new();
+    let mut parsed: Vec<Parsed> = batch
+        .messages
+        .iter()
+        .map(|delivery| {
+            let message = &delivery.message;
+            let Some(bytes) = queue::message_bytes(message) else {
+                return Parsed::Poison(queue::describe_foreign_body(message));
+            };
+            let Ok((meta, inline)) = envelope::decode(&bytes) else {
+                return Parsed::Poison(bytes);
+            };
+            let inline_at = bytes.len() - inline.len();
+            let captured = match &meta.body {
+                _ if meta.source == PROBE_SOURCE => None,
+                BodyRef::Inline => Some(segment.push(inline)),
+                stored => Some(stored.clone()),
+            };
+            Parsed::Event { meta: Box::new(meta), inline_at, captured, bytes }
+        })
+        .collect();
+    if !segment.is_empty() {
+        if let Err(e) = segment.store(env).await {
+            // Without their captured bodies these events wait (as an infrastructure failure):
+            // an event is never taken without being captured.
+            console_error!("could not write the capture segment, retrying its events: {e}");
+            for p in &mut parsed {
+                if let Parsed::Event { captured: captured @ Some(BodyRef::Segment { .. }), .. } = p {
+                    *captured = None;
+                }
+            }
+        }
+    }
+    parsed
+}
+
+async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchContext<'_>) -> Result<Decision> {
+    let _turn_released_on_return = b.resumed_lane.leave_on_drop(index);
+    let (bytes, meta, inline_at, captured) = match parsed {
+        Parsed::Poison(bytes) => return poison(b.env, bytes).await,
+        Parsed::Event { bytes, meta, inline_at, captured } => (bytes, meta.as_ref(), *inline_at, captured),
     };
-    let Ok((meta, inline)) = envelope::decode(&bytes) else {
-        return poison(b.env, &bytes).await;
-    };
+    if meta.source == PROBE_SOURCE {
+        b.tally.borrow_mut().probes_seen.push(meta.id.clone());
+        return Ok(Decision::Ack);
+    }
+    let inline = &bytes[inline_at..];
     let Ok(source) = b.config.source(&meta.source) else {
         // Removed or misconfigured since the event was accepted: keep the event, untouched and
         // without using an attempt, until the configuration is fixed.
         console_error!("event {}/{}: source is not configured; holding the event", meta.source, meta.id);
-        return put_back(b.env, &bytes, UNCONFIGURED_RETRY_SECS).await;
+        return put_back(b.env, bytes, UNCONFIGURED_RETRY_SECS).await;
+    };
+    let Some(captured) = captured else {
+        return Ok(Decision::RetryIn(INFRA_RETRY_SECS));
+    };
+    let flags = match &b.flags {
+        Ok(flags) => flags,
+        Err(e) => {
+            console_error!("kill switches unavailable ({e}), retrying {}/{}", meta.source, meta.id);
+            return Ok(Decision::RetryIn(INFRA_RETRY_SECS));
+        }
     };
     let key = idempotency_key(&meta.source, &meta.id);
-    let message_id = message.id();
+    let message_id = delivery.message.id();
     let asking =
         Message { id: &message_id, attempts: delivery.attempts, retry_token: meta.retry_token, replay: meta.replay };
-    match b.store.begin(&key, asking, LEASE_MS).await? {
+    let capture = Capture::of(meta, captured.clone());
+    let count = |outcome| b.tally.borrow_mut().count(&meta.source, meta.event_type.as_deref(), outcome);
+    match b.store.begin(&key, asking, LEASE_MS, capture).await? {
         Begin::Go => {}
-        // A skipped copy's claim-checked body is left alone: the same key can be shared by the
-        // copy's own retries and dead letter (if it began the event's chain before being
-        // delivered again), so only the lifecycle rule in the README clears such orphans.
-        Begin::Skip { .. } => return Ok(Decision::Ack),
+        // A skipped copy's claim-checked body is left alone: it is the captured body of the
+        // event (or of the copy's own retries), kept until the retention sweep.
+        Begin::Skip { .. } => {
+            if meta.retry_token.is_none() && !meta.replay {
+                count(Counted::Duplicate);
+            }
+            return Ok(Decision::Ack);
+        }
         Begin::Later { retry_in_ms } => {
             let secs = ((retry_in_ms + 999) / 1000).clamp(1, MAX_WAIT_SECS) as u32;
-            return put_back(b.env, &bytes, secs).await;
+            return put_back(b.env, bytes, secs).await;
         }
     }
-    let finish = |outcome| finish(b.store, &key, &message_id, outcome);
+    let finish = |outcome, attempt| finish(b.store, &key, &message_id, outcome, attempt);
 
+    // Recorded without delivery: outside the allow-list, or switched off.
+    let held = if meta.filtered {
+        Some((Outcome::Filtered, Counted::Filtered))
+    } else {
+        match flags.mode_for(&meta.source, meta.event_type.as_deref()) {
+            Mode::On => None,
+            Mode::Paused => Some((Outcome::Paused, Counted::Paused)),
+            Mode::Dropped => Some((Outcome::Dropped, Counted::Dropped)),
+        }
+    };
+    if let Some((outcome, counted)) = held {
+        finish(outcome, None).await?;
+        count(counted);
+        return Ok(Decision::Ack);
+    }
+
+    // Resumed events go out one at a time, in the order they were sent.
+    if meta.resumed {
+        b.resumed_lane.wait_turn(index).await;
+    }
     // Claim-checked bodies can be megabytes each: hold one in memory at a time, not a batch's.
     let large_body_turn = match meta.body {
         BodyRef::Stored { .. } => Some(b.large_bodies.lock().await),
-        BodyRef::Inline => None,
+        BodyRef::Inline | BodyRef::Segment { .. } => None,
     };
+    let handler = handlers::find(&meta.source, meta.event_type.as_deref());
     // The delivery timeout must start when the request can actually be sent.
-    let connection = match source.destination {
-        Some(_) => Some(b.connections.acquire().await),
-        None => None,
+    let connection = match (&source.destination, &handler) {
+        (None, None) => None,
+        _ => Some(b.connections.acquire().await),
     };
     if env::now_ms() - b.started_ms > TIME_BUDGET_MS {
         // Waited too long for a turn: a new message carries the event on, same attempt.
         drop((connection, large_body_turn));
-        let attempt = meta.attempt;
-        return hand_on(b, &key, &message_id, meta, inline, attempt, 1).await;
+        return hand_on(b, &key, &message_id, meta.clone(), inline, meta.attempt, 1, None).await;
     }
-    let body = match load_body(b.env, &meta, inline).await? {
-        Some(body) => body,
-        None => {
-            let meta = with_error(meta, "body missing from storage (claim check)".into());
-            dead_letter(b.env, &meta, &[]).await?;
-            finish(Outcome::Dead).await?;
-            return Ok(Decision::Ack);
-        }
+    let Some(body) = blobs::load(b.env, &meta.body, inline).await? else {
+        let meta = with_error(meta.clone(), "body missing from storage".into());
+        dead_letter(b.env, &meta, &[]).await?;
+        finish(Outcome::Dead, None).await?;
+        count(Counted::DeadLettered);
+        return Ok(Decision::Ack);
     };
-    let result = match (&source.destination, &b.config.settings.destination_secret) {
-        (Some(url), Some(key)) => {
-            let headers = forward::delivery_headers(&meta, &body, key, env::now_ms() / 1000);
-            deliver(url, headers, &body, source.delivery_timeout_secs).await
-        }
-        // Configuration refuses this combination; should it ever happen, never forward
-        // unsigned and never call it delivered.
-        (Some(_), None) => AttemptResult::Failed {
-            error: "DESTINATION_SECRET is not set; events are never forwarded unsigned".into(),
-            retry_after_secs: None,
+    let started = env::now_ms();
+    let tried = match handler {
+        Some(handler) => Some(run_handler(handler.as_ref(), meta, &body, b.env, source).await),
+        None => match (&source.destination, &b.config.settings.destination_secret) {
+            (Some(url), Some(secret)) => {
+                let headers = forward::delivery_headers(meta, &body, secret, env::now_ms() / 1000);
+                Some(deliver(url, headers, &body, source.delivery_timeout_secs).await)
+            }
+            // Configuration refuses this combination; should it ever happen, never forward
+            // unsigned and never call it delivered.
+            (Some(_), None) => Some(Tried {
+                result: AttemptResult::Failed {
+                    error: "DESTINATION_SECRET is not set; events are never forwarded unsigned".into(),
+                    retry_after_secs: None,
+                },
+                status: None,
+            }),
+            // No destination and no handler: the event is complete once accepted (README).
+            (None, _) => None,
         },
-        // No destination: the event is complete once accepted (see the README).
-        (None, _) => AttemptResult::Delivered,
     };
+    let latency_ms = (env::now_ms() - started).max(0) as u64;
     drop((body, connection, large_body_turn));
+    let Some(Tried { result, status }) = tried else {
+        finish(Outcome::Delivered, None).await?;
+        count(Counted::Delivered);
+        return Ok(Decision::Ack);
+    };
+    let attempt = |error: Option<String>| Attempt {
+        attempt: meta.attempt,
+        at_ms: started,
+        status,
+        latency_ms,
+        error,
+        replay: meta.replay,
+    };
 
     match result {
         AttemptResult::Delivered => {
-            finish(Outcome::Delivered).await?;
-            delete_body(b.env, &meta.body).await;
+            finish(Outcome::Delivered, Some(attempt(None))).await?;
+            let mut tally = b.tally.borrow_mut();
+            tally.count(&meta.source, meta.event_type.as_deref(), Counted::Delivered);
+            tally.metrics.observe_latency(&meta.source, latency_ms);
+            tally.attempts_succeeded += 1;
             Ok(Decision::Ack)
         }
         AttemptResult::Failed { error, retry_after_secs } => {
-            let meta = with_error(meta, error);
+            b.tally.borrow_mut().attempts_failed += 1;
+            let meta = with_error(meta.clone(), error);
+            let record = attempt(meta.last_error.clone());
             match source.retry.after_failure(meta.attempt, env::random_unit(), retry_after_secs) {
                 AfterFailure::Retry { attempt, delay_secs } => {
-                    hand_on(b, &key, &message_id, meta, inline, attempt, delay_secs).await
+                    count(Counted::Retried);
+                    hand_on(b, &key, &message_id, meta, inline, attempt, delay_secs, Some(record)).await
                 }
                 AfterFailure::DeadLetter => {
                     // Hand over first, then record: if the hand-over fails the message is
                     // retried, and a record marked dead first would make the retry skip it.
                     dead_letter(b.env, &meta, inline).await?;
-                    finish(Outcome::Dead).await?;
+                    finish(Outcome::Dead, Some(record)).await?;
+                    count(Counted::DeadLettered);
                     Ok(Decision::Ack)
                 }
             }
@@ -185,10 +332,45 @@ async fn handle(delivery: &Delivery, b: &BatchContext<'_>) -> Result<Decision> {
     }
 }
 
+/// One attempt's result, and the destination's status code when it answered.
+struct Tried {
+    result: AttemptResult,
+    status: Option<u16>,
+}
+
+/// Runs an in-worker handler with the source's delivery timeout.
+async fn run_handler(handler: &dyn Handler, meta: &EventMeta, body: &[u8], env: &Env, source: &SourceConfig) -> Tried {
+    let event = Event {
+        source: &meta.source,
+        id: &meta.id,
+        event_type: meta.event_type.as_deref(),
+        content_type: meta.content_type.as_deref(),
+        received_at_ms: meta.received_at_ms,
+        attempt: meta.attempt,
+        replay: meta.replay,
+        body,
+    };
+    let timeout = source.delivery_timeout_secs;
+    let running = handler.handle(event, env);
+    let timer = Delay::from(Duration::from_secs(timeout));
+    let result = match select(running, timer).await {
+        Either::Left((Ok(()), _)) => AttemptResult::Delivered,
+        Either::Left((Err(e), _)) => {
+            AttemptResult::Failed { error: format!("handler: {}", e.message), retry_after_secs: e.retry_after_secs }
+        }
+        Either::Right(_) => {
+            AttemptResult::Failed { error: format!("handler did not finish within {timeout}s"), retry_after_secs: None }
+        }
+    };
+    Tried { result, status: None }
+}
+
 /// Carries the event on in a new message, as `attempt`, after `delay_secs`: the retry after a
-/// failed attempt, or a deferral (same attempt) when this invocation ran out of time. The new
-/// message carries a fresh token and the record is told to wait for it, in that order: a record
-/// waiting for a token that no message carries would strand the event.
+/// failed attempt (`record` says how it went), or a deferral (same attempt) when this
+/// invocation ran out of time. The new message carries a fresh token and the record is told to
+/// wait for it, in that order: a record waiting for a token that no message carries would
+/// strand the event.
+#[allow(clippy::too_many_arguments)]
 async fn hand_on(
     b: &BatchContext<'_>,
     key: &str,
@@ -197,16 +379,19 @@ async fn hand_on(
     inline: &[u8],
     attempt: u32,
     delay_secs: u32,
+    record: Option<Attempt>,
 ) -> Result<Decision> {
     let token = env::random_token();
-    let next = EventMeta { attempt, retry_token: Some(token), replay: false, ..meta };
+    // Later messages need not carry the headers: the capture has them.
+    let next =
+        EventMeta { attempt, retry_token: Some(token), replay: false, resumed: false, headers: Vec::new(), ..meta };
     let queue = b.env.queue(bindings::EVENTS)?;
     if let Err(e) = queue::send(&queue, &envelope::encode(&next, inline), delay_secs).await {
         // This message comes back instead, with the same attempt number.
         console_error!("could not enqueue attempt {attempt} of {key}: {e}");
         return Ok(Decision::RetryIn(delay_secs));
     }
-    finish(b.store, key, message_id, Outcome::Retrying { token }).await?;
+    finish(b.store, key, message_id, Outcome::Retrying { token }, record).await?;
     Ok(Decision::Ack)
 }
 
@@ -229,21 +414,6 @@ async fn put_back(env: &Env, bytes: &[u8], delay_secs: u32) -> Result<Decision> 
     }
 }
 
-/// Deletes a claim-checked body once nothing needs it (best effort: an orphan costs storage,
-/// never correctness).
-async fn delete_body(env: &Env, body: &BodyRef) {
-    if let BodyRef::Stored { key, .. } = body {
-        match env.bucket(bindings::BLOBS) {
-            Ok(bucket) => {
-                if let Err(e) = bucket.delete(key).await {
-                    console_error!("could not delete body {key}: {e}");
-                }
-            }
-            Err(e) => console_error!("could not delete body {key}: {e}"),
-        }
-    }
-}
-
 fn with_error(meta: EventMeta, error: String) -> EventMeta {
     let mut error = error;
     if error.len() > MAX_ERROR_LEN {
@@ -253,34 +423,26 @@ fn with_error(meta: EventMeta, error: String) -> EventMeta {
     EventMeta { last_error: Some(error), ..meta }
 }
 
-/// The event's body: inline, or from R2. `None` when the stored body is gone.
-async fn load_body(env: &Env, meta: &EventMeta, inline: &[u8]) -> Result<Option<Vec<u8>>> {
-    match &meta.body {
-        BodyRef::Inline => Ok(Some(inline.to_vec())),
-        BodyRef::Stored { key, .. } => match env.bucket(bindings::BLOBS)?.get(key).execute().await? {
-            None => Ok(None),
-            Some(object) => match object.body() {
-                None => Ok(None),
-                Some(body) => Ok(Some(body.bytes().await?)),
-            },
-        },
-    }
-}
-
 /// Hands the event to the dead-letter queue, whose consumer stores it and alerts.
 async fn dead_letter(env: &Env, meta: &EventMeta, inline: &[u8]) -> Result<()> {
-    let letter = EventMeta { dead: true, ..meta.clone() };
+    let letter = EventMeta { dead: true, resumed: false, ..meta.clone() };
     queue::send(&env.queue(bindings::DEAD_LETTERS)?, &envelope::encode(&letter, inline), 0).await
 }
 
 /// Records an outcome, trying a few times (with a pause) before giving up to the queue's own
 /// retry: a lost `Delivered` would let the event be delivered a second time.
-async fn finish(store: &Idempotency, key: &str, message_id: &str, outcome: Outcome) -> Result<()> {
+async fn finish(
+    store: &Idempotency,
+    key: &str,
+    message_id: &str,
+    outcome: Outcome,
+    attempt: Option<Attempt>,
+) -> Result<()> {
     let mut pause = Duration::from_millis(200);
     let mut tries = 0;
     loop {
         tries += 1;
-        match store.finish(key, message_id, outcome).await {
+        match store.finish(key, message_id, outcome, attempt.clone()).await {
             Ok(()) => return Ok(()),
             Err(e) if tries >= FINISH_TRIES => return Err(e),
             Err(e) => console_error!("recording {outcome:?} for {key} failed (try {tries}): {e}"),
@@ -292,13 +454,9 @@ async fn finish(store: &Idempotency, key: &str, message_id: &str, outcome: Outco
 
 /// One delivery attempt: POST with a timeout. Redirects are not followed (a 3xx is a failure):
 /// following them would let a destination send signed events somewhere nobody configured.
-async fn deliver(
-    url: &str,
-    headers: edgehook_core::headers::HeaderList,
-    body: &[u8],
-    timeout_secs: u64,
-) -> AttemptResult {
-    let failed = |error: String| AttemptResult::Failed { error, retry_after_secs: None };
+async fn deliver(url: &str, headers: edgehook_core::headers::HeaderList, body: &[u8], timeout_secs: u64) -> Tried {
+    let failed =
+        |error: String| Tried { result: AttemptResult::Failed { error, retry_after_secs: None }, status: None };
     let request = match build_request(url, headers, body) {
         Ok(r) => r,
         Err(e) => return failed(format!("could not build the request: {}", redact(&e.to_string(), url))),
@@ -312,7 +470,11 @@ async fn deliver(
     match select(sending, timer).await {
         Either::Left((Ok(response), _)) => {
             let retry_after = response.headers().get("retry-after").ok().flatten();
-            forward::judge_response(response.status_code(), retry_after.as_deref(), env::now_ms() / 1000)
+            let status = response.status_code();
+            Tried {
+                result: forward::judge_response(status, retry_after.as_deref(), env::now_ms() / 1000),
+                status: Some(status),
+            }
         }
         Either::Left((Err(e), _)) => failed(format!("network error: {}", redact(&e.to_string(), url))),
         Either::Right(_) => {
@@ -338,4 +500,36 @@ fn build_request(url: &str, headers: edgehook_core::headers::HeaderList, body: &
 /// Destination URLs may carry credentials (a token in the query); errors never repeat them.
 fn redact(message: &str, url: &str) -> String {
     message.replace(url, "<destination>")
+}
+
+/// Takes the resumed messages of a batch one at a time, in message order (see
+/// [`edgehook_core::turns`]).
+struct Lane(RefCell<Turns>);
+
+impl Lane {
+    fn new(resumed: impl Iterator<Item = bool>) -> Lane {
+        Lane(RefCell::new(Turns::new(resumed)))
+    }
+
+    /// Polled on this message's own timer, like every cross-message wait in the consumer.
+    async fn wait_turn(&self, index: usize) {
+        while !self.0.borrow().is_turn(index) {
+            Delay::from(TURN_POLL).await;
+        }
+    }
+
+    fn leave_on_drop(&self, index: usize) -> LeaveLane<'_> {
+        LeaveLane { lane: self, index }
+    }
+}
+
+struct LeaveLane<'a> {
+    lane: &'a Lane,
+    index: usize,
+}
+
+impl Drop for LeaveLane<'_> {
+    fn drop(&mut self) {
+        self.lane.0.borrow_mut().leave(self.index);
+    }
 }

@@ -14,27 +14,25 @@
 //! object's metadata. A letter that cannot be stored goes back on the dead-letter queue, already
 //! marked, so it is never given up; the alert is tried three times and then only logged.
 
+use crate::control::{Control, Tally};
 use crate::env::{self, bindings};
 use crate::idempotency::Idempotency;
 use crate::queue::{self, Batch, Decision, Delivery};
+use crate::{alerts, blobs};
 use edgehook_core::config::Config;
 use edgehook_core::envelope::{self, BodyRef, EventMeta};
 use edgehook_core::idempotency::{DeadMark, Message};
 use edgehook_core::ingest::idempotency_key;
+use edgehook_core::metrics::Outcome;
 use serde::Serialize;
 use std::collections::HashMap;
-use wasm_bindgen::JsValue;
-use worker::{
-    console_error, console_log, Bucket, Env, Fetch, Headers, MessageExt, Method, Request, RequestInit, Result,
-};
+use worker::{console_error, console_log, Env, MessageExt, Result};
 
 pub const PREFIX: &str = "dead-letters/";
 /// Where undecodable messages are stored, beside the sources (whose names cannot start with `_`).
 pub const POISON_DIR: &str = "_poison";
 /// A letter that could not be stored comes back after this long.
 const RETRY_SECS: u32 = 60;
-/// How often an alert is tried before it is only logged.
-const ALERT_TRIES: u32 = 3;
 
 /// What an operator sees of a dead letter (admin API, alerts).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -129,13 +127,14 @@ pub async fn consume(batch: Batch, env: Env) {
         }
     };
     let (env, config, records) = (&env, &config, &records);
-    queue::settle_each(&batch, RETRY_SECS, |delivery| store(delivery, env, config, records)).await;
+    queue::settle_each(&batch, RETRY_SECS, |_, delivery| store(delivery, env, config, records)).await;
 }
 
 async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempotency) -> Result<Decision> {
     let message = &delivery.message;
     let bytes = queue::message_bytes(message).unwrap_or_else(|| queue::describe_foreign_body(message));
     let now = env::now_ms();
+    let handed_over = matches!(envelope::decode(&bytes), Ok((meta, _)) if meta.dead);
     let (letter, settled) = match envelope::decode(&bytes) {
         Ok((meta, _)) if meta.dead => (DeadLetter::from_meta(&meta, now), bytes),
         Ok((meta, inline)) => {
@@ -162,9 +161,9 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempo
         Err(e) => (DeadLetter::poison(&message.id(), e.to_string(), now), bytes),
     };
     let bucket = env.bucket(bindings::BLOBS)?;
-    // The stored letter is self-contained: a claim-checked body is copied into it, so that it
-    // outlives the `bodies/` lifecycle rule. (A body already gone is recorded as such.)
-    let stored = self_contained(&bucket, &settled).await?;
+    // The stored letter is self-contained: a body kept in R2 is copied into it, so that it
+    // outlives the retention sweep. (A body already gone is recorded as such.)
+    let stored = self_contained(env, &settled).await?;
     let put = bucket.put(letter.storage_key(), stored).custom_metadata(letter.to_metadata());
     if let Err(e) = put.execute().await {
         console_error!("could not store dead letter {}, putting it back: {e}", letter.storage_key());
@@ -172,47 +171,36 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempo
         return Ok(Decision::Ack);
     }
     console_error!("{}", letter.alert_text());
-    if let Some(url) = &config.settings.alert_url {
-        let mut tries = 0;
-        while let Err(e) = alert(url, &letter).await {
-            tries += 1;
-            console_error!("alert for {} failed (try {tries} of {ALERT_TRIES}): {e}", letter.storage_key());
-            if tries == ALERT_TRIES {
-                break;
-            }
-        }
+    // Counted for the health check's "dead letters growing" (best effort: a lost count only
+    // hides this letter from one evaluation; the stored count still has it). Letters the event
+    // consumer handed over were counted as dead-lettered there; the others are counted here.
+    let mut tally = Tally { dead_letters_added: 1, ..Tally::default() };
+    if !handed_over {
+        tally.count(&letter.source, letter.event_type.as_deref(), Outcome::DeadLettered);
     }
+    let counted = match Control::new(env) {
+        Ok(control) => control.report(tally).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = counted {
+        console_error!("could not count dead letter {}: {e}", letter.storage_key());
+    }
+    let alert = serde_json::json!({ "text": letter.alert_text(), "dead_letter": letter });
+    alerts::send(config.settings.alert_url.as_deref(), &alert).await;
     Ok(Decision::Ack)
 }
 
-/// The letter with its claim-checked body inline, when it has one that is still stored.
-async fn self_contained(bucket: &Bucket, letter: &[u8]) -> Result<Vec<u8>> {
-    let Ok((meta, _)) = envelope::decode(letter) else {
+/// The letter with its body inline, when its body is in R2 and still there (so that the letter
+/// outlives the retention sweep).
+async fn self_contained(env: &Env, letter: &[u8]) -> Result<Vec<u8>> {
+    let Ok((meta, inline)) = envelope::decode(letter) else {
         return Ok(letter.to_vec());
     };
-    let BodyRef::Stored { key, .. } = &meta.body else {
+    if meta.body == BodyRef::Inline {
         return Ok(letter.to_vec());
-    };
-    let Some(object) = bucket.get(key).execute().await? else {
-        return Ok(letter.to_vec());
-    };
-    let Some(body) = object.body() else {
-        return Ok(letter.to_vec());
-    };
-    let body = body.bytes().await?;
-    Ok(envelope::encode(&EventMeta { body: BodyRef::Inline, ..meta }, &body))
-}
-
-/// POSTs the alert as JSON with a human-readable `text` (Slack-compatible) and the details.
-async fn alert(url: &str, letter: &DeadLetter) -> Result<()> {
-    let body = serde_json::json!({ "text": letter.alert_text(), "dead_letter": letter }).to_string();
-    let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(&body)));
-    let response = Fetch::Request(Request::new_with_init(url, &init)?).send().await?;
-    if !(200..300).contains(&response.status_code()) {
-        return Err(worker::Error::RustError(format!("alert endpoint answered {}", response.status_code())));
     }
-    Ok(())
+    match blobs::load(env, &meta.body, inline).await? {
+        Some(body) => Ok(envelope::encode(&EventMeta { body: BodyRef::Inline, ..meta }, &body)),
+        None => Ok(letter.to_vec()),
+    }
 }

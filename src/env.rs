@@ -11,16 +11,18 @@ use worker::{console_error, console_warn, Env};
 pub mod bindings {
     /// Durable Object namespace holding the idempotency records.
     pub const IDEMPOTENCY: &str = "IDEMPOTENCY";
+    /// Durable Object namespace of the control object (flags, metrics, health).
+    pub const CONTROL: &str = "CONTROL";
     /// Queue producer for accepted events.
     pub const EVENTS: &str = "EVENTS";
     /// Queue producer for dead letters.
     pub const DEAD_LETTERS: &str = "DEAD_LETTERS";
-    /// R2 bucket for claim-checked bodies and stored dead letters.
+    /// R2 bucket for captured and claim-checked bodies and stored dead letters.
     pub const BLOBS: &str = "BLOBS";
 }
 
 /// A queue whose name ends with this is the dead-letter queue (`edgehook-dead-letters`, and
-/// `edgehook-dead-letters-staging` in other environments); every other queue carries events.
+/// `edgehook-staging-dead-letters` in staging); every other queue carries events.
 pub const DEAD_LETTER_QUEUE_SUFFIX: &str = "-dead-letters";
 
 thread_local! {

@@ -13,7 +13,10 @@
 //!   as if N receivers had each accepted it;
 //! - `POST /__faults/poison?kind=garbage` puts bytes that are no envelope on the event queue;
 //! - `POST /__faults/poison?kind=missing-body&source=S&id=I` puts an envelope whose claim-checked
-//!   body is not in R2.
+//!   body is not in R2;
+//! - `POST /__faults/object?key=K` writes a small R2 object at K (say, a capture segment from
+//!   an hour long past), and `GET /__faults/object?key=K` says whether it exists, so tests can
+//!   watch the retention sweep.
 
 use crate::env::bindings;
 use crate::{http, queue};
@@ -82,6 +85,15 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             };
             queue::send(&env.queue(bindings::EVENTS)?, &bytes, 0).await?;
             http::json(200, r#"{"sent":true}"#)
+        }
+        "/__faults/object" => {
+            let key = param("key").unwrap_or_default();
+            let bucket = env.bucket(bindings::BLOBS)?;
+            if req.method() == worker::Method::Post {
+                bucket.put(&key, b"test object".to_vec()).execute().await?;
+            }
+            let exists = bucket.head(&key).await?.is_some();
+            http::json(200, format!(r#"{{"exists":{exists}}}"#))
         }
         _ => http::json(404, r#"{"error":"not_found"}"#),
     }

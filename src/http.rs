@@ -12,6 +12,10 @@ impl CoreHeaders for RequestHeaders<'_> {
     fn get(&self, name: &str) -> Option<String> {
         self.0.get(name).ok().flatten()
     }
+
+    fn all(&self) -> Vec<(String, String)> {
+        self.0.entries().collect()
+    }
 }
 
 /// A JSON response with the given status and exact body.

@@ -8,18 +8,17 @@
 
 use crate::env::{self, bindings};
 use crate::http::{self, RequestHeaders};
-use crate::queue;
+use crate::{blobs, queue, tally};
 use edgehook_core::ingest::{self, Intake, Verified};
+use edgehook_core::metrics::Outcome;
+use edgehook_core::providers::Handshake;
 use edgehook_core::recent::RecentIds;
 use edgehook_core::Rejection;
 use futures_util::StreamExt;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::time::Duration;
-use worker::{console_error, Delay, Env, Method, Request, Response, Result};
-
-/// Where claim-checked bodies live in R2.
-pub const BODY_PREFIX: &str = "bodies/";
+use worker::{console_error, Context, Delay, Env, Method, Request, Response, Result};
 
 /// Ids remembered per isolate for `duplicate` answers: about 100 bytes each, so a few MB.
 const RECENT_CAPACITY: usize = 50_000;
@@ -33,19 +32,47 @@ thread_local! {
     static IN_FLIGHT: RefCell<HashSet<String>> = RefCell::default();
 }
 
-pub async fn receive(mut req: Request, env: &Env, source_name: &str) -> Result<Response> {
+/// What became of a request that was not rejected.
+enum Answer {
+    /// An event: answered with `status` (`accepted`, `duplicate` or `filtered`), counted as
+    /// `counted`.
+    Event { status: Outcome, counted: Outcome, id: String, event_type: Option<String> },
+    /// A provider's endpoint verification, answered as the provider expects.
+    Handshake(Handshake),
+}
+
+pub async fn receive(req: Request, env: &Env, ctx: &Context, source_name: &str) -> Result<Response> {
+    let answer = answer(req, env, source_name).await?;
+    match &answer {
+        Ok(Answer::Event { counted, event_type, .. }) => {
+            tally::count(ctx, env, source_name, event_type.as_deref(), *counted, "");
+        }
+        Ok(Answer::Handshake(_)) => {}
+        Err(rejection) => {
+            let label = if *rejection == Rejection::UnknownSource { tally::UNKNOWN_SOURCE } else { source_name };
+            tally::count(ctx, env, label, None, Outcome::Rejected, rejection.code());
+        }
+    }
+    match answer {
+        Ok(Answer::Event { status, id, .. }) => http::status(status.as_str(), &id),
+        Ok(Answer::Handshake(handshake)) => http::handshake(&handshake),
+        Err(rejection) => http::reject(&rejection),
+    }
+}
+
+async fn answer(mut req: Request, env: &Env, source_name: &str) -> Result<std::result::Result<Answer, Rejection>> {
     let config = env::config(env);
     let source = match config.source(source_name) {
         Ok(source) => source,
-        Err(rejection) => return http::reject(&rejection),
+        Err(rejection) => return Ok(Err(rejection)),
     };
     if req.method() != Method::Post {
-        return http::reject(&Rejection::MethodNotAllowed);
+        return Ok(Err(Rejection::MethodNotAllowed));
     }
     let headers = req.headers().clone();
     let declared = headers.get("content-length")?;
     if let Err(rejection) = ingest::check_declared_length(source, declared.as_deref()) {
-        return http::reject(&rejection);
+        return Ok(Err(rejection));
     }
     let body = match declared {
         // The declared length frames the body, and it is within the limit.
@@ -53,7 +80,7 @@ pub async fn receive(mut req: Request, env: &Env, source_name: &str) -> Result<R
         // No length (chunked): read no more than the limit allows.
         None => match read_at_most(&mut req, source.max_body_bytes).await? {
             Some(body) => body,
-            None => return http::reject(&Rejection::PayloadTooLarge),
+            None => return Ok(Err(Rejection::PayloadTooLarge)),
         },
     };
     let url = req.url()?;
@@ -64,17 +91,19 @@ pub async fn receive(mut req: Request, env: &Env, source_name: &str) -> Result<R
     let now_ms = crate::faults::verification_clock_ms().unwrap_or(now_ms);
     let verified = match ingest::verify(source, request, body, now_ms) {
         Ok(Intake::Event(verified)) => verified,
-        Ok(Intake::Handshake(answer)) => return http::handshake(&answer),
-        Err(rejection) => return http::reject(&rejection),
+        Ok(Intake::Handshake(answer)) => return Ok(Ok(Answer::Handshake(answer))),
+        Err(rejection) => return Ok(Err(rejection)),
     };
-    if !verified.admitted_by(source) {
-        return http::status("filtered", verified.id());
-    }
+    // An event outside the source's allow-list is still recorded (as `filtered`): it travels
+    // the queue like any other, and the consumer captures it without delivering it.
+    let filtered = !verified.admitted_by(source);
     let ttl_ms = (config.settings.idempotency_ttl_secs as i64).saturating_mul(1000);
-    match accept(env, &verified, ttl_ms).await {
-        Ok(status) => http::status(status, verified.id()),
-        Err(rejection) => http::reject(&rejection),
-    }
+    Ok(accept(env, &verified, ttl_ms, filtered).await.map(|(status, counted)| Answer::Event {
+        status,
+        counted,
+        id: verified.id().to_owned(),
+        event_type: verified.event_type().map(str::to_owned),
+    }))
 }
 
 /// How much of an oversized chunked body is read and thrown away before answering 413, so that
@@ -99,13 +128,21 @@ async fn read_at_most(req: &mut Request, limit: u64) -> Result<Option<Vec<u8>>> 
     Ok((read <= limit).then_some(body))
 }
 
-/// Enqueues the event unless this isolate knows it already. Returns the `status` to answer.
-async fn accept(env: &Env, event: &Verified, ttl_ms: i64) -> std::result::Result<&'static str, Rejection> {
+/// Enqueues the event unless this isolate knows it already. Returns the status to answer
+/// (`accepted`, `duplicate`, or `filtered` for any copy of a filtered event) and the outcome to
+/// count (`accepted` or `duplicate`: the consumer counts the event as filtered when it records it).
+async fn accept(
+    env: &Env,
+    event: &Verified,
+    ttl_ms: i64,
+    filtered: bool,
+) -> std::result::Result<(Outcome, Outcome), Rejection> {
+    let answer = |counted| (if filtered { Outcome::Filtered } else { counted }, counted);
     let key = event.key();
     let give_up_waiting = env::now_ms() + MAX_COPY_WAIT_MS;
     let _in_flight = loop {
         if RECENT.with(|r| r.borrow().knows(&key, env::now_ms(), ttl_ms)) {
-            return Ok("duplicate");
+            return Ok(answer(Outcome::Duplicate));
         }
         match InFlight::enter(&key) {
             Some(guard) => break guard,
@@ -117,10 +154,10 @@ async fn accept(env: &Env, event: &Verified, ttl_ms: i64) -> std::result::Result
             None => break InFlight::shared(&key),
         }
     };
-    match enqueue(env, event).await {
+    match enqueue(env, event, filtered).await {
         Ok(()) => {
             RECENT.with(|r| r.borrow_mut().remember(&key, env::now_ms()));
-            Ok("accepted")
+            Ok(answer(Outcome::Accepted))
         }
         Err(e) => {
             console_error!("enqueue of {key} failed: {e}");
@@ -161,7 +198,7 @@ pub fn forget_recent_id(key: &str) {
 
 /// Makes the event durable in the queue: inline when it fits a message, else with its body in
 /// R2 first (a claim check).
-async fn enqueue(env: &Env, event: &Verified) -> Result<()> {
+async fn enqueue(env: &Env, event: &Verified, filtered: bool) -> Result<()> {
     #[cfg(feature = "faults")]
     if crate::faults::fails(crate::faults::Fault::Enqueue, event.id()) {
         return Err(worker::Error::RustError("injected fault: queue unavailable".into()));
@@ -174,12 +211,12 @@ async fn enqueue(env: &Env, event: &Verified) -> Result<()> {
         if crate::faults::fails(crate::faults::Fault::Blob, event.id()) {
             return Err(worker::Error::RustError("injected fault: R2 unavailable".into()));
         }
-        let key = format!("{BODY_PREFIX}{}/{}", event.source(), env::random_id());
+        let key = blobs::body_key(event.source());
         bucket.put(&key, event.body().to_vec()).execute().await?;
         Some(key)
     };
     // When the send fails, the stored body stays: a send that failed by timing out may have
     // reached the queue after all, and its message would need the body. (An orphan costs only
-    // storage; see the README for the lifecycle rule that clears them.)
-    queue::send(&env.queue(bindings::EVENTS)?, &event.envelope(stored_key.as_deref()), 0).await
+    // storage until the retention sweep.)
+    queue::send(&env.queue(bindings::EVENTS)?, &event.envelope(stored_key.as_deref(), filtered), 0).await
 }

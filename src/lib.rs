@@ -6,34 +6,58 @@
 //! integration suite (`tests/integration`).
 //!
 //! Entry points:
-//! - `fetch`: `POST /webhooks/{source}` ([`ingest`]) and `/admin/*` ([`admin`]);
+//! - `fetch`: `POST /webhooks/{source}` ([`ingest`]), `/admin/*` and `/health` ([`admin`]);
+//! - `scheduled`: the every-minute cron trigger ([`cron`]);
 //! - `queue`: the event consumer ([`consumer`]) and the dead-letter consumer ([`dead_letters`]),
 //!   told apart by queue name;
-//! - the `IdempotencyShard` Durable Object ([`idempotency`]).
+//! - the `IdempotencyShard` Durable Objects ([`idempotency`]): records and captures;
+//! - the `ControlObject` Durable Object ([`control`]): kill switches, metrics, health.
+//!
+//! In-worker handlers (Rust code that processes events instead of forwarding them) are
+//! registered in [`handlers`].
 
 mod admin;
+mod alerts;
+mod blobs;
 mod consumer;
+mod control;
+mod cron;
 mod dead_letters;
 mod env;
 #[cfg(feature = "faults")]
 mod faults;
+pub mod handlers;
 mod http;
 mod idempotency;
 mod ingest;
 mod queue;
+mod replay;
+mod tally;
 
+pub use control::ControlObject;
 pub use idempotency::IdempotencyShard;
 
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let path = req.path();
     if let Some(source) = path.strip_prefix("/webhooks/") {
         if !source.is_empty() && !source.contains('/') {
-            return ingest::receive(req, &env, source).await;
+            return ingest::receive(req, &env, &ctx, source).await;
         }
+        tally::count(
+            &ctx,
+            &env,
+            tally::UNKNOWN_SOURCE,
+            None,
+            edgehook_core::metrics::Outcome::Rejected,
+            "unknown_source",
+        );
         return http::reject(&edgehook_core::Rejection::UnknownSource);
+    }
+    if path == "/health" {
+        return admin::public_health(&env).await;
     }
     #[cfg(feature = "faults")]
     if path.starts_with("/__faults/") {
@@ -43,6 +67,12 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         return admin::handle(req, &env, &path).await;
     }
     http::json(404, r#"{"error":"not_found"}"#)
+}
+
+/// The cron trigger (`wrangler.toml`: every minute): heartbeat, health, alerts, retention.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    cron::tick(&env).await;
 }
 
 /// The queue handler, exported by hand rather than with `#[event(queue)]`: the consumer needs

@@ -60,11 +60,11 @@ impl Batch {
 /// retried when its handler asks, or retried after `error_retry_secs` when its handler fails.
 pub async fn settle_each<'a, F, Fut>(batch: &'a Batch, error_retry_secs: u32, handle: F)
 where
-    F: Fn(&'a Delivery) -> Fut,
+    F: Fn(usize, &'a Delivery) -> Fut,
     Fut: Future<Output = Result<Decision>>,
 {
-    let settled = batch.messages.iter().map(|delivery| {
-        let handled = handle(delivery);
+    let settled = batch.messages.iter().enumerate().map(|(i, delivery)| {
+        let handled = handle(i, delivery);
         async move {
             let message = &delivery.message;
             match handled.await {
@@ -87,6 +87,18 @@ pub async fn send(queue: &Queue, bytes: &[u8], delay_secs: u32) -> Result<()> {
         message = message.delay_seconds(delay_secs);
     }
     queue.send_raw(message.build_with_content_type(QueueContentType::V8)).await
+}
+
+/// Sends several envelopes at once (at most 100, 256 KB in all), in order.
+pub async fn send_batch(queue: &Queue, messages: &[Vec<u8>]) -> Result<()> {
+    let batch: Vec<_> = messages
+        .iter()
+        .map(|bytes| {
+            RawMessageBuilder::new(Uint8Array::from(bytes.as_slice()).into())
+                .build_with_content_type(QueueContentType::V8)
+        })
+        .collect();
+    queue.send_raw_batch(batch).await
 }
 
 /// The bytes of a received message, or `None` when it is not binary (a poison message that did

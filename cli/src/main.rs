@@ -6,11 +6,14 @@
 //! - `edgehook send <source> [--url http://127.0.0.1:8787] [--body FILE]` signs a sample (or the
 //!   given) event with the source's provider and secret, read from `.dev.vars`, POSTs it to
 //!   edgehook, and prints the answer;
-//! - `edgehook providers` lists the providers.
+//! - `edgehook providers` lists the providers;
+//! - `edgehook events|dead-letters|flags|health|metrics ...` operate a running edgehook through
+//!   its admin API (see [`admin`]), as tables or, with `--json`, as the API's JSON.
 //!
 //! Everything here is the core's own `sign` for each provider: what the CLI sends is what the
 //! worker's tests verify.
 
+mod admin;
 mod samples;
 
 use edgehook_core::config::{secret_var, Config};
@@ -27,6 +30,17 @@ usage:
   edgehook sign <provider> --secret S [--body FILE] [--timestamp T] [--id ID] [--url URL] [--scheme JSON]
   edgehook send <source> [--url BASE] [--body FILE] [--dev-vars PATH] [--secret S] [--signing-key K] [--id ID]
   edgehook providers
+  edgehook events [--source S] [--status X] [--type T] [--limit N] [--cursor C]
+  edgehook events show <source> <id>
+  edgehook events replay <source> <id>
+  edgehook events replay [--source S] [--status X] [--type T]
+  edgehook dead-letters [--source S] [--cursor C]
+  edgehook dead-letters show <source> <id>
+  edgehook dead-letters replay [--source S] [--id ID]
+  edgehook flags
+  edgehook flags set <source> <pattern> <on|paused|dropped>
+  edgehook health
+  edgehook metrics
 
 sign   prints the headers <provider> would send for the body (a sample body without --body).
        For asymmetric providers (discord, sendgrid, standard with v1a) --secret is the private key:
@@ -34,7 +48,11 @@ sign   prints the headers <provider> would send for the body (a sample body with
        --scheme gives a generic source's fields as JSON ({\"header\":\"x-sig\",...}).
 send   signs with the source's provider and secret from .dev.vars (SOURCES, WEBHOOK_SECRET_<SOURCE>;
        the first secret of a rotation list) and POSTs to BASE/webhooks/<source>
-       (BASE defaults to http://127.0.0.1:$PORT, PORT to 8787).";
+       (BASE defaults to http://127.0.0.1:$PORT, PORT to 8787).
+events, dead-letters, flags, health, metrics
+       call the admin API at --url BASE (same default) with the token from --token, else
+       $EDGEHOOK_ADMIN_TOKEN, else ADMIN_TOKEN in .dev.vars (--dev-vars PATH). --json prints the
+       API's JSON instead of a table. `health` exits with 1 when edgehook is degraded.";
 
 fn main() -> ExitCode {
     match run() {
@@ -47,9 +65,10 @@ fn main() -> ExitCode {
 }
 
 #[derive(Default)]
-struct Args {
+pub struct Args {
     command: String,
-    target: Option<String>,
+    /// Positional arguments after the command.
+    rest: Vec<String>,
     secret: Option<String>,
     signing_key: Option<String>,
     body: Option<PathBuf>,
@@ -58,6 +77,19 @@ struct Args {
     url: Option<String>,
     dev_vars: Option<PathBuf>,
     scheme: Option<String>,
+    token: Option<String>,
+    json: bool,
+    source: Option<String>,
+    status: Option<String>,
+    event_type: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+impl Args {
+    fn target(&self) -> Option<&str> {
+        self.rest.first().map(String::as_str)
+    }
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -74,12 +106,19 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("url") => args.url = Some(parser.value()?.string()?),
             Long("dev-vars") => args.dev_vars = Some(parser.value()?.into()),
             Long("scheme") => args.scheme = Some(parser.value()?.string()?),
+            Long("token") => args.token = Some(parser.value()?.string()?),
+            Long("json") => args.json = true,
+            Long("source") => args.source = Some(parser.value()?.string()?),
+            Long("status") => args.status = Some(parser.value()?.string()?),
+            Long("type") => args.event_type = Some(parser.value()?.string()?),
+            Long("limit") => args.limit = Some(parser.value()?.parse()?),
+            Long("cursor") => args.cursor = Some(parser.value()?.string()?),
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
             Value(v) if args.command.is_empty() => args.command = v.string()?,
-            Value(v) if args.target.is_none() => args.target = Some(v.string()?),
+            Value(v) => args.rest.push(v.string()?),
             _ => return Err(arg.unexpected()),
         }
     }
@@ -97,6 +136,7 @@ fn run() -> Result<(), String> {
             }
             Ok(())
         }
+        "events" | "dead-letters" | "flags" | "health" | "metrics" => admin::run(&args),
         "" => Err(USAGE.into()),
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
@@ -165,7 +205,7 @@ fn print_signed(signed: &Signed, body: &[u8], extra: &[(String, String)]) {
 }
 
 fn sign(args: &Args) -> Result<(), String> {
-    let provider = provider_named(args.target.as_deref().ok_or("sign: which provider?")?)?;
+    let provider = provider_named(args.target().ok_or("sign: which provider?")?)?;
     let secret = args.secret.as_deref().ok_or("sign: --secret is required")?;
     let key = signing_key(provider, secret)?;
     let generic = match (provider, &args.scheme) {
@@ -185,13 +225,22 @@ fn sign(args: &Args) -> Result<(), String> {
 }
 
 /// Reads a `.dev.vars` file (dotenv syntax).
-fn read_dev_vars(path: &PathBuf) -> Result<BTreeMap<String, String>, String> {
+fn read_dev_vars(path: &std::path::Path) -> Result<BTreeMap<String, String>, String> {
     let entries = dotenvy::from_path_iter(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     entries.map(|entry| entry.map_err(|e| format!("{}: {e}", path.display()))).collect()
 }
 
+/// Where edgehook runs: `--url`, else `http://127.0.0.1:$PORT` (8787), without a trailing `/`.
+fn base_url(args: &Args) -> String {
+    let base = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", std::env::var("PORT").unwrap_or_else(|_| "8787".into())));
+    base.trim_end_matches('/').to_owned()
+}
+
 fn send(args: &Args) -> Result<(), String> {
-    let source_name = args.target.as_deref().ok_or("send: which source?")?;
+    let source_name = args.target().ok_or("send: which source?")?;
     let path = args.dev_vars.clone().unwrap_or_else(|| PathBuf::from(".dev.vars"));
     let vars = if path.exists() { read_dev_vars(&path)? } else { BTreeMap::new() };
     let sources = vars.get("SOURCES").ok_or_else(|| format!("no SOURCES in {}", path.display()))?;
@@ -225,11 +274,7 @@ fn send(args: &Args) -> Result<(), String> {
             signing_key(provider, &first)?
         }
     };
-    let base = args
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{}", std::env::var("PORT").unwrap_or_else(|_| "8787".into())));
-    let url = format!("{}/webhooks/{source_name}", base.trim_end_matches('/'));
+    let url = format!("{}/webhooks/{source_name}", base_url(args));
     let signed_url = source.public_url.clone().unwrap_or_else(|| url.clone());
     let id = args.id.clone().unwrap_or_else(fresh_id);
     let (body, extra) = body_for(provider, args.body.as_ref(), &id)?;

@@ -13,6 +13,7 @@ use std::process::Command;
 pub const TESTS: &[crate::Test] = &[
     ("cli_send_signs_every_provider_the_worker_accepts", cli_send_signs_every_provider_the_worker_accepts),
     ("cli_sign_prints_verifiable_headers", cli_sign_prints_verifiable_headers),
+    ("cli_operates_edgehook_through_the_admin_api", cli_operates_edgehook_through_the_admin_api),
 ];
 
 /// RFC 8032 test 1: the Ed25519 seed and public key the Discord source uses.
@@ -188,4 +189,70 @@ fn cli_sign_prints_verifiable_headers(_: &World) {
     let failed = Command::new(cli()).args(["sign", "nosuchprovider", "--secret", "x"]).output().unwrap();
     assert_eq!(failed.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&failed.stderr).contains("unknown provider"));
+}
+
+fn cli_operates_edgehook_through_the_admin_api(w: &World) {
+    use crate::harness::{now_secs, signed, stripe_body, wait_until};
+    use std::time::Duration;
+    let wait = Duration::from_secs(60);
+    let base = w.main.base.as_str();
+    let admin = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--url", base, "--token", crate::ADMIN_TOKEN]);
+        run(&all)
+    };
+    // One event delivered, one dead (the destination refuses it; one attempt allowed).
+    let send = |id: &str, event_type: &str| {
+        let body = stripe_body(id, event_type);
+        let reply = w.main.post(
+            "/webhooks/cliops",
+            &signed(Provider::Stripe, crate::STRIPE_SECRET, "", now_secs(), &body),
+            &body,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    };
+    let good = unique("evt");
+    send(&good, "invoice.paid");
+    w.dest.wait_deliveries("/cliops", &good, 1, wait);
+    wait_until(wait, "the event listed as delivered", || {
+        let listed: serde_json::Value =
+            serde_json::from_str(&admin(&["events", "--source", "cliops", "--json"])).unwrap();
+        listed["events"].as_array().unwrap().iter().any(|e| e["id"] == good.as_str() && e["status"] == "delivered")
+    });
+    let table = admin(&["events", "--source", "cliops", "--status", "delivered"]);
+    assert!(table.starts_with("received") && table.contains(&good), "{table}");
+    let shown = admin(&["events", "show", "cliops", &good]);
+    assert!(shown.contains("delivered") && shown.contains("stripe-signature: t=") && shown.contains(&good), "{shown}");
+
+    w.dest.plan("/cliops", vec![crate::harness::Action::Status(500)]);
+    let dead = unique("evt");
+    send(&dead, "invoice.payment_failed");
+    wait_until(wait, "the dead letter", || admin(&["dead-letters", "--source", "cliops"]).contains(&dead));
+    let replayed = admin(&["dead-letters", "replay", "--source", "cliops", "--id", &dead]);
+    assert_eq!(replayed.trim(), "replayed 1 dead letter(s)");
+    w.dest.wait_deliveries("/cliops", &dead, 2, wait);
+
+    let set = admin(&["flags", "set", "cliops", "customer.*", "dropped"]);
+    assert_eq!(set.trim(), "cliops customer.*: dropped");
+    let flags: serde_json::Value = serde_json::from_str(&admin(&["flags", "--json"])).unwrap();
+    assert!(flags["flags"].as_array().unwrap().iter().any(|f| f["source"] == "cliops" && f["mode"] == "dropped"));
+    admin(&["flags", "set", "cliops", "customer.*", "on"]);
+
+    let metrics = admin(&["metrics"]);
+    assert!(metrics.contains(r#"edgehook_events_total{source="cliops""#), "{metrics}");
+    // `health` answers either way; its exit code says which (1 when degraded).
+    let health =
+        Command::new(cli()).args(["health", "--json", "--url", base, "--token", crate::ADMIN_TOKEN]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&health.stdout).unwrap();
+    assert_eq!(health.status.code(), Some(if report["status"] == "ok" { 0 } else { 1 }), "{report}");
+
+    // The token can come from .dev.vars; a wrong one is refused with the API's answer.
+    let dir = std::env::temp_dir().join(unique("edgehook-cli-admin"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let vars = write_dev_vars(&dir, &[("ADMIN_TOKEN".to_owned(), crate::ADMIN_TOKEN.to_owned())]);
+    let out = run(&["flags", "--url", base, "--dev-vars", vars.to_str().unwrap()]);
+    assert!(out.contains("cliops"), "{out}");
+    let refused = Command::new(cli()).args(["flags", "--url", base, "--token", "wrong"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains(r#"401 {"error":"unauthorized"}"#));
 }

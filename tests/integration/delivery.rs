@@ -232,7 +232,7 @@ fn poison_messages_are_dead_lettered_alone(w: &World) {
 
     w.dest.wait_deliveries("/fragile", &healthy, 1, WAIT);
     let stored = wait_dead_letter(&w.faults, "/admin/dead-letters?source=fragile", |d| d["id"] == missing.as_str());
-    assert_eq!(stored["error"], "body missing from storage (claim check)");
+    assert_eq!(stored["error"], "body missing from storage");
     assert_eq!(stored["attempts"], 1);
     let garbage = wait_dead_letter(&w.faults, "/admin/dead-letters", |d| d["source"] == "_poison");
     assert_eq!(garbage["error"], "undecodable queue message: not an edgehook envelope");

@@ -1,5 +1,6 @@
 //! The README's first command: `scripts/dev` serves the demo sources, and `scripts/send-demo`
-//! (the README's example) is accepted and forwarded to the demo destination.
+//! (the README's example) is accepted and forwarded to the demo destination; its cron ticker
+//! makes `/health` report ok, and the dashboard is served.
 
 use crate::harness::{free_port, root, unique, wait_until, Group};
 use crate::World;
@@ -47,5 +48,14 @@ fn dev_command_serves_the_readme_example(_: &World) {
     });
     let out = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!out.contains("signature=INVALID"), "{out}");
+    // The cron trigger is ticked by scripts/dev: the heartbeat makes /health answer ok.
+    let get = |path: &str| {
+        ureq::get(&format!("http://127.0.0.1:{port}{path}")).call().ok().map(|r| r.into_string().unwrap_or_default())
+    };
+    wait_until(Duration::from_secs(90), "a heartbeat from the dev ticker", || {
+        get("/health").is_some_and(|body| body == r#"{"status":"ok"}"#)
+    });
+    let page = get("/admin/").unwrap();
+    assert!(page.contains("<title>edgehook</title>"), "the dashboard is served");
     drop(dev);
 }

@@ -228,6 +228,8 @@ impl Worker {
             .arg("--persist-to")
             .arg(dir.join("state"))
             .args(["--show-interactive-dev-session=false", "--log-level", "log"])
+            // Lets tests run the cron trigger on demand (GET /__scheduled).
+            .arg("--test-scheduled")
             .args(&args)
             .current_dir(&dir);
         let process = Group::spawn(command, &log);
@@ -260,6 +262,27 @@ impl Worker {
 
     pub fn get(&self, path: &str, headers: &HeaderList) -> Reply {
         request("GET", &self.url(path), headers, b"")
+    }
+
+    /// Runs the cron trigger once, as the every-minute schedule would.
+    #[track_caller]
+    pub fn scheduled(&self) {
+        let reply = self.get("/__scheduled?cron=*+*+*+*+*", &HeaderList::new());
+        assert_eq!(reply.status, 200, "scheduled run failed: {}", reply.body);
+    }
+
+    /// An admin API call with the suite's token.
+    pub fn admin(&self, method: &str, path: &str, body: &[u8]) -> Reply {
+        let headers = HeaderList::from([("authorization", format!("Bearer {}", crate::ADMIN_TOKEN).as_str())]);
+        request(method, &self.url(path), &headers, body)
+    }
+
+    /// `GET` an admin path that must answer 200 with JSON.
+    #[track_caller]
+    pub fn admin_json(&self, path: &str) -> serde_json::Value {
+        let reply = self.admin("GET", path, b"");
+        assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+        reply.json()
     }
 
     /// Everything the worker logged so far.
@@ -310,6 +333,7 @@ struct DestinationState {
     received: Vec<Received>,
     plans: HashMap<String, VecDeque<Action>>,
     always: HashMap<String, u16>,
+    hanging: HashMap<String, Duration>,
 }
 
 /// A local HTTP server standing in for users' endpoints and the alert webhook.
@@ -338,7 +362,11 @@ impl Destination {
                     let mut s = state.lock().unwrap();
                     s.received.push(Received { path: path.clone(), headers, body, at: Instant::now() });
                     let planned = s.plans.get_mut(&path).and_then(|q| q.pop_front());
-                    planned.unwrap_or_else(|| Action::Status(s.always.get(&path).copied().unwrap_or(200)))
+                    match planned {
+                        Some(action) => action,
+                        None if s.hanging.contains_key(&path) => Action::Hang(s.hanging[&path]),
+                        None => Action::Status(s.always.get(&path).copied().unwrap_or(200)),
+                    }
                 };
                 let response = match action {
                     Action::Status(code) => tiny_http::Response::from_string("").with_status_code(code),
@@ -368,6 +396,15 @@ impl Destination {
     /// Makes every request to `path` get `status` until changed.
     pub fn always(&self, path: &str, status: u16) {
         self.state.lock().unwrap().always.insert(path.to_owned(), status);
+    }
+
+    /// Makes every request to `path` hang for that long (then answer 200), until set to `None`.
+    pub fn hang(&self, path: &str, hanging: Option<Duration>) {
+        let mut s = self.state.lock().unwrap();
+        match hanging {
+            Some(d) => s.hanging.insert(path.to_owned(), d),
+            None => s.hanging.remove(path),
+        };
     }
 
     /// Requests to `path` so far that match `filter`.

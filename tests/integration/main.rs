@@ -10,10 +10,12 @@
 //! `cargo test --test integration [FILTER]` runs the tests whose name contains FILTER.
 
 mod cli;
+mod dashboard;
 mod delivery;
 mod dev_command;
 mod harness;
 mod idempotency;
+mod operations;
 mod providers;
 mod receiving;
 
@@ -46,6 +48,9 @@ pub struct World {
     pub ttl: Worker,
     /// The `faults` build with a source per provider vector file (see `providers`).
     pub vectors: Worker,
+    /// The `faults` build for health, alerts and retention (4-second captures), which watch the
+    /// whole instance and so must not share it.
+    pub ops: Worker,
     pub vector_sources: Vec<providers::VectorSource>,
     /// The `.dev.vars` entries of the CLI's sources (one per provider, on `main`), and their keys.
     pub cli_vars: Vec<(String, String)>,
@@ -72,6 +77,17 @@ fn main_sources(dest: &Destination, cli_sources: serde_json::Map<String, serde_j
         "big": {"provider": "stripe", "destination": d("/big"), "max_body_bytes": 1_048_576},
         "bigdoomed": {"provider": "stripe", "destination": d("/bigdoomed"), "max_body_bytes": 1_048_576, "max_attempts": 1},
         "concurrent": {"provider": "stripe", "destination": d("/concurrent")},
+        "captured": {"provider": "stripe", "destination": d("/captured"), "max_attempts": 3, "retry_base_secs": 1, "retry_max_secs": 1},
+        "listing": {"provider": "stripe"},
+        "replayable": {"provider": "stripe", "destination": d("/replayable")},
+        "replayset": {"provider": "stripe", "destination": d("/replayset")},
+        "recovering": {"provider": "stripe", "destination": d("/recovering"), "max_attempts": 2, "retry_base_secs": 1, "retry_max_secs": 1},
+        "pausable": {"provider": "stripe", "destination": d("/pausable")},
+        "droppable": {"provider": "stripe", "destination": d("/droppable")},
+        "counted": {"provider": "stripe", "destination": d("/counted")},
+        "browser": {"provider": "stripe", "destination": d("/browser"), "max_attempts": 1},
+        "cliops": {"provider": "stripe", "destination": d("/cliops"), "max_attempts": 1},
+        "example-summary": {"provider": "standard", "max_attempts": 3, "retry_base_secs": 1, "retry_max_secs": 1},
         "broken": {"provider": "paypal"},
         "nosecret": {"provider": "stripe"},
     });
@@ -109,6 +125,16 @@ fn start_world() -> World {
         "big",
         "bigdoomed",
         "concurrent",
+        "captured",
+        "listing",
+        "replayable",
+        "replayset",
+        "recovering",
+        "pausable",
+        "droppable",
+        "counted",
+        "browser",
+        "cliops",
     ] {
         main_vars.push((format!("WEBHOOK_SECRET_{}", name.to_uppercase()), STRIPE_SECRET.into()));
     }
@@ -116,6 +142,8 @@ fn start_world() -> World {
     main_vars.push(("WEBHOOK_SECRET_STANDARD".into(), STANDARD_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_ROTATING".into(), format!(r#"["{ROTATION_NEW}","{ROTATION_OLD}"]"#)));
     main_vars.push(("WEBHOOK_SECRET_BROKEN".into(), STRIPE_SECRET.into()));
+    main_vars.push(("WEBHOOK_SECRET_EXAMPLE_SUMMARY".into(), STANDARD_SECRET.into()));
+    main_vars.push(("SUMMARY_URL".into(), dest.url("/summary")));
 
     // Sources as `wrangler.toml` tables; secrets, as they should be, outside it.
     let faults_toml =
@@ -140,14 +168,33 @@ fn start_world() -> World {
         ConfigForm { toml: Some(faults_toml), dev_vars: faults_secrets, ..Default::default() },
     );
     let mut ttl = Worker::start("ttl", "build", ConfigForm { flags: ttl_vars, ..Default::default() });
+    let ops_sources = serde_json::json!({
+        "hanging": {"provider": "stripe", "destination": dest.url("/hanging"), "delivery_timeout_secs": 1,
+                    "max_attempts": 100, "retry_base_secs": 1, "retry_max_secs": 1},
+        "kept": {"provider": "stripe"},
+    });
+    let ops_vars: Vec<(String, String)> = [
+        ("SOURCES", ops_sources.to_string()),
+        ("WEBHOOK_SECRET_HANGING", STRIPE_SECRET.into()),
+        ("WEBHOOK_SECRET_KEPT", STRIPE_SECRET.into()),
+        ("DESTINATION_SECRET", DESTINATION_SECRET.into()),
+        ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
+        ("ALERT_URL", dest.url("/ops-alerts")),
+        ("HEALTH_MAX_LAG_SECS", "5".into()),
+        ("CAPTURE_RETENTION_SECS", "4".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut ops = Worker::start("ops", "build-faults", ConfigForm { dev_vars: ops_vars, ..Default::default() });
     let vector_sources = providers::vector_sources();
     let vector_vars = providers::vector_config(&vector_sources);
     let mut vectors =
         Worker::start("vectors", "build-faults", ConfigForm { dev_vars: vector_vars, ..Default::default() });
-    for w in [&mut main, &mut faults, &mut ttl, &mut vectors] {
+    for w in [&mut main, &mut faults, &mut ttl, &mut vectors, &mut ops] {
         w.wait_ready(Duration::from_secs(180));
     }
-    World { dest, main, faults, ttl, vectors, vector_sources, cli_vars, cli_keys }
+    World { dest, main, faults, ttl, vectors, ops, vector_sources, cli_vars, cli_keys }
 }
 
 type Test = (&'static str, fn(&World));
@@ -155,6 +202,7 @@ type Test = (&'static str, fn(&World));
 /// Tests that run one at a time after the parallel ones, in this order.
 const SOLO: &[Test] = &[
     ("chunked_bodies_are_limited_while_read", receiving::chunked_bodies_are_limited_while_read),
+    (operations::SOLO[0].0, operations::SOLO[0].1),
     ("no_secret_in_any_log", idempotency::no_secret_in_any_log),
 ];
 
@@ -166,6 +214,8 @@ fn tests() -> Vec<Test> {
     all.extend(dev_command::TESTS);
     all.extend(providers::TESTS);
     all.extend(cli::TESTS);
+    all.extend(operations::TESTS);
+    all.extend(dashboard::TESTS);
     all
 }
 
@@ -173,7 +223,8 @@ fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let selected: Vec<Test> =
         tests().into_iter().filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f))).collect();
-    if selected.is_empty() {
+    let solo_selected = SOLO.iter().any(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)));
+    if selected.is_empty() && !solo_selected {
         println!("no integration test matches {filter:?}");
         return;
     }
@@ -214,7 +265,7 @@ fn main() {
         }
     }
     if failed > 0 {
-        for w in [&world.main, &world.faults, &world.ttl, &world.vectors] {
+        for w in [&world.main, &world.faults, &world.ttl, &world.vectors, &world.ops] {
             println!("--- {} log: {}", w.name, harness::show(&w.log));
             let logs = w.logs();
             let tail: Vec<&str> = logs.lines().rev().take(40).collect();

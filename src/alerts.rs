@@ -1,0 +1,35 @@
+//! Alerts: JSON POSTed to `ALERT_URL`, with a human-readable `text` (Slack-compatible) and the
+//! details beside it. Tried a few times, then only logged: an alert endpoint that is down must
+//! not hold up (or retry) the work that raised the alert.
+
+use wasm_bindgen::JsValue;
+use worker::{console_error, Fetch, Headers, Method, Request, RequestInit, Result};
+
+/// How often an alert is tried before it is only logged.
+const TRIES: u32 = 3;
+
+/// Sends `alert` (a JSON object with a `text` field) to `url`, if alerts are configured.
+pub async fn send(url: Option<&str>, alert: &serde_json::Value) {
+    let Some(url) = url else {
+        return;
+    };
+    for tries in 1..=TRIES {
+        match post(url, &alert.to_string()).await {
+            Ok(()) => return,
+            // The URL is configuration, not a secret, but it may carry a token: never logged.
+            Err(e) => console_error!("alert failed (try {tries} of {TRIES}): {e}"),
+        }
+    }
+}
+
+async fn post(url: &str, body: &str) -> Result<()> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(body)));
+    let response = Fetch::Request(Request::new_with_init(url, &init)?).send().await?;
+    if !(200..300).contains(&response.status_code()) {
+        return Err(worker::Error::RustError(format!("alert endpoint answered {}", response.status_code())));
+    }
+    Ok(())
+}

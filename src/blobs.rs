@@ -1,0 +1,90 @@
+//! Bodies in R2: claim checks, capture segments, reading them back, and the retention sweep.
+//!
+//! A consumer batch writes the bodies it captures into one object (a segment), so capture costs
+//! one R2 write per batch, not per event; each event's capture points at its bytes in it.
+//! Claim-checked bodies (too large for a queue message) are captured where they already are.
+//! Both are written under hour-stamped keys (`edgehook_core::capture::timed_key`) so the cron
+//! trigger deletes whole hours past retention by listing the oldest keys first.
+
+use crate::env::{self, bindings};
+use edgehook_core::capture::{expired_key, timed_key, BODY_PREFIX, SEGMENT_PREFIX};
+use edgehook_core::envelope::BodyRef;
+use worker::{console_error, Env, Range, Result};
+
+/// Most objects one sweep deletes per prefix (one list call, one bulk delete).
+const SWEEP_BATCH: u32 = 1_000;
+
+/// A new key for a claim-checked body of `source`.
+pub fn body_key(source: &str) -> String {
+    timed_key(BODY_PREFIX, env::now_ms(), &format!("{source}/{}", env::random_id()))
+}
+
+/// Bodies gathered into one R2 object, written once.
+pub struct Segment {
+    key: String,
+    bytes: Vec<u8>,
+    bodies: usize,
+}
+
+impl Segment {
+    pub fn new() -> Segment {
+        Segment { key: timed_key(SEGMENT_PREFIX, env::now_ms(), &env::random_id()), bytes: Vec::new(), bodies: 0 }
+    }
+
+    /// Appends `body`; returns where it will be once the segment is stored.
+    pub fn push(&mut self, body: &[u8]) -> BodyRef {
+        let offset = self.bytes.len() as u64;
+        self.bytes.extend_from_slice(body);
+        self.bodies += 1;
+        BodyRef::Segment { key: self.key.clone(), offset, len: body.len() as u64 }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bodies == 0
+    }
+
+    pub async fn store(self, env: &Env) -> Result<()> {
+        env.bucket(bindings::BLOBS)?.put(&self.key, self.bytes).execute().await?;
+        Ok(())
+    }
+}
+
+/// The body `body` refers to: `inline` for inline bodies, else read from R2. `None` when the
+/// stored body is gone.
+pub async fn load(env: &Env, body: &BodyRef, inline: &[u8]) -> Result<Option<Vec<u8>>> {
+    let bucket = env.bucket(bindings::BLOBS)?;
+    let object = match body {
+        BodyRef::Inline => return Ok(Some(inline.to_vec())),
+        BodyRef::Stored { key, .. } => bucket.get(key).execute().await?,
+        // An empty body has no bytes to range over.
+        BodyRef::Segment { len: 0, .. } => return Ok(Some(Vec::new())),
+        BodyRef::Segment { key, offset, len } => {
+            bucket.get(key).range(Range::OffsetWithLength { offset: *offset, length: *len }).execute().await?
+        }
+    };
+    match object.as_ref().and_then(|o| o.body()) {
+        None => Ok(None),
+        Some(body) => Ok(Some(body.bytes().await?)),
+    }
+}
+
+/// Deletes segments and claim-checked bodies written in hours before `cutoff_ms`, a bounded
+/// number per run (the cron trigger runs every minute). Returns how many were deleted.
+pub async fn sweep(env: &Env, cutoff_ms: i64) -> Result<usize> {
+    let bucket = env.bucket(bindings::BLOBS)?;
+    let mut deleted = 0;
+    for prefix in [SEGMENT_PREFIX, BODY_PREFIX] {
+        let listed = bucket.list().prefix(prefix).limit(SWEEP_BATCH).execute().await?;
+        // Keys sort by hour: the expired ones come first.
+        let old: Vec<String> =
+            listed.objects().iter().map(|o| o.key()).take_while(|key| expired_key(prefix, key, cutoff_ms)).collect();
+        if old.is_empty() {
+            continue;
+        }
+        deleted += old.len();
+        if let Err(e) = bucket.delete_multiple(old).await {
+            console_error!("retention sweep: could not delete under {prefix}: {e}");
+        }
+    }
+    Ok(deleted)
+}

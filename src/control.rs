@@ -1,0 +1,471 @@
+//! The control Durable Object: kill switches, metrics and health, in one place for the whole
+//! deployment, and the client the rest of the worker uses to reach it.
+//!
+//! One object (named `control`), because all three are small and global: flags are read once
+//! per consumer batch (and cached for a second per isolate), metrics arrive merged (one write
+//! per consumer batch, at most one per second per receiving isolate), and health is evaluated
+//! once a minute. None of it is on the path that answers a provider.
+
+use crate::env::{bindings, now_ms};
+use edgehook_core::flags::{Flag, Flags, Mode};
+use edgehook_core::health::{self, Alert, AlertState, Inputs, Report, Thresholds};
+use edgehook_core::metrics::{Histogram, Metrics, Outcome, Series, MAX_SERIES};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::JsValue;
+use worker::{
+    durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, SqlStorage,
+    SqlStorageValue, State as ObjectState,
+};
+
+/// How long one isolate trusts the kill switches it read.
+const FLAGS_CACHE_MS: i64 = 1_000;
+/// Probes older than this are forgotten (seen or not: one unseen for a day has made its point).
+const PROBE_MEMORY_MS: i64 = 24 * 3600 * 1000;
+
+/// What a consumer batch or a receiving isolate reports.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Tally {
+    pub metrics: Metrics,
+    /// Heartbeat probes taken from the queue.
+    #[serde(default)]
+    pub probes_seen: Vec<String>,
+    #[serde(default)]
+    pub attempts_succeeded: u64,
+    #[serde(default)]
+    pub attempts_failed: u64,
+    /// Dead letters stored.
+    #[serde(default)]
+    pub dead_letters_added: u64,
+}
+
+impl Tally {
+    pub fn is_empty(&self) -> bool {
+        self.metrics.is_empty()
+            && self.probes_seen.is_empty()
+            && self.attempts_succeeded == 0
+            && self.attempts_failed == 0
+            && self.dead_letters_added == 0
+    }
+
+    pub fn count(&mut self, source: &str, event_type: Option<&str>, outcome: Outcome) {
+        self.metrics.count(source, event_type, outcome, "", 1);
+    }
+}
+
+/// The heartbeat's findings, and the alert they call for.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Beat {
+    pub report: Report,
+    pub alert: Option<AlertKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    Degraded,
+    Recovered,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Op {
+    Flags,
+    SetFlag { source: String, pattern: String, mode: Mode },
+    Report { tally: Tally },
+    Metrics,
+    Heartbeat { probe_id: String, dead_letters: u64, oldest_open_ms: Option<i64>, max_lag_ms: i64 },
+    Health { max_lag_ms: i64 },
+}
+
+/// The worker's handle on the control object.
+pub struct Control {
+    ns: ObjectNamespace,
+}
+
+thread_local! {
+    /// Kill switches as last read by this isolate, and when.
+    static FLAGS: RefCell<Option<(i64, Rc<Flags>)>> = const { RefCell::new(None) };
+}
+
+impl Control {
+    pub fn new(env: &Env) -> Result<Control> {
+        Ok(Control { ns: env.durable_object(bindings::CONTROL)? })
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(&self, op: &Op) -> Result<T> {
+        let stub = self.ns.id_from_name("control")?.get_stub()?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(JsValue::from_str(&serde_json::to_string(op)?)));
+        let mut response =
+            stub.fetch_with_request(Request::new_with_init("https://control.edgehook/op", &init)?).await?;
+        if response.status_code() != 200 {
+            let detail = response.text().await.unwrap_or_default();
+            return Err(worker::Error::RustError(format!("control answered {}: {detail}", response.status_code())));
+        }
+        response.json().await
+    }
+
+    /// The kill switches: read at most once a second per isolate. When the object cannot be
+    /// reached, the last switches read are used, however old; with none, the error.
+    pub async fn flags(&self) -> Result<Rc<Flags>> {
+        let now = now_ms();
+        let cached = FLAGS.with(|f| f.borrow().clone());
+        if let Some((at, flags)) = &cached {
+            if now - at < FLAGS_CACHE_MS {
+                return Ok(flags.clone());
+            }
+        }
+        match self.call::<Flags>(&Op::Flags).await {
+            Ok(flags) => {
+                let flags = Rc::new(flags);
+                FLAGS.with(|f| *f.borrow_mut() = Some((now, flags.clone())));
+                Ok(flags)
+            }
+            Err(e) => match cached {
+                Some((_, flags)) => {
+                    worker::console_error!("kill switches unreadable, using the last ones read: {e}");
+                    Ok(flags)
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    /// The kill switches as stored now (no cache).
+    pub async fn flags_now(&self) -> Result<Flags> {
+        self.call(&Op::Flags).await
+    }
+
+    /// Sets one kill switch and returns them all (this isolate sees the change at once).
+    pub async fn set_flag(&self, source: &str, pattern: &str, mode: Mode) -> Result<Flags> {
+        let op = Op::SetFlag { source: source.to_owned(), pattern: pattern.to_owned(), mode };
+        let flags: Flags = self.call(&op).await?;
+        FLAGS.with(|f| *f.borrow_mut() = Some((now_ms(), Rc::new(flags.clone()))));
+        Ok(flags)
+    }
+
+    pub async fn report(&self, tally: Tally) -> Result<()> {
+        if tally.is_empty() {
+            return Ok(());
+        }
+        self.call::<serde_json::Value>(&Op::Report { tally }).await.map(drop)
+    }
+
+    pub async fn metrics(&self) -> Result<Metrics> {
+        self.call(&Op::Metrics).await
+    }
+
+    /// Records a heartbeat with what the cron trigger measured, evaluates health, and says
+    /// which alert to send.
+    pub async fn heartbeat(
+        &self,
+        probe_id: &str,
+        dead_letters: u64,
+        oldest_open_ms: Option<i64>,
+        max_lag_ms: i64,
+    ) -> Result<Beat> {
+        let op = Op::Heartbeat { probe_id: probe_id.to_owned(), dead_letters, oldest_open_ms, max_lag_ms };
+        self.call(&op).await
+    }
+
+    /// The health as of now (the last heartbeat's measurements, aged to now).
+    pub async fn health(&self, max_lag_ms: i64) -> Result<Report> {
+        self.call(&Op::Health { max_lag_ms }).await
+    }
+}
+
+#[derive(Deserialize)]
+struct FlagRow {
+    source: String,
+    pattern: String,
+    mode: String,
+    updated_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct CounterRow {
+    source: String,
+    event_type: String,
+    outcome: String,
+    reason: String,
+    n: i64,
+}
+
+#[derive(Deserialize)]
+struct LatencyRow {
+    source: String,
+    buckets: String,
+    sum_ms: i64,
+    count: i64,
+}
+
+#[derive(Deserialize)]
+struct ValueRow {
+    value: String,
+}
+
+#[derive(Deserialize)]
+struct Count {
+    n: i64,
+}
+
+#[derive(Deserialize)]
+struct MinRow {
+    sent: Option<i64>,
+}
+
+/// Counts since the last heartbeat.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Window {
+    attempts_succeeded: u64,
+    attempts_failed: u64,
+    dead_letters_added: u64,
+}
+
+#[durable_object]
+pub struct ControlObject {
+    sql: SqlStorage,
+}
+
+impl DurableObject for ControlObject {
+    fn new(state: ObjectState, _env: Env) -> Self {
+        let sql = state.storage().sql();
+        let ddl = "CREATE TABLE IF NOT EXISTS flags (source TEXT NOT NULL, pattern TEXT NOT NULL,
+                       mode TEXT NOT NULL, updated_ms INTEGER NOT NULL, PRIMARY KEY (source, pattern));
+                   CREATE TABLE IF NOT EXISTS counters (source TEXT NOT NULL, event_type TEXT NOT NULL,
+                       outcome TEXT NOT NULL, reason TEXT NOT NULL, n INTEGER NOT NULL,
+                       PRIMARY KEY (source, event_type, outcome, reason));
+                   CREATE TABLE IF NOT EXISTS latency (source TEXT PRIMARY KEY, buckets TEXT NOT NULL,
+                       sum_ms INTEGER NOT NULL, count INTEGER NOT NULL);
+                   CREATE TABLE IF NOT EXISTS probes (id TEXT PRIMARY KEY, sent_ms INTEGER,
+                       seen_ms INTEGER);
+                   CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL);";
+        if let Err(e) = sql.exec(ddl, None) {
+            worker::console_error!("control: schema creation failed: {e}");
+        }
+        ControlObject { sql }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let op: Op = req.json().await?;
+        let now = now_ms();
+        let reply = match op {
+            Op::Flags => serde_json::to_value(self.flags()?)?,
+            Op::SetFlag { source, pattern, mode } => {
+                self.sql.exec(
+                    "INSERT INTO flags (source, pattern, mode, updated_ms) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (source, pattern) DO UPDATE SET mode = excluded.mode,
+                       updated_ms = excluded.updated_ms",
+                    vec![source.into(), pattern.into(), mode.as_str().into(), now.into()],
+                )?;
+                serde_json::to_value(self.flags()?)?
+            }
+            Op::Report { tally } => {
+                self.add(&tally.metrics)?;
+                for id in &tally.probes_seen {
+                    self.sql.exec(
+                        "INSERT INTO probes (id, sent_ms, seen_ms) VALUES (?, NULL, ?)
+                         ON CONFLICT (id) DO UPDATE SET seen_ms = excluded.seen_ms",
+                        vec![id.as_str().into(), now.into()],
+                    )?;
+                }
+                let mut window: Window = self.get_state("window")?.unwrap_or_default();
+                window.attempts_succeeded += tally.attempts_succeeded;
+                window.attempts_failed += tally.attempts_failed;
+                window.dead_letters_added += tally.dead_letters_added;
+                self.put_state("window", &window)?;
+                serde_json::Value::Null
+            }
+            Op::Metrics => serde_json::to_value(self.metrics()?)?,
+            Op::Heartbeat { probe_id, dead_letters, oldest_open_ms, max_lag_ms } => {
+                let window: Window = self.get_state("window")?.unwrap_or_default();
+                self.put_state("window", &Window::default())?;
+                self.sql.exec(
+                    "INSERT INTO probes (id, sent_ms, seen_ms) VALUES (?, ?, NULL)
+                     ON CONFLICT (id) DO UPDATE SET sent_ms = excluded.sent_ms",
+                    vec![probe_id.into(), now.into()],
+                )?;
+                self.sql.exec(
+                    "DELETE FROM probes WHERE COALESCE(sent_ms, seen_ms) < ?",
+                    vec![(now - PROBE_MEMORY_MS).into()],
+                )?;
+                let inputs = Inputs {
+                    now_ms: now,
+                    last_heartbeat_ms: Some(now),
+                    oldest_unseen_probe_ms: self.oldest_unseen_probe()?,
+                    oldest_open_event_ms: oldest_open_ms,
+                    dead_letters,
+                    dead_letters_before: dead_letters.saturating_sub(window.dead_letters_added),
+                    attempts_succeeded: window.attempts_succeeded,
+                    attempts_failed: window.attempts_failed,
+                };
+                self.put_state("inputs", &inputs)?;
+                let report = health::evaluate(&inputs, &thresholds(max_lag_ms));
+                let alerts: AlertState = self.get_state("alerts")?.unwrap_or_default();
+                let (alerts, alert) = health::next_alert(alerts, report.status);
+                self.put_state("alerts", &alerts)?;
+                let alert = alert.map(|a| match a {
+                    Alert::Degraded => AlertKind::Degraded,
+                    Alert::Recovered => AlertKind::Recovered,
+                });
+                serde_json::to_value(Beat { report, alert })?
+            }
+            Op::Health { max_lag_ms } => {
+                // The last heartbeat's measurements, aged to now: a stopped cron trigger or
+                // consumer shows here even though nothing new was measured.
+                let mut inputs: Inputs = self.get_state("inputs")?.unwrap_or_default();
+                inputs.now_ms = now;
+                inputs.oldest_unseen_probe_ms = self.oldest_unseen_probe()?;
+                serde_json::to_value(health::evaluate(&inputs, &thresholds(max_lag_ms)))?
+            }
+        };
+        Response::ok(reply.to_string())
+    }
+}
+
+fn thresholds(max_lag_ms: i64) -> Thresholds {
+    Thresholds { max_lag_ms, ..Thresholds::default() }
+}
+
+impl ControlObject {
+    fn flags(&self) -> Result<Flags> {
+        let rows: Vec<FlagRow> = self
+            .sql
+            .exec("SELECT source, pattern, mode, updated_ms FROM flags ORDER BY source, pattern", None)?
+            .to_array()?;
+        Ok(Flags(
+            rows.into_iter()
+                .filter_map(|r| {
+                    Some(Flag {
+                        source: r.source,
+                        pattern: r.pattern,
+                        mode: Mode::parse(&r.mode)?,
+                        updated_ms: r.updated_ms,
+                    })
+                })
+                .collect(),
+        ))
+    }
+
+    /// Adds reported metrics to the stored ones. New series past the cap are folded into type
+    /// `_other`, as in memory.
+    fn add(&self, metrics: &Metrics) -> Result<()> {
+        let mut series_count: Option<i64> = None;
+        for (series, n) in &metrics.counters {
+            let mut event_type = series.event_type.as_str();
+            let exists: Vec<Count> = self
+                .sql
+                .exec(
+                    "SELECT n FROM counters WHERE source = ? AND event_type = ? AND outcome = ? AND reason = ?",
+                    vec![
+                        series.source.as_str().into(),
+                        event_type.into(),
+                        series.outcome.as_str().into(),
+                        series.reason.as_str().into(),
+                    ],
+                )?
+                .to_array()?;
+            if exists.is_empty() {
+                let count = match series_count {
+                    Some(c) => c,
+                    None => self.sql.exec("SELECT COUNT(*) AS n FROM counters", None)?.one::<Count>()?.n,
+                };
+                if count as usize >= MAX_SERIES {
+                    event_type = "_other";
+                }
+                series_count = Some(count + 1);
+            }
+            self.sql.exec(
+                "INSERT INTO counters (source, event_type, outcome, reason, n) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (source, event_type, outcome, reason) DO UPDATE SET n = n + excluded.n",
+                vec![
+                    series.source.as_str().into(),
+                    event_type.into(),
+                    series.outcome.as_str().into(),
+                    series.reason.as_str().into(),
+                    (*n as i64).into(),
+                ],
+            )?;
+        }
+        for (source, histogram) in &metrics.latency {
+            let mut h = self.histogram(source)?.unwrap_or_default();
+            h.merge(histogram);
+            self.sql.exec(
+                "INSERT OR REPLACE INTO latency (source, buckets, sum_ms, count) VALUES (?, ?, ?, ?)",
+                vec![
+                    source.as_str().into(),
+                    serde_json::to_string(&h.buckets)?.into(),
+                    (h.sum_ms as i64).into(),
+                    (h.count as i64).into(),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn histogram(&self, source: &str) -> Result<Option<Histogram>> {
+        let rows: Vec<LatencyRow> = self
+            .sql
+            .exec("SELECT source, buckets, sum_ms, count FROM latency WHERE source = ?", vec![source.into()])?
+            .to_array()?;
+        match rows.into_iter().next() {
+            None => Ok(None),
+            Some(r) => Ok(Some(Histogram {
+                buckets: serde_json::from_str(&r.buckets)?,
+                sum_ms: r.sum_ms as u64,
+                count: r.count as u64,
+            })),
+        }
+    }
+
+    fn metrics(&self) -> Result<Metrics> {
+        let mut metrics = Metrics::default();
+        let rows: Vec<CounterRow> =
+            self.sql.exec("SELECT source, event_type, outcome, reason, n FROM counters", None)?.to_array()?;
+        for r in rows {
+            let Ok(outcome) = serde_json::from_value::<Outcome>(serde_json::Value::String(r.outcome)) else {
+                continue;
+            };
+            let series = Series { source: r.source, event_type: r.event_type, outcome, reason: r.reason };
+            metrics.counters.insert(series, r.n as u64);
+        }
+        let rows: Vec<LatencyRow> =
+            self.sql.exec("SELECT source, buckets, sum_ms, count FROM latency", None)?.to_array()?;
+        for r in rows {
+            let histogram = Histogram {
+                buckets: serde_json::from_str(&r.buckets)?,
+                sum_ms: r.sum_ms as u64,
+                count: r.count as u64,
+            };
+            metrics.latency.insert(r.source, histogram);
+        }
+        Ok(metrics)
+    }
+
+    fn oldest_unseen_probe(&self) -> Result<Option<i64>> {
+        let rows: Vec<MinRow> = self
+            .sql
+            .exec("SELECT MIN(sent_ms) AS sent FROM probes WHERE seen_ms IS NULL AND sent_ms IS NOT NULL", None)?
+            .to_array()?;
+        Ok(rows.first().and_then(|r| r.sent))
+    }
+
+    fn get_state<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        let rows: Vec<ValueRow> =
+            self.sql.exec("SELECT value FROM state WHERE name = ?", vec![name.into()])?.to_array()?;
+        match rows.into_iter().next() {
+            None => Ok(None),
+            Some(r) => Ok(Some(serde_json::from_str(&r.value)?)),
+        }
+    }
+
+    fn put_state<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        self.sql.exec(
+            "INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)",
+            vec![SqlStorageValue::from(name), serde_json::to_string(value)?.into()],
+        )?;
+        Ok(())
+    }
+}

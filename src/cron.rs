@@ -1,0 +1,104 @@
+//! The cron trigger (every minute): heartbeat and health, alerts, retention, resumption.
+//!
+//! Each run:
+//! 1. measures what health needs: the oldest open event (all shards), the stored dead letters;
+//! 2. records the heartbeat in the control object, which evaluates health and says whether the
+//!    state changed enough to alert (one alert on degrading, one on recovering);
+//! 3. puts a probe on the event queue: the consumer reports it, and a probe nobody reports is
+//!    processing lag even when no record changes (a consumer that stopped taking messages);
+//! 4. deletes captured bodies past retention (never those of events still held);
+//! 5. resumes held events whose kill switch is no longer `paused` (the admin API resumes them
+//!    at once; this catches resumptions that were lost).
+//!
+//! Every step is independent: one failing is logged and the others still run.
+
+use crate::alerts;
+use crate::blobs;
+use crate::consumer::PROBE_SOURCE;
+use crate::control::{AlertKind, Control};
+use crate::dead_letters;
+use crate::env::{self, bindings};
+use crate::idempotency::{Idempotency, Oldest};
+use crate::queue;
+use crate::replay;
+use edgehook_core::capture::retention_cutoff;
+use edgehook_core::envelope::{self, BodyRef, EventMeta};
+use worker::{console_error, console_log, Env, Result};
+
+/// Dead letters are counted a page at a time, up to this many pages (100,000 letters).
+const MAX_COUNT_PAGES: usize = 100;
+
+pub async fn tick(env: &Env) {
+    let config = env::config(env);
+    let (store, control) = match (Idempotency::new(env), Control::new(env)) {
+        (Ok(store), Ok(control)) => (store, control),
+        (Err(e), _) | (_, Err(e)) => return console_error!("cron: bindings unavailable: {e}"),
+    };
+    let oldest = store.oldest().await.unwrap_or_else(|e| {
+        console_error!("cron: could not read the oldest open events: {e}");
+        Oldest::default()
+    });
+    let dead_letters = count_dead_letters(env).await.unwrap_or_else(|e| {
+        console_error!("cron: could not count dead letters: {e}");
+        0
+    });
+    let probe_id = env::random_id();
+    let max_lag_ms = (config.settings.health_max_lag_secs as i64).saturating_mul(1000);
+    match control.heartbeat(&probe_id, dead_letters, oldest.open, max_lag_ms).await {
+        Ok(beat) => {
+            if let Some(kind) = beat.alert {
+                let text = match kind {
+                    AlertKind::Degraded => format!("edgehook is degraded: {}", beat.report.reasons.join("; ")),
+                    AlertKind::Recovered => "edgehook has recovered: healthy again".to_owned(),
+                };
+                console_log!("{text}");
+                let alert = serde_json::json!({ "text": text, "health": kind, "report": beat.report });
+                alerts::send(config.settings.alert_url.as_deref(), &alert).await;
+            }
+        }
+        Err(e) => console_error!("cron: heartbeat failed: {e}"),
+    }
+    if let Err(e) = send_probe(env, &probe_id).await {
+        console_error!("cron: could not enqueue the heartbeat probe: {e}");
+    }
+    let retention_ms = (config.settings.capture_retention_secs as i64).saturating_mul(1000);
+    if let Err(e) = blobs::sweep(env, retention_cutoff(env::now_ms(), retention_ms, oldest.held)).await {
+        console_error!("cron: retention sweep failed: {e}");
+    }
+    if oldest.held.is_some() {
+        let resumed = match control.flags().await {
+            Ok(flags) => replay::resume_held(env, &store, &flags, None).await,
+            Err(e) => Err(e),
+        };
+        match resumed {
+            Ok(0) => {}
+            Ok(n) => console_log!("cron: resumed {n} held event(s)"),
+            Err(e) => console_error!("cron: resuming held events failed: {e}"),
+        }
+    }
+}
+
+async fn send_probe(env: &Env, probe_id: &str) -> Result<()> {
+    let probe = EventMeta::first_attempt(PROBE_SOURCE, probe_id, env::now_ms(), BodyRef::Inline);
+    queue::send(&env.queue(bindings::EVENTS)?, &envelope::encode(&probe, &[]), 0).await
+}
+
+/// Stored dead letters (poison included: each one is something nobody has dealt with).
+async fn count_dead_letters(env: &Env) -> Result<u64> {
+    let bucket = env.bucket(bindings::BLOBS)?;
+    let mut count = 0;
+    let mut cursor = None;
+    for _ in 0..MAX_COUNT_PAGES {
+        let mut list = bucket.list().prefix(dead_letters::PREFIX).limit(1000);
+        if let Some(c) = cursor.take() {
+            list = list.cursor(c);
+        }
+        let listed = list.execute().await?;
+        count += listed.objects().len() as u64;
+        match listed.cursor() {
+            Some(next) if listed.truncated() => cursor = Some(next),
+            _ => break,
+        }
+    }
+    Ok(count)
+}

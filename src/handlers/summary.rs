@@ -1,0 +1,49 @@
+//! The example handler: tells another service, in one short JSON line, what arrived.
+
+use super::{Event, Handler, HandlerError};
+use futures_util::future::LocalBoxFuture;
+use wasm_bindgen::JsValue;
+use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
+
+/// POSTs `{"text": "...", "source", "id", "type", "bytes", "attempt"}` to `SUMMARY_URL`.
+/// Fails (and is retried) while `SUMMARY_URL` is unset or does not answer 2xx.
+pub struct Summary;
+
+impl Handler for Summary {
+    fn handle<'a>(&'a self, event: Event<'a>, env: &'a Env) -> LocalBoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let url = env
+                .var("SUMMARY_URL")
+                .map(|v| v.to_string())
+                .map_err(|_| HandlerError::new("SUMMARY_URL is not set"))?;
+            let text = format!(
+                "{} event {} ({}), {} bytes",
+                event.source,
+                event.id,
+                event.event_type.unwrap_or("no type"),
+                event.body.len()
+            );
+            let summary = serde_json::json!({
+                "text": text,
+                "source": event.source,
+                "id": event.id,
+                "type": event.event_type,
+                "bytes": event.body.len(),
+                "attempt": event.attempt,
+            });
+            let failed = |e: worker::Error| HandlerError::new(format!("could not send the summary: {e}"));
+            let headers = Headers::new();
+            headers.set("content-type", "application/json").map_err(failed)?;
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post)
+                .with_headers(headers)
+                .with_body(Some(JsValue::from_str(&summary.to_string())));
+            let request = Request::new_with_init(&url, &init).map_err(failed)?;
+            let response = Fetch::Request(request).send().await.map_err(failed)?;
+            match response.status_code() {
+                200..=299 => Ok(()),
+                status => Err(HandlerError::new(format!("summary endpoint answered {status}"))),
+            }
+        })
+    }
+}

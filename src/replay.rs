@@ -1,0 +1,169 @@
+//! Putting events back on the queue: replays (of one event, of a filtered set, of every dead
+//! letter) and the resumption of events held by a `paused` kill switch.
+//!
+//! A replay is delivered whatever its record says (`replay` in the envelope), starting again at
+//! attempt 1, and is recorded as a replay (a count on the event, and `replay: true` on its
+//! attempts). A resumption is a continuation the held record accepts; the consumer checks the
+//! kill switch again, so an event whose switch was paused again in the meantime is held again.
+
+use crate::blobs;
+use crate::dead_letters::{self, POISON_DIR};
+use crate::env::{self, bindings};
+use crate::idempotency::{Idempotency, ListQuery};
+use crate::queue;
+use edgehook_core::capture::{to_resume, EventQuery};
+use edgehook_core::envelope::{self, BodyRef, EventMeta, MAX_INLINE_ENVELOPE};
+use edgehook_core::flags::Flags;
+use edgehook_core::ingest::idempotency_key;
+use worker::{console_error, Env, Result};
+
+/// Most events one call replays or resumes (the rest: call again, or the next cron run).
+pub const MAX_PER_CALL: usize = 1_000;
+/// Messages per queue batch send (the platform's limit is 100 messages and 256 KB; resumptions
+/// carry no body, so 100 of them stay far below it).
+const SEND_BATCH: usize = 100;
+
+/// Sends an event with its body: inline when it fits a message, else with a claim check.
+async fn enqueue(env: &Env, meta: EventMeta, body: &[u8]) -> Result<()> {
+    let meta = if envelope::inline_size(&meta, body.len()) <= MAX_INLINE_ENVELOPE {
+        EventMeta { body: BodyRef::Inline, ..meta }
+    } else {
+        let key = blobs::body_key(&meta.source);
+        env.bucket(bindings::BLOBS)?.put(&key, body.to_vec()).execute().await?;
+        EventMeta { body: BodyRef::Stored { key, len: body.len() as u64 }, ..meta }
+    };
+    queue::send(&env.queue(bindings::EVENTS)?, &envelope::encode(&meta, body), 0).await
+}
+
+/// Replays one captured event. `false` when it is not (or no longer) captured.
+pub async fn replay_event(env: &Env, store: &Idempotency, source: &str, id: &str) -> Result<bool> {
+    let key = idempotency_key(source, id);
+    let Some(event) = store.get(&key).await? else {
+        return Ok(false);
+    };
+    let meta = event.capture.continuation(1, 0, true);
+    queue::send(&env.queue(bindings::EVENTS)?, &envelope::encode(&meta, &[]), 0).await?;
+    store.replayed(&key).await?;
+    Ok(true)
+}
+
+/// Replays the captured events a query matches (every page of it, up to [`MAX_PER_CALL`]).
+pub async fn replay_matching(env: &Env, store: &Idempotency, query: &EventQuery) -> Result<usize> {
+    let mut replayed = 0;
+    let mut before = None;
+    while replayed < MAX_PER_CALL {
+        let page = store
+            .list(ListQuery {
+                source: query.source.clone(),
+                states: query.status.map(|s| s.states().iter().map(|st| st.as_str().to_owned()).collect()),
+                event_type: query.event_type.clone(),
+                limit: 100.min((MAX_PER_CALL - replayed) as u32),
+                before: before.clone(),
+            })
+            .await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        before = Some((last.received_at_ms, idempotency_key(&last.source, &last.id)));
+        for event in &page {
+            if replay_event(env, store, &event.source, &event.id).await? {
+                replayed += 1;
+            }
+        }
+    }
+    Ok(replayed)
+}
+
+/// Which dead letters to replay: all, a source's, or one.
+#[derive(Debug, Clone, Copy)]
+pub enum Letters<'a> {
+    All,
+    Source(&'a str),
+    One(&'a str, &'a str),
+}
+
+/// Replays stored dead letters, each with the exact body it was stored with; a replayed letter
+/// is removed (it comes back if the replay dies too). Poison messages are not events and stay.
+pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<'_>) -> Result<usize> {
+    let bucket = env.bucket(bindings::BLOBS)?;
+    let (prefix, exact) = match which {
+        Letters::All => (dead_letters::PREFIX.to_owned(), None),
+        Letters::Source(source) => (format!("{}{source}/", dead_letters::PREFIX), None),
+        Letters::One(source, id) => {
+            let key = format!("{}{source}/{id}", dead_letters::PREFIX);
+            (key.clone(), Some(key))
+        }
+    };
+    let poison = format!("{}{POISON_DIR}/", dead_letters::PREFIX);
+    let mut replayed = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut list = bucket.list().prefix(prefix.clone()).limit(100);
+        if let Some(c) = cursor.take() {
+            list = list.cursor(c);
+        }
+        let listed = list.execute().await?;
+        for object in listed.objects() {
+            let key = object.key();
+            if key.starts_with(&poison) || replayed >= MAX_PER_CALL || exact.as_ref().is_some_and(|k| *k != key) {
+                continue;
+            }
+            let Some(stored) = bucket.get(&key).execute().await? else {
+                continue;
+            };
+            let Some(body) = stored.body() else {
+                continue;
+            };
+            let bytes = body.bytes().await?;
+            let Ok((meta, inline)) = envelope::decode(&bytes) else {
+                console_error!("dead letter {key} is not an envelope; left where it is");
+                continue;
+            };
+            let Some(body) = blobs::load(env, &meta.body, inline).await? else {
+                console_error!("dead letter {key} has no body any more; left where it is");
+                continue;
+            };
+            let replay = EventMeta {
+                attempt: 1,
+                last_error: None,
+                retry_token: None,
+                replay: true,
+                dead: false,
+                filtered: false,
+                resumed: false,
+                ..meta
+            };
+            let event_key = idempotency_key(&replay.source, &replay.id);
+            enqueue(env, replay, &body).await?;
+            bucket.delete(&key).await?;
+            if let Err(e) = store.replayed(&event_key).await {
+                console_error!("could not count the replay of {event_key}: {e}");
+            }
+            replayed += 1;
+        }
+        match listed.cursor() {
+            Some(next) if listed.truncated() && replayed < MAX_PER_CALL => cursor = Some(next),
+            _ => break,
+        }
+    }
+    Ok(replayed)
+}
+
+/// Resumes held events (of `source`, or of all) whose kill switch is no longer `paused`,
+/// oldest first, in order.
+pub async fn resume_held(env: &Env, store: &Idempotency, flags: &Flags, source: Option<&str>) -> Result<usize> {
+    let held = store.held(source, MAX_PER_CALL as u32).await?;
+    let mut due = to_resume(held, flags, env::now_ms());
+    due.truncate(MAX_PER_CALL);
+    let queue = env.queue(bindings::EVENTS)?;
+    for chunk in due.chunks(SEND_BATCH) {
+        let messages: Vec<Vec<u8>> = chunk
+            .iter()
+            .map(|h| envelope::encode(&h.capture.continuation(h.attempts + 1, env::random_token(), false), &[]))
+            .collect();
+        queue::send_batch(&queue, &messages).await?;
+        let keys: Vec<String> = chunk.iter().map(|h| idempotency_key(&h.capture.source, &h.capture.id)).collect();
+        store.resumed(&keys).await?;
+    }
+    Ok(due.len())
+}

@@ -1,0 +1,105 @@
+// Drives the dashboard at $EDGEHOOK_URL/admin/ in headless Chromium (Debian's, through
+// playwright-core) the way an operator would. Run by the integration suite (dashboard.rs),
+// which prepares the event and the dead letter, and answers on stdin when it has checked what
+// happened between the steps. Every step prints one line: "STEP <name>".
+import { chromium } from "playwright-core";
+import { createInterface } from "node:readline";
+import { execFileSync } from "node:child_process";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const base = env("EDGEHOOK_URL");
+const token = env("ADMIN_TOKEN");
+const eventSource = env("EVENT_SOURCE");
+const eventId = env("EVENT_ID");
+const deadId = env("DEAD_ID");
+const pauseSource = env("PAUSE_SOURCE");
+const pausePattern = env("PAUSE_PATTERN");
+
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function waitForGo() {
+  const { value, done } = await lines.next();
+  if (done || value.trim() !== "GO") throw new Error(`expected GO on stdin, got ${value}`);
+}
+const step = (name) => console.log(`STEP ${name}`);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || execFileSync("sh", ["-c", "command -v chromium"]).toString().trim(),
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"],
+});
+const failures = [];
+try {
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
+  page.on("requestfailed", (r) => {
+    // Nothing may be loaded from anywhere but the worker itself.
+    if (!r.url().startsWith(base)) failures.push(`external request: ${r.url()}`);
+  });
+  page.on("request", (r) => {
+    if (!r.url().startsWith(base)) failures.push(`external request: ${r.url()}`);
+  });
+  page.setDefaultTimeout(30_000);
+
+  await page.goto(`${base}/admin/`);
+  // A wrong token is refused and the login form stays.
+  await page.getByTestId("token").fill("not-the-token");
+  await page.getByTestId("login-button").click();
+  await page.getByTestId("message").filter({ hasText: "not accepted" }).waitFor();
+  await page.getByTestId("login").waitFor({ state: "visible" });
+  // The right one logs in; the token is in session storage only.
+  await page.getByTestId("token").fill(token);
+  await page.getByTestId("login-button").click();
+  await page.getByTestId("health-status").filter({ hasText: /ok|degraded/ }).waitFor();
+  const stored = await page.evaluate(() => [sessionStorage.getItem("edgehook-admin-token"), localStorage.length]);
+  if (stored[0] !== token || stored[1] !== 0) throw new Error(`token storage: ${JSON.stringify(stored)}`);
+  step("logged-in");
+
+  // See an event, with its attempts and exact body (the listing narrowed to its source).
+  await page.getByTestId("event-source").fill(eventSource);
+  await page.getByTestId("event-source").press("Enter");
+  const row = page.locator(`[data-testid=event-row][data-id="${eventId}"]`);
+  await row.waitFor();
+  await row.click();
+  await page.getByTestId("event-body").filter({ hasText: eventId }).waitFor();
+  await page.getByTestId("attempt-row").first().waitFor();
+  step("event-seen");
+
+  // Replay the dead letter; its row goes away once the replay is delivered.
+  const letter = page.locator(`[data-testid=dead-letter-row][data-id="${deadId}"]`);
+  await letter.waitFor();
+  await letter.getByTestId("replay-dead-letter").click();
+  await page.getByTestId("message").filter({ hasText: "Replayed 1 dead letter" }).waitFor();
+  await letter.waitFor({ state: "detached" });
+  step("dead-letter-replayed");
+
+  // Pause an event type with the form.
+  await page.getByTestId("flag-source").fill(pauseSource);
+  await page.getByTestId("flag-pattern").fill(pausePattern);
+  await page.getByTestId("flag-mode").selectOption("paused");
+  await page.getByTestId("flag-set").click();
+  const flag = page.locator(`[data-testid=flag-row][data-source="${pauseSource}"][data-pattern="${pausePattern}"]`);
+  await flag.getByTestId("flag-mode-cell").filter({ hasText: "paused" }).waitFor();
+  step("paused");
+  await waitForGo(); // the suite has sent events and seen them held
+
+  // Resume it with the row's toggle.
+  await page.getByTestId("refresh").click();
+  await flag.getByTestId("flag-on").click();
+  await flag.getByTestId("flag-mode-cell").filter({ hasText: "on" }).waitFor();
+  await page.getByTestId("message").filter({ hasText: "resumed" }).waitFor();
+  step("resumed");
+} catch (e) {
+  failures.push(e.stack || String(e));
+} finally {
+  await browser.close();
+}
+if (failures.length) {
+  console.log(`FAILED\n${failures.join("\n")}`);
+  process.exit(1);
+}
+console.log("DONE");
+process.exit(0);

@@ -1,0 +1,490 @@
+//! SPEC section 4, through the running worker: capture and replay, dead-letter replay, kill
+//! switches, metrics, in-worker handlers, retention, and health with its alerts.
+
+use crate::harness::{now_secs, signed, stripe_body, unique, wait_until, Action, Worker};
+use crate::{World, STANDARD_SECRET, STRIPE_SECRET};
+use edgehook_core::providers::Provider;
+use serde_json::{json, Value};
+use std::thread;
+use std::time::Duration;
+
+pub const TESTS: &[crate::Test] = &[
+    ("captured_events_keep_headers_body_and_attempts", captured_events_keep_headers_body_and_attempts),
+    ("captured_headers_never_hold_secrets", captured_headers_never_hold_secrets),
+    ("event_listing_filters_and_pages_newest_first", event_listing_filters_and_pages_newest_first),
+    ("one_event_is_replayed_and_recorded_as_a_replay", one_event_is_replayed_and_recorded_as_a_replay),
+    ("filtered_set_is_replayed", filtered_set_is_replayed),
+    ("dead_letter_is_inspected_and_replayed_to_a_recovered_destination", dead_letter_is_inspected_and_replayed),
+    ("paused_type_holds_events_and_releases_all_in_order", paused_type_holds_events_and_releases_all_in_order),
+    ("dropped_type_is_recorded_not_delivered", dropped_type_is_recorded_not_delivered),
+    ("filtered_and_duplicate_events_are_recorded_and_counted", filtered_and_duplicate_events_are_recorded_and_counted),
+    ("metrics_count_outcomes_in_prometheus_and_json", metrics_count_outcomes_in_prometheus_and_json),
+    ("in_worker_handler_processes_and_retries", in_worker_handler_processes_and_retries),
+    ("admin_api_refuses_bad_input_clearly", admin_api_refuses_bad_input_clearly),
+    ("captures_expire_after_retention_and_old_bodies_are_swept", captures_expire_and_old_bodies_are_swept),
+];
+
+/// Tests that must run alone on their instance (see `main`).
+pub const SOLO: &[crate::Test] = &[(
+    "hanging_destination_degrades_health_alerts_once_and_recovers",
+    hanging_destination_degrades_health_alerts_once_and_recovers,
+)];
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn send_stripe(worker: &Worker, source: &str, id: &str, event_type: &str) -> Vec<u8> {
+    let body = stripe_body(id, event_type);
+    let reply = worker.post(
+        &format!("/webhooks/{source}"),
+        &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body),
+        &body,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    body
+}
+
+/// Waits until the captured event `source/id` has `status`, and returns it.
+#[track_caller]
+fn wait_status(worker: &Worker, source: &str, id: &str, status: &str) -> Value {
+    let mut event = Value::Null;
+    wait_until(WAIT, &format!("{source}/{id} to be {status}"), || {
+        let reply = worker.admin("GET", &format!("/admin/events/{source}/{id}"), b"");
+        event = if reply.status == 200 { reply.json() } else { Value::Null };
+        event["status"] == status
+    });
+    event
+}
+
+fn listed_ids(worker: &Worker, query: &str) -> Vec<String> {
+    let list = worker.admin_json(&format!("/admin/events?{query}"));
+    list["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+}
+
+fn set_flag(worker: &Worker, source: &str, pattern: &str, mode: &str) -> Value {
+    let reply = worker.admin(
+        "PUT",
+        &format!("/admin/flags/{source}/{pattern}"),
+        json!({ "mode": mode }).to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
+}
+
+fn captured_events_keep_headers_body_and_attempts(w: &World) {
+    let id = unique("evt");
+    w.dest.plan("/captured", vec![Action::Status(500)]);
+    let body = send_stripe(&w.main, "captured", &id, "invoice.paid");
+    w.dest.wait_deliveries("/captured", &id, 2, WAIT);
+    let event = wait_status(&w.main, "captured", &id, "delivered");
+    assert_eq!(event["type"], "invoice.paid");
+    assert_eq!(event["content_type"], "application/json");
+    assert_eq!(event["body"].as_str().unwrap().as_bytes(), body.as_slice(), "the exact body");
+    let headers = event["headers"].as_array().unwrap();
+    let header = |name: &str| {
+        headers.iter().find(|h| h["name"].as_str().unwrap().eq_ignore_ascii_case(name)).map(|h| h["value"].clone())
+    };
+    assert!(header("stripe-signature").is_some_and(|v| v.as_str().unwrap().contains("v1=")), "{headers:?}");
+    let attempts = event["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!((attempts[0]["attempt"].clone(), attempts[0]["status"].clone()), (json!(1), json!(500)));
+    assert_eq!(attempts[0]["error"], "destination answered 500");
+    assert_eq!((attempts[1]["attempt"].clone(), attempts[1]["status"].clone()), (json!(2), json!(200)));
+    assert_eq!(attempts[1]["error"], Value::Null);
+    assert!(attempts[1]["latency_ms"].as_u64().is_some() && attempts[1]["at_ms"].as_i64().unwrap() > 0);
+    assert_eq!(event["replays"], 0);
+}
+
+fn captured_headers_never_hold_secrets(w: &World) {
+    // GitLab sends its secret itself as a header.
+    let id = unique("gl");
+    let body = format!(r#"{{"object_kind":"push","id":"{id}"}}"#).into_bytes();
+    let secret = w.cli_vars.iter().find(|(k, _)| k == "WEBHOOK_SECRET_CLI_GITLAB").unwrap().1.clone();
+    let headers = edgehook_core::headers::HeaderList::from([
+        ("X-Gitlab-Token", secret.as_str()),
+        ("X-Gitlab-Event", "Push Hook"),
+        ("X-Gitlab-Event-UUID", id.as_str()),
+        ("content-type", "application/json"),
+        ("authorization", "Bearer not-for-capture"),
+    ]);
+    let reply = w.main.post("/webhooks/cli-gitlab", &headers, &body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let event = wait_status(&w.main, "cli-gitlab", &id, "delivered");
+    let text = event["headers"].to_string();
+    assert!(!text.contains(&secret) && !text.contains("not-for-capture"), "{text}");
+    assert!(text.contains("<redacted>") && text.contains("Push Hook"), "{text}");
+}
+
+fn event_listing_filters_and_pages_newest_first(w: &World) {
+    let prefix = unique("list");
+    let ids: Vec<String> = (0..5).map(|i| format!("{prefix}_{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        send_stripe(&w.main, "listing", id, if i % 2 == 0 { "invoice.paid" } else { "charge.failed" });
+        // Distinct receive times, so newest-first has one answer.
+        thread::sleep(Duration::from_millis(20));
+    }
+    for id in &ids {
+        wait_status(&w.main, "listing", id, "delivered");
+    }
+    // Page through two at a time: every event once, newest first.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("source=listing&limit=2&cursor={c}"),
+            None => "source=listing&limit=2".to_owned(),
+        };
+        let page = w.main.admin_json(&format!("/admin/events?{query}"));
+        let events = page["events"].as_array().unwrap();
+        assert!(events.len() <= 2);
+        for e in events {
+            assert_eq!(e["source"], "listing");
+            assert_eq!(e["status"], "delivered");
+            seen.push(e["id"].as_str().unwrap().to_owned());
+        }
+        match page["cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let mine: Vec<&String> = seen.iter().filter(|id| id.starts_with(&prefix)).collect();
+    let newest_first: Vec<&String> = ids.iter().rev().collect();
+    assert_eq!(mine, newest_first);
+    // Filters: by type, and by a status none of them has.
+    let charges = listed_ids(&w.main, "source=listing&type=charge.failed&limit=200");
+    assert!(charges.contains(&ids[1]) && charges.contains(&ids[3]) && !charges.contains(&ids[0]));
+    assert!(listed_ids(&w.main, "source=listing&status=dead").iter().all(|id| !id.starts_with(&prefix)));
+}
+
+fn one_event_is_replayed_and_recorded_as_a_replay(w: &World) {
+    let id = unique("evt");
+    let body = send_stripe(&w.main, "replayable", &id, "invoice.paid");
+    w.dest.wait_deliveries("/replayable", &id, 1, WAIT);
+    wait_status(&w.main, "replayable", &id, "delivered");
+    let reply = w.main.admin("POST", &format!("/admin/events/replayable/{id}/replay"), b"");
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(reply.json()["replayed"], 1);
+    let got = w.dest.wait_deliveries("/replayable", &id, 2, WAIT);
+    assert_eq!(got[1].body, body, "a replay delivers the exact captured body");
+    let mut event = Value::Null;
+    wait_until(WAIT, "the replay's attempt", || {
+        event = w.main.admin_json(&format!("/admin/events/replayable/{id}"));
+        event["attempts"].as_array().unwrap().len() == 2
+    });
+    assert_eq!(event["replays"], 1);
+    assert_eq!(event["attempts"][1]["replay"], true);
+    assert_eq!(event["attempts"][0]["replay"], false);
+    assert_eq!(event["status"], "delivered");
+    // Unknown events are not found.
+    assert_eq!(w.main.admin("POST", "/admin/events/replayable/evt_never_seen/replay", b"").status, 404);
+}
+
+fn filtered_set_is_replayed(w: &World) {
+    let ids: Vec<String> = (0..3).map(|_| unique("set")).collect();
+    for id in &ids {
+        send_stripe(&w.main, "replayset", id, "customer.created");
+    }
+    for id in &ids {
+        w.dest.wait_deliveries("/replayset", id, 1, WAIT);
+        wait_status(&w.main, "replayset", id, "delivered");
+    }
+    // No filter at all is refused: replaying everything is never an accident.
+    let refused = w.main.admin("POST", "/admin/events/replay", b"");
+    assert_eq!((refused.status, refused.json()["error"].clone()), (400, json!("bad_request")));
+    let reply = w.main.admin("POST", "/admin/events/replay?source=replayset&type=customer.created", b"");
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert!(reply.json()["replayed"].as_u64().unwrap() >= 3);
+    for id in &ids {
+        w.dest.wait_deliveries("/replayset", id, 2, WAIT);
+    }
+}
+
+fn dead_letter_is_inspected_and_replayed(w: &World) {
+    let id = unique("evt");
+    w.dest.always("/recovering", 500);
+    let body = send_stripe(&w.main, "recovering", &id, "invoice.payment_failed");
+    w.dest.wait_deliveries("/recovering", &id, 2, WAIT);
+    // Inspect: the dead letter, and the captured event with both failed attempts.
+    let mut letters = Value::Null;
+    wait_until(WAIT, "the dead letter", || {
+        letters = w.main.admin_json("/admin/dead-letters?source=recovering");
+        letters["dead_letters"].as_array().unwrap().iter().any(|d| d["id"] == id.as_str())
+    });
+    let event = wait_status(&w.main, "recovering", &id, "dead");
+    let attempts = event["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert!(attempts.iter().all(|a| a["status"] == 500));
+    assert!(listed_ids(&w.main, "source=recovering&status=dead").contains(&id));
+
+    // The destination recovers; replay every dead letter of the source.
+    w.dest.always("/recovering", 200);
+    let reply = w.main.admin("POST", "/admin/dead-letters/replay?source=recovering", b"");
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert!(reply.json()["replayed"].as_u64().unwrap() >= 1, "{}", reply.body);
+    let got = w.dest.wait_deliveries("/recovering", &id, 3, WAIT);
+    assert_eq!(got[2].body, body);
+    assert_eq!(got[2].attempt(), 1, "a replay starts its attempts afresh");
+    let event = wait_status(&w.main, "recovering", &id, "delivered");
+    assert_eq!(event["replays"], 1);
+    let letters = w.main.admin_json("/admin/dead-letters?source=recovering");
+    assert!(letters["dead_letters"].as_array().unwrap().iter().all(|d| d["id"] != id.as_str()), "{letters}");
+}
+
+fn paused_type_holds_events_and_releases_all_in_order(w: &World) {
+    let flag = set_flag(&w.main, "pausable", "invoice.*", "paused");
+    assert_eq!(flag["flag"]["mode"], "paused");
+    let flags = w.main.admin_json("/admin/flags");
+    assert!(flags["flags"].as_array().unwrap().iter().any(|f| f["source"] == "pausable" && f["mode"] == "paused"));
+    // Effective within a second or so (each consumer isolate rereads the switches every second).
+    thread::sleep(Duration::from_secs(2));
+    let held: Vec<String> = (0..6).map(|i| format!("{}_{i}", unique("held"))).collect();
+    for id in &held {
+        send_stripe(&w.main, "pausable", id, "invoice.paid");
+        thread::sleep(Duration::from_millis(30));
+    }
+    let other = unique("evt");
+    send_stripe(&w.main, "pausable", &other, "charge.succeeded");
+    w.dest.wait_deliveries("/pausable", &other, 1, WAIT);
+    for id in &held {
+        wait_status(&w.main, "pausable", id, "paused");
+    }
+    thread::sleep(Duration::from_secs(2));
+    assert!(held.iter().all(|id| w.dest.deliveries("/pausable", id).is_empty()), "nothing held is delivered");
+    // Still held after a cron run: it only resumes what is no longer paused.
+    w.main.scheduled();
+    thread::sleep(Duration::from_secs(1));
+    assert!(held.iter().all(|id| w.dest.deliveries("/pausable", id).is_empty()));
+
+    let resumed = set_flag(&w.main, "pausable", "invoice.*", "on");
+    assert_eq!(resumed["resumed"].as_u64().unwrap(), held.len() as u64, "{resumed}");
+    for id in &held {
+        w.dest.wait_deliveries("/pausable", id, 1, WAIT);
+        wait_status(&w.main, "pausable", id, "delivered");
+    }
+    let order: Vec<String> = w
+        .dest
+        .received("/pausable", |r| held.contains(&r.header("webhook-id").unwrap_or_default()))
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap())
+        .collect();
+    assert_eq!(order, held, "released in arrival order, each once");
+}
+
+fn dropped_type_is_recorded_not_delivered(w: &World) {
+    set_flag(&w.main, "droppable", "customer.*", "dropped");
+    thread::sleep(Duration::from_secs(2));
+    let dropped = unique("evt");
+    let kept = unique("evt");
+    send_stripe(&w.main, "droppable", &dropped, "customer.deleted");
+    send_stripe(&w.main, "droppable", &kept, "invoice.paid");
+    w.dest.wait_deliveries("/droppable", &kept, 1, WAIT);
+    wait_status(&w.main, "droppable", &dropped, "dropped");
+    thread::sleep(Duration::from_secs(1));
+    assert!(w.dest.deliveries("/droppable", &dropped).is_empty());
+    assert!(listed_ids(&w.main, "source=droppable&status=dropped").contains(&dropped));
+}
+
+fn filtered_and_duplicate_events_are_recorded_and_counted(w: &World) {
+    let id = unique("evt");
+    // `filtered` admits only invoice.*.
+    let body = send_stripe(&w.main, "filtered", &id, "charge.refunded");
+    let event = wait_status(&w.main, "filtered", &id, "filtered");
+    assert_eq!(event["body"].as_str().unwrap().as_bytes(), body.as_slice());
+    assert!(event["attempts"].as_array().unwrap().is_empty());
+    assert!(listed_ids(&w.main, "source=filtered&status=filtered").contains(&id));
+}
+
+/// The value of one Prometheus series line, if present.
+fn series(text: &str, labels: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(&format!("edgehook_events_total{{{labels}}} "))?.parse().ok())
+}
+
+fn metrics_count_outcomes_in_prometheus_and_json(w: &World) {
+    // `counted` is used by this test alone, so its counts are exact.
+    let ids: Vec<String> = (0..3).map(|_| unique("evt")).collect();
+    for id in &ids {
+        send_stripe(&w.main, "counted", id, "invoice.paid");
+    }
+    let body = stripe_body(&ids[0], "invoice.paid");
+    let again =
+        w.main.post("/webhooks/counted", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+    assert_eq!(again.json()["status"], "duplicate");
+    let forged =
+        w.main.post("/webhooks/counted", &signed(Provider::Stripe, "whsec_wrong", "", now_secs(), &body), &body);
+    assert_eq!(forged.status, 401);
+    w.main.post("/webhooks/no-such-source", &edgehook_core::headers::HeaderList::new(), b"{}");
+    let accepted = r#"source="counted",type="invoice.paid",outcome="accepted",reason="""#;
+    let delivered = r#"source="counted",type="invoice.paid",outcome="delivered",reason="""#;
+    let duplicate = r#"source="counted",type="invoice.paid",outcome="duplicate",reason="""#;
+    let rejected = r#"source="counted",type="",outcome="rejected",reason="invalid_signature""#;
+    let unknown = r#"source="_unknown",type="",outcome="rejected",reason="unknown_source""#;
+    let mut text = String::new();
+    wait_until(WAIT, "the counts", || {
+        let reply = w.main.admin("GET", "/admin/metrics", b"");
+        assert_eq!(reply.status, 200);
+        assert!(reply.header("content-type").unwrap().starts_with("text/plain"));
+        text = reply.body;
+        series(&text, accepted) == Some(3) && series(&text, delivered) == Some(3)
+    });
+    assert_eq!(series(&text, duplicate), Some(1), "{text}");
+    assert_eq!(series(&text, rejected), Some(1), "{text}");
+    assert!(series(&text, unknown).is_some_and(|n| n >= 1), "{text}");
+    assert!(text.contains("# TYPE edgehook_events_total counter"));
+    assert!(text.contains(r#"edgehook_delivery_latency_seconds_count{source="counted"} 3"#), "{text}");
+    let json = w.main.admin_json("/admin/metrics?format=json");
+    let delivered = json["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["source"] == "counted" && c["outcome"] == "delivered")
+        .unwrap();
+    assert_eq!(delivered["value"], 3);
+    assert_eq!(json["latency"]["counted"]["count"], 3);
+}
+
+fn in_worker_handler_processes_and_retries(w: &World) {
+    // `example-summary` has no destination; the README's example handler POSTs a summary of
+    // each event to SUMMARY_URL. Its first answer fails, so the handler's error is retried.
+    w.dest.plan("/summary", vec![Action::Status(503)]);
+    let id = unique("msg");
+    let body = format!(r#"{{"type":"order.paid","data":{{"id":"{id}"}}}}"#).into_bytes();
+    let headers = signed(Provider::Standard, STANDARD_SECRET, &id, now_secs(), &body);
+    let reply = w.main.post("/webhooks/example-summary", &headers, &body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let got = w.dest.wait_for("/summary", 2, WAIT, |r| String::from_utf8_lossy(&r.body).contains(&id));
+    let summary: Value = serde_json::from_slice(&got[1].body).unwrap();
+    assert_eq!(summary["id"], id.as_str());
+    assert_eq!(summary["type"], "order.paid");
+    assert_eq!(summary["bytes"], body.len());
+    assert_eq!(summary["attempt"], 2);
+    let event = wait_status(&w.main, "example-summary", &id, "delivered");
+    let attempts = event["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["error"], "handler: summary endpoint answered 503");
+}
+
+fn admin_api_refuses_bad_input_clearly(w: &World) {
+    let none = w.main.get("/admin/events", &edgehook_core::headers::HeaderList::new());
+    assert_eq!((none.status, none.json()), (401, json!({"error": "unauthorized"})));
+    let wrong = w
+        .main
+        .get("/admin/flags", &edgehook_core::headers::HeaderList::from([("authorization", "Bearer not-the-token")]));
+    assert_eq!(wrong.status, 401);
+    let cases = [
+        ("GET", "/admin/events?status=lost", "status"),
+        ("GET", "/admin/events?limit=0", "limit"),
+        ("GET", "/admin/events?cursor=zzz", "cursor"),
+        ("POST", "/admin/dead-letters/replay?source=Not%20A%20Source", "source"),
+    ];
+    for (method, path, field) in cases {
+        let reply = w.main.admin(method, path, b"");
+        assert_eq!((reply.status, reply.json()), (400, json!({"error": "bad_request", "field": field})), "{path}");
+    }
+    let bad_mode = w.main.admin("PUT", "/admin/flags/stripe/invoice.*", br#"{"mode":"off"}"#);
+    assert_eq!(bad_mode.json(), json!({"error": "bad_request", "field": "mode"}));
+    let bad_pattern = w.main.admin("PUT", "/admin/flags/stripe/invoice%20paid", br#"{"mode":"paused"}"#);
+    assert_eq!(bad_pattern.json(), json!({"error": "bad_request", "field": "pattern"}));
+    let unknown = w.main.admin("PUT", "/admin/flags/nosuchsource/*", br#"{"mode":"paused"}"#);
+    assert_eq!((unknown.status, unknown.json()), (404, json!({"error": "unknown_source"})));
+    assert_eq!(w.main.admin("GET", "/admin/events/stripe/evt_never_seen", b"").status, 404);
+    assert_eq!(w.main.admin("GET", "/admin/nothing-here", b"").status, 404);
+}
+
+fn captures_expire_and_old_bodies_are_swept(w: &World) {
+    // The ops instance keeps captures for 4 seconds.
+    let id = unique("evt");
+    send_stripe(&w.ops, "kept", &id, "invoice.paid");
+    wait_status(&w.ops, "kept", &id, "delivered");
+    wait_until(Duration::from_secs(30), "the capture to expire", || {
+        w.ops.admin("GET", &format!("/admin/events/kept/{id}"), b"").status == 404
+    });
+    assert!(!listed_ids(&w.ops, "source=kept").contains(&id));
+    // Bodies are swept by the hour they were written in: one from two hours ago goes, one
+    // from now stays.
+    let hour = now_secs() / 3600;
+    let old = format!("captures/{:08}/{}", hour - 2, unique("seg"));
+    let recent = format!("captures/{:08}/{}", hour, unique("seg"));
+    for key in [&old, &recent] {
+        let made = w.ops.post(&format!("/__faults/object?key={key}"), &edgehook_core::headers::HeaderList::new(), b"");
+        assert_eq!(made.json(), json!({"exists": true}));
+    }
+    w.ops.scheduled();
+    let exists =
+        |key: &str| w.ops.get(&format!("/__faults/object?key={key}"), &Default::default()).json()["exists"] == true;
+    wait_until(Duration::from_secs(20), "the old segment to be swept", || !exists(&old));
+    assert!(exists(&recent), "a body within retention is kept");
+}
+
+fn hanging_destination_degrades_health_alerts_once_and_recovers(w: &World) {
+    let ops = &w.ops;
+    let alerts = || {
+        w.dest
+            .received("/ops-alerts", |r| {
+                serde_json::from_slice::<Value>(&r.body).is_ok_and(|a| a["health"].is_string())
+            })
+            .iter()
+            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["health"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let health = || {
+        let reply = ops.get("/health", &Default::default());
+        (reply.status, reply.json())
+    };
+    // Healthy first: a heartbeat, and its probe taken by the consumer.
+    ops.scheduled();
+    wait_until(WAIT, "a healthy start", || health().0 == 200);
+    assert_eq!(health(), (200, json!({"status": "ok"})));
+
+    // The destination hangs: every attempt times out (after 1 s) and is retried.
+    w.dest.hang("/hanging", Some(Duration::from_secs(3)));
+    let ids: Vec<String> = (0..4).map(|_| unique("evt")).collect();
+    for id in &ids {
+        send_stripe(ops, "hanging", id, "invoice.paid");
+    }
+    // Wait until the consumer has reported six failed attempts (each one a `retried`).
+    let retried = r#"source="hanging",type="invoice.paid",outcome="retried",reason="""#;
+    wait_until(WAIT, "several timed-out attempts", || {
+        series(&ops.admin("GET", "/admin/metrics", b"").body, retried).is_some_and(|n| n >= 6)
+    });
+    // And the oldest of them has been waiting longer than HEALTH_MAX_LAG_SECS (5 s here).
+    thread::sleep(Duration::from_secs(6));
+    ops.scheduled();
+    assert_eq!(health(), (503, json!({"status": "degraded"})));
+    let report = ops.admin_json("/admin/health");
+    assert_eq!(report["status"], "degraded");
+    let reasons = report["reasons"].to_string();
+    assert!(reasons.contains("deliveries failing"), "{report}");
+    assert!(reasons.contains("oldest undelivered event"), "{report}");
+    assert!(report["heartbeat_age_secs"].as_f64().unwrap() < 30.0);
+    wait_until(WAIT, "the degraded alert", || alerts().len() == 1);
+    // Still degraded at the next run: no second alert.
+    let so_far = series(&ops.admin("GET", "/admin/metrics", b"").body, retried).unwrap();
+    wait_until(WAIT, "more timed-out attempts", || {
+        series(&ops.admin("GET", "/admin/metrics", b"").body, retried).is_some_and(|n| n >= so_far + 6)
+    });
+    ops.scheduled();
+    assert_eq!(health().0, 503);
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(alerts(), ["degraded"]);
+
+    // Recovery: the destination answers again and the waiting retries go through.
+    w.dest.hang("/hanging", None);
+    let recovered_at = std::time::Instant::now();
+    // (Captures on this instance expire after 4 s, so delivery is watched at the destination.)
+    for id in &ids {
+        w.dest.wait_for("/hanging", 1, WAIT, |r| r.at > recovered_at && r.header("webhook-id").as_deref() == Some(id));
+    }
+    // Answered by now: the last request the destination took was answered at once.
+    thread::sleep(Duration::from_secs(1));
+    // A window with only successes, then another: recovered, announced once.
+    ops.scheduled();
+    thread::sleep(Duration::from_secs(1));
+    ops.scheduled();
+    wait_until(WAIT, "the recovery alert", || alerts().len() == 2);
+    assert_eq!(health(), (200, json!({"status": "ok"})));
+    ops.scheduled();
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(alerts(), ["degraded", "recovered"], "one alert each way, never a storm");
+    let last = w.dest.received("/ops-alerts", |_| true).pop().unwrap();
+    let text = serde_json::from_slice::<Value>(&last.body).unwrap()["text"].as_str().unwrap().to_owned();
+    assert!(text.contains("recovered"), "{text}");
+}
