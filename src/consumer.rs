@@ -17,6 +17,7 @@
 use crate::blobs::{self, Segment};
 use crate::control::{Control, Tally};
 use crate::env::{self, bindings};
+use crate::gate::Gates;
 use crate::handlers::{self, Event, Handler};
 use crate::idempotency::Idempotency;
 use crate::queue::{self, Batch, Decision, Delivery};
@@ -25,10 +26,12 @@ use edgehook_core::config::{Config, SourceConfig};
 use edgehook_core::envelope::{self, BodyRef, EventMeta};
 use edgehook_core::flags::{Flags, Mode};
 use edgehook_core::forward::{self, AttemptResult};
+use edgehook_core::gate::{Answer, Limits, Pass};
 use edgehook_core::idempotency::{Begin, Message, Outcome};
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::metrics::Outcome as Counted;
-use edgehook_core::retry::AfterFailure;
+use edgehook_core::ordering::{entity_key, StalePolicy};
+use edgehook_core::retry::{AfterFailure, MAX_QUEUE_DELAY_SECS};
 use edgehook_core::slots::Slots;
 use edgehook_core::turns::Turns;
 use futures_util::future::{select, Either};
@@ -88,6 +91,7 @@ struct BatchContext<'a> {
     flags: std::result::Result<Rc<Flags>, String>,
     large_bodies: &'a Mutex<()>,
     connections: &'a Slots,
+    gates: &'a Gates,
     /// Resumed events are delivered one at a time, in message order.
     resumed_lane: Lane,
     tally: RefCell<Tally>,
@@ -110,6 +114,13 @@ pub async fn consume(batch: Batch, env: Env) {
         Err(e) => Err(e.to_string()),
     };
     let parsed = parse_and_capture(&batch, &env).await;
+    let gates = match Gates::new(&env) {
+        Ok(gates) => gates,
+        Err(e) => {
+            console_error!("gates binding unavailable, retrying the batch: {e}");
+            return batch.retry_all(INFRA_RETRY_SECS);
+        }
+    };
     let large_bodies = Mutex::new(());
     let connections = Slots::new(DELIVERY_CONNECTIONS);
     let resumed_lane = Lane::new(parsed.iter().map(|p| matches!(p, Parsed::Event { meta, .. } if meta.resumed)));
@@ -120,6 +131,7 @@ pub async fn consume(batch: Batch, env: Env) {
         flags,
         large_bodies: &large_bodies,
         connections: &connections,
+        gates: &gates,
         resumed_lane,
         tally: RefCell::default(),
         started_ms: env::now_ms(),
@@ -237,16 +249,55 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
         return Ok(Decision::Ack);
     }
 
+    // Out of order: older than what was delivered for its entity (replays are not judged).
+    let version_key = meta.position.as_ref().map(|p| entity_key(&meta.source, &p.entity));
+    let mut stale = false;
+    if let (Some(ordering), Some(position), Some(vkey), false) =
+        (&source.ordering, &meta.position, &version_key, meta.replay)
+    {
+        if b.store.newest(vkey).await?.is_some_and(|newest| position.version.is_older_than(&newest)) {
+            count(Counted::Stale);
+            if ordering.stale == StalePolicy::Skip {
+                finish(Outcome::Stale, None).await?;
+                return Ok(Decision::Ack);
+            }
+            stale = true;
+        }
+    }
+
     // Resumed events go out one at a time, in the order they were sent.
     if meta.resumed {
         b.resumed_lane.wait_turn(index).await;
+    }
+    let handler = handlers::find(&meta.source, meta.event_type.as_deref());
+    // The destination's rate limit and circuit breaker: wait for a turn that is close, defer
+    // (without using an attempt) one that is not, or one the open circuit holds back.
+    let gate = match (&source.destination, &handler) {
+        (Some(url), None) => Some((url.as_str(), Limits::new(source.rate_limit_per_sec, source.breaker))),
+        _ => None,
+    };
+    let mut probe = false;
+    if let Some((url, limits)) = gate {
+        match b.gates.acquire(url, limits, source.delivery_timeout_secs, env::random_unit()).await? {
+            Pass::Go { at_ms, probe: is_probe } => {
+                probe = is_probe;
+                let wait = at_ms - env::now_ms();
+                if wait > 0 {
+                    Delay::from(Duration::from_millis(wait as u64)).await;
+                }
+            }
+            Pass::Wait { retry_after_ms } => {
+                count(Counted::Deferred);
+                let secs = ((retry_after_ms + 999) / 1000).clamp(1, MAX_QUEUE_DELAY_SECS as i64) as u32;
+                return hand_on(b, &key, &message_id, meta.clone(), inline, meta.attempt, secs, None).await;
+            }
+        }
     }
     // Claim-checked bodies can be megabytes each: hold one in memory at a time, not a batch's.
     let large_body_turn = match meta.body {
         BodyRef::Stored { .. } => Some(b.large_bodies.lock().await),
         BodyRef::Inline | BodyRef::Segment { .. } => None,
     };
-    let handler = handlers::find(&meta.source, meta.event_type.as_deref());
     // The delivery timeout must start when the request can actually be sent.
     let connection = match (&source.destination, &handler) {
         (None, None) => None,
@@ -269,7 +320,7 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
         Some(handler) => Some(run_handler(handler.as_ref(), meta, &body, b.env, source).await),
         None => match (&source.destination, &b.config.settings.destination_secret) {
             (Some(url), Some(secret)) => {
-                let headers = forward::delivery_headers(meta, &body, secret, env::now_ms() / 1000);
+                let headers = forward::delivery_headers(meta, &body, secret, env::now_ms() / 1000, stale);
                 Some(deliver(url, headers, &body, source.delivery_timeout_secs).await)
             }
             // Configuration refuses this combination; should it ever happen, never forward
@@ -287,8 +338,24 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     };
     let latency_ms = (env::now_ms() - started).max(0) as u64;
     drop((body, connection, large_body_turn));
+    if let (Some((url, limits)), Some(tried)) = (gate, &tried) {
+        // Best effort: a lost report only delays the breaker's view by one delivery.
+        if let Err(e) = b.gates.report(url, limits, Answer::of(tried.status), probe).await {
+            console_error!("could not report a delivery to the gate of {}: {e}", meta.source);
+        }
+    }
+    let record_version = || async {
+        if let (Some(vkey), Some(position)) = (&version_key, &meta.position) {
+            // Best effort, after the outcome is recorded: losing it only lets a later, older
+            // event through.
+            if let Err(e) = b.store.delivered(vkey, &position.version).await {
+                console_error!("could not record the delivered version of {vkey}: {e}");
+            }
+        }
+    };
     let Some(Tried { result, status }) = tried else {
         finish(Outcome::Delivered, None).await?;
+        record_version().await;
         count(Counted::Delivered);
         return Ok(Decision::Ack);
     };
@@ -304,6 +371,7 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     match result {
         AttemptResult::Delivered => {
             finish(Outcome::Delivered, Some(attempt(None))).await?;
+            record_version().await;
             let mut tally = b.tally.borrow_mut();
             tally.count(&meta.source, meta.event_type.as_deref(), Counted::Delivered);
             tally.metrics.observe_latency(&meta.source, latency_ms);
@@ -314,6 +382,12 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
             b.tally.borrow_mut().attempts_failed += 1;
             let meta = with_error(meta.clone(), error);
             let record = attempt(meta.last_error.clone());
+            if probe {
+                // A failed probe keeps the circuit open; it does not use up the event's attempt.
+                count(Counted::Deferred);
+                let secs = source.breaker.cooldown_secs.min(MAX_QUEUE_DELAY_SECS) as u32;
+                return hand_on(b, &key, &message_id, meta, inline, record.attempt, secs, Some(record)).await;
+            }
             match source.retry.after_failure(meta.attempt, env::random_unit(), retry_after_secs) {
                 AfterFailure::Retry { attempt, delay_secs } => {
                     count(Counted::Retried);

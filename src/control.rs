@@ -54,6 +54,16 @@ impl Tally {
     }
 }
 
+/// What the cron trigger measured for a heartbeat.
+pub struct Measured {
+    /// The probe it puts on the queue.
+    pub probe_id: String,
+    pub dead_letters: u64,
+    pub oldest_open_ms: Option<i64>,
+    /// Sources whose destination's circuit is open.
+    pub open_circuits: Vec<String>,
+}
+
 /// The heartbeat's findings, and the alert they call for.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Beat {
@@ -72,11 +82,25 @@ pub enum AlertKind {
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Op {
     Flags,
-    SetFlag { source: String, pattern: String, mode: Mode },
-    Report { tally: Tally },
+    SetFlag {
+        source: String,
+        pattern: String,
+        mode: Mode,
+    },
+    Report {
+        tally: Tally,
+    },
     Metrics,
-    Heartbeat { probe_id: String, dead_letters: u64, oldest_open_ms: Option<i64>, max_lag_ms: i64 },
-    Health { max_lag_ms: i64 },
+    Heartbeat {
+        probe_id: String,
+        dead_letters: u64,
+        oldest_open_ms: Option<i64>,
+        open_circuits: Vec<String>,
+        max_lag_ms: i64,
+    },
+    Health {
+        max_lag_ms: i64,
+    },
 }
 
 /// The worker's handle on the control object.
@@ -159,14 +183,9 @@ impl Control {
 
     /// Records a heartbeat with what the cron trigger measured, evaluates health, and says
     /// which alert to send.
-    pub async fn heartbeat(
-        &self,
-        probe_id: &str,
-        dead_letters: u64,
-        oldest_open_ms: Option<i64>,
-        max_lag_ms: i64,
-    ) -> Result<Beat> {
-        let op = Op::Heartbeat { probe_id: probe_id.to_owned(), dead_letters, oldest_open_ms, max_lag_ms };
+    pub async fn heartbeat(&self, measured: Measured, max_lag_ms: i64) -> Result<Beat> {
+        let Measured { probe_id, dead_letters, oldest_open_ms, open_circuits } = measured;
+        let op = Op::Heartbeat { probe_id, dead_letters, oldest_open_ms, open_circuits, max_lag_ms };
         self.call(&op).await
     }
 
@@ -279,7 +298,7 @@ impl DurableObject for ControlObject {
                 serde_json::Value::Null
             }
             Op::Metrics => serde_json::to_value(self.metrics()?)?,
-            Op::Heartbeat { probe_id, dead_letters, oldest_open_ms, max_lag_ms } => {
+            Op::Heartbeat { probe_id, dead_letters, oldest_open_ms, open_circuits, max_lag_ms } => {
                 let window: Window = self.get_state("window")?.unwrap_or_default();
                 self.put_state("window", &Window::default())?;
                 self.sql.exec(
@@ -300,6 +319,7 @@ impl DurableObject for ControlObject {
                     dead_letters_before: dead_letters.saturating_sub(window.dead_letters_added),
                     attempts_succeeded: window.attempts_succeeded,
                     attempts_failed: window.attempts_failed,
+                    open_circuits,
                 };
                 self.put_state("inputs", &inputs)?;
                 let report = health::evaluate(&inputs, &thresholds(max_lag_ms));

@@ -15,13 +15,15 @@
 use crate::alerts;
 use crate::blobs;
 use crate::consumer::PROBE_SOURCE;
-use crate::control::{AlertKind, Control};
+use crate::control::{AlertKind, Control, Measured};
 use crate::dead_letters;
 use crate::env::{self, bindings};
+use crate::gate::Gates;
 use crate::idempotency::{Idempotency, Oldest};
 use crate::queue;
 use crate::replay;
 use edgehook_core::capture::retention_cutoff;
+use edgehook_core::config::Config;
 use edgehook_core::envelope::{self, BodyRef, EventMeta};
 use worker::{console_error, console_log, Env, Result};
 
@@ -42,9 +44,11 @@ pub async fn tick(env: &Env) {
         console_error!("cron: could not count dead letters: {e}");
         0
     });
+    let open_circuits = open_circuits(env, &config).await;
     let probe_id = env::random_id();
     let max_lag_ms = (config.settings.health_max_lag_secs as i64).saturating_mul(1000);
-    match control.heartbeat(&probe_id, dead_letters, oldest.open, max_lag_ms).await {
+    let measured = Measured { probe_id: probe_id.clone(), dead_letters, oldest_open_ms: oldest.open, open_circuits };
+    match control.heartbeat(measured, max_lag_ms).await {
         Ok(beat) => {
             if let Some(kind) = beat.alert {
                 let text = match kind {
@@ -76,6 +80,32 @@ pub async fn tick(env: &Env) {
             Err(e) => console_error!("cron: resuming held events failed: {e}"),
         }
     }
+}
+
+/// Sources whose destination's circuit breaker is open (a gate that cannot be read is logged
+/// and left out).
+async fn open_circuits(env: &Env, config: &Config) -> Vec<String> {
+    let gates = match Gates::new(env) {
+        Ok(gates) => gates,
+        Err(e) => {
+            console_error!("cron: gates unavailable: {e}");
+            return Vec::new();
+        }
+    };
+    let gates = &gates;
+    let checks = config.sources().filter_map(|source| {
+        let (name, url) = (source.name.as_str(), source.destination.clone()?);
+        Some(async move {
+            match gates.state(&url).await {
+                Ok(state) => state.is_open().then_some(name.to_owned()),
+                Err(e) => {
+                    console_error!("cron: could not read the gate of {name}: {e}");
+                    None
+                }
+            }
+        })
+    });
+    futures_util::future::join_all(checks).await.into_iter().flatten().collect()
 }
 
 async fn send_probe(env: &Env, probe_id: &str) -> Result<()> {

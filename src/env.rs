@@ -13,6 +13,8 @@ pub mod bindings {
     pub const IDEMPOTENCY: &str = "IDEMPOTENCY";
     /// Durable Object namespace of the control object (flags, metrics, health).
     pub const CONTROL: &str = "CONTROL";
+    /// Durable Object namespace of the gates (rate limit and circuit breaker per destination).
+    pub const GATES: &str = "GATES";
     /// Queue producer for accepted events.
     pub const EVENTS: &str = "EVENTS";
     /// Queue producer for dead letters.

@@ -6,22 +6,22 @@
 //! messages for one event can never both take its lease. Rows are deleted by the object's alarm
 //! once they expire, never by a sweep that could miss them.
 
+use crate::batch::Batcher;
 use crate::env::{bindings, now_ms};
 use edgehook_core::capture::{Attempt, Capture, EventStatus, EventSummary, Held};
 use edgehook_core::idempotency::{
     self as core, shard_of, Begin, Clock, DeadMark, Message, Outcome, Record, State, Write, SHARDS,
 };
 use edgehook_core::ingest::idempotency_key;
-use futures_channel::oneshot;
+use edgehook_core::ordering::Version;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::time::Duration;
 use wasm_bindgen::JsValue;
 use worker::{
-    durable_object, Delay, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result,
-    ScheduledTime, SqlStorage, SqlStorageValue, State as ObjectState,
+    durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, ScheduledTime,
+    SqlStorage, SqlStorageValue, State as ObjectState,
 };
 
 /// Most rows one alarm run deletes; the alarm re-arms at once when more are due.
@@ -81,6 +81,15 @@ enum Op {
     },
     /// When the oldest open and held events were accepted (every shard).
     Oldest,
+    /// The newest delivered version of an entity (`key` from `ordering::entity_key`).
+    Newest {
+        key: String,
+    },
+    /// Records that `version` of an entity was delivered (kept if it is the newest).
+    Delivered {
+        key: String,
+        version: Version,
+    },
 }
 
 impl Op {
@@ -91,7 +100,9 @@ impl Op {
             | Op::Finish { key, .. }
             | Op::MarkDead { key, .. }
             | Op::Get { key }
-            | Op::Replayed { key } => Some(key),
+            | Op::Replayed { key }
+            | Op::Newest { key }
+            | Op::Delivered { key, .. } => Some(key),
             Op::Resumed { .. } | Op::List { .. } | Op::Held { .. } | Op::Oldest => None,
         }
     }
@@ -129,66 +140,36 @@ pub struct StoredEvent {
     pub updated_ms: i64,
 }
 
-type Reply = Result<serde_json::Value>;
-/// Operations waiting for the next flush, with where to send each reply.
-type Queued = Vec<(Op, oneshot::Sender<Reply>)>;
-
-/// The consumer's handle on the idempotency store, shared by every message of a batch.
-///
-/// Operations are not sent one by one: the messages of a batch are handled concurrently, and
-/// the operations they ask for in the same turn of the event loop go out as one request per
-/// shard. A batch of 100 messages costs a handful of Durable Object requests instead of 200.
+/// The consumer's handle on the idempotency store, shared by every message of a batch: the
+/// operations its messages ask for in the same turn go out as one request per shard
+/// (see [`crate::batch`]).
 pub struct Idempotency {
     ns: ObjectNamespace,
-    queued: RefCell<BTreeMap<u32, Queued>>,
-    flush_scheduled: Cell<bool>,
+    batcher: Batcher,
 }
 
 impl Idempotency {
     pub fn new(env: &Env) -> Result<Self> {
-        Ok(Idempotency {
-            ns: env.durable_object(bindings::IDEMPOTENCY)?,
-            queued: RefCell::default(),
-            flush_scheduled: Cell::new(false),
-        })
+        Ok(Idempotency { ns: env.durable_object(bindings::IDEMPOTENCY)?, batcher: Batcher::default() })
     }
 
-    /// Queues `op` for its shard and waits for its reply. The first caller of a turn flushes,
-    /// after yielding once so that the other handlers of the batch can queue theirs.
-    async fn submit(&self, op: Op) -> Reply {
-        let (tx, rx) = oneshot::channel();
+    async fn submit(&self, op: Op) -> Result<serde_json::Value> {
         let shard = shard_of(op.key().expect("only record operations are batched"));
-        self.queued.borrow_mut().entry(shard).or_default().push((op, tx));
-        if !self.flush_scheduled.replace(true) {
-            Delay::from(Duration::ZERO).await;
-            self.flush_scheduled.set(false);
-            let queued = std::mem::take(&mut *self.queued.borrow_mut());
-            join_all(queued.into_iter().map(|(shard, ops)| self.send(shard, ops))).await;
-        }
-        rx.await.map_err(|_| worker::Error::RustError("idempotency request dropped".into()))?
-    }
-
-    async fn send(&self, shard: u32, queued: Queued) {
-        let (ops, senders): (Vec<Op>, Vec<_>) = queued.into_iter().unzip();
-        match self.call(shard, &ops).await {
-            Ok(replies) if replies.len() == senders.len() => {
-                for (tx, reply) in senders.into_iter().zip(replies) {
-                    let _ = tx.send(Ok(reply));
-                }
-            }
-            outcome => {
-                let why = match outcome {
-                    Err(e) => e.to_string(),
-                    Ok(replies) => format!("{} replies to {} operations", replies.len(), senders.len()),
-                };
-                for tx in senders {
-                    let _ = tx.send(Err(worker::Error::RustError(format!("idempotency shard {shard}: {why}"))));
-                }
-            }
-        }
+        let op = serde_json::to_value(&op)?;
+        self.batcher
+            .submit(shard.to_string(), op, |shard, ops| async move {
+                let shard: u32 = shard.parse().expect("targets are shard numbers");
+                self.call_values(shard, &ops).await
+            })
+            .await
     }
 
     async fn call(&self, shard: u32, ops: &[Op]) -> Result<Vec<serde_json::Value>> {
+        let ops = ops.iter().map(serde_json::to_value).collect::<serde_json::Result<Vec<_>>>()?;
+        self.call_values(shard, &ops).await
+    }
+
+    async fn call_values(&self, shard: u32, ops: &[serde_json::Value]) -> Result<Vec<serde_json::Value>> {
         let stub = self.ns.id_from_name(&format!("shard-{shard}"))?.get_stub()?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post).with_body(Some(JsValue::from_str(&serde_json::to_string(ops)?)));
@@ -196,7 +177,10 @@ impl Idempotency {
             stub.fetch_with_request(Request::new_with_init("https://idempotency.edgehook/ops", &init)?).await?;
         if response.status_code() != 200 {
             let detail = response.text().await.unwrap_or_default();
-            return Err(worker::Error::RustError(format!("answered {}: {detail}", response.status_code())));
+            return Err(worker::Error::RustError(format!(
+                "shard {shard} answered {}: {detail}",
+                response.status_code()
+            )));
         }
         response.json().await
     }
@@ -225,6 +209,16 @@ impl Idempotency {
     /// One captured event, if it is still kept.
     pub async fn get(&self, key: &str) -> Result<Option<StoredEvent>> {
         Ok(serde_json::from_value(self.submit(Op::Get { key: key.to_owned() }).await?)?)
+    }
+
+    /// The newest delivered version of the entity `key`, if one was delivered within the TTL.
+    pub async fn newest(&self, key: &str) -> Result<Option<Version>> {
+        Ok(serde_json::from_value(self.submit(Op::Newest { key: key.to_owned() }).await?)?)
+    }
+
+    /// Records that `version` of the entity `key` was delivered.
+    pub async fn delivered(&self, key: &str, version: &Version) -> Result<()> {
+        self.submit(Op::Delivered { key: key.to_owned(), version: version.clone() }).await.map(drop)
     }
 
     /// Counts an explicit replay of `key`.
@@ -326,6 +320,7 @@ struct CaptureRow {
     attempt_count: u32,
     replays: u32,
     resumed_ms: Option<i64>,
+    position: Option<String>,
 }
 
 impl CaptureRow {
@@ -342,6 +337,7 @@ impl CaptureRow {
             received_at_ms: self.received_at_ms,
             headers: serde_json::from_str(&self.headers)?,
             body: serde_json::from_str(&self.body)?,
+            position: self.position.as_deref().map(serde_json::from_str).transpose()?,
         })
     }
 
@@ -370,7 +366,7 @@ const MAX_KEPT_ATTEMPTS: usize = 50;
 const MAX_LIST: u32 = 1_000;
 
 const CAPTURE_COLUMNS: &str = "key, source, event_id, event_type, content_type, received_at_ms, headers, body, \
-                               state, updated_ms, attempts, attempt_count, replays, resumed_ms";
+                               state, updated_ms, attempts, attempt_count, replays, resumed_ms, position";
 
 /// One shard of idempotency records, and the capture of the same events.
 ///
@@ -404,10 +400,14 @@ impl DurableObject for IdempotencyShard {
                        headers TEXT NOT NULL, body TEXT NOT NULL, state TEXT NOT NULL,
                        updated_ms INTEGER NOT NULL, attempts TEXT NOT NULL,
                        attempt_count INTEGER NOT NULL, replays INTEGER NOT NULL,
-                       resumed_ms INTEGER, expires_ms INTEGER NOT NULL) WITHOUT ROWID;
+                       resumed_ms INTEGER, expires_ms INTEGER NOT NULL, position TEXT) WITHOUT ROWID;
                    CREATE INDEX IF NOT EXISTS captures_by_time ON captures (received_at_ms, key);
                    CREATE INDEX IF NOT EXISTS captures_by_state ON captures (state, received_at_ms);
-                   CREATE INDEX IF NOT EXISTS captures_by_expiry ON captures (expires_ms);";
+                   CREATE INDEX IF NOT EXISTS captures_by_expiry ON captures (expires_ms);
+                   CREATE TABLE IF NOT EXISTS versions (
+                       key TEXT PRIMARY KEY, version TEXT NOT NULL, expires_ms INTEGER NOT NULL)
+                       WITHOUT ROWID;
+                   CREATE INDEX IF NOT EXISTS versions_by_expiry ON versions (expires_ms);";
         if let Err(e) = sql.exec(ddl, None) {
             worker::console_error!("idempotency shard: schema creation failed: {e}");
         }
@@ -431,11 +431,15 @@ impl DurableObject for IdempotencyShard {
         // Held events never expire while held: a paused kill switch may stay on for longer
         // than any retention, and its events must still be there when it is lifted. Nor do
         // the captures of events still in flight (they measure processing lag).
-        for (table, kept) in [("records", "'paused'"), ("captures", "'paused', 'delivering', 'retrying'")] {
+        for (table, kept) in [
+            ("records", "state NOT IN ('paused')"),
+            ("captures", "state NOT IN ('paused', 'delivering', 'retrying')"),
+            ("versions", "1"),
+        ] {
             self.sql.exec(
                 &format!(
                     "DELETE FROM {table} WHERE key IN
-                       (SELECT key FROM {table} WHERE expires_ms <= ? AND state NOT IN ({kept}) LIMIT ?)"
+                       (SELECT key FROM {table} WHERE expires_ms <= ? AND {kept} LIMIT ?)"
                 ),
                 vec![SqlStorageValue::from(now), SqlStorageValue::from(EXPIRE_BATCH)],
             )?;
@@ -448,7 +452,8 @@ impl DurableObject for IdempotencyShard {
                 "SELECT MIN(next) AS next FROM
                    (SELECT MIN(expires_ms) AS next FROM records WHERE state != 'paused'
                     UNION ALL SELECT MIN(expires_ms) FROM captures
-                      WHERE state NOT IN ('paused', 'delivering', 'retrying'))",
+                      WHERE state NOT IN ('paused', 'delivering', 'retrying')
+                    UNION ALL SELECT MIN(expires_ms) FROM versions)",
                 None,
             )?
             .to_array()?;
@@ -569,6 +574,48 @@ impl IdempotencyShard {
                 }
                 Ok(serde_json::to_value(held)?)
             }
+            Op::Newest { key } => {
+                #[derive(Deserialize)]
+                struct Row {
+                    version: String,
+                }
+                let rows: Vec<Row> = self
+                    .sql
+                    .exec(
+                        "SELECT version FROM versions WHERE key = ? AND expires_ms > ?",
+                        vec![key.into(), clock.now_ms.into()],
+                    )?
+                    .to_array()?;
+                Ok(serde_json::to_value(rows.into_iter().next().map(|r| Version::new(r.version)))?)
+            }
+            Op::Delivered { key, version } => {
+                #[derive(Deserialize)]
+                struct Row {
+                    version: String,
+                    expires_ms: i64,
+                }
+                let rows: Vec<Row> = self
+                    .sql
+                    .exec("SELECT version, expires_ms FROM versions WHERE key = ?", vec![key.as_str().into()])?
+                    .to_array()?;
+                // Only ever forward: a delivery of an older version (`stale = "deliver"`, or a
+                // replay) does not move the newest back.
+                let newer = match rows.first() {
+                    Some(row) if row.expires_ms > clock.now_ms => {
+                        !version.is_older_than(&Version::new(row.version.clone()))
+                    }
+                    _ => true,
+                };
+                if newer {
+                    let expires_ms = clock.now_ms + self.ttl_ms;
+                    self.sql.exec(
+                        "INSERT OR REPLACE INTO versions (key, version, expires_ms) VALUES (?, ?, ?)",
+                        vec![key.into(), version.0.into(), expires_ms.into()],
+                    )?;
+                    self.arm(expires_ms).await?;
+                }
+                Ok(serde_json::Value::Null)
+            }
             Op::Oldest => {
                 let oldest = |states: &str| -> Result<Option<i64>> {
                     let rows: Vec<NextExpiry> = self
@@ -596,8 +643,8 @@ impl IdempotencyShard {
         self.sql.exec(
             &format!(
                 "{verb} INTO captures (key, source, event_id, event_type, content_type, received_at_ms, headers,
-                   body, state, updated_ms, attempts, attempt_count, replays, resumed_ms, expires_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'delivering', ?, '[]', 0, 0, NULL, ?)"
+                   body, state, updated_ms, attempts, attempt_count, replays, resumed_ms, expires_ms, position)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'delivering', ?, '[]', 0, 0, NULL, ?, ?)"
             ),
             vec![
                 key.into(),
@@ -610,6 +657,7 @@ impl IdempotencyShard {
                 serde_json::to_string(&capture.body)?.into(),
                 now_ms.into(),
                 capture.received_at_ms.saturating_add(self.retention_ms).into(),
+                capture.position.as_ref().map(serde_json::to_string).transpose()?.into(),
             ],
         )?;
         Ok(())

@@ -11,13 +11,15 @@
 //! - `queue`: the event consumer ([`consumer`]) and the dead-letter consumer ([`dead_letters`]),
 //!   told apart by queue name;
 //! - the `IdempotencyShard` Durable Objects ([`idempotency`]): records and captures;
-//! - the `ControlObject` Durable Object ([`control`]): kill switches, metrics, health.
+//! - the `ControlObject` Durable Object ([`control`]): kill switches, metrics, health;
+//! - the `GateObject` Durable Objects ([`gate`]): a rate limit and circuit breaker per destination.
 //!
 //! In-worker handlers (Rust code that processes events instead of forwarding them) are
 //! registered in [`handlers`].
 
 mod admin;
 mod alerts;
+mod batch;
 mod blobs;
 mod consumer;
 mod control;
@@ -26,6 +28,7 @@ mod dead_letters;
 mod env;
 #[cfg(feature = "faults")]
 mod faults;
+mod gate;
 pub mod handlers;
 mod http;
 mod idempotency;
@@ -35,6 +38,7 @@ mod replay;
 mod tally;
 
 pub use control::ControlObject;
+pub use gate::GateObject;
 pub use idempotency::IdempotencyShard;
 
 use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};

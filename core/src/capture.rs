@@ -9,6 +9,7 @@
 use crate::envelope::{BodyRef, EventMeta};
 use crate::flags::{Flags, Mode};
 use crate::idempotency::State;
+use crate::ordering::Position;
 use serde::{Deserialize, Serialize};
 
 /// What an operator sees as an event's status (SPEC section 4).
@@ -64,6 +65,7 @@ impl EventStatus {
             State::Filtered => EventStatus::Filtered,
             State::Paused => EventStatus::Paused,
             State::Dropped => EventStatus::Dropped,
+            State::Stale => EventStatus::Stale,
         }
     }
 
@@ -77,7 +79,7 @@ impl EventStatus {
             EventStatus::Filtered => &[State::Filtered],
             EventStatus::Paused => &[State::Paused],
             EventStatus::Dropped => &[State::Dropped],
-            EventStatus::Stale => &[],
+            EventStatus::Stale => &[State::Stale],
         }
     }
 }
@@ -96,6 +98,9 @@ pub struct Capture {
     /// Request headers, credentials redacted.
     pub headers: Vec<(String, String)>,
     pub body: BodyRef,
+    /// Its entity and version, for sources with `ordering`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
 }
 
 impl Capture {
@@ -109,6 +114,7 @@ impl Capture {
             received_at_ms: meta.received_at_ms,
             headers: meta.headers.clone(),
             body,
+            position: meta.position.clone(),
         }
     }
 
@@ -123,6 +129,7 @@ impl Capture {
             retry_token: (!replay).then_some(token),
             replay,
             resumed: !replay,
+            position: self.position.clone(),
             ..EventMeta::first_attempt(self.source.clone(), self.id.clone(), self.received_at_ms, self.body.clone())
         }
     }

@@ -6,6 +6,7 @@
 //! [`Config`] once per isolate and logs [`Config::problems`] at start-up.
 
 use crate::error::Rejection;
+use crate::ordering::{Locator as VersionAt, Ordering, StalePolicy};
 use crate::pattern::Pattern;
 use crate::providers::generic::{Algorithm, Encoding, GenericScheme, Locator};
 use crate::providers::Provider;
@@ -36,6 +37,9 @@ pub mod defaults {
     pub const IDEMPOTENCY_TTL_SECS: u64 = 30 * 24 * 3600;
     pub const CAPTURE_RETENTION_SECS: u64 = 30 * 24 * 3600;
     pub const HEALTH_MAX_LAG_SECS: u64 = 300;
+    pub const BREAKER_FAILURES: u32 = 5;
+    pub const BREAKER_COOLDOWN_SECS: u64 = 10;
+    pub const BREAKER_MAX_COOLDOWN_SECS: u64 = 300;
 }
 
 /// Platform limits that bound configuration values.
@@ -46,6 +50,9 @@ pub mod limits {
     pub const MAX_ATTEMPTS: u32 = 100;
     /// A queue consumer runs for at most 15 minutes of wall time.
     pub const MAX_DELIVERY_TIMEOUT_SECS: u64 = 900;
+    /// Highest `rate_limit_per_sec`: beyond it, a Durable Object per destination would be the
+    /// bottleneck, not the destination.
+    pub const MAX_RATE_PER_SEC: f64 = 10_000.0;
     /// A week: a wider replay window is a configuration mistake, not a need.
     pub const MAX_TOLERANCE_SECS: u64 = 7 * 24 * 3600;
     /// Ten years: an id remembered longer is a typo, and the millisecond arithmetic stays far
@@ -81,13 +88,21 @@ impl ConfigError {
     }
 }
 
-/// `ordering` as configured: where an event's entity and version are found. Parsed and
-/// validated; enforcement comes with out-of-order handling.
+/// `ordering` as written: where an event's entity and version are found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OrderingConfig {
-    pub entity: String,
-    pub version: String,
+struct OrderingConfig {
+    entity: String,
+    version: String,
+}
+
+/// The circuit breaker in front of a source's destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Consecutive failed deliveries that open it; 0 turns the breaker off.
+    pub failures: u32,
+    pub cooldown_secs: u64,
+    pub max_cooldown_secs: u64,
 }
 
 /// One source, fully validated.
@@ -103,7 +118,9 @@ pub struct SourceConfig {
     pub retry: RetryPolicy,
     pub delivery_timeout_secs: u64,
     pub rate_limit_per_sec: Option<f64>,
-    pub ordering: Option<OrderingConfig>,
+    pub breaker: BreakerConfig,
+    /// Out-of-order handling: explicit, or the provider's default, unless `ordering = false`.
+    pub ordering: Option<Ordering>,
     /// The URL the provider sends to, as it signs it (for providers that sign the URL), when it
     /// differs from what reaches the worker (a proxy, a custom domain).
     pub public_url: Option<String>,
@@ -292,7 +309,11 @@ const FIELDS: &[&str] = &[
     "retry_max_secs",
     "delivery_timeout_secs",
     "rate_limit_per_sec",
+    "breaker_failures",
+    "breaker_cooldown_secs",
+    "breaker_max_cooldown_secs",
     "ordering",
+    "stale",
     "public_url",
 ];
 
@@ -372,15 +393,52 @@ fn parse_source(
 
     let rate_limit_per_sec: Option<f64> = field(map, name, "rate_limit_per_sec")?;
     if let Some(rate) = rate_limit_per_sec {
-        if !(rate.is_finite() && rate > 0.0) {
-            return Err(err("rate_limit_per_sec", "must be a positive number"));
+        if !(rate.is_finite() && rate > 0.0 && rate <= limits::MAX_RATE_PER_SEC) {
+            return Err(err("rate_limit_per_sec", "must be a positive number of at most 10000"));
         }
-        warnings.push(format!("source `{name}`: rate_limit_per_sec is accepted but not enforced yet"));
     }
-    let ordering: Option<OrderingConfig> = field(map, name, "ordering")?;
-    if ordering.is_some() {
-        warnings.push(format!("source `{name}`: ordering is accepted but not enforced yet"));
+    let breaker = BreakerConfig {
+        failures: bounded(map, name, "breaker_failures", defaults::BREAKER_FAILURES.into(), 0, 1000)? as u32,
+        cooldown_secs: bounded(map, name, "breaker_cooldown_secs", defaults::BREAKER_COOLDOWN_SECS, 1, 3600)?,
+        max_cooldown_secs: 0,
+    };
+    let max_cooldown_secs = bounded(
+        map,
+        name,
+        "breaker_max_cooldown_secs",
+        defaults::BREAKER_MAX_COOLDOWN_SECS.max(breaker.cooldown_secs),
+        breaker.cooldown_secs,
+        MAX_QUEUE_DELAY_SECS,
+    )?;
+    let breaker = BreakerConfig { max_cooldown_secs, ..breaker };
+    if rate_limit_per_sec.is_some() && !map.contains_key("destination") {
+        warnings.push(format!("source `{name}`: rate_limit_per_sec has no effect without a destination"));
     }
+
+    let stale = match field::<String>(map, name, "stale")? {
+        None => StalePolicy::Skip,
+        Some(text) => StalePolicy::parse(&text).ok_or_else(|| err("stale", "must be \"skip\" or \"deliver\""))?,
+    };
+    let ordering = match map.get("ordering") {
+        // The provider's default, where its payloads carry an entity and a version.
+        None => provider.default_ordering().map(|(entity, version)| Ordering {
+            entity: entity.to_owned(),
+            version: VersionAt::parse(version).expect("provider defaults are valid"),
+            stale,
+        }),
+        Some(Value::Bool(false)) => None,
+        Some(raw) => {
+            let written: OrderingConfig = serde_json::from_value(raw.clone()).map_err(|_| {
+                err("ordering", "must be {\"entity\": <JSON pointer>, \"version\": <JSON pointer or header>}, or false")
+            })?;
+            if !written.entity.starts_with('/') {
+                return Err(err("ordering", "entity must be a JSON pointer (\"/data/id\")"));
+            }
+            let version = VersionAt::parse(&written.version)
+                .ok_or_else(|| err("ordering", "version must be a JSON pointer or a header name"))?;
+            Some(Ordering { entity: written.entity, version, stale })
+        }
+    };
 
     let public_url: Option<String> = field(map, name, "public_url")?;
     if public_url.as_deref().is_some_and(|u| !is_http_url(u)) {
@@ -403,6 +461,7 @@ fn parse_source(
         retry,
         delivery_timeout_secs,
         rate_limit_per_sec,
+        breaker,
         ordering,
         public_url,
         generic,
@@ -686,10 +745,67 @@ mod tests {
     }
 
     #[test]
-    fn unenforced_fields_warn() {
-        let sources = r#"{"a":{"provider":"stripe","rate_limit_per_sec":5,"ordering":{"entity":"/data/object/id","version":"/created"}}}"#;
+    fn ordering_defaults_overrides_and_off() {
+        let sources = r#"{
+            "a": {"provider": "stripe"},
+            "b": {"provider": "stripe", "ordering": false},
+            "c": {"provider": "github", "ordering": {"entity": "/issue/id", "version": "X-Version"}, "stale": "deliver"},
+            "d": {"provider": "github"},
+            "e": {"provider": "shopify"}
+        }"#;
+        let secrets: Vec<(&str, &str)> = ["A", "B", "C", "D", "E"]
+            .iter()
+            .map(|s| (Box::leak(format!("WEBHOOK_SECRET_{s}").into_boxed_str()) as &str, "x"))
+            .collect();
+        let c = Config::load(Some(sources), &env(&secrets));
+        let a = c.source("a").unwrap().ordering.clone().unwrap();
+        assert_eq!((a.entity.as_str(), &a.version), ("/data/object/id", &VersionAt::Pointer("/created".into())));
+        assert_eq!(a.stale, StalePolicy::Skip);
+        assert_eq!(c.source("b").unwrap().ordering, None);
+        let custom = c.source("c").unwrap().ordering.clone().unwrap();
+        assert_eq!((custom.version, custom.stale), (VersionAt::Header("x-version".into()), StalePolicy::Deliver));
+        assert_eq!(c.source("d").unwrap().ordering, None, "GitHub payloads carry no version");
+        assert_eq!(
+            c.source("e").unwrap().ordering.clone().unwrap().version,
+            VersionAt::Header("x-shopify-triggered-at".into())
+        );
+        assert!(c.warnings().is_empty());
+    }
+
+    #[test]
+    fn rate_limits_and_breakers() {
+        let no_destination = Config::load(
+            Some(r#"{"a":{"provider":"stripe","rate_limit_per_sec":1}}"#),
+            &env(&[("WEBHOOK_SECRET_A", "x")]),
+        );
+        assert_eq!(no_destination.warnings().len(), 1);
+        let sources =
+            r#"{"a":{"provider":"stripe","rate_limit_per_sec":2.5,"breaker_failures":3,"breaker_cooldown_secs":2}}"#;
         let c = Config::load(Some(sources), &env(&[("WEBHOOK_SECRET_A", "x")]));
-        assert!(c.source("a").is_ok());
-        assert_eq!(c.warnings().len(), 2);
+        let a = c.source("a").unwrap();
+        assert_eq!(a.rate_limit_per_sec, Some(2.5));
+        assert_eq!(a.breaker, BreakerConfig { failures: 3, cooldown_secs: 2, max_cooldown_secs: 300 });
+        let d = Config::load(Some(r#"{"a":{"provider":"stripe"}}"#), &env(&[("WEBHOOK_SECRET_A", "x")]));
+        assert_eq!(
+            d.source("a").unwrap().breaker,
+            BreakerConfig { failures: 5, cooldown_secs: 10, max_cooldown_secs: 300 }
+        );
+        for (bad, field) in [
+            (r#"{"provider":"stripe","rate_limit_per_sec":-1}"#, "rate_limit_per_sec"),
+            (r#"{"provider":"stripe","rate_limit_per_sec":100000}"#, "rate_limit_per_sec"),
+            (r#"{"provider":"stripe","breaker_cooldown_secs":0}"#, "breaker_cooldown_secs"),
+            (
+                r#"{"provider":"stripe","breaker_cooldown_secs":60,"breaker_max_cooldown_secs":30}"#,
+                "breaker_max_cooldown_secs",
+            ),
+            (r#"{"provider":"stripe","stale":"later"}"#, "stale"),
+            (r#"{"provider":"stripe","ordering":{"entity":"id","version":"/v"}}"#, "ordering"),
+            (r#"{"provider":"stripe","ordering":{"entity":"/id","version":"bad header"}}"#, "ordering"),
+            (r#"{"provider":"stripe","ordering":true}"#, "ordering"),
+        ] {
+            let c = Config::load(Some(&format!(r#"{{"a":{bad}}}"#)), &env(&[("WEBHOOK_SECRET_A", "x")]));
+            let body = c.source("a").err().map(|e| e.body()).unwrap_or_default();
+            assert!(body.contains(field), "{bad}: {body}");
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! metadata is a versioned JSON object that carries the attempt count (Queues in workers-rs
 //! 0.8.7 do not expose it) and, for dead letters, the last error.
 
+use crate::ordering::Position;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -82,6 +83,9 @@ pub struct EventMeta {
     /// messages leave them out, the capture has them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(String, String)>,
+    /// The entity and version it carries, for sources with `ordering`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
 }
 
 impl EventMeta {
@@ -102,6 +106,7 @@ impl EventMeta {
             filtered: false,
             resumed: false,
             headers: Vec::new(),
+            position: None,
         }
     }
 }

@@ -10,11 +10,13 @@ use crate::secret::Secret;
 pub const SOURCE_HEADER: &str = "x-edgehook-source";
 pub const EVENT_TYPE_HEADER: &str = "x-edgehook-event-type";
 pub const ATTEMPT_HEADER: &str = "x-edgehook-attempt";
+/// Set on a stale event delivered because its source says `stale = "deliver"`.
+pub const STALE_HEADER: &str = "x-edgehook-stale";
 
 /// The headers of one delivery attempt: the original content type, the Standard Webhooks
 /// signature over `"<id>.<now>.<body>"` keyed with `DESTINATION_SECRET`, and edgehook's own.
 /// `x-edgehook-event-type` is left out for events whose provider names no type.
-pub fn delivery_headers(meta: &EventMeta, body: &[u8], key: &Secret, now_secs: i64) -> HeaderList {
+pub fn delivery_headers(meta: &EventMeta, body: &[u8], key: &Secret, now_secs: i64, stale: bool) -> HeaderList {
     let mut h = HeaderList::new();
     if let Some(ct) = &meta.content_type {
         h.push("content-type", ct.clone());
@@ -27,6 +29,9 @@ pub fn delivery_headers(meta: &EventMeta, body: &[u8], key: &Secret, now_secs: i
         h.push(EVENT_TYPE_HEADER, t.clone());
     }
     h.push(ATTEMPT_HEADER, meta.attempt.to_string());
+    if stale {
+        h.push(STALE_HEADER, "true");
+    }
     h
 }
 
@@ -70,17 +75,19 @@ mod tests {
             ..EventMeta::first_attempt("stripe", "evt_1", 0, BodyRef::Inline)
         };
         let body = br#"{"id":"evt_1"}"#;
-        let h = delivery_headers(&meta, body, &key, 1_700_000_000);
+        let h = delivery_headers(&meta, body, &key, 1_700_000_000, false);
         assert_eq!(h.get("content-type").as_deref(), Some("application/json; charset=utf-8"));
         assert_eq!(h.get("webhook-id").as_deref(), Some("evt_1"));
         assert_eq!(h.get("x-edgehook-source").as_deref(), Some("stripe"));
         assert_eq!(h.get("x-edgehook-event-type").as_deref(), Some("invoice.paid"));
         assert_eq!(h.get("x-edgehook-attempt").as_deref(), Some("3"));
+        assert_eq!(h.get("x-edgehook-stale"), None);
+        assert_eq!(delivery_headers(&meta, body, &key, 1, true).get("x-edgehook-stale").as_deref(), Some("true"));
         let secrets = SecretSet::parse(key_text, SecretEncoding::StandardWebhooks).unwrap();
         let scheme = Scheme::new(&secrets, 300);
         assert!(Provider::Standard.verify(Inbound::post(&h, body), scheme, 1_700_000_000).is_ok());
         let untyped = EventMeta { event_type: None, content_type: None, ..meta };
-        let h = delivery_headers(&untyped, body, &key, 1);
+        let h = delivery_headers(&untyped, body, &key, 1, false);
         assert_eq!(h.get("x-edgehook-event-type"), None);
         assert_eq!(h.get("content-type"), None);
     }

@@ -39,6 +39,9 @@ pub struct Inputs {
     /// Delivery attempts since the previous evaluation.
     pub attempts_succeeded: u64,
     pub attempts_failed: u64,
+    /// Sources whose destination's circuit breaker is open.
+    #[serde(default)]
+    pub open_circuits: Vec<String>,
 }
 
 /// When to call it degraded.
@@ -71,6 +74,8 @@ pub struct Report {
     pub dead_letter_growth: u64,
     pub attempts_succeeded: u64,
     pub attempts_failed: u64,
+    /// Sources whose destination's circuit is open: their deliveries wait.
+    pub open_circuits: Vec<String>,
 }
 
 pub fn evaluate(inputs: &Inputs, thresholds: &Thresholds) -> Report {
@@ -105,6 +110,9 @@ pub fn evaluate(inputs: &Inputs, thresholds: &Thresholds) -> Report {
     if growth > 0 {
         reasons.push(format!("{growth} new dead letter(s) since the last check"));
     }
+    for source in &inputs.open_circuits {
+        reasons.push(format!("circuit open: the destination of source {source} is failing; its deliveries wait"));
+    }
     let attempts = inputs.attempts_succeeded + inputs.attempts_failed;
     if attempts >= thresholds.min_attempts
         && (inputs.attempts_succeeded as f64) <= thresholds.max_success_share * attempts as f64
@@ -120,6 +128,7 @@ pub fn evaluate(inputs: &Inputs, thresholds: &Thresholds) -> Report {
         dead_letter_growth: growth,
         attempts_succeeded: inputs.attempts_succeeded,
         attempts_failed: inputs.attempts_failed,
+        open_circuits: inputs.open_circuits.clone(),
     }
 }
 
@@ -188,6 +197,10 @@ mod tests {
             (Inputs { oldest_open_event_ms: Some(1_000_000 - 302_000), ..healthy() }, "accepted 302s ago"),
             (Inputs { dead_letters: 3, dead_letters_before: 1, ..healthy() }, "2 new dead letter(s)"),
             (Inputs { attempts_failed: 9, attempts_succeeded: 1, ..healthy() }, "deliveries failing: 9 of 10"),
+            (
+                Inputs { open_circuits: vec!["stripe".into()], ..healthy() },
+                "circuit open: the destination of source stripe",
+            ),
         ];
         for (inputs, reason) in cases {
             let r = evaluate(&inputs, &t);

@@ -76,6 +76,8 @@ pub enum State {
     Paused,
     /// Discarded by a `dropped` kill switch.
     Dropped,
+    /// Older than the newest delivered version of its entity: not delivered.
+    Stale,
 }
 
 impl State {
@@ -88,10 +90,11 @@ impl State {
             State::Filtered => "filtered",
             State::Paused => "paused",
             State::Dropped => "dropped",
+            State::Stale => "stale",
         }
     }
 
-    pub const ALL: [State; 7] = [
+    pub const ALL: [State; 8] = [
         State::Delivering,
         State::Retrying,
         State::Completed,
@@ -99,6 +102,7 @@ impl State {
         State::Filtered,
         State::Paused,
         State::Dropped,
+        State::Stale,
     ];
 
     pub fn parse(text: &str) -> Option<State> {
@@ -205,7 +209,9 @@ pub fn begin(record: Option<&Record>, message: Message<'_>, lease_ms: i64, clock
         // Held events are carried on by the messages that resume them (any continuation: the
         // consumer checks the kill switch again and holds the event once more if still paused).
         State::Paused if message.continuation() => (take(), Begin::Go),
-        State::Completed | State::Dead | State::Filtered | State::Dropped if message.replay => (take(), Begin::Go),
+        State::Completed | State::Dead | State::Filtered | State::Dropped | State::Stale if message.replay => {
+            (take(), Begin::Go)
+        }
         state => (Write::Keep, Begin::Skip { state }),
     }
 }
@@ -226,6 +232,8 @@ pub enum Outcome {
     Paused,
     /// Discarded by a `dropped` kill switch.
     Dropped,
+    /// Not delivered: older than what was already delivered for its entity.
+    Stale,
 }
 
 /// `finish`: the message that began a delivery reports how it ended.
@@ -241,6 +249,7 @@ pub fn finish(record: Option<&Record>, message_id: &str, outcome: Outcome, clock
         Outcome::Filtered if owned => Write::Put(clock.record(State::Filtered, "", 0, 0)),
         Outcome::Paused if owned => Write::Put(clock.record(State::Paused, "", 0, 0)),
         Outcome::Dropped if owned => Write::Put(clock.record(State::Dropped, "", 0, 0)),
+        Outcome::Stale if owned => Write::Put(clock.record(State::Stale, "", 0, 0)),
         _ => Write::Keep,
     }
 }
@@ -269,7 +278,7 @@ pub fn mark_dead(record: Option<&Record>, message: Message<'_>, clock: Clock) ->
     };
     match r.state {
         State::Dead if r.owner == message.id => (Write::Keep, DeadMark::Marked),
-        State::Completed | State::Dead | State::Filtered | State::Dropped => {
+        State::Completed | State::Dead | State::Filtered | State::Dropped | State::Stale => {
             (Write::Keep, DeadMark::Final { state: r.state })
         }
         State::Delivering if r.lease_until_ms <= clock.now_ms || r.owner == message.id => (dead(), DeadMark::Marked),
@@ -475,9 +484,12 @@ mod tests {
 
     #[test]
     fn kill_switch_outcomes_and_resuming() {
-        for (outcome, state) in
-            [(Outcome::Filtered, State::Filtered), (Outcome::Dropped, State::Dropped), (Outcome::Paused, State::Paused)]
-        {
+        for (outcome, state) in [
+            (Outcome::Filtered, State::Filtered),
+            (Outcome::Dropped, State::Dropped),
+            (Outcome::Paused, State::Paused),
+            (Outcome::Stale, State::Stale),
+        ] {
             let mut r = None;
             start(&mut r, fresh("m1"), 0);
             end(&mut r, "m1", outcome, 10);
@@ -497,6 +509,14 @@ mod tests {
         end(&mut d, "m1", Outcome::Dropped, 10);
         assert_eq!(start(&mut d, retry("x", 1), 20), Begin::Skip { state: State::Dropped });
         assert_eq!(start(&mut d, replay("r"), 30), Begin::Go);
+        // So are stale ones; and a stale event is final for the dead-letter queue too.
+        let mut st = None;
+        start(&mut st, fresh("m1"), 0);
+        end(&mut st, "m1", Outcome::Stale, 10);
+        assert_eq!(start(&mut st, retry("x", 1), 20), Begin::Skip { state: State::Stale });
+        let (_, mark) = mark_dead(st.as_ref(), fresh("m1"), at(30));
+        assert_eq!(mark, DeadMark::Final { state: State::Stale });
+        assert_eq!(start(&mut st, replay("r"), 40), Begin::Go);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::config::SourceConfig;
 use crate::envelope::{self, BodyRef, EventMeta, MAX_INLINE_ENVELOPE};
 use crate::error::Rejection;
 use crate::headers::Headers;
+use crate::ordering::Position;
 use crate::pattern;
 use crate::providers::{Handshake, Identity, Inbound};
 
@@ -28,6 +29,8 @@ pub struct Verified {
     received_at_ms: i64,
     /// The request's headers as captured: credentials redacted, size bounded.
     headers: Vec<(String, String)>,
+    /// Its entity and version, when the source orders events and the event carries both.
+    position: Option<Position>,
     body: Vec<u8>,
 }
 
@@ -95,12 +98,14 @@ pub fn verify(source: &SourceConfig, request: Request<'_>, body: Vec<u8>, now_ms
         return Ok(Intake::Handshake(handshake));
     }
     let identity = source.provider.identify(req, scheme)?;
+    let position = source.ordering.as_ref().and_then(|o| o.position(request.headers, &body));
     Ok(Intake::Event(Verified {
         source: source.name.clone(),
         identity,
         content_type: request.headers.get("content-type"),
         received_at_ms: now_ms,
         headers: captured_headers(request.headers),
+        position,
         body,
     }))
 }
@@ -143,6 +148,7 @@ impl Verified {
             event_type: self.identity.event_type.clone(),
             content_type: self.content_type.clone(),
             headers: self.headers.clone(),
+            position: self.position.clone(),
             filtered,
             ..EventMeta::first_attempt(self.source.clone(), self.identity.id.clone(), self.received_at_ms, body)
         }
@@ -214,6 +220,14 @@ mod tests {
         // Headers travel for capture, exactly as sent.
         assert!(meta.headers.iter().any(|(k, v)| k == "Content-Type" && v == "application/json"));
         assert!(meta.headers.iter().any(|(k, _)| k == "Stripe-Signature"));
+        assert_eq!(meta.position, None, "this body has no version");
+        // Stripe orders by default: the object and the event's creation time travel along.
+        let body =
+            br#"{"id":"evt_10","type":"invoice.paid","created":1700000000,"data":{"object":{"id":"in_1"}}}"#.to_vec();
+        let v = event(c.source("s").unwrap(), &signed(&body, 1000), body, 1_000_500).unwrap();
+        let (meta, _) = envelope::decode(&v.envelope(None, false)).unwrap();
+        let position = meta.position.unwrap();
+        assert_eq!((position.entity.as_str(), position.version.num()), ("in_1", Some(1_700_000_000.0)));
     }
 
     #[test]

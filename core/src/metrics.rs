@@ -24,6 +24,8 @@ pub enum Outcome {
     Paused,
     Dropped,
     Stale,
+    /// Held back by a rate limit or an open circuit (no attempt used).
+    Deferred,
 }
 
 impl Outcome {
@@ -39,6 +41,7 @@ impl Outcome {
             Outcome::Paused => "paused",
             Outcome::Dropped => "dropped",
             Outcome::Stale => "stale",
+            Outcome::Deferred => "deferred",
         }
     }
 }

@@ -9,6 +9,7 @@
 //!
 //! `cargo test --test integration [FILTER]` runs the tests whose name contains FILTER.
 
+mod bursts;
 mod cli;
 mod dashboard;
 mod delivery;
@@ -87,6 +88,12 @@ fn main_sources(dest: &Destination, cli_sources: serde_json::Map<String, serde_j
         "counted": {"provider": "stripe", "destination": d("/counted")},
         "browser": {"provider": "stripe", "destination": d("/browser"), "max_attempts": 1},
         "cliops": {"provider": "stripe", "destination": d("/cliops"), "max_attempts": 1},
+        "huge": {"provider": "github", "destination": d("/huge"), "max_body_bytes": 26_214_400},
+        "ordered": {"provider": "stripe", "destination": d("/ordered")},
+        "ordered-deliver": {"provider": "stripe", "destination": d("/ordered-deliver"), "stale": "deliver"},
+        "flapping": {"provider": "stripe", "destination": d("/flapping"), "max_attempts": 2, "retry_base_secs": 1,
+                     "retry_max_secs": 1, "breaker_failures": 3, "breaker_cooldown_secs": 1, "breaker_max_cooldown_secs": 2},
+        "burst": {"provider": "stripe", "destination": d("/burst"), "rate_limit_per_sec": bursts::BURST_RATE},
         "example-summary": {"provider": "standard", "max_attempts": 3, "retry_base_secs": 1, "retry_max_secs": 1},
         "broken": {"provider": "paypal"},
         "nosecret": {"provider": "stripe"},
@@ -135,10 +142,15 @@ fn start_world() -> World {
         "counted",
         "browser",
         "cliops",
+        "ordered",
+        "ordered-deliver",
+        "flapping",
+        "burst",
     ] {
-        main_vars.push((format!("WEBHOOK_SECRET_{}", name.to_uppercase()), STRIPE_SECRET.into()));
+        main_vars.push((format!("WEBHOOK_SECRET_{}", name.to_uppercase().replace('-', "_")), STRIPE_SECRET.into()));
     }
     main_vars.push(("WEBHOOK_SECRET_GITHUB".into(), GITHUB_SECRET.into()));
+    main_vars.push(("WEBHOOK_SECRET_HUGE".into(), GITHUB_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_STANDARD".into(), STANDARD_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_ROTATING".into(), format!(r#"["{ROTATION_NEW}","{ROTATION_OLD}"]"#)));
     main_vars.push(("WEBHOOK_SECRET_BROKEN".into(), STRIPE_SECRET.into()));
@@ -169,8 +181,9 @@ fn start_world() -> World {
     );
     let mut ttl = Worker::start("ttl", "build", ConfigForm { flags: ttl_vars, ..Default::default() });
     let ops_sources = serde_json::json!({
+        // No circuit breaker here: this source shows health reacting to failing deliveries.
         "hanging": {"provider": "stripe", "destination": dest.url("/hanging"), "delivery_timeout_secs": 1,
-                    "max_attempts": 100, "retry_base_secs": 1, "retry_max_secs": 1},
+                    "max_attempts": 100, "retry_base_secs": 1, "retry_max_secs": 1, "breaker_failures": 0},
         "kept": {"provider": "stripe"},
     });
     let ops_vars: Vec<(String, String)> = [
@@ -203,6 +216,10 @@ type Test = (&'static str, fn(&World));
 const SOLO: &[Test] = &[
     ("chunked_bodies_are_limited_while_read", receiving::chunked_bodies_are_limited_while_read),
     (operations::SOLO[0].0, operations::SOLO[0].1),
+    (
+        "a_burst_of_5000_is_delivered_once_within_the_rate_limit",
+        bursts::a_burst_of_5000_is_delivered_once_within_the_rate_limit,
+    ),
     ("no_secret_in_any_log", idempotency::no_secret_in_any_log),
 ];
 
@@ -216,6 +233,7 @@ fn tests() -> Vec<Test> {
     all.extend(cli::TESTS);
     all.extend(operations::TESTS);
     all.extend(dashboard::TESTS);
+    all.extend(bursts::TESTS);
     all
 }
 

@@ -12,6 +12,9 @@ use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{check_tolerance, first_hmac_match, from_hex, hmac_sha256, to_hex};
 
+/// Ordering: the entity in `data`, and its last update time (RFC 3339).
+pub const ORDERING: (&str, &str) = ("/data/id", "/data/updatedAt");
+
 pub const SIGNATURE_HEADER: &str = "linear-signature";
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 

@@ -242,6 +242,19 @@ impl Provider {
         }
     }
 
+    /// Where this provider's events carry an entity id and a version, for `ordering`: a JSON
+    /// pointer, and a JSON pointer or header name. `None` where payloads carry no version.
+    pub fn default_ordering(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Provider::Stripe => Some(stripe::ORDERING),
+            Provider::Shopify => Some(shopify::ORDERING),
+            Provider::Paddle => Some(paddle::ORDERING),
+            Provider::Linear => Some(linear::ORDERING),
+            Provider::Square => Some(square::ORDERING),
+            _ => None,
+        }
+    }
+
     /// Whether this provider signs the URL, so that the source may need a `public_url`.
     pub fn signs_url(self) -> bool {
         matches!(self, Provider::Twilio | Provider::Square | Provider::Hubspot)

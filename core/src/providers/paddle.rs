@@ -13,6 +13,9 @@ use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{check_tolerance, first_hmac_match, from_hex, hmac_sha256, parse_timestamp, to_hex};
 
+/// Ordering: the entity in `data`, and when the event occurred (RFC 3339).
+pub const ORDERING: (&str, &str) = ("/data/id", "/occurred_at");
+
 pub const SIGNATURE_HEADER: &str = "paddle-signature";
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 

@@ -14,6 +14,10 @@ use crate::signature::{first_hmac_match, hmac_sha256};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
+/// Ordering: the resource's id in the body, and when Shopify triggered the webhook (RFC 3339
+/// header; Shopify's own advice for ordering).
+pub const ORDERING: (&str, &str) = ("/id", "X-Shopify-Triggered-At");
+
 pub const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 

@@ -13,6 +13,9 @@ use crate::signature::{first_hmac_match, hmac_sha256};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
+/// Ordering: the object in `data`, and when the event was created (RFC 3339).
+pub const ORDERING: (&str, &str) = ("/data/id", "/created_at");
+
 pub const SIGNATURE_HEADER: &str = "x-square-hmacsha256-signature";
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 

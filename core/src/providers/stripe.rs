@@ -12,6 +12,9 @@ use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{check_tolerance, first_hmac_match, from_hex, hmac_sha256, parse_timestamp, to_hex};
 
+/// Ordering: the object the event is about, and the event's creation time (Unix seconds).
+pub const ORDERING: (&str, &str) = ("/data/object/id", "/created");
+
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 

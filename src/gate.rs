@@ -1,0 +1,124 @@
+//! Gates: the rate limit and circuit breaker of each destination (see `edgehook_core::gate`),
+//! one Durable Object per destination URL, so both hold across every consumer instance.
+//!
+//! The consumer asks for a pass before each delivery and reports the answer after it; the
+//! requests of one consumer batch for one destination travel together (see [`crate::batch`]).
+
+use crate::batch::Batcher;
+use crate::env::{bindings, now_ms};
+use edgehook_core::gate::{Answer, GateState, Limits, Pass};
+use edgehook_core::signature::sha256_hex;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use wasm_bindgen::JsValue;
+use worker::{
+    durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result,
+    State as ObjectState,
+};
+
+/// How long a delivery waits in the consumer for a turn that is close; later turns are
+/// deferred through the queue.
+const MAX_WAIT_MS: i64 = 2_000;
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Op {
+    Acquire { limits: Limits, probe_timeout_ms: i64, jitter: f64 },
+    Report { limits: Limits, answer: Answer, probe: bool },
+    State,
+}
+
+/// The consumer's (and the cron trigger's) handle on the gates.
+pub struct Gates {
+    ns: ObjectNamespace,
+    batcher: Batcher,
+}
+
+impl Gates {
+    pub fn new(env: &Env) -> Result<Gates> {
+        Ok(Gates { ns: env.durable_object(bindings::GATES)?, batcher: Batcher::default() })
+    }
+
+    async fn submit(&self, destination: &str, op: Op) -> Result<serde_json::Value> {
+        let op = serde_json::to_value(&op)?;
+        self.batcher.submit(gate_name(destination), op, |name, ops| async move { self.call(&name, &ops).await }).await
+    }
+
+    async fn call(&self, name: &str, ops: &[serde_json::Value]) -> Result<Vec<serde_json::Value>> {
+        let stub = self.ns.id_from_name(name)?.get_stub()?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(JsValue::from_str(&serde_json::to_string(ops)?)));
+        let mut response = stub.fetch_with_request(Request::new_with_init("https://gate.edgehook/ops", &init)?).await?;
+        if response.status_code() != 200 {
+            let detail = response.text().await.unwrap_or_default();
+            return Err(worker::Error::RustError(format!("gate answered {}: {detail}", response.status_code())));
+        }
+        response.json().await
+    }
+
+    /// A pass for one delivery to `destination`. A delivery whose turn comes within two
+    /// seconds gets it; `timeout_secs` is how long the delivery may take (a probe that has not
+    /// reported by then is replaced).
+    pub async fn acquire(&self, destination: &str, limits: Limits, timeout_secs: u64, jitter: f64) -> Result<Pass> {
+        let probe_timeout_ms = (timeout_secs as i64 * 1000).saturating_add(MAX_WAIT_MS + 5_000);
+        let reply = self.submit(destination, Op::Acquire { limits, probe_timeout_ms, jitter }).await?;
+        Ok(serde_json::from_value(reply)?)
+    }
+
+    pub async fn report(&self, destination: &str, limits: Limits, answer: Answer, probe: bool) -> Result<()> {
+        self.submit(destination, Op::Report { limits, answer, probe }).await.map(drop)
+    }
+
+    pub async fn state(&self, destination: &str) -> Result<GateState> {
+        Ok(serde_json::from_value(self.submit(destination, Op::State).await?)?)
+    }
+}
+
+/// Destinations are named by a hash of their URL (which may carry credentials).
+fn gate_name(destination: &str) -> String {
+    format!("gate-{}", sha256_hex(destination.as_bytes()))
+}
+
+/// One destination's gate.
+#[durable_object]
+pub struct GateObject {
+    state: ObjectState,
+    /// The gate as last read or written: read from storage once per object lifetime.
+    gate: RefCell<Option<GateState>>,
+}
+
+impl DurableObject for GateObject {
+    fn new(state: ObjectState, _env: Env) -> Self {
+        GateObject { state, gate: RefCell::new(None) }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let ops: Vec<Op> = req.json().await?;
+        let storage = self.state.storage();
+        let cached = self.gate.borrow().as_ref().copied();
+        let mut gate = match cached {
+            Some(gate) => gate,
+            None => storage.get::<GateState>("gate").await.ok().flatten().unwrap_or_default(),
+        };
+        let before = gate;
+        let now = now_ms();
+        let mut replies = Vec::with_capacity(ops.len());
+        for op in ops {
+            let reply = match op {
+                Op::Acquire { limits, probe_timeout_ms, jitter } => {
+                    serde_json::to_value(gate.acquire(&limits, now, MAX_WAIT_MS, probe_timeout_ms, jitter))?
+                }
+                Op::Report { limits, answer, probe } => {
+                    gate.report(&limits, now, answer, probe);
+                    serde_json::Value::Null
+                }
+                Op::State => serde_json::to_value(gate)?,
+            };
+            replies.push(reply);
+        }
+        if gate != before {
+            storage.put("gate", gate).await?;
+        }
+        *self.gate.borrow_mut() = Some(gate);
+        Response::ok(serde_json::to_string(&replies)?)
+    }
+}
