@@ -6,6 +6,7 @@
 //! Both are written under hour-stamped keys (`edgehook_core::capture::timed_key`) so the cron
 //! trigger deletes whole hours past retention by listing the oldest keys first.
 
+use crate::billing::{self, Op as Billed};
 use crate::env::{self, bindings};
 use edgehook_core::capture::{expired_key, timed_key, BODY_PREFIX, SEGMENT_PREFIX};
 use edgehook_core::envelope::BodyRef;
@@ -44,6 +45,7 @@ impl Segment {
     }
 
     pub async fn store(self, env: &Env) -> Result<()> {
+        billing::count(Billed::R2ClassA, 1);
         env.bucket(bindings::BLOBS)?.put(&self.key, self.bytes).execute().await?;
         Ok(())
     }
@@ -53,6 +55,9 @@ impl Segment {
 /// stored body is gone.
 pub async fn load(env: &Env, body: &BodyRef, inline: &[u8]) -> Result<Option<Vec<u8>>> {
     let bucket = env.bucket(bindings::BLOBS)?;
+    if !matches!(body, BodyRef::Inline | BodyRef::Segment { len: 0, .. }) {
+        billing::count(Billed::R2ClassB, 1);
+    }
     let object = match body {
         BodyRef::Inline => return Ok(Some(inline.to_vec())),
         BodyRef::Stored { key, .. } => bucket.get(key).execute().await?,

@@ -338,10 +338,13 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     };
     let latency_ms = (env::now_ms() - started).max(0) as u64;
     drop((body, connection, large_body_turn));
+    // Whether the circuit is open after this delivery: then a failure used no attempt.
+    let mut circuit_open = probe;
     if let (Some((url, limits)), Some(tried)) = (gate, &tried) {
         // Best effort: a lost report only delays the breaker's view by one delivery.
-        if let Err(e) = b.gates.report(url, limits, Answer::of(tried.status), probe).await {
-            console_error!("could not report a delivery to the gate of {}: {e}", meta.source);
+        match b.gates.report(url, limits, Answer::of(tried.status), probe).await {
+            Ok(open) => circuit_open |= open,
+            Err(e) => console_error!("could not report a delivery to the gate of {}: {e}", meta.source),
         }
     }
     let record_version = || async {
@@ -382,8 +385,10 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
             b.tally.borrow_mut().attempts_failed += 1;
             let meta = with_error(meta.clone(), error);
             let record = attempt(meta.last_error.clone());
-            if probe {
-                // A failed probe keeps the circuit open; it does not use up the event's attempt.
+            if circuit_open {
+                // A failed probe keeps the circuit open, this failure opened it, or the circuit
+                // opened while it was under way: the destination is down, and waiting for it
+                // does not use up the event's attempt.
                 count(Counted::Deferred);
                 let secs = source.breaker.cooldown_secs.min(MAX_QUEUE_DELAY_SECS) as u32;
                 return hand_on(b, &key, &message_id, meta, inline, record.attempt, secs, Some(record)).await;

@@ -6,6 +6,7 @@
 //! per consumer batch, at most one per second per receiving isolate), and health is evaluated
 //! once a minute. None of it is on the path that answers a provider.
 
+use crate::billing::{self, Op as Billed, Sql};
 use crate::env::{bindings, now_ms};
 use edgehook_core::flags::{Flag, Flags, Mode};
 use edgehook_core::health::{self, Alert, AlertState, Inputs, Report, Thresholds};
@@ -15,7 +16,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::JsValue;
 use worker::{
-    durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, SqlStorage,
+    durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result,
     SqlStorageValue, State as ObjectState,
 };
 
@@ -122,6 +123,7 @@ impl Control {
         let stub = self.ns.id_from_name("control")?.get_stub()?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post).with_body(Some(JsValue::from_str(&serde_json::to_string(op)?)));
+        billing::count(Billed::DoRequest, 1);
         let mut response =
             stub.fetch_with_request(Request::new_with_init("https://control.edgehook/op", &init)?).await?;
         if response.status_code() != 200 {
@@ -245,12 +247,12 @@ struct Window {
 
 #[durable_object]
 pub struct ControlObject {
-    sql: SqlStorage,
+    sql: Sql,
 }
 
 impl DurableObject for ControlObject {
     fn new(state: ObjectState, _env: Env) -> Self {
-        let sql = state.storage().sql();
+        let sql = Sql::new(state.storage().sql());
         let ddl = "CREATE TABLE IF NOT EXISTS flags (source TEXT NOT NULL, pattern TEXT NOT NULL,
                        mode TEXT NOT NULL, updated_ms INTEGER NOT NULL, PRIMARY KEY (source, pattern));
                    CREATE TABLE IF NOT EXISTS counters (source TEXT NOT NULL, event_type TEXT NOT NULL,

@@ -14,6 +14,7 @@
 //! object's metadata. A letter that cannot be stored goes back on the dead-letter queue, already
 //! marked, so it is never given up; the alert is tried three times and then only logged.
 
+use crate::billing::{self, Op as Billed};
 use crate::control::{Control, Tally};
 use crate::env::{self, bindings};
 use crate::idempotency::Idempotency;
@@ -164,6 +165,7 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempo
     // The stored letter is self-contained: a body kept in R2 is copied into it, so that it
     // outlives the retention sweep. (A body already gone is recorded as such.)
     let stored = self_contained(env, &settled).await?;
+    billing::count(Billed::R2ClassA, 1);
     let put = bucket.put(letter.storage_key(), stored).custom_metadata(letter.to_metadata());
     if let Err(e) = put.execute().await {
         console_error!("could not store dead letter {}, putting it back: {e}", letter.storage_key());

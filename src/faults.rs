@@ -14,6 +14,10 @@
 //! - `POST /__faults/poison?kind=garbage` puts bytes that are no envelope on the event queue;
 //! - `POST /__faults/poison?kind=missing-body&source=S&id=I` puts an envelope whose claim-checked
 //!   body is not in R2;
+//! - `GET /__faults/billing` counts the billable operations this isolate made (see
+//!   [`crate::billing`]); `POST` reads and resets them;
+//! - `POST /__faults/hmac?impl=rust|webcrypto&size=BYTES&n=N` computes N HMAC-SHA256s of a
+//!   SIZE-byte buffer with edgehook's Rust code or with Web Crypto, for the benchmarks;
 //! - `POST /__faults/object?key=K` writes a small R2 object at K (say, a capture segment from
 //!   an hour long past), and `GET /__faults/object?key=K` says whether it exists, so tests can
 //!   watch the retention sweep.
@@ -86,6 +90,13 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             queue::send(&env.queue(bindings::EVENTS)?, &bytes, 0).await?;
             http::json(200, r#"{"sent":true}"#)
         }
+        "/__faults/hmac" => {
+            let number = |name: &str| param(name).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+            let macs =
+                hmac_benchmark(param("impl").as_deref() == Some("webcrypto"), number("size"), number("n")).await?;
+            http::json(200, format!(r#"{{"macs":{macs}}}"#))
+        }
+        "/__faults/billing" => http::json(200, crate::billing::snapshot(req.method() == worker::Method::Post)),
         "/__faults/object" => {
             let key = param("key").unwrap_or_default();
             let bucket = env.bucket(bindings::BLOBS)?;
@@ -103,4 +114,41 @@ fn event_meta(source: Option<String>, id: Option<String>, body: BodyRef) -> Even
     let first =
         EventMeta::first_attempt(source.unwrap_or_default(), id.unwrap_or_default(), crate::env::now_ms(), body);
     EventMeta { content_type: Some("application/json".into()), ..first }
+}
+
+/// Computes `n` HMAC-SHA256s of `size` bytes, in Rust (wasm) or with Web Crypto (native code
+/// in the runtime); returns how many. The caller times the request.
+async fn hmac_benchmark(web_crypto: bool, size: usize, n: usize) -> Result<usize> {
+    use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+    use wasm_bindgen::{JsCast, JsValue};
+    use worker::wasm_bindgen_futures::JsFuture;
+    let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let key = b"whsec_benchmark_secret";
+    if !web_crypto {
+        let mut last = [0u8; 32];
+        for _ in 0..n {
+            last = edgehook_core::signature::hmac_sha256(key, &[&data]);
+        }
+        std::hint::black_box(last);
+        return Ok(n);
+    }
+    let js = |e: JsValue| worker::Error::JsError(format!("{e:?}"));
+    let subtle =
+        Reflect::get(&Reflect::get(&js_sys::global(), &"crypto".into()).map_err(js)?, &"subtle".into()).map_err(js)?;
+    let method =
+        |name: &str| -> Result<Function> { Ok(Reflect::get(&subtle, &name.into()).map_err(js)?.unchecked_into()) };
+    let algorithm = Object::new();
+    Reflect::set(&algorithm, &"name".into(), &"HMAC".into()).map_err(js)?;
+    Reflect::set(&algorithm, &"hash".into(), &"SHA-256".into()).map_err(js)?;
+    let usages = Array::of1(&"sign".into());
+    let import_args = Array::of5(&"raw".into(), &Uint8Array::from(&key[..]), &algorithm, &false.into(), &usages);
+    let imported: Promise = method("importKey")?.apply(&subtle, &import_args).map_err(js)?.unchecked_into();
+    let crypto_key = JsFuture::from(imported).await.map_err(js)?;
+    let buffer = Uint8Array::from(data.as_slice());
+    let sign = method("sign")?;
+    for _ in 0..n {
+        let signed: Promise = sign.call3(&subtle, &"HMAC".into(), &crypto_key, &buffer).map_err(js)?.unchecked_into();
+        JsFuture::from(signed).await.map_err(js)?;
+    }
+    Ok(n)
 }

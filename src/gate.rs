@@ -5,6 +5,7 @@
 //! requests of one consumer batch for one destination travel together (see [`crate::batch`]).
 
 use crate::batch::Batcher;
+use crate::billing::{self, Op as Billed};
 use crate::env::{bindings, now_ms};
 use edgehook_core::gate::{Answer, GateState, Limits, Pass};
 use edgehook_core::signature::sha256_hex;
@@ -47,6 +48,7 @@ impl Gates {
         let stub = self.ns.id_from_name(name)?.get_stub()?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post).with_body(Some(JsValue::from_str(&serde_json::to_string(ops)?)));
+        billing::count(Billed::DoRequest, 1);
         let mut response = stub.fetch_with_request(Request::new_with_init("https://gate.edgehook/ops", &init)?).await?;
         if response.status_code() != 200 {
             let detail = response.text().await.unwrap_or_default();
@@ -64,8 +66,9 @@ impl Gates {
         Ok(serde_json::from_value(reply)?)
     }
 
-    pub async fn report(&self, destination: &str, limits: Limits, answer: Answer, probe: bool) -> Result<()> {
-        self.submit(destination, Op::Report { limits, answer, probe }).await.map(drop)
+    /// Reports how a delivery went; whether the circuit is open now (see `GateState::report`).
+    pub async fn report(&self, destination: &str, limits: Limits, answer: Answer, probe: bool) -> Result<bool> {
+        Ok(self.submit(destination, Op::Report { limits, answer, probe }).await?.as_bool().unwrap_or(false))
     }
 
     pub async fn state(&self, destination: &str) -> Result<GateState> {
@@ -108,8 +111,7 @@ impl DurableObject for GateObject {
                     serde_json::to_value(gate.acquire(&limits, now, MAX_WAIT_MS, probe_timeout_ms, jitter))?
                 }
                 Op::Report { limits, answer, probe } => {
-                    gate.report(&limits, now, answer, probe);
-                    serde_json::Value::Null
+                    serde_json::Value::Bool(gate.report(&limits, now, answer, probe))
                 }
                 Op::State => serde_json::to_value(gate)?,
             };
@@ -117,6 +119,7 @@ impl DurableObject for GateObject {
         }
         if gate != before {
             storage.put("gate", gate).await?;
+            billing::count(Billed::DoRowWritten, 1);
         }
         *self.gate.borrow_mut() = Some(gate);
         Response::ok(serde_json::to_string(&replies)?)

@@ -7,6 +7,7 @@
 //! once they expire, never by a sweep that could miss them.
 
 use crate::batch::Batcher;
+use crate::billing::{self, Op as Billed, Sql};
 use crate::env::{bindings, now_ms};
 use edgehook_core::capture::{Attempt, Capture, EventStatus, EventSummary, Held};
 use edgehook_core::idempotency::{
@@ -21,7 +22,7 @@ use std::collections::BTreeMap;
 use wasm_bindgen::JsValue;
 use worker::{
     durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, ScheduledTime,
-    SqlStorage, SqlStorageValue, State as ObjectState,
+    SqlStorageValue, State as ObjectState,
 };
 
 /// Most rows one alarm run deletes; the alarm re-arms at once when more are due.
@@ -173,6 +174,7 @@ impl Idempotency {
         let stub = self.ns.id_from_name(&format!("shard-{shard}"))?.get_stub()?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post).with_body(Some(JsValue::from_str(&serde_json::to_string(ops)?)));
+        billing::count(Billed::DoRequest, 1);
         let mut response =
             stub.fetch_with_request(Request::new_with_init("https://idempotency.edgehook/ops", &init)?).await?;
         if response.status_code() != 200 {
@@ -377,7 +379,7 @@ const CAPTURE_COLUMNS: &str = "key, source, event_id, event_type, content_type, 
 #[durable_object]
 pub struct IdempotencyShard {
     state: ObjectState,
-    sql: SqlStorage,
+    sql: Sql,
     ttl_ms: i64,
     retention_ms: i64,
     /// The alarm as last read or set: `None` until read once.
@@ -386,7 +388,7 @@ pub struct IdempotencyShard {
 
 impl DurableObject for IdempotencyShard {
     fn new(state: ObjectState, env: Env) -> Self {
-        let sql = state.storage().sql();
+        let sql = Sql::new(state.storage().sql());
         // Idempotent DDL, synchronous: it runs before any request reaches the object.
         let ddl = "CREATE TABLE IF NOT EXISTS records (
                        key TEXT PRIMARY KEY, state TEXT NOT NULL, owner TEXT NOT NULL,
@@ -427,6 +429,7 @@ impl DurableObject for IdempotencyShard {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        billing::count(Billed::DoRequest, 1);
         let now = now_ms();
         // Held events never expire while held: a paused kill switch may stay on for longer
         // than any retention, and its events must still be there when it is lifted. Nor do
@@ -733,9 +736,11 @@ impl IdempotencyShard {
                         SqlStorageValue::from(r.expires_ms),
                     ],
                 )?;
+                // Only when the state changes: every row (and index entry) written is billed, and
+                // a capture inserted a moment ago already has this state.
                 self.sql.exec(
-                    "UPDATE captures SET state = ?, updated_ms = ? WHERE key = ?",
-                    vec![r.state.as_str().into(), r.updated_ms.into(), key.into()],
+                    "UPDATE captures SET state = ?, updated_ms = ? WHERE key = ? AND state != ?",
+                    vec![r.state.as_str().into(), r.updated_ms.into(), key.into(), r.state.as_str().into()],
                 )?;
                 self.arm(r.expires_ms).await?;
             }
@@ -759,6 +764,8 @@ impl IdempotencyShard {
             Some(at) if at <= due => self.alarm.set(Some(Some(at))),
             _ => {
                 storage.set_alarm(ScheduledTime::new(js_sys::Date::new(&JsValue::from_f64(due as f64)))).await?;
+                // Setting an alarm is billed as a row written.
+                billing::count(Billed::DoRowWritten, 1);
                 self.alarm.set(Some(Some(due)));
             }
         }

@@ -6,6 +6,7 @@
 //! receiver answers `duplicate` for ids this isolate accepted lately, and lets concurrent copies
 //! of one event wait (briefly) for the first copy's enqueue instead of enqueueing it again.
 
+use crate::billing::{self, Op as Billed};
 use crate::env::{self, bindings};
 use crate::http::{self, RequestHeaders};
 use crate::{blobs, queue, tally};
@@ -212,6 +213,7 @@ async fn enqueue(env: &Env, event: &Verified, filtered: bool) -> Result<()> {
             return Err(worker::Error::RustError("injected fault: R2 unavailable".into()));
         }
         let key = blobs::body_key(event.source());
+        billing::count(Billed::R2ClassA, 1);
         bucket.put(&key, event.body().to_vec()).execute().await?;
         Some(key)
     };

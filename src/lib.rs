@@ -20,6 +20,7 @@
 mod admin;
 mod alerts;
 mod batch;
+mod billing;
 mod blobs;
 mod consumer;
 mod control;
@@ -45,6 +46,7 @@ use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, Sc
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    billing::count(billing::Op::WorkerRequest, 1);
     let path = req.path();
     if let Some(source) = path.strip_prefix("/webhooks/") {
         if !source.is_empty() && !source.contains('/') {
@@ -76,6 +78,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 /// The cron trigger (`wrangler.toml`: every minute): heartbeat, health, alerts, retention.
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    billing::count(billing::Op::WorkerInvocation, 1);
     cron::tick(&env).await;
 }
 
@@ -98,6 +101,7 @@ mod queue_export {
 /// Never fails: every message is acknowledged or retried on its own (a failed queue handler
 /// would retry the whole batch).
 async fn on_queue(batch: worker::worker_sys::MessageBatch, env: Env) {
+    billing::count(billing::Op::WorkerInvocation, 1);
     let batch = queue::Batch::new(batch);
     if batch.queue.ends_with(env::DEAD_LETTER_QUEUE_SUFFIX) {
         dead_letters::consume(batch, env).await;

@@ -1,6 +1,7 @@
 //! Sending envelopes to a queue: as a `Uint8Array` (V8 content type), so the bytes arrive
 //! exactly as sent, with no JSON or base64 in between.
 
+use crate::billing::{self, Op as Billed};
 use futures_util::future::join_all;
 use js_sys::Uint8Array;
 use std::future::Future;
@@ -18,6 +19,8 @@ pub enum Decision {
 pub struct Delivery {
     pub message: RawMessage,
     pub attempts: u32,
+    /// The message's size in billing units (64 KB each), counted when read and deleted.
+    units: u64,
 }
 
 /// A batch as the queue handler receives it.
@@ -40,7 +43,10 @@ impl Batch {
                             .ok()
                             .and_then(|a| a.as_f64())
                             .map_or(1, |a| a as u32);
-                        Delivery { message: RawMessage::from(value.unchecked_into::<MessageSys>()), attempts }
+                        let units = billing_units(&value);
+                        billing::count(Billed::QueueRead, units);
+                        let message = RawMessage::from(value.unchecked_into::<MessageSys>());
+                        Delivery { message, attempts, units }
                     })
                     .collect()
             })
@@ -68,7 +74,10 @@ where
         async move {
             let message = &delivery.message;
             match handled.await {
-                Ok(Decision::Ack) => message.ack(),
+                Ok(Decision::Ack) => {
+                    billing::count(Billed::QueueDelete, delivery.units);
+                    message.ack()
+                }
                 Ok(Decision::RetryIn(secs)) => retry_later(message, secs),
                 Err(e) => {
                     console_error!("queue {} message {}: failed, retrying: {e}", batch.queue, message.id());
@@ -80,8 +89,21 @@ where
     join_all(settled).await;
 }
 
+/// A received message's size in billing units; only the test build, which counts operations,
+/// reads it.
+fn billing_units(_message: &JsValue) -> u64 {
+    #[cfg(feature = "faults")]
+    if let Some(body) =
+        js_sys::Reflect::get(_message, &JsValue::from_str("body")).ok().and_then(|b| b.dyn_into::<Uint8Array>().ok())
+    {
+        return billing::queue_units(body.length() as usize);
+    }
+    1
+}
+
 /// Sends `bytes`, to be delivered after `delay_secs` (0 for now).
 pub async fn send(queue: &Queue, bytes: &[u8], delay_secs: u32) -> Result<()> {
+    billing::count(Billed::QueueWrite, billing::queue_units(bytes.len()));
     let mut message = RawMessageBuilder::new(Uint8Array::from(bytes).into());
     if delay_secs > 0 {
         message = message.delay_seconds(delay_secs);
@@ -94,6 +116,7 @@ pub async fn send_batch(queue: &Queue, messages: &[Vec<u8>]) -> Result<()> {
     let batch: Vec<_> = messages
         .iter()
         .map(|bytes| {
+            billing::count(Billed::QueueWrite, billing::queue_units(bytes.len()));
             RawMessageBuilder::new(Uint8Array::from(bytes.as_slice()).into())
                 .build_with_content_type(QueueContentType::V8)
         })

@@ -414,6 +414,14 @@ fn parse_source(
     if rate_limit_per_sec.is_some() && !map.contains_key("destination") {
         warnings.push(format!("source `{name}`: rate_limit_per_sec has no effect without a destination"));
     }
+    if breaker.failures > max_attempts {
+        // Each event spends at most `failures - 1` attempts before the breaker opens; with fewer
+        // attempts than that, an outage can dead-letter events before the breaker protects them.
+        warnings.push(format!(
+            "source `{name}`: max_attempts ({max_attempts}) is below breaker_failures ({}); a destination outage can dead-letter events before the circuit opens",
+            breaker.failures
+        ));
+    }
 
     let stale = match field::<String>(map, name, "stale")? {
         None => StalePolicy::Skip,
@@ -779,6 +787,16 @@ mod tests {
             &env(&[("WEBHOOK_SECRET_A", "x")]),
         );
         assert_eq!(no_destination.warnings().len(), 1);
+        let too_few_attempts = Config::load(
+            Some(r#"{"a":{"provider":"stripe","max_attempts":2,"breaker_failures":3}}"#),
+            &env(&[("WEBHOOK_SECRET_A", "x")]),
+        );
+        assert!(too_few_attempts.warnings()[0].contains("max_attempts (2) is below breaker_failures (3)"));
+        let enough = Config::load(
+            Some(r#"{"a":{"provider":"stripe","max_attempts":2,"breaker_failures":2}}"#),
+            &env(&[("WEBHOOK_SECRET_A", "x")]),
+        );
+        assert!(enough.warnings().is_empty());
         let sources =
             r#"{"a":{"provider":"stripe","rate_limit_per_sec":2.5,"breaker_failures":3,"breaker_cooldown_secs":2}}"#;
         let c = Config::load(Some(sources), &env(&[("WEBHOOK_SECRET_A", "x")]));

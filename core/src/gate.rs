@@ -164,7 +164,18 @@ impl GateState {
     }
 
     /// Records how a delivery went. `probe`: it was the pass's probe.
-    pub fn report(&mut self, limits: &Limits, now_ms: i64, answer: Answer, probe: bool) {
+    ///
+    /// Returns whether the circuit is open (or probing) afterwards. A failed delivery that
+    /// finds it so, because it opened the circuit or was under way when it opened, must not
+    /// use up its event's attempt: attempts are only spent on failures while the destination
+    /// still counts as up, at most `failures - 1` in a row. So a destination that is down
+    /// never dead-letters an event allowed at least `failures` attempts.
+    pub fn report(&mut self, limits: &Limits, now_ms: i64, answer: Answer, probe: bool) -> bool {
+        self.apply(limits, now_ms, answer, probe);
+        self.is_open()
+    }
+
+    fn apply(&mut self, limits: &Limits, now_ms: i64, answer: Answer, probe: bool) {
         match answer {
             Answer::Success | Answer::Refused => {
                 // The destination answers: whatever the circuit was, it is closed now.
@@ -253,10 +264,13 @@ mod tests {
         }
         // A 4xx about one event means the destination is up: the count starts over.
         g.report(&l, 2, Answer::Refused, false);
-        for t in 3..6 {
-            g.report(&l, t, Answer::Failure, false);
-        }
+        // Failures that leave the circuit closed use attempts; the one that opens it does not.
+        assert!(!g.report(&l, 3, Answer::Failure, false));
+        assert!(!g.report(&l, 4, Answer::Failure, false));
+        assert!(g.report(&l, 5, Answer::Failure, false));
         assert!(g.is_open());
+        // Nor does one that was under way when it opened.
+        assert!(g.report(&l, 6, Answer::Failure, false));
         assert_eq!(g.acquire(&l, 100, 0, 500, 0.0), Pass::Wait { retry_after_ms: 905 });
         // Cooled down: one probe, the rest wait for it.
         assert_eq!(g.acquire(&l, 1_005, 0, 500, 0.0), Pass::Go { at_ms: 1_005, probe: true });

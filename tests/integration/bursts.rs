@@ -124,7 +124,9 @@ fn stale_events_can_be_delivered_marked(w: &World) {
 }
 
 fn a_destination_down_for_a_while_loses_and_dead_letters_nothing(w: &World) {
-    // Two attempts allowed: without the breaker, every event would be dead within seconds.
+    // Two attempts allowed, and the circuit opens on the second failure in a row: without the
+    // breaker every event would be dead within seconds; with it, none can be, however slowly
+    // the events arrive.
     w.dest.always("/flapping", 503);
     let ids: Vec<String> = (0..20).map(|_| unique("evt")).collect();
     for id in &ids {

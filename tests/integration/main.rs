@@ -11,6 +11,7 @@
 
 mod bursts;
 mod cli;
+mod cost;
 mod dashboard;
 mod delivery;
 mod dev_command;
@@ -45,7 +46,8 @@ pub struct World {
     pub main: Worker,
     /// The `faults` build, with `SOURCES` as `[vars]` tables in `wrangler.toml`.
     pub faults: Worker,
-    /// `IDEMPOTENCY_TTL_SECS=3` and no `ADMIN_TOKEN`, configured with `--var` flags.
+    /// The `faults` build with `IDEMPOTENCY_TTL_SECS=3` and `CAPTURE_RETENTION_SECS=3` and no
+    /// `ADMIN_TOKEN`, configured with `--var` flags.
     pub ttl: Worker,
     /// The `faults` build with a source per provider vector file (see `providers`).
     pub vectors: Worker,
@@ -92,7 +94,7 @@ fn main_sources(dest: &Destination, cli_sources: serde_json::Map<String, serde_j
         "ordered": {"provider": "stripe", "destination": d("/ordered")},
         "ordered-deliver": {"provider": "stripe", "destination": d("/ordered-deliver"), "stale": "deliver"},
         "flapping": {"provider": "stripe", "destination": d("/flapping"), "max_attempts": 2, "retry_base_secs": 1,
-                     "retry_max_secs": 1, "breaker_failures": 3, "breaker_cooldown_secs": 1, "breaker_max_cooldown_secs": 2},
+                     "retry_max_secs": 1, "breaker_failures": 2, "breaker_cooldown_secs": 1, "breaker_max_cooldown_secs": 2},
         "burst": {"provider": "stripe", "destination": d("/burst"), "rate_limit_per_sec": bursts::BURST_RATE},
         "example-summary": {"provider": "standard", "max_attempts": 3, "retry_base_secs": 1, "retry_max_secs": 1},
         "broken": {"provider": "paypal"},
@@ -167,6 +169,7 @@ fn start_world() -> World {
         ("SOURCES", ttl_sources),
         ("WEBHOOK_SECRET_TTL", STRIPE_SECRET.into()),
         ("IDEMPOTENCY_TTL_SECS", TTL_SECS.to_string()),
+        ("CAPTURE_RETENTION_SECS", TTL_SECS.to_string()),
         ("DESTINATION_SECRET", DESTINATION_SECRET.into()),
     ]
     .into_iter()
@@ -179,7 +182,7 @@ fn start_world() -> World {
         "build-faults",
         ConfigForm { toml: Some(faults_toml), dev_vars: faults_secrets, ..Default::default() },
     );
-    let mut ttl = Worker::start("ttl", "build", ConfigForm { flags: ttl_vars, ..Default::default() });
+    let mut ttl = Worker::start("ttl", "build-faults", ConfigForm { flags: ttl_vars, ..Default::default() });
     let ops_sources = serde_json::json!({
         // No circuit breaker here: this source shows health reacting to failing deliveries.
         "hanging": {"provider": "stripe", "destination": dest.url("/hanging"), "delivery_timeout_secs": 1,
@@ -220,6 +223,7 @@ const SOLO: &[Test] = &[
         "a_burst_of_5000_is_delivered_once_within_the_rate_limit",
         bursts::a_burst_of_5000_is_delivered_once_within_the_rate_limit,
     ),
+    cost::SOLO,
     ("no_secret_in_any_log", idempotency::no_secret_in_any_log),
 ];
 

@@ -7,7 +7,7 @@
 //! source's tolerance, and the idempotency record on `event-data.id` stops replays.
 //! Event id: `event-data.id`. Event type: `event-data.event` (`delivered`).
 
-use super::{json_body, json_string, Identity, Inbound, Scheme, Unsigned};
+use super::{json_body, json_string, scalar_text, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
@@ -15,11 +15,25 @@ use crate::signature::{check_tolerance, first_hmac_match, from_hex, hmac_sha256,
 
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 
+/// What verification reads of the body: the `signature` object. `event-data`, nearly all of
+/// the body, is skipped rather than built into a tree.
+#[derive(serde::Deserialize)]
+struct Signed {
+    signature: Option<SignatureFields>,
+}
+
+#[derive(serde::Deserialize)]
+struct SignatureFields {
+    timestamp: Option<serde_json::Value>,
+    token: Option<serde_json::Value>,
+    signature: Option<serde_json::Value>,
+}
+
 pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s Secret, Rejection> {
-    let body = json_body(req.body).ok_or(Rejection::MissingSignature)?;
-    let part = |name: &str| json_string(&body, &format!("/signature/{name}")).filter(|v| !v.is_empty());
-    let (Some(timestamp_text), Some(token), Some(signature)) = (part("timestamp"), part("token"), part("signature"))
-    else {
+    let body: Signed = serde_json::from_slice(req.body).map_err(|_| Rejection::MissingSignature)?;
+    let part = |value: &Option<serde_json::Value>| value.as_ref().and_then(scalar_text).filter(|v| !v.is_empty());
+    let parts = body.signature.as_ref().map(|s| (part(&s.timestamp), part(&s.token), part(&s.signature)));
+    let Some((Some(timestamp_text), Some(token), Some(signature))) = parts else {
         return Err(Rejection::MissingSignature);
     };
     let timestamp = parse_timestamp(&timestamp_text).ok_or(Rejection::InvalidSignature)?;

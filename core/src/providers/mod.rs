@@ -397,7 +397,12 @@ fn json_body(body: &[u8]) -> Option<serde_json::Value> {
 
 /// A string (or a number, as text) at a JSON pointer.
 fn json_string(value: &serde_json::Value, pointer: &str) -> Option<String> {
-    match value.pointer(pointer)? {
+    scalar_text(value.pointer(pointer)?)
+}
+
+/// A string, or a number as text.
+fn scalar_text(value: &serde_json::Value) -> Option<String> {
+    match value {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,

@@ -56,7 +56,12 @@ fn signed_params(body: &[u8]) -> Vec<u8> {
         form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     params.sort();
     params.dedup();
-    params.into_iter().flat_map(|(k, v)| [k.into_bytes(), v.into_bytes()]).flatten().collect()
+    let mut signed = Vec::with_capacity(body.len());
+    for (k, v) in params {
+        signed.extend_from_slice(k.as_bytes());
+        signed.extend_from_slice(v.as_bytes());
+    }
+    signed
 }
 
 /// The URL as given, and the same URL with the scheme's default port added (or removed).

@@ -1,0 +1,448 @@
+//! edgehook's end-to-end benchmarks, against the compiled worker under `wrangler dev`, side by
+//! side with the hand-written JavaScript reference receiver (`../shared/bench/reference-worker`).
+//! Numbers are printed and written to `target/bench/`, never asserted: they depend on the machine.
+//!
+//! `cargo bench --bench edge [bundle|startup|ingest|crypto|drain]...` (all of them by default);
+//! `scripts/bench` runs these and the verification micro-benchmarks and draws the plot.
+//!
+//! - bundle: the built wasm and JavaScript, raw and gzipped;
+//! - startup: from starting `wrangler dev` to the first accepted webhook, edgehook and reference;
+//! - ingest: `wrk` (2 threads, 32 connections) sending distinct signed Stripe events of 1 KB,
+//!   64 KB and 1 MB to edgehook, the reference, and the reference in `enqueue-only` mode (the
+//!   ceiling of a durable ingest on this runtime); requests per second, p50, p99, and ratios;
+//! - crypto: HMAC-SHA256 inside the wasm runtime, edgehook's Rust code against Web Crypto, at the
+//!   same sizes (through the test build's `/__faults/hmac`);
+//! - drain: 5,000 queued events forwarded to a local destination, events per second.
+
+#[path = "../tests/integration/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+use edgehook_core::providers::Provider;
+use harness::{build_worker, free_port, now_secs, root, signed, ConfigForm, Destination, Group, Worker};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The harness's admin helpers want a token; the benchmarks configure this one.
+pub const ADMIN_TOKEN: &str = "bench-admin-token";
+/// The reference worker's Stripe secret (its wrangler.toml).
+const SECRET: &str = "whsec_benchmark_secret";
+const DESTINATION_SECRET: &str = "whsec_ZWRnZWhvb2stYmVuY2htYXJrLWRlc3RpbmF0aW9uLWtleQ==";
+
+/// Body sizes, with how many distinct requests to prepare and how long to send them: enough
+/// that `wrk` never runs out and starts repeating (repeats would be cheap duplicates).
+const SIZES: &[(&str, usize, usize, u64)] =
+    &[("1KB", 1024, 40_000, 10), ("64KB", 64 * 1024, 4_000, 10), ("1MB", 1024 * 1024, 400, 10)];
+
+fn shared() -> PathBuf {
+    std::env::var_os("EDGEHOOK_SHARED").map_or_else(|| root().join("../shared"), PathBuf::from)
+}
+
+fn out_dir() -> PathBuf {
+    let dir = root().join("target/bench");
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wants = |part: &str| args.is_empty() || args.iter().any(|a| a == part);
+    println!("machine: {}", machine());
+    if wants("bundle") || wants("startup") || wants("ingest") || wants("drain") {
+        build_worker("build", &[]);
+    }
+    if wants("crypto") {
+        build_worker("build-faults", &["--features", "faults"]);
+    }
+    if wants("bundle") {
+        bundle();
+    }
+    if wants("startup") {
+        startup();
+    }
+    if wants("ingest") {
+        ingest();
+    }
+    if wants("crypto") {
+        crypto();
+    }
+    if wants("drain") {
+        drain();
+    }
+}
+
+fn machine() -> String {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let wrangler = Command::new(root().join("node_modules/.bin/wrangler"))
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores; wrangler {wrangler}")
+}
+
+fn gzipped_len(path: &Path) -> usize {
+    let out = Command::new("gzip").args(["-9", "-c"]).arg(path).output().expect("gzip runs");
+    out.stdout.len()
+}
+
+fn bundle() {
+    let dir = root().join("build");
+    let wasm = dir.join("index_bg.wasm");
+    let js = dir.join("index.js");
+    let (wasm_raw, js_raw) = (fs::metadata(&wasm).unwrap().len() as usize, fs::metadata(&js).unwrap().len() as usize);
+    let (wasm_gz, js_gz) = (gzipped_len(&wasm), gzipped_len(&js));
+    println!("\n## bundle");
+    println!("| file | raw | gzip -9 |\n| --- | --- | --- |");
+    println!("| index_bg.wasm | {} KB | {} KB |", wasm_raw / 1024, wasm_gz / 1024);
+    println!("| index.js | {} KB | {} KB |", js_raw / 1024, js_gz / 1024);
+    println!(
+        "| total | {} KB | {} KB (target: at most 400 KB) |",
+        (wasm_raw + js_raw) / 1024,
+        (wasm_gz + js_gz) / 1024
+    );
+    record("bundle", &format!(r#"{{"wasm":{wasm_raw},"wasm_gz":{wasm_gz},"js":{js_raw},"js_gz":{js_gz}}}"#));
+}
+
+/// Which receiver a run targets.
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Edgehook,
+    Reference,
+    Ceiling,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Edgehook => "edgehook",
+            Target::Reference => "reference",
+            Target::Ceiling => "enqueue-only ceiling",
+        }
+    }
+}
+
+/// A running receiver: its process, its base URL and its webhook path.
+struct Receiver {
+    _process: Option<Group>,
+    _worker: Option<Worker>,
+    base: String,
+    path: &'static str,
+}
+
+fn start(target: Target, destination: Option<&str>) -> Receiver {
+    match target {
+        Target::Edgehook => {
+            let mut source = serde_json::json!({"provider": "stripe"});
+            if let Some(url) = destination {
+                source["destination"] = url.into();
+            }
+            let vars = vec![
+                ("SOURCES".to_owned(), serde_json::json!({ "stripe": source }).to_string()),
+                ("WEBHOOK_SECRET_STRIPE".to_owned(), SECRET.to_owned()),
+                ("DESTINATION_SECRET".to_owned(), DESTINATION_SECRET.to_owned()),
+                ("ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
+            ];
+            let worker = Worker::start("bench", "build", ConfigForm { dev_vars: vars, ..Default::default() });
+            Receiver { base: worker.base.clone(), _worker: Some(worker), _process: None, path: "/webhooks/stripe" }
+        }
+        Target::Reference | Target::Ceiling => {
+            let dir = std::env::temp_dir().join(harness::unique("edgehook-bench-reference"));
+            fs::create_dir_all(&dir).unwrap();
+            let port = free_port();
+            let mode = if target == Target::Ceiling { "enqueue-only" } else { "full" };
+            let mut command = Command::new(root().join("node_modules/.bin/wrangler"));
+            command
+                .arg("dev")
+                .arg("--config")
+                .arg(shared().join("bench/reference-worker/wrangler.toml"))
+                .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--inspector-port", &free_port().to_string()])
+                .arg("--persist-to")
+                .arg(dir.join("state"))
+                .args(["--show-interactive-dev-session=false", "--log-level", "log"])
+                .args(["--var", &format!("MODE:{mode}")])
+                .current_dir(&dir);
+            let process = Group::spawn(command, &dir.join("wrangler.log"));
+            Receiver {
+                base: format!("http://127.0.0.1:{port}"),
+                _process: Some(process),
+                _worker: None,
+                path: "/webhooks/stripe",
+            }
+        }
+    }
+}
+
+/// A distinct, signed Stripe event of about `size` bytes.
+fn stripe_event(id: &str, size: usize) -> Vec<u8> {
+    let mut body = format!(r#"{{"id":"{id}","object":"event","type":"invoice.paid","padding":""#).into_bytes();
+    body.resize(size.saturating_sub(2).max(body.len()), b'x');
+    body.extend_from_slice(b"\"}");
+    body
+}
+
+/// Posts signed events until one is accepted; how long that took.
+fn first_accepted(r: &Receiver, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let id = format!("evt_first_{}_{n}", now_secs());
+        let body = stripe_event(&id, 1024);
+        let headers = signed(Provider::Stripe, SECRET, "", now_secs(), &body);
+        let reply = harness::request("POST", &format!("{}{}", r.base, r.path), &headers, &body);
+        if reply.status == 200 {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < timeout, "no webhook accepted after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn startup() {
+    println!("\n## startup: `wrangler dev` started to the first accepted webhook (fresh state)");
+    let mut json = String::from("{");
+    for target in [Target::Edgehook, Target::Reference] {
+        let started = Instant::now();
+        let r = start(target, None);
+        first_accepted(&r, Duration::from_secs(180));
+        let secs = started.elapsed().as_secs_f64();
+        println!("| {} | {secs:.2} s |", target.name());
+        let _ = write!(json, r#""{}":{secs:.3},"#, target.name());
+    }
+    json.pop();
+    json.push('}');
+    record("startup", &json);
+}
+
+/// One `wrk` run's figures.
+#[derive(Debug, Default, Clone)]
+struct Run {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    ok: u64,
+    other: u64,
+    requests: u64,
+}
+
+fn wrk(r: &Receiver, requests_file: &Path, secs: u64) -> Run {
+    let out = Command::new("wrk")
+        .args(["-t2", "-c32", &format!("-d{secs}s"), "--timeout", "30s", "-s"])
+        .arg(shared().join("bench/replay.lua"))
+        .arg(&r.base)
+        .env("REQUESTS_FILE", requests_file)
+        .env("WEBHOOK_PATH", r.path)
+        .env("THREADS", "2")
+        .output()
+        .expect("wrk runs (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut run = Run::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            run.rps = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(rest) = line.strip_prefix("p50 ") {
+            // "p50 12.3 ms, p99 45.6 ms"
+            let nums: Vec<f64> =
+                rest.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter_map(|s| s.parse().ok()).collect();
+            if nums.len() >= 3 {
+                (run.p50_ms, run.p99_ms) = (nums[0], nums[2]);
+            }
+        } else if let Some(rest) = line.strip_prefix("status ") {
+            let (code, n) = rest.split_once(':').unwrap_or(("0", "0"));
+            let n: u64 = n.trim().parse().unwrap_or(0);
+            if code.trim() == "200" {
+                run.ok += n;
+            } else {
+                run.other += n;
+            }
+        } else if line.contains("requests in") {
+            run.requests = line.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        }
+    }
+    if run.rps == 0.0 {
+        eprintln!("wrk output:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    run
+}
+
+fn requests_file(size: usize, count: usize) -> PathBuf {
+    let path = out_dir().join(format!("requests-{size}.txt"));
+    let status = Command::new("python3")
+        .arg(shared().join("bench/stripe-requests.py"))
+        .args([count.to_string(), SECRET.to_owned(), size.to_string()])
+        .arg(&path)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "stripe-requests.py failed");
+    path
+}
+
+fn ingest() {
+    println!("\n## ingest: wrk -t2 -c32, distinct signed Stripe events");
+    let mut results: Vec<(Target, &str, Run)> = Vec::new();
+    for target in [Target::Edgehook, Target::Reference, Target::Ceiling] {
+        let r = start(target, None);
+        first_accepted(&r, Duration::from_secs(180));
+        for &(label, size, count, secs) in SIZES {
+            // Fresh timestamps (the window is 5 minutes) and ids for every run.
+            let file = requests_file(size, count);
+            let run = wrk(&r, &file, secs);
+            let _ = fs::remove_file(&file);
+            if run.requests as usize > count {
+                eprintln!(
+                    "warning: {} {label}: {} requests for {count} distinct events; the rest were duplicates",
+                    target.name(),
+                    run.requests
+                );
+            }
+            println!(
+                "{} {label}: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms ({} answered 200, {} other)",
+                target.name(),
+                run.rps,
+                run.p50_ms,
+                run.p99_ms,
+                run.ok,
+                run.other
+            );
+            results.push((target, label, run));
+            // Let the consumer catch up so one size's backlog does not weigh on the next.
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    }
+    let find = |t: Target, label: &str| {
+        results.iter().find(|(rt, l, _)| *rt == t && *l == label).map(|(_, _, r)| r.clone()).unwrap()
+    };
+    println!("\n| body | receiver | requests/s | p50 | p99 | non-200 |\n| --- | --- | --- | --- | --- | --- |");
+    for &(label, ..) in SIZES {
+        for t in [Target::Edgehook, Target::Reference, Target::Ceiling] {
+            let r = find(t, label);
+            println!(
+                "| {label} | {} | {:.0} | {:.1} ms | {:.1} ms | {} |",
+                t.name(),
+                r.rps,
+                r.p50_ms,
+                r.p99_ms,
+                r.other
+            );
+        }
+    }
+    println!("\n| body | edgehook / reference (req/s) | edgehook / ceiling (req/s) | p99 edgehook / reference |\n| --- | --- | --- | --- |");
+    let mut json = String::from("[");
+    for &(label, ..) in SIZES {
+        let (e, r, c) = (find(Target::Edgehook, label), find(Target::Reference, label), find(Target::Ceiling, label));
+        println!("| {label} | {:.2} | {:.2} | {:.2} |", e.rps / r.rps, e.rps / c.rps, e.p99_ms / r.p99_ms);
+        for (t, run) in [(Target::Edgehook, &e), (Target::Reference, &r), (Target::Ceiling, &c)] {
+            let _ = write!(
+                json,
+                r#"{{"size":"{label}","receiver":"{}","rps":{:.1},"p50_ms":{:.2},"p99_ms":{:.2},"non_200":{}}},"#,
+                t.name(),
+                run.rps,
+                run.p50_ms,
+                run.p99_ms,
+                run.other
+            );
+        }
+    }
+    json.pop();
+    json.push(']');
+    record("ingest", &json);
+}
+
+fn crypto() {
+    println!("\n## HMAC-SHA256 inside the wasm runtime (workerd): edgehook's Rust code against Web Crypto");
+    let vars = vec![("SOURCES".to_owned(), "{}".to_owned())];
+    let mut worker = Worker::start("bench-crypto", "build-faults", ConfigForm { dev_vars: vars, ..Default::default() });
+    worker.wait_ready(Duration::from_secs(180));
+    let time = |imp: &str, size: usize, n: usize| -> f64 {
+        // The median of five requests, each computing `n` MACs in the worker.
+        let mut samples: Vec<f64> = (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                let reply =
+                    worker.post(&format!("/__faults/hmac?impl={imp}&size={size}&n={n}"), &Default::default(), b"");
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                started.elapsed().as_secs_f64()
+            })
+            .collect();
+        samples.sort_by(|a, b| a.total_cmp(b));
+        samples[2]
+    };
+    println!("| body | Rust (wasm) | Web Crypto | Rust / Web Crypto |\n| --- | --- | --- | --- |");
+    let mut json = String::from("[");
+    for (label, size) in
+        [("1KB", 1024), ("16KB", 16 * 1024), ("32KB", 32 * 1024), ("64KB", 64 * 1024), ("1MB", 1024 * 1024)]
+    {
+        let n = (64 * 1024 * 1024 / size).clamp(20, 2000);
+        let per = |imp: &str| (time(imp, size, n) - time(imp, size, 0)).max(0.0) / n as f64 * 1e6;
+        let (rust, web) = (per("rust"), per("webcrypto"));
+        println!("| {label} | {rust:.1} µs | {web:.1} µs | {:.2} |", rust / web);
+        let _ = write!(json, r#"{{"size":"{label}","rust_us":{rust:.2},"webcrypto_us":{web:.2}}},"#);
+    }
+    json.pop();
+    json.push(']');
+    record("crypto", &json);
+}
+
+fn drain() {
+    const EVENTS: usize = 5_000;
+    println!("\n## drain: {EVENTS} events forwarded to a local destination");
+    let dest = Destination::start();
+    let r = start(Target::Edgehook, Some(&dest.url("/drain")));
+    first_accepted(&r, Duration::from_secs(180));
+    std::thread::sleep(Duration::from_secs(3));
+    let before = dest.received("/drain", |_| true).len();
+    let started = Instant::now();
+    let prefix = format!("evt_drain_{}", now_secs());
+    std::thread::scope(|scope| {
+        for sender in 0..32 {
+            let (r, prefix) = (&r, &prefix);
+            scope.spawn(move || {
+                for i in (sender..EVENTS).step_by(32) {
+                    let body = stripe_event(&format!("{prefix}_{i}"), 1024);
+                    let headers = signed(Provider::Stripe, SECRET, "", now_secs(), &body);
+                    let reply = harness::request("POST", &format!("{}{}", r.base, r.path), &headers, &body);
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                }
+            });
+        }
+    });
+    let sent = started.elapsed();
+    let got = dest.wait_for("/drain", before + EVENTS, Duration::from_secs(600), |_| true);
+    let drained = started.elapsed();
+    let mut times: Vec<Instant> = got[before..].iter().map(|r| r.at).collect();
+    times.sort();
+    let span = (*times.last().unwrap() - times[0]).as_secs_f64();
+    println!(
+        "{EVENTS} events sent in {:.1} s ({:.0}/s); all delivered {:.1} s after the first was sent; \
+         first to last delivery {span:.1} s: {:.0} events/s",
+        sent.as_secs_f64(),
+        EVENTS as f64 / sent.as_secs_f64(),
+        drained.as_secs_f64(),
+        EVENTS as f64 / span
+    );
+    record(
+        "drain",
+        &format!(
+            r#"{{"events":{EVENTS},"send_secs":{:.2},"drained_secs":{:.2},"delivery_span_secs":{span:.2}}}"#,
+            sent.as_secs_f64(),
+            drained.as_secs_f64()
+        ),
+    );
+}
+
+fn record(name: &str, json: &str) {
+    let path = out_dir().join(format!("{name}.json"));
+    fs::write(&path, json).unwrap();
+}
