@@ -30,13 +30,19 @@ for i, receiver in enumerate(receivers):
     xs = [x + (i - 1) * width for x in range(len(sizes))]
     bars = ax.bar(xs, values, width, label=receiver, color=colors[receiver])
     for bar, value in zip(bars, values):
-        ax.annotate(f"{value:.0f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=8)
+        x = bar.get_x() + bar.get_width() / 2
+        if value > 0:
+            ax.annotate(f"{value:.0f}", (x, value), ha="center", va="bottom", fontsize=8)
+        else:
+            # Nothing accepted (the reference cannot queue a body over 128 KB): say so.
+            ax.annotate("none\naccepted", (x, 0), xycoords=("data", "axes fraction"), xytext=(0, 4),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7, color=colors[receiver])
 ax.set_yscale("log")
 ax.set_xticks(range(len(sizes)))
 ax.set_xticklabels([f"{s} bodies" for s in sizes])
 ax.set_ylabel("accepted requests per second (log scale)")
 ax.set_title("Ingest under wrangler dev: wrk, 2 threads, 32 connections, distinct signed Stripe events", fontsize=9)
-ax.legend()
+ax.legend(loc="upper right")
 if machine:
     fig.text(0.01, 0.01, machine, fontsize=7, color="#666")
 fig.tight_layout()
