@@ -16,6 +16,8 @@
 //!   body is not in R2;
 //! - `GET /__faults/billing` counts the billable operations this isolate made (see
 //!   [`crate::billing`]); `POST` reads and resets them;
+//! - `GET /__faults/storage` says how many time partitions and stored events the idempotency
+//!   shards hold, so tests can watch expiry drop them;
 //! - `POST /__faults/hmac?impl=rust|webcrypto&size=BYTES&n=N` computes N HMAC-SHA256s of a
 //!   SIZE-byte buffer with edgehook's Rust code or with Web Crypto, for the benchmarks;
 //! - `POST /__faults/object?key=K` writes a small R2 object at K (say, a capture segment from
@@ -95,6 +97,10 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             let macs =
                 hmac_benchmark(param("impl").as_deref() == Some("webcrypto"), number("size"), number("n")).await?;
             http::json(200, format!(r#"{{"macs":{macs}}}"#))
+        }
+        "/__faults/storage" => {
+            let (partitions, events) = crate::idempotency::Idempotency::new(env)?.storage().await?;
+            http::json(200, format!(r#"{{"partitions":{partitions},"events":{events}}}"#))
         }
         "/__faults/billing" => http::json(200, crate::billing::snapshot(req.method() == worker::Method::Post)),
         "/__faults/object" => {

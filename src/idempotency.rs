@@ -3,8 +3,9 @@
 //! Records are spread over `SHARDS` objects by key (see the core's `idempotency` module for
 //! why, and for why the consumer, not the receiver, consults them). Each object applies the
 //! core's pure transitions to its rows; its input gate makes read-then-write atomic, so two
-//! messages for one event can never both take its lease. Rows are deleted by the object's alarm
-//! once they expire, never by a sweep that could miss them.
+//! messages for one event can never both take its lease. Expired records are ignored on read,
+//! and the object's alarm drops whole time partitions once all they hold has expired (see
+//! [`IdempotencyShard`]), never a sweep that could miss them.
 
 use crate::batch::Batcher;
 use crate::billing::{self, Op as Billed, Sql};
@@ -15,21 +16,16 @@ use edgehook_core::idempotency::{
 };
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::ordering::Version;
+use edgehook_core::partition::Partitions;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use wasm_bindgen::JsValue;
 use worker::{
     durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, ScheduledTime,
     SqlStorageValue, State as ObjectState,
 };
-
-/// Most rows one alarm run deletes; the alarm re-arms at once when more are due.
-const EXPIRE_BATCH: i64 = 5_000;
-/// Largest delay between an expiry and the alarm that deletes it; batching expiries keeps the
-/// alarm from firing once per event under steady traffic.
-const MAX_EXPIRY_SLACK_MS: i64 = 60_000;
 
 /// One operation on one record.
 #[derive(Debug, Serialize, Deserialize)]
@@ -91,6 +87,9 @@ enum Op {
         key: String,
         version: Version,
     },
+    /// The shard's live partitions and how many events they hold (tests watch expiry with it).
+    #[cfg(feature = "faults")]
+    Storage,
 }
 
 impl Op {
@@ -105,6 +104,8 @@ impl Op {
             | Op::Newest { key }
             | Op::Delivered { key, .. } => Some(key),
             Op::Resumed { .. } | Op::List { .. } | Op::Held { .. } | Op::Oldest => None,
+            #[cfg(feature = "faults")]
+            Op::Storage => None,
         }
     }
 }
@@ -279,6 +280,13 @@ impl Idempotency {
         })
     }
 
+    /// Live partitions and events stored, summed over the shards.
+    #[cfg(feature = "faults")]
+    pub async fn storage(&self) -> Result<(usize, u64)> {
+        let answers = self.ask_all::<(usize, u64)>(&Op::Storage).await?;
+        Ok(answers.iter().fold((0, 0), |(p, n), (q, m)| (p + q, n + m)))
+    }
+
     /// Records a dead letter that the queue moved to the dead-letter queue by itself, and says
     /// whether its event is dead (or still carried by another message, or already final).
     pub async fn mark_dead(&self, key: &str, message: Message<'_>) -> Result<DeadMark> {
@@ -293,130 +301,280 @@ impl Idempotency {
     }
 }
 
-/// A row as SQLite returns it.
-#[derive(Deserialize)]
-struct Row {
+/// An event's row: its idempotency record and, once the consumer has taken it, its capture.
+/// Capture columns are empty for a record made without one (a dead letter the queue moved on
+/// its own before any consumer took the event).
+#[derive(Debug, Clone, Deserialize)]
+struct EventRow {
+    key: String,
     state: String,
     owner: String,
     owner_attempts: u32,
     token: i64,
     lease_until_ms: i64,
     updated_ms: i64,
+    /// When the idempotency record expires (the TTL after its last change).
     expires_ms: i64,
-}
-
-/// A captured event's row.
-#[derive(Deserialize)]
-struct CaptureRow {
-    key: String,
-    source: String,
-    event_id: String,
+    source: Option<String>,
+    event_id: Option<String>,
     event_type: Option<String>,
     content_type: Option<String>,
-    received_at_ms: i64,
-    headers: String,
-    body: String,
-    state: String,
-    updated_ms: i64,
+    received_at_ms: Option<i64>,
+    headers: Option<String>,
+    body: Option<String>,
     attempts: String,
     attempt_count: u32,
     replays: u32,
     resumed_ms: Option<i64>,
     position: Option<String>,
+    /// When the capture expires (the retention after the event was received).
+    retained_until_ms: Option<i64>,
 }
 
-impl CaptureRow {
+const COLUMNS: &str = "key, state, owner, owner_attempts, token, lease_until_ms, updated_ms, expires_ms, source, \
+                       event_id, event_type, content_type, received_at_ms, headers, body, attempts, attempt_count, \
+                       replays, resumed_ms, position, retained_until_ms";
+
+impl EventRow {
+    fn empty(key: &str) -> EventRow {
+        EventRow {
+            key: key.to_owned(),
+            state: State::Delivering.as_str().to_owned(),
+            owner: String::new(),
+            owner_attempts: 0,
+            token: 0,
+            lease_until_ms: 0,
+            updated_ms: 0,
+            expires_ms: 0,
+            source: None,
+            event_id: None,
+            event_type: None,
+            content_type: None,
+            received_at_ms: None,
+            headers: None,
+            body: None,
+            attempts: "[]".into(),
+            attempt_count: 0,
+            replays: 0,
+            resumed_ms: None,
+            position: None,
+            retained_until_ms: None,
+        }
+    }
+
+    fn state(&self) -> Option<State> {
+        State::parse(&self.state)
+    }
+
+    /// The idempotency record, unless it has expired (held events never do).
+    fn record(&self, now_ms: i64) -> Result<Option<Record>> {
+        let state =
+            self.state().ok_or_else(|| worker::Error::RustError(format!("unknown stored state {:?}", self.state)))?;
+        if self.expires_ms <= now_ms && state != State::Paused {
+            return Ok(None);
+        }
+        Ok(Some(Record {
+            state,
+            owner: self.owner.clone(),
+            owner_attempts: self.owner_attempts,
+            token: self.token as u64,
+            lease_until_ms: self.lease_until_ms,
+            updated_ms: self.updated_ms,
+            expires_ms: self.expires_ms,
+        }))
+    }
+
+    fn set_record(&mut self, r: &Record) {
+        self.state = r.state.as_str().to_owned();
+        self.owner.clone_from(&r.owner);
+        self.owner_attempts = r.owner_attempts;
+        self.token = r.token as i64;
+        self.lease_until_ms = r.lease_until_ms;
+        self.updated_ms = r.updated_ms;
+        self.expires_ms = r.expires_ms;
+    }
+
+    fn captured(&self) -> bool {
+        self.source.is_some()
+    }
+
+    fn set_capture(&mut self, capture: &Capture, retention_ms: i64) -> Result<()> {
+        self.source = Some(capture.source.clone());
+        self.event_id = Some(capture.id.clone());
+        self.event_type.clone_from(&capture.event_type);
+        self.content_type.clone_from(&capture.content_type);
+        self.received_at_ms = Some(capture.received_at_ms);
+        self.headers = Some(serde_json::to_string(&capture.headers)?);
+        self.body = Some(serde_json::to_string(&capture.body)?);
+        self.position = capture.position.as_ref().map(serde_json::to_string).transpose()?;
+        self.retained_until_ms = Some(capture.received_at_ms.saturating_add(retention_ms));
+        Ok(())
+    }
+
+    /// Whether its capture can be shown: captured and within retention (held events always).
+    fn visible(&self, now_ms: i64) -> bool {
+        self.captured() && (self.retained_until_ms.unwrap_or(0) > now_ms || self.state() == Some(State::Paused))
+    }
+
     fn status(&self) -> EventStatus {
-        State::parse(&self.state).map_or(EventStatus::Accepted, EventStatus::of)
+        self.state().map_or(EventStatus::Accepted, EventStatus::of)
     }
 
     fn capture(&self) -> Result<Capture> {
+        let text = |field: &Option<String>| field.clone().unwrap_or_default();
         Ok(Capture {
-            source: self.source.clone(),
-            id: self.event_id.clone(),
+            source: text(&self.source),
+            id: text(&self.event_id),
             event_type: self.event_type.clone(),
             content_type: self.content_type.clone(),
-            received_at_ms: self.received_at_ms,
-            headers: serde_json::from_str(&self.headers)?,
-            body: serde_json::from_str(&self.body)?,
+            received_at_ms: self.received_at_ms.unwrap_or(0),
+            headers: serde_json::from_str(self.headers.as_deref().unwrap_or("[]"))?,
+            body: serde_json::from_str(self.body.as_deref().unwrap_or("null"))?,
             position: self.position.as_deref().map(serde_json::from_str).transpose()?,
         })
     }
 
     fn summary(&self) -> EventSummary {
         EventSummary {
-            source: self.source.clone(),
-            id: self.event_id.clone(),
+            source: self.source.clone().unwrap_or_default(),
+            id: self.event_id.clone().unwrap_or_default(),
             event_type: self.event_type.clone(),
             status: self.status(),
-            received_at_ms: self.received_at_ms,
+            received_at_ms: self.received_at_ms.unwrap_or(0),
             updated_ms: self.updated_ms,
             attempts: self.attempt_count,
             replays: self.replays,
         }
     }
-}
 
-#[derive(Deserialize)]
-struct NextExpiry {
-    next: Option<i64>,
+    fn add_attempt(&mut self, attempt: Attempt) -> Result<()> {
+        let mut attempts: Vec<Attempt> = serde_json::from_str(&self.attempts)?;
+        attempts.push(attempt);
+        if attempts.len() > MAX_KEPT_ATTEMPTS {
+            attempts.drain(..attempts.len() - MAX_KEPT_ATTEMPTS);
+        }
+        self.attempts = serde_json::to_string(&attempts)?;
+        self.attempt_count += 1;
+        Ok(())
+    }
+
+    fn values(&self) -> Vec<SqlStorageValue> {
+        vec![
+            self.key.as_str().into(),
+            self.state.as_str().into(),
+            self.owner.as_str().into(),
+            i64::from(self.owner_attempts).into(),
+            self.token.into(),
+            self.lease_until_ms.into(),
+            self.updated_ms.into(),
+            self.expires_ms.into(),
+            self.source.as_deref().into(),
+            self.event_id.as_deref().into(),
+            self.event_type.as_deref().into(),
+            self.content_type.as_deref().into(),
+            self.received_at_ms.into(),
+            self.headers.as_deref().into(),
+            self.body.as_deref().into(),
+            self.attempts.as_str().into(),
+            i64::from(self.attempt_count).into(),
+            i64::from(self.replays).into(),
+            self.resumed_ms.into(),
+            self.position.as_deref().into(),
+            self.retained_until_ms.into(),
+        ]
+    }
 }
 
 /// Most attempts kept per captured event (the count goes on; the oldest entries make room).
 const MAX_KEPT_ATTEMPTS: usize = 50;
 /// Largest page of a listing, per shard.
 const MAX_LIST: u32 = 1_000;
+/// States whose events must outlive any expiry: in flight, or held by a kill switch.
+const KEPT_STATES: &str = "'delivering', 'retrying', 'paused'";
 
-const CAPTURE_COLUMNS: &str = "key, source, event_id, event_type, content_type, received_at_ms, headers, body, \
-                               state, updated_ms, attempts, attempt_count, replays, resumed_ms, position";
+/// Events that are open (being delivered or waiting for a retry) or held, with when they were
+/// received: what health and resumption ask about every minute, answered from memory rather
+/// than by scanning every row each time.
+#[derive(Default)]
+struct Tracked {
+    open: BTreeMap<String, i64>,
+    held: BTreeMap<String, (i64, String)>,
+}
 
-/// One shard of idempotency records, and the capture of the same events.
+impl Tracked {
+    fn note(&mut self, row: &EventRow) {
+        self.open.remove(&row.key);
+        self.held.remove(&row.key);
+        let (Some(received), Some(source)) = (row.received_at_ms, &row.source) else {
+            return;
+        };
+        match row.state() {
+            Some(State::Delivering | State::Retrying) => {
+                self.open.insert(row.key.clone(), received);
+            }
+            Some(State::Paused) => {
+                self.held.insert(row.key.clone(), (received, source.clone()));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One shard of the idempotency store: every event's record and capture in one row.
 ///
-/// Captures live beside the records, in the same object, so that taking an event and capturing
-/// it is one write in one place, and an event's status is always its record's state. They have
-/// their own table and expiry: idempotency is kept for `IDEMPOTENCY_TTL_SECS` after the last
-/// write, captures for `CAPTURE_RETENTION_SECS` after the event was received.
+/// An event costs two rows written: one when the consumer takes it (record and capture
+/// together), one when its outcome is known (state and attempt together). There is no
+/// secondary index (each index entry is billed as a row too): rows live in time-partitioned
+/// tables, and whole tables are dropped by the alarm once everything in them has outlived the
+/// TTL and the retention (see the core's `partition` module). Expiry is still exact: reads
+/// check each row's own expiry times. Looking a key up asks each live partition, newest first.
 #[durable_object]
 pub struct IdempotencyShard {
     state: ObjectState,
     sql: Sql,
     ttl_ms: i64,
     retention_ms: i64,
+    parts: Partitions,
+    /// Live partitions, oldest first.
+    live: RefCell<Vec<i64>>,
     /// The alarm as last read or set: `None` until read once.
     alarm: Cell<Option<Option<i64>>>,
+    /// Open and held events, loaded on first use.
+    tracked: RefCell<Option<Tracked>>,
+}
+
+#[derive(Deserialize)]
+struct TableName {
+    name: String,
 }
 
 impl DurableObject for IdempotencyShard {
     fn new(state: ObjectState, env: Env) -> Self {
         let sql = Sql::new(state.storage().sql());
-        // Idempotent DDL, synchronous: it runs before any request reaches the object.
-        let ddl = "CREATE TABLE IF NOT EXISTS records (
-                       key TEXT PRIMARY KEY, state TEXT NOT NULL, owner TEXT NOT NULL,
-                       owner_attempts INTEGER NOT NULL, token INTEGER NOT NULL,
-                       lease_until_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
-                       expires_ms INTEGER NOT NULL) WITHOUT ROWID;
-                   CREATE INDEX IF NOT EXISTS records_by_expiry ON records (expires_ms);
-                   CREATE TABLE IF NOT EXISTS captures (
-                       key TEXT PRIMARY KEY, source TEXT NOT NULL, event_id TEXT NOT NULL,
-                       event_type TEXT, content_type TEXT, received_at_ms INTEGER NOT NULL,
-                       headers TEXT NOT NULL, body TEXT NOT NULL, state TEXT NOT NULL,
-                       updated_ms INTEGER NOT NULL, attempts TEXT NOT NULL,
-                       attempt_count INTEGER NOT NULL, replays INTEGER NOT NULL,
-                       resumed_ms INTEGER, expires_ms INTEGER NOT NULL, position TEXT) WITHOUT ROWID;
-                   CREATE INDEX IF NOT EXISTS captures_by_time ON captures (received_at_ms, key);
-                   CREATE INDEX IF NOT EXISTS captures_by_state ON captures (state, received_at_ms);
-                   CREATE INDEX IF NOT EXISTS captures_by_expiry ON captures (expires_ms);
-                   CREATE TABLE IF NOT EXISTS versions (
-                       key TEXT PRIMARY KEY, version TEXT NOT NULL, expires_ms INTEGER NOT NULL)
-                       WITHOUT ROWID;
-                   CREATE INDEX IF NOT EXISTS versions_by_expiry ON versions (expires_ms);";
-        if let Err(e) = sql.exec(ddl, None) {
-            worker::console_error!("idempotency shard: schema creation failed: {e}");
-        }
         let settings = &crate::env::config(&env).settings;
         let ttl_ms = settings.idempotency_ttl_secs.saturating_mul(1000) as i64;
         let retention_ms = settings.capture_retention_secs.saturating_mul(1000) as i64;
-        IdempotencyShard { state, sql, ttl_ms, retention_ms, alarm: Cell::new(None) }
+        let mut live: Vec<i64> = match sql
+            .exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'events_%'", None)
+            .and_then(|c| c.to_array::<TableName>())
+        {
+            Ok(tables) => tables.iter().filter_map(|t| Partitions::of_table(&t.name)).collect(),
+            Err(e) => {
+                worker::console_error!("idempotency shard: cannot list its partitions: {e}");
+                Vec::new()
+            }
+        };
+        live.sort_unstable();
+        IdempotencyShard {
+            state,
+            sql,
+            ttl_ms,
+            retention_ms,
+            parts: Partitions::new(ttl_ms, retention_ms),
+            live: RefCell::new(live),
+            alarm: Cell::new(None),
+            tracked: RefCell::new(None),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -428,83 +586,254 @@ impl DurableObject for IdempotencyShard {
         Response::ok(serde_json::to_string(&replies)?)
     }
 
+    /// Drops the partitions whose every row has outlived its lifetime, first moving the events
+    /// that must outlive any expiry (open, or held by a kill switch) to the current partition.
     async fn alarm(&self) -> Result<Response> {
         billing::count(Billed::DoRequest, 1);
         let now = now_ms();
-        // Held events never expire while held: a paused kill switch may stay on for longer
-        // than any retention, and its events must still be there when it is lifted. Nor do
-        // the captures of events still in flight (they measure processing lag).
-        for (table, kept) in [
-            ("records", "state NOT IN ('paused')"),
-            ("captures", "state NOT IN ('paused', 'delivering', 'retrying')"),
-            ("versions", "1"),
-        ] {
+        self.alarm.set(Some(None));
+        let current = self.parts.at(now);
+        let due: Vec<i64> =
+            self.live.borrow().iter().copied().filter(|&p| p != current && self.parts.drop_at(p) <= now).collect();
+        for p in due {
+            #[derive(Deserialize)]
+            struct Key {
+                #[allow(dead_code)]
+                key: String,
+            }
+            let kept: Vec<Key> = self
+                .sql
+                .exec(
+                    &format!("SELECT key FROM {} WHERE state IN ({KEPT_STATES}) LIMIT 1", Partitions::events_table(p)),
+                    None,
+                )?
+                .to_array()?;
+            // The current partition is only created when something must move to it: an idle
+            // shard's alarm ends with no partition left and no alarm set.
+            if !kept.is_empty() {
+                let current = self.current(now).await?;
+                self.sql.exec(
+                    &format!(
+                        "INSERT OR REPLACE INTO {} ({COLUMNS}) SELECT {COLUMNS} FROM {} WHERE state IN ({KEPT_STATES})",
+                        Partitions::events_table(current),
+                        Partitions::events_table(p)
+                    ),
+                    None,
+                )?;
+            }
             self.sql.exec(
                 &format!(
-                    "DELETE FROM {table} WHERE key IN
-                       (SELECT key FROM {table} WHERE expires_ms <= ? AND {kept} LIMIT ?)"
+                    "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}",
+                    Partitions::events_table(p),
+                    Partitions::versions_table(p)
                 ),
-                vec![SqlStorageValue::from(now), SqlStorageValue::from(EXPIRE_BATCH)],
-            )?;
-        }
-        // The alarm that is running is consumed; arm the next one for whatever expires next.
-        self.alarm.set(Some(None));
-        let next: Vec<NextExpiry> = self
-            .sql
-            .exec(
-                "SELECT MIN(next) AS next FROM
-                   (SELECT MIN(expires_ms) AS next FROM records WHERE state != 'paused'
-                    UNION ALL SELECT MIN(expires_ms) FROM captures
-                      WHERE state NOT IN ('paused', 'delivering', 'retrying')
-                    UNION ALL SELECT MIN(expires_ms) FROM versions)",
                 None,
-            )?
-            .to_array()?;
-        if let Some(next) = next.first().and_then(|n| n.next) {
-            self.arm(next.max(now)).await?;
+            )?;
+            self.live.borrow_mut().retain(|&q| q != p);
+        }
+        let next = self.live.borrow().first().map(|&p| self.parts.drop_at(p));
+        if let Some(at) = next {
+            self.arm(at).await?;
         }
         Response::ok("")
     }
 }
 
 impl IdempotencyShard {
+    /// The partition writes go to now, its tables created if they are new.
+    async fn current(&self, now_ms: i64) -> Result<i64> {
+        let p = self.parts.at(now_ms);
+        if !self.live.borrow().contains(&p) {
+            self.sql.exec(
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {} (
+                       key TEXT PRIMARY KEY, state TEXT NOT NULL, owner TEXT NOT NULL,
+                       owner_attempts INTEGER NOT NULL, token INTEGER NOT NULL,
+                       lease_until_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+                       expires_ms INTEGER NOT NULL, source TEXT, event_id TEXT, event_type TEXT,
+                       content_type TEXT, received_at_ms INTEGER, headers TEXT, body TEXT,
+                       attempts TEXT NOT NULL, attempt_count INTEGER NOT NULL,
+                       replays INTEGER NOT NULL, resumed_ms INTEGER, position TEXT,
+                       retained_until_ms INTEGER) WITHOUT ROWID;
+                     CREATE TABLE IF NOT EXISTS {} (
+                       key TEXT PRIMARY KEY, version TEXT NOT NULL, expires_ms INTEGER NOT NULL)
+                       WITHOUT ROWID;",
+                    Partitions::events_table(p),
+                    Partitions::versions_table(p)
+                ),
+                None,
+            )?;
+            {
+                let mut live = self.live.borrow_mut();
+                live.push(p);
+                live.sort_unstable();
+            }
+            self.arm(self.parts.drop_at(p)).await?;
+        }
+        Ok(p)
+    }
+
+    /// The live partitions, newest first.
+    fn newest_first(&self) -> Vec<i64> {
+        self.live.borrow().iter().rev().copied().collect()
+    }
+
+    /// The row of `key` and the partition it is in.
+    fn find(&self, key: &str) -> Result<Option<(i64, EventRow)>> {
+        for p in self.newest_first() {
+            let rows: Vec<EventRow> = self
+                .sql
+                .exec(
+                    &format!("SELECT {COLUMNS} FROM {} WHERE key = ?", Partitions::events_table(p)),
+                    vec![key.into()],
+                )?
+                .to_array()?;
+            if let Some(row) = rows.into_iter().next() {
+                return Ok(Some((p, row)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes `row` into the current partition, moving it there from an older one: one row
+    /// written, two when it moves.
+    async fn put(&self, from: Option<i64>, row: &EventRow, now_ms: i64) -> Result<()> {
+        let current = self.current(now_ms).await?;
+        if let Some(p) = from.filter(|&p| p != current) {
+            self.sql.exec(
+                &format!("DELETE FROM {} WHERE key = ?", Partitions::events_table(p)),
+                vec![row.key.as_str().into()],
+            )?;
+        }
+        let updates: Vec<String> = COLUMNS.split(", ").skip(1).map(|c| format!("{c} = excluded.{c}")).collect();
+        self.sql.exec(
+            &format!(
+                "INSERT INTO {} ({COLUMNS}) VALUES ({}) ON CONFLICT (key) DO UPDATE SET {}",
+                Partitions::events_table(current),
+                ["?"; 21].join(", "),
+                updates.join(", ")
+            ),
+            row.values(),
+        )?;
+        if let Some(tracked) = self.tracked.borrow_mut().as_mut() {
+            tracked.note(row);
+        }
+        Ok(())
+    }
+
+    /// Changes counter-like columns of a row where it is (not a change of the record, so the row
+    /// does not move). `set` has a placeholder for each of `values`.
+    fn touch(&self, key: &str, set: &str, mut values: Vec<SqlStorageValue>) -> Result<()> {
+        if let Some((p, _)) = self.find(key)? {
+            values.push(key.into());
+            self.sql.exec(&format!("UPDATE {} SET {set} WHERE key = ?", Partitions::events_table(p)), values)?;
+        }
+        Ok(())
+    }
+
+    fn with_tracked<T>(&self, f: impl FnOnce(&Tracked) -> T) -> Result<T> {
+        if self.tracked.borrow().is_none() {
+            let mut tracked = Tracked::default();
+            for p in self.newest_first() {
+                let rows: Vec<EventRow> = self
+                    .sql
+                    .exec(
+                        &format!(
+                            "SELECT {COLUMNS} FROM {} WHERE state IN ({KEPT_STATES})",
+                            Partitions::events_table(p)
+                        ),
+                        None,
+                    )?
+                    .to_array()?;
+                for row in &rows {
+                    tracked.note(row);
+                }
+            }
+            *self.tracked.borrow_mut() = Some(tracked);
+        }
+        Ok(f(self.tracked.borrow().as_ref().expect("loaded above")))
+    }
+
     async fn apply(&self, op: Op) -> Result<serde_json::Value> {
         let clock = Clock { now_ms: now_ms(), ttl_ms: self.ttl_ms };
+        let now = clock.now_ms;
         match op {
             Op::Begin { key, message_id, attempts, retry_token, replay, lease_ms, capture } => {
-                let record = self.read(&key)?;
+                let found = self.find(&key)?;
+                let record = match &found {
+                    Some((_, row)) => row.record(now)?,
+                    None => None,
+                };
                 let message = Message { id: &message_id, attempts, retry_token, replay };
                 let (write, begin) = core::begin(record.as_ref(), message, lease_ms, clock);
-                if let (Begin::Go, Some(capture)) = (begin, capture) {
-                    // A new record is a new event (or one received again after its id expired):
-                    // its capture starts afresh. Otherwise a capture is only filled in if missing.
-                    self.capture(&key, &capture, record.is_none(), clock.now_ms)?;
-                    self.arm(capture.received_at_ms.saturating_add(self.retention_ms)).await?;
+                // A new record is a new event (or one received again after its id expired): its
+                // row starts afresh. Otherwise a capture is only filled in if missing.
+                let fresh = record.is_none();
+                let mut row = match (&found, fresh) {
+                    (Some((_, row)), false) => row.clone(),
+                    _ => EventRow::empty(&key),
+                };
+                let mut changed = false;
+                if let Write::Put(r) = &write {
+                    row.set_record(r);
+                    changed = true;
                 }
-                self.write(&key, write).await?;
+                if let (Begin::Go, Some(capture)) = (begin, capture) {
+                    if !row.captured() {
+                        row.set_capture(&capture, self.retention_ms)?;
+                        changed = true;
+                    }
+                }
+                if changed {
+                    self.put(found.map(|(p, _)| p), &row, now).await?;
+                }
                 Ok(serde_json::to_value(begin)?)
             }
             Op::Finish { key, message_id, outcome, attempt } => {
-                let record = self.read(&key)?;
-                self.write(&key, core::finish(record.as_ref(), &message_id, outcome, clock)).await?;
-                if let Some(attempt) = attempt {
-                    self.add_attempt(&key, attempt)?;
+                let found = self.find(&key)?;
+                let record = match &found {
+                    Some((_, row)) => row.record(now)?,
+                    None => None,
+                };
+                let write = core::finish(record.as_ref(), &message_id, outcome, clock);
+                let mut row = match &found {
+                    Some((_, row)) if record.is_some() => row.clone(),
+                    _ => EventRow::empty(&key),
+                };
+                let mut changed = false;
+                if let Write::Put(r) = &write {
+                    row.set_record(r);
+                    changed = true;
+                }
+                if let Some(attempt) = attempt.filter(|_| row.captured()) {
+                    row.add_attempt(attempt)?;
+                    changed = true;
+                }
+                if changed {
+                    self.put(found.map(|(p, _)| p), &row, now).await?;
                 }
                 Ok(serde_json::Value::Null)
             }
             Op::MarkDead { key, message_id, attempts, retry_token, replay } => {
-                let record = self.read(&key)?;
+                let found = self.find(&key)?;
+                let record = match &found {
+                    Some((_, row)) => row.record(now)?,
+                    None => None,
+                };
                 let message = Message { id: &message_id, attempts, retry_token, replay };
                 let (write, mark) = core::mark_dead(record.as_ref(), message, clock);
-                self.write(&key, write).await?;
+                if let Write::Put(r) = &write {
+                    let mut row = match &found {
+                        Some((_, row)) if record.is_some() => row.clone(),
+                        _ => EventRow::empty(&key),
+                    };
+                    row.set_record(r);
+                    self.put(found.map(|(p, _)| p), &row, now).await?;
+                }
                 Ok(serde_json::to_value(mark)?)
             }
             Op::Get { key } => {
-                let found = self.capture_rows(
-                    "WHERE key = ? AND (expires_ms > ? OR state = 'paused')",
-                    vec![key.into(), clock.now_ms.into()],
-                )?;
-                let Some(row) = found.into_iter().next() else {
+                let Some((_, row)) = self.find(&key)?.filter(|(_, row)| row.visible(now)) else {
                     return Ok(serde_json::Value::Null);
                 };
                 let event = StoredEvent {
@@ -519,21 +848,18 @@ impl IdempotencyShard {
                 Ok(serde_json::to_value(event)?)
             }
             Op::Replayed { key } => {
-                self.sql.exec("UPDATE captures SET replays = replays + 1 WHERE key = ?", vec![key.into()])?;
+                self.touch(&key, "replays = replays + 1", Vec::new())?;
                 Ok(serde_json::Value::Null)
             }
             Op::Resumed { keys } => {
                 for key in keys {
-                    self.sql.exec(
-                        "UPDATE captures SET resumed_ms = ? WHERE key = ?",
-                        vec![clock.now_ms.into(), key.into()],
-                    )?;
+                    self.touch(&key, "resumed_ms = ?", vec![now.into()])?;
                 }
                 Ok(serde_json::Value::Null)
             }
             Op::List { query } => {
-                let mut clauses = vec!["(expires_ms > ? OR state = 'paused')".to_owned()];
-                let mut params: Vec<SqlStorageValue> = vec![clock.now_ms.into()];
+                let mut clauses = vec!["source IS NOT NULL AND (retained_until_ms > ? OR state = 'paused')".to_owned()];
+                let mut params: Vec<SqlStorageValue> = vec![now.into()];
                 if let Some(source) = query.source {
                     clauses.push("source = ?".into());
                     params.push(source.into());
@@ -553,220 +879,135 @@ impl IdempotencyShard {
                     clauses.push("(received_at_ms < ? OR (received_at_ms = ? AND key < ?))".into());
                     params.extend([at.into(), at.into(), key.into()]);
                 }
-                params.push(i64::from(query.limit.min(MAX_LIST)).into());
+                let limit = query.limit.min(MAX_LIST) as usize;
+                params.push((limit as i64).into());
                 let filter = format!("WHERE {} ORDER BY received_at_ms DESC, key DESC LIMIT ?", clauses.join(" AND "));
-                let rows = self.capture_rows(&filter, params)?;
-                Ok(serde_json::to_value(rows.iter().map(CaptureRow::summary).collect::<Vec<_>>())?)
+                // Each partition's newest, merged: a partition holds rows by when they were last
+                // written, not received, so every live one is asked.
+                let mut rows: Vec<EventRow> = Vec::new();
+                for p in self.newest_first() {
+                    let found: Vec<EventRow> = self
+                        .sql
+                        .exec(
+                            &format!("SELECT {COLUMNS} FROM {} {filter}", Partitions::events_table(p)),
+                            params.clone(),
+                        )?
+                        .to_array()?;
+                    rows.extend(found);
+                }
+                rows.sort_by(|a, b| (b.received_at_ms, &b.key).cmp(&(a.received_at_ms, &a.key)));
+                rows.truncate(limit);
+                Ok(serde_json::to_value(rows.iter().map(EventRow::summary).collect::<Vec<_>>())?)
             }
             Op::Held { source, limit } => {
-                let limit = SqlStorageValue::from(i64::from(limit.min(MAX_LIST)));
-                let rows = match source {
-                    Some(source) => self.capture_rows(
-                        "WHERE state = 'paused' AND source = ? ORDER BY received_at_ms LIMIT ?",
-                        vec![source.into(), limit],
-                    )?,
-                    None => self.capture_rows("WHERE state = 'paused' ORDER BY received_at_ms LIMIT ?", vec![limit])?,
-                };
-                let mut held = Vec::with_capacity(rows.len());
-                for row in rows {
-                    held.push(Held {
-                        capture: row.capture()?,
-                        attempts: row.attempt_count,
-                        resumed_ms: row.resumed_ms,
-                    });
+                let mut keys: Vec<(i64, String)> = self.with_tracked(|t| {
+                    t.held
+                        .iter()
+                        .filter(|(_, (_, s))| source.as_deref().is_none_or(|want| want == s))
+                        .map(|(key, (received, _))| (*received, key.clone()))
+                        .collect()
+                })?;
+                keys.sort();
+                keys.truncate(limit.min(MAX_LIST) as usize);
+                let mut held = Vec::with_capacity(keys.len());
+                for (_, key) in keys {
+                    if let Some((_, row)) = self.find(&key)? {
+                        if row.captured() && row.state() == Some(State::Paused) {
+                            held.push(Held {
+                                capture: row.capture()?,
+                                attempts: row.attempt_count,
+                                resumed_ms: row.resumed_ms,
+                            });
+                        }
+                    }
                 }
                 Ok(serde_json::to_value(held)?)
             }
-            Op::Newest { key } => {
-                #[derive(Deserialize)]
-                struct Row {
-                    version: String,
-                }
-                let rows: Vec<Row> = self
-                    .sql
-                    .exec(
-                        "SELECT version FROM versions WHERE key = ? AND expires_ms > ?",
-                        vec![key.into(), clock.now_ms.into()],
-                    )?
-                    .to_array()?;
-                Ok(serde_json::to_value(rows.into_iter().next().map(|r| Version::new(r.version)))?)
-            }
+            Op::Newest { key } => Ok(serde_json::to_value(self.newest(&key, now)?)?),
             Op::Delivered { key, version } => {
-                #[derive(Deserialize)]
-                struct Row {
-                    version: String,
-                    expires_ms: i64,
-                }
-                let rows: Vec<Row> = self
-                    .sql
-                    .exec("SELECT version, expires_ms FROM versions WHERE key = ?", vec![key.as_str().into()])?
-                    .to_array()?;
                 // Only ever forward: a delivery of an older version (`stale = "deliver"`, or a
                 // replay) does not move the newest back.
-                let newer = match rows.first() {
-                    Some(row) if row.expires_ms > clock.now_ms => {
-                        !version.is_older_than(&Version::new(row.version.clone()))
-                    }
-                    _ => true,
+                let newer = match self.newest(&key, now)? {
+                    Some(newest) => !version.is_older_than(&newest),
+                    None => true,
                 };
                 if newer {
-                    let expires_ms = clock.now_ms + self.ttl_ms;
+                    let current = self.current(now).await?;
                     self.sql.exec(
-                        "INSERT OR REPLACE INTO versions (key, version, expires_ms) VALUES (?, ?, ?)",
-                        vec![key.into(), version.0.into(), expires_ms.into()],
+                        &format!(
+                            "INSERT INTO {} (key, version, expires_ms) VALUES (?, ?, ?)
+                             ON CONFLICT (key) DO UPDATE SET version = excluded.version,
+                               expires_ms = excluded.expires_ms",
+                            Partitions::versions_table(current)
+                        ),
+                        vec![key.into(), version.0.into(), (now + self.ttl_ms).into()],
                     )?;
-                    self.arm(expires_ms).await?;
                 }
                 Ok(serde_json::Value::Null)
             }
-            Op::Oldest => {
-                let oldest = |states: &str| -> Result<Option<i64>> {
-                    let rows: Vec<NextExpiry> = self
+            #[cfg(feature = "faults")]
+            Op::Storage => {
+                #[derive(Deserialize)]
+                struct Count {
+                    n: u64,
+                }
+                let mut events = 0;
+                for p in self.newest_first() {
+                    let counted: Vec<Count> = self
                         .sql
-                        .exec(
-                            &format!("SELECT MIN(received_at_ms) AS next FROM captures WHERE state IN ({states})"),
-                            None,
-                        )?
+                        .exec(&format!("SELECT COUNT(*) AS n FROM {}", Partitions::events_table(p)), None)?
                         .to_array()?;
-                    Ok(rows.first().and_then(|r| r.next))
-                };
-                let answer = Oldest { open: oldest("'delivering', 'retrying'")?, held: oldest("'paused'")? };
+                    events += counted.first().map_or(0, |c| c.n);
+                }
+                Ok(serde_json::to_value((self.live.borrow().len(), events))?)
+            }
+            Op::Oldest => {
+                let answer = self.with_tracked(|t| Oldest {
+                    open: t.open.values().min().copied(),
+                    held: t.held.values().map(|(at, _)| *at).min(),
+                })?;
                 Ok(serde_json::to_value(answer)?)
             }
         }
     }
 
-    fn capture_rows(&self, filter: &str, params: Vec<SqlStorageValue>) -> Result<Vec<CaptureRow>> {
-        self.sql.exec(&format!("SELECT {CAPTURE_COLUMNS} FROM captures {filter}"), params)?.to_array()
-    }
-
-    /// Stores `capture` for `key`: replacing what is there when `fresh`, else only if missing.
-    fn capture(&self, key: &str, capture: &Capture, fresh: bool, now_ms: i64) -> Result<()> {
-        let verb = if fresh { "INSERT OR REPLACE" } else { "INSERT OR IGNORE" };
-        self.sql.exec(
-            &format!(
-                "{verb} INTO captures (key, source, event_id, event_type, content_type, received_at_ms, headers,
-                   body, state, updated_ms, attempts, attempt_count, replays, resumed_ms, expires_ms, position)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'delivering', ?, '[]', 0, 0, NULL, ?, ?)"
-            ),
-            vec![
-                key.into(),
-                capture.source.as_str().into(),
-                capture.id.as_str().into(),
-                capture.event_type.as_deref().into(),
-                capture.content_type.as_deref().into(),
-                capture.received_at_ms.into(),
-                serde_json::to_string(&capture.headers)?.into(),
-                serde_json::to_string(&capture.body)?.into(),
-                now_ms.into(),
-                capture.received_at_ms.saturating_add(self.retention_ms).into(),
-                capture.position.as_ref().map(serde_json::to_string).transpose()?.into(),
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn add_attempt(&self, key: &str, attempt: Attempt) -> Result<()> {
+    /// The newest delivered version of an entity, within the TTL: the newest partition holding
+    /// the entity has its latest write.
+    fn newest(&self, key: &str, now_ms: i64) -> Result<Option<Version>> {
         #[derive(Deserialize)]
-        struct Attempts {
-            attempts: String,
+        struct Row {
+            version: String,
+            expires_ms: i64,
         }
-        let rows: Vec<Attempts> =
-            self.sql.exec("SELECT attempts FROM captures WHERE key = ?", vec![key.into()])?.to_array()?;
-        let Some(row) = rows.into_iter().next() else {
-            return Ok(());
-        };
-        let mut attempts: Vec<Attempt> = serde_json::from_str(&row.attempts)?;
-        attempts.push(attempt);
-        if attempts.len() > MAX_KEPT_ATTEMPTS {
-            attempts.drain(..attempts.len() - MAX_KEPT_ATTEMPTS);
-        }
-        self.sql.exec(
-            "UPDATE captures SET attempts = ?, attempt_count = attempt_count + 1 WHERE key = ?",
-            vec![serde_json::to_string(&attempts)?.into(), key.into()],
-        )?;
-        Ok(())
-    }
-
-    fn read(&self, key: &str) -> Result<Option<Record>> {
-        let rows: Vec<Row> = self
-            .sql
-            .exec(
-                "SELECT state, owner, owner_attempts, token, lease_until_ms, updated_ms, expires_ms
-                 FROM records WHERE key = ?",
-                vec![SqlStorageValue::from(key)],
-            )?
-            .to_array()?;
-        let Some(row) = rows.into_iter().next() else {
-            return Ok(None);
-        };
-        let state = State::parse(&row.state)
-            .ok_or_else(|| worker::Error::RustError(format!("unknown stored state {:?}", row.state)))?;
-        Ok(Some(Record {
-            state,
-            owner: row.owner,
-            owner_attempts: row.owner_attempts,
-            token: row.token as u64,
-            lease_until_ms: row.lease_until_ms,
-            updated_ms: row.updated_ms,
-            expires_ms: row.expires_ms,
-        }))
-    }
-
-    async fn write(&self, key: &str, write: Write) -> Result<()> {
-        match write {
-            Write::Keep => {}
-            Write::Put(r) => {
-                self.sql.exec(
-                    "INSERT INTO records
-                       (key, state, owner, owner_attempts, token, lease_until_ms, updated_ms, expires_ms)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (key) DO UPDATE SET state = excluded.state, owner = excluded.owner,
-                       owner_attempts = excluded.owner_attempts, token = excluded.token,
-                       lease_until_ms = excluded.lease_until_ms, updated_ms = excluded.updated_ms,
-                       expires_ms = excluded.expires_ms",
-                    vec![
-                        SqlStorageValue::from(key),
-                        SqlStorageValue::from(r.state.as_str()),
-                        SqlStorageValue::from(r.owner.as_str()),
-                        SqlStorageValue::from(i64::from(r.owner_attempts)),
-                        SqlStorageValue::from(r.token as i64),
-                        SqlStorageValue::from(r.lease_until_ms),
-                        SqlStorageValue::from(r.updated_ms),
-                        SqlStorageValue::from(r.expires_ms),
-                    ],
-                )?;
-                // Only when the state changes: every row (and index entry) written is billed, and
-                // a capture inserted a moment ago already has this state.
-                self.sql.exec(
-                    "UPDATE captures SET state = ?, updated_ms = ? WHERE key = ? AND state != ?",
-                    vec![r.state.as_str().into(), r.updated_ms.into(), key.into(), r.state.as_str().into()],
-                )?;
-                self.arm(r.expires_ms).await?;
+        for p in self.newest_first() {
+            let rows: Vec<Row> = self
+                .sql
+                .exec(
+                    &format!("SELECT version, expires_ms FROM {} WHERE key = ?", Partitions::versions_table(p)),
+                    vec![key.into()],
+                )?
+                .to_array()?;
+            if let Some(row) = rows.into_iter().next() {
+                return Ok((row.expires_ms > now_ms).then(|| Version::new(row.version)));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// Makes sure an alarm fires by `expires_ms` plus a little slack. TTLs are the same for every
-    /// record, so once an alarm is armed a later write almost never needs to touch it.
-    async fn arm(&self, expires_ms: i64) -> Result<()> {
+    /// Sets the alarm for `at`, unless one is already set no later.
+    async fn arm(&self, at: i64) -> Result<()> {
         let storage = self.state.storage();
         let current = match self.alarm.get() {
-            // An alarm time well in the past means the alarm gave up (the runtime stops retrying
-            // a failing alarm): look again rather than trust it.
-            Some(Some(at)) if at < now_ms() - MAX_EXPIRY_SLACK_MS => storage.get_alarm().await?,
             Some(known) => known,
             None => storage.get_alarm().await?,
         };
-        let due = expires_ms + (self.ttl_ms.min(self.retention_ms) / 100).min(MAX_EXPIRY_SLACK_MS);
         match current {
-            Some(at) if at <= due => self.alarm.set(Some(Some(at))),
+            Some(set) if set <= at => self.alarm.set(Some(Some(set))),
             _ => {
-                storage.set_alarm(ScheduledTime::new(js_sys::Date::new(&JsValue::from_f64(due as f64)))).await?;
+                storage.set_alarm(ScheduledTime::new(js_sys::Date::new(&JsValue::from_f64(at as f64)))).await?;
                 // Setting an alarm is billed as a row written.
                 billing::count(Billed::DoRowWritten, 1);
-                self.alarm.set(Some(Some(due)));
+                self.alarm.set(Some(Some(at)));
             }
         }
         Ok(())

@@ -38,6 +38,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod metrics;
 pub mod ordering;
+pub mod partition;
 pub mod pattern;
 pub mod providers;
 pub mod recent;

@@ -20,6 +20,7 @@ pub const TESTS: &[crate::Test] = &[
         copies_the_receiver_does_not_know_are_dropped_by_the_consumer,
     ),
     ("ids_expire_after_the_ttl", ids_expire_after_the_ttl),
+    ("expired_events_leave_storage", expired_events_leave_storage),
     ("admin_api_requires_the_token", admin_api_requires_the_token),
 ];
 
@@ -122,13 +123,37 @@ fn ids_expire_after_the_ttl(w: &World) {
     send().expect(200, json!({"status": "accepted", "id": id}));
     w.dest.wait_deliveries("/ttl", &id, 1, WAIT);
     send().expect(200, json!({"status": "duplicate", "id": id}));
-    // The record's expiry moves with its last change (the delivery); the Durable Object's alarm
-    // deletes it once expired. Records are never checked for expiry on read, so a new
-    // acceptance proves the alarm ran.
+    // The record's expiry moves with its last change (the delivery); once past it, the record
+    // no longer counts (and the Durable Object's alarm drops its partition later).
     thread::sleep(Duration::from_secs(TTL_SECS + 2));
     send().expect(200, json!({"status": "accepted", "id": id}));
     let got = w.dest.wait_deliveries("/ttl", &id, 2, WAIT);
     assert_eq!(got.len(), 2);
+}
+
+/// Expired events are not just ignored but gone: the shards' alarms drop whole time partitions
+/// (1 second wide on this instance), which writes far fewer rows than the events it removes.
+fn expired_events_leave_storage(w: &World) {
+    const EVENTS: usize = 50;
+    let prefix = unique("gone");
+    for i in 0..EVENTS {
+        let body = stripe_body(&format!("{prefix}_{i}"), "invoice.paid");
+        let reply = w.ttl.post("/webhooks/ttl", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    w.dest.wait_for("/ttl", EVENTS, WAIT, |r| r.header("webhook-id").is_some_and(|id| id.starts_with(&prefix)));
+    let storage = || w.ttl.get("/__faults/storage", &HeaderList::new()).json();
+    let stored = storage()["events"].as_u64().unwrap();
+    assert!(stored > 0, "the events were stored");
+    let reset = w.ttl.post("/__faults/billing", &HeaderList::new(), b"");
+    assert_eq!(reset.status, 200);
+    // Everything on this instance expires within seconds of its last change.
+    crate::harness::wait_until(Duration::from_secs(30), "every partition to be dropped", || {
+        storage() == json!({"partitions": 0, "events": 0})
+    });
+    let billed = w.ttl.get("/__faults/billing", &HeaderList::new()).json();
+    let rows = billed["do_rows_written"].as_u64().unwrap();
+    assert!(rows < stored, "dropping {stored} stored events wrote {rows} rows: {billed}");
 }
 
 fn admin_api_requires_the_token(w: &World) {

@@ -160,9 +160,14 @@ fn start_world() -> World {
     main_vars.push(("SUMMARY_URL".into(), dest.url("/summary")));
 
     // Sources as `wrangler.toml` tables; secrets, as they should be, outside it.
-    let faults_toml =
-        format!("[vars.SOURCES.fragile]\nprovider = \"stripe\"\ndestination = {:?}\n", dest.url("/fragile"));
-    let faults_secrets = common(vec![("WEBHOOK_SECRET_FRAGILE", STRIPE_SECRET.into())]);
+    let faults_toml = format!(
+        "[vars.SOURCES.fragile]\nprovider = \"stripe\"\ndestination = {:?}\n\n\
+         [vars.SOURCES.priced]\nprovider = \"stripe\"\ndestination = {:?}\n",
+        dest.url("/fragile"),
+        dest.url("/priced")
+    );
+    let faults_secrets =
+        common(vec![("WEBHOOK_SECRET_FRAGILE", STRIPE_SECRET.into()), ("WEBHOOK_SECRET_PRICED", STRIPE_SECRET.into())]);
     let ttl_sources = serde_json::json!({"ttl": {"provider": "stripe", "destination": dest.url("/ttl")}}).to_string();
     // No ADMIN_TOKEN here: this instance shows that the admin API is then closed to everyone.
     let ttl_vars: Vec<(String, String)> = [
