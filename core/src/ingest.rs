@@ -98,7 +98,7 @@ pub fn verify(source: &SourceConfig, request: Request<'_>, body: Vec<u8>, now_ms
         return Ok(Intake::Handshake(handshake));
     }
     let identity = source.provider.identify(req, scheme)?;
-    let position = source.ordering.as_ref().and_then(|o| o.position(request.headers, &body));
+    let position = source.ordering.as_ref().and_then(|o| o.position(request.headers, &body, now_ms));
     Ok(Intake::Event(Verified {
         source: source.name.clone(),
         identity,

@@ -100,18 +100,31 @@ pub struct Position {
     pub version: Version,
 }
 
+/// How far ahead of the clock a header's timestamp version may be (clock skew, with margin).
+pub const MAX_HEADER_LEAD_MS: i64 = 5 * 60 * 1000;
+
 /// Longest entity id kept (it becomes part of a storage key).
 const MAX_ENTITY_LEN: usize = 255;
 
 impl Ordering {
     /// The event's entity and version, when it has both.
-    pub fn position(&self, headers: &dyn Headers, body: &[u8]) -> Option<Position> {
+    ///
+    /// A version read from a header is not covered by most providers' signatures (Shopify's
+    /// `X-Shopify-Triggered-At`): anyone holding one genuine signed request could resend it with
+    /// a far-future time and make every later genuine event of the entity stale. So a header
+    /// version that is a timestamp more than [`MAX_HEADER_LEAD_MS`] ahead of `now_ms` is not
+    /// used (the event is then simply not ordered).
+    pub fn position(&self, headers: &dyn Headers, body: &[u8], now_ms: i64) -> Option<Position> {
         let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
         let at = |pointer: &str| json.as_ref().and_then(|j| scalar(j.pointer(pointer)?));
         let entity = at(&self.entity).filter(|e| !e.is_empty() && e.len() <= MAX_ENTITY_LEN)?;
         let version = match &self.version {
             Locator::Pointer(p) => at(p),
-            Locator::Header(h) => headers.get(h).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()),
+            Locator::Header(h) => headers
+                .get(h)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .filter(|v| rfc3339_ms(v).is_none_or(|at| at <= now_ms.saturating_add(MAX_HEADER_LEAD_MS))),
         }?;
         Some(Position { entity, version: Version::new(version) })
     }
@@ -213,6 +226,9 @@ mod tests {
         }
     }
 
+    /// 2024-05-01T12:00:00.5Z
+    const NOW: i64 = 1_714_564_800_500;
+
     #[test]
     fn positions_from_body_and_headers() {
         let stripe = Ordering {
@@ -221,10 +237,10 @@ mod tests {
             stale: StalePolicy::Skip,
         };
         let body = br#"{"id":"evt_1","created":1700000000,"data":{"object":{"id":"in_9"}}}"#;
-        let p = stripe.position(&HeaderList::new(), body).unwrap();
+        let p = stripe.position(&HeaderList::new(), body, NOW).unwrap();
         assert_eq!((p.entity.as_str(), p.version.num()), ("in_9", Some(1_700_000_000.0)));
-        assert_eq!(stripe.position(&HeaderList::new(), br#"{"data":{"object":{"id":"in_9"}}}"#), None);
-        assert_eq!(stripe.position(&HeaderList::new(), b"not json"), None);
+        assert_eq!(stripe.position(&HeaderList::new(), br#"{"data":{"object":{"id":"in_9"}}}"#, NOW), None);
+        assert_eq!(stripe.position(&HeaderList::new(), b"not json", NOW), None);
 
         let shopify = Ordering {
             entity: "/id".into(),
@@ -232,9 +248,14 @@ mod tests {
             stale: StalePolicy::Deliver,
         };
         let headers = HeaderList::from([("x-shopify-triggered-at", "2024-05-01T12:00:00.5Z")]);
-        let p = shopify.position(&headers, br#"{"id":820982911946154500}"#).unwrap();
+        let p = shopify.position(&headers, br#"{"id":820982911946154500}"#, NOW).unwrap();
         assert_eq!(p.entity, "820982911946154500");
         assert_eq!(p.version.num(), Some(1_714_564_800_500.0));
+        // A forged far-future time from the unsigned header is not used; a little skew is.
+        let forged = HeaderList::from([("x-shopify-triggered-at", "2099-01-01T00:00:00Z")]);
+        assert_eq!(shopify.position(&forged, br#"{"id":1}"#, NOW), None);
+        let skewed = HeaderList::from([("x-shopify-triggered-at", "2024-05-01T12:04:00Z")]);
+        assert!(shopify.position(&skewed, br#"{"id":1}"#, NOW).is_some());
         assert_eq!(Locator::parse("bad header"), None);
         assert_eq!(entity_key("shop", "820982911946154500"), "v:shop:820982911946154500");
     }

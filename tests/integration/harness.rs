@@ -307,6 +307,9 @@ pub struct Received {
     pub headers: HeaderList,
     pub body: Vec<u8>,
     pub at: Instant,
+    /// The status it was answered with; `None` when it was held (`Action::Hang`), so the worker
+    /// gave up on it before it was answered.
+    pub answer: Option<u16>,
 }
 
 impl Received {
@@ -345,7 +348,12 @@ pub struct Destination {
 
 impl Destination {
     pub fn start() -> Destination {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        Destination::start_on(0)
+    }
+
+    /// A destination on a given port (0: any free one).
+    pub fn start_on(port: u16) -> Destination {
+        let server = Arc::new(tiny_http::Server::http(("127.0.0.1", port)).unwrap());
         let base = format!("http://{}", server.server_addr().to_ip().unwrap());
         let state: Arc<Mutex<DestinationState>> = Arc::default();
         // Several threads, so that a hanging answer does not hold up the others.
@@ -360,13 +368,18 @@ impl Destination {
                     HeaderList(req.headers().iter().map(|h| (h.field.to_string(), h.value.to_string())).collect());
                 let action = {
                     let mut s = state.lock().unwrap();
-                    s.received.push(Received { path: path.clone(), headers, body, at: Instant::now() });
                     let planned = s.plans.get_mut(&path).and_then(|q| q.pop_front());
-                    match planned {
+                    let action = match planned {
                         Some(action) => action,
                         None if s.hanging.contains_key(&path) => Action::Hang(s.hanging[&path]),
                         None => Action::Status(s.always.get(&path).copied().unwrap_or(200)),
-                    }
+                    };
+                    let answer = match action {
+                        Action::Status(code) | Action::StatusWithHeader(code, ..) => Some(code),
+                        Action::Hang(_) => None,
+                    };
+                    s.received.push(Received { path: path.clone(), headers, body, at: Instant::now(), answer });
+                    action
                 };
                 let response = match action {
                     Action::Status(code) => tiny_http::Response::from_string("").with_status_code(code),

@@ -17,6 +17,7 @@ mod delivery;
 mod dev_command;
 mod harness;
 mod idempotency;
+mod jepsen;
 mod operations;
 mod providers;
 mod receiving;
@@ -58,6 +59,8 @@ pub struct World {
     /// The `.dev.vars` entries of the CLI's sources (one per provider, on `main`), and their keys.
     pub cli_vars: Vec<(String, String)>,
     pub cli_keys: cli::CliKeys,
+    /// Where the `jepsen-refused` source delivers: nothing listens there at first.
+    pub refused_port: u16,
 }
 
 pub const TTL_SECS: u64 = 3;
@@ -160,14 +163,27 @@ fn start_world() -> World {
     main_vars.push(("SUMMARY_URL".into(), dest.url("/summary")));
 
     // Sources as `wrangler.toml` tables; secrets, as they should be, outside it.
+    // The fault suite's second destination: nothing listens on this port until the test starts
+    // a server there, so its deliveries are refused until then.
+    let refused_port = harness::free_port();
+    let fault_suite = "max_attempts = 3\nretry_base_secs = 1\nretry_max_secs = 2\ndelivery_timeout_secs = 2\n\
+                       breaker_failures = 3\nbreaker_cooldown_secs = 1\nbreaker_max_cooldown_secs = 2\n";
     let faults_toml = format!(
         "[vars.SOURCES.fragile]\nprovider = \"stripe\"\ndestination = {:?}\n\n\
-         [vars.SOURCES.priced]\nprovider = \"stripe\"\ndestination = {:?}\n",
+         [vars.SOURCES.priced]\nprovider = \"stripe\"\ndestination = {:?}\n\n\
+         [vars.SOURCES.jepsen]\nprovider = \"stripe\"\ndestination = {:?}\n{fault_suite}\n\
+         [vars.SOURCES.jepsen-refused]\nprovider = \"stripe\"\n\
+         destination = \"http://127.0.0.1:{refused_port}/refused\"\n{fault_suite}",
         dest.url("/fragile"),
-        dest.url("/priced")
+        dest.url("/priced"),
+        dest.url("/jepsen")
     );
-    let faults_secrets =
-        common(vec![("WEBHOOK_SECRET_FRAGILE", STRIPE_SECRET.into()), ("WEBHOOK_SECRET_PRICED", STRIPE_SECRET.into())]);
+    let faults_secrets = common(vec![
+        ("WEBHOOK_SECRET_FRAGILE", STRIPE_SECRET.into()),
+        ("WEBHOOK_SECRET_PRICED", STRIPE_SECRET.into()),
+        ("WEBHOOK_SECRET_JEPSEN", STRIPE_SECRET.into()),
+        ("WEBHOOK_SECRET_JEPSEN_REFUSED", STRIPE_SECRET.into()),
+    ]);
     let ttl_sources = serde_json::json!({"ttl": {"provider": "stripe", "destination": dest.url("/ttl")}}).to_string();
     // No ADMIN_TOKEN here: this instance shows that the admin API is then closed to everyone.
     let ttl_vars: Vec<(String, String)> = [
@@ -215,7 +231,7 @@ fn start_world() -> World {
     for w in [&mut main, &mut faults, &mut ttl, &mut vectors, &mut ops] {
         w.wait_ready(Duration::from_secs(180));
     }
-    World { dest, main, faults, ttl, vectors, ops, vector_sources, cli_vars, cli_keys }
+    World { dest, main, faults, ttl, vectors, ops, vector_sources, cli_vars, cli_keys, refused_port }
 }
 
 type Test = (&'static str, fn(&World));
@@ -243,6 +259,7 @@ fn tests() -> Vec<Test> {
     all.extend(operations::TESTS);
     all.extend(dashboard::TESTS);
     all.extend(bursts::TESTS);
+    all.extend(jepsen::TESTS);
     all
 }
 

@@ -8,6 +8,7 @@ use serde_json::json;
 
 pub const TESTS: &[crate::Test] = &[
     ("stripe_every_status", stripe_every_status),
+    ("release_builds_have_no_fault_routes", release_builds_have_no_fault_routes),
     ("github_every_status", github_every_status),
     ("standard_every_status", standard_every_status),
     ("rotation_accepts_every_configured_secret", rotation_accepts_every_configured_secret),
@@ -219,4 +220,18 @@ fn misconfigured_sources_name_the_field(w: &World) {
         let logs = w.main.logs();
         logs.contains("source `broken`: field `provider`") && logs.contains("field `WEBHOOK_SECRET_NOSECRET`")
     });
+}
+
+/// The fault routes exist only in the test build: the release bundle neither serves nor
+/// contains them (and `scripts/deploy` refuses a bundle that does).
+fn release_builds_have_no_fault_routes(w: &World) {
+    for path in ["/__faults/billing", "/__faults/storage", "/__faults/clock?now=1"] {
+        let reply = w.main.post(path, &HeaderList::new(), b"");
+        assert_eq!(reply.status, 404, "{path} on the release build: {}", reply.body);
+        assert_eq!(w.faults.get("/__faults/storage", &HeaderList::new()).status, 200, "the test build has them");
+    }
+    let bundle = |dir: &str| std::fs::read(crate::harness::root().join(dir).join("index_bg.wasm")).unwrap();
+    let has = |bytes: &[u8]| bytes.windows(9).any(|w| w == b"__faults/");
+    assert!(!has(&bundle("build")), "the release bundle contains fault routes");
+    assert!(has(&bundle("build-faults")), "the check would not see them");
 }

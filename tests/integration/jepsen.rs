@@ -1,0 +1,244 @@
+//! The fault suite: what goes in must come out (after Jepsen's queue checker). Every event
+//! edgehook answered 200 for is recorded; faults are driven while events arrive; then, once
+//! everything has drained, the multiset is checked: each acknowledged event was delivered or
+//! dead-lettered, never lost, and delivered more than once only when a delivery's outcome was
+//! lost in flight (the destination answered after the worker had given up on it).
+//!
+//! Faults, on the `faults` instance (the test build): a destination answering 500, hanging past
+//! the delivery timeout, answering 429 with `Retry-After`, and then recovering; a second
+//! destination refusing connections until a server starts on its port; the queue unavailable at
+//! ingest for some events (503, then the provider's retry); poison messages mixed into the
+//! batches; storms of concurrent duplicates; replays of captured events.
+
+use crate::harness::{now_secs, signed, stripe_body, unique, wait_until, Action, Destination, Received};
+use crate::{World, STRIPE_SECRET};
+use edgehook_core::headers::HeaderList;
+use edgehook_core::providers::Provider;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub const TESTS: &[crate::Test] = &[("what_goes_in_comes_out_under_faults", what_goes_in_comes_out)];
+
+/// Events per source, sent over the fault phases.
+const EVENTS: usize = 120;
+const STORMS: usize = 8;
+const STORM_COPIES: usize = 12;
+
+fn send(w: &World, source: &str, id: &str) -> u16 {
+    let body = stripe_body(id, "invoice.paid");
+    let reply = w.faults.post(
+        &format!("/webhooks/{source}"),
+        &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body),
+        &body,
+    );
+    assert!(reply.status == 200 || reply.status == 503, "{id}: {} {}", reply.status, reply.body);
+    reply.status
+}
+
+/// Sends like a provider: until it is answered 200 (a 503 is retried after a moment).
+fn send_until_acknowledged(w: &World, source: &str, id: &str, acked: &Mutex<BTreeSet<(String, String)>>) -> u32 {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        if send(w, source, id) == 200 {
+            acked.lock().unwrap().insert((source.to_owned(), id.to_owned()));
+            return tries;
+        }
+        assert!(tries < 20, "{source}/{id} never acknowledged");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn dead_letters(w: &World, source: &str) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/admin/dead-letters?source={source}&cursor={c}"),
+            None => format!("/admin/dead-letters?source={source}"),
+        };
+        let page = w.faults.admin_json(&path);
+        for letter in page["dead_letters"].as_array().unwrap() {
+            ids.insert(letter["id"].as_str().unwrap().to_owned());
+        }
+        match page["cursor"].as_str() {
+            Some(c) if !c.is_empty() => cursor = Some(c.to_owned()),
+            _ => return ids,
+        }
+    }
+}
+
+/// What the multiset check found for one event.
+#[derive(Debug, Default, Clone, Copy)]
+struct Fate {
+    /// Deliveries the destination answered 2xx at once.
+    delivered: usize,
+    /// Deliveries it held past the worker's timeout (their outcome was lost in flight).
+    hung: usize,
+    /// Deliveries it answered with an error (500, 429) or that never connected.
+    failed: usize,
+    dead: bool,
+}
+
+fn fates(
+    received: &[Received],
+    acked: &BTreeSet<(String, String)>,
+    dead: &BTreeMap<String, BTreeSet<String>>,
+) -> BTreeMap<(String, String), Fate> {
+    let mut fates: BTreeMap<(String, String), Fate> = acked.iter().map(|k| (k.clone(), Fate::default())).collect();
+    for r in received {
+        let (Some(source), Some(id)) = (r.header("x-edgehook-source"), r.header("webhook-id")) else { continue };
+        let Some(fate) = fates.get_mut(&(source, id)) else { continue };
+        match r.answer {
+            Some(code) if (200..300).contains(&code) => fate.delivered += 1,
+            Some(_) => fate.failed += 1,
+            None => fate.hung += 1,
+        }
+    }
+    for ((source, id), fate) in fates.iter_mut() {
+        fate.dead = dead.get(source).is_some_and(|ids| ids.contains(id));
+    }
+    fates
+}
+
+fn what_goes_in_comes_out(w: &World) {
+    let started = Instant::now();
+    let acked: Mutex<BTreeSet<(String, String)>> = Mutex::default();
+    let prefix = unique("jepsen");
+    // Phase 1: the destination answers 500; phase 2 it hangs past the 2-second timeout; phase 3
+    // it answers 429 with Retry-After; phase 4 it has recovered.
+    w.dest.always("/jepsen", 500);
+    let mut retried_at_ingest = 0;
+    std::thread::scope(|scope| {
+        let acked = &acked;
+        let prefix = &prefix;
+        // Two providers' worth of traffic, paced over the phases.
+        for (source, tag) in [("jepsen", "j"), ("jepsen-refused", "r")] {
+            scope.spawn(move || {
+                for i in 0..EVENTS {
+                    send_until_acknowledged(w, source, &format!("{prefix}_{tag}{i}"), acked);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+        }
+        // Storms of concurrent duplicates: each id sent many times at once.
+        for storm in 0..STORMS {
+            let id = format!("{prefix}_storm{storm}");
+            for _ in 0..STORM_COPIES {
+                let id = id.clone();
+                scope.spawn(move || send_until_acknowledged(w, "jepsen", &id, acked));
+            }
+        }
+        // The queue unavailable at ingest for some events: 503, then the retry goes through.
+        let flaky: Vec<String> = (0..5).map(|i| format!("{prefix}_flaky{i}")).collect();
+        for id in &flaky {
+            let armed = w.faults.post(&format!("/__faults/enqueue?id={id}"), &HeaderList::new(), b"");
+            assert_eq!(armed.status, 200);
+            assert_eq!(send(w, "jepsen", id), 503, "the armed enqueue fault answers 503");
+            retried_at_ingest += 1;
+            send_until_acknowledged(w, "jepsen", id, acked);
+        }
+        // Poison messages mixed into the batches.
+        for _ in 0..3 {
+            let poison = w.faults.post("/__faults/poison?kind=garbage", &HeaderList::new(), b"");
+            assert_eq!(poison.status, 200);
+        }
+        // Then the destination's other failures, and its recovery.
+        std::thread::sleep(Duration::from_secs(2));
+        w.dest.always("/jepsen", 200);
+        w.dest.hang("/jepsen", Some(Duration::from_secs(4)));
+        std::thread::sleep(Duration::from_secs(3));
+        w.dest.hang("/jepsen", None);
+        let throttled = (0..40).map(|_| Action::StatusWithHeader(429, "retry-after", "1".into())).collect();
+        w.dest.plan("/jepsen", throttled);
+    });
+    // The refused destination starts listening.
+    let refused = Destination::start_on(w.refused_port);
+
+    // Drain: every acknowledged event delivered or dead-lettered.
+    let acked = acked.into_inner().unwrap();
+    let check = || {
+        let mut received = w.dest.received("/jepsen", |_| true);
+        received.extend(refused.received("/refused", |_| true));
+        let dead: BTreeMap<String, BTreeSet<String>> =
+            ["jepsen", "jepsen-refused"].iter().map(|s| (s.to_string(), dead_letters(w, s))).collect();
+        fates(&received, &acked, &dead)
+    };
+    wait_until(Duration::from_secs(180), "every acknowledged event to be delivered or dead-lettered", || {
+        check().values().all(|f| f.delivered > 0 || f.hung > 0 || f.dead)
+    });
+    // Anything still in flight settles.
+    std::thread::sleep(Duration::from_secs(5));
+    let fates = check();
+
+    // Replays of captured events: each one is delivered once more, and only once.
+    let replayed: Vec<(String, String)> = fates.keys().take(5).cloned().collect();
+    for (source, id) in &replayed {
+        let reply = w.faults.admin("POST", &format!("/admin/events/{source}/{id}/replay"), b"");
+        assert_eq!(reply.status, 202, "{}", reply.body);
+    }
+    for (source, id) in &replayed {
+        let path = if source == "jepsen" { "/jepsen" } else { "/refused" };
+        let server = if source == "jepsen" { &w.dest } else { &refused };
+        let before = fates[&(source.clone(), id.clone())].delivered;
+        server.wait_for(path, before + 1, Duration::from_secs(60), |r| {
+            r.header("webhook-id").as_deref() == Some(id.as_str()) && r.answer == Some(200)
+        });
+    }
+
+    let lost: Vec<_> = fates.iter().filter(|(_, f)| f.delivered == 0 && f.hung == 0 && !f.dead).collect();
+    // An event the destination took more than once: edgehook's own record of its attempts says
+    // whether it knowingly delivered twice (a duplicate without cause), or gave up on an attempt
+    // that reached the destination anyway, late (its outcome lost in flight).
+    let successes_recorded = |(source, id): &(String, String)| {
+        let event = w.faults.admin_json(&format!("/admin/events/{source}/{id}"));
+        event["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["replay"] != true && a["status"].as_u64().is_some_and(|s| (200..300).contains(&s)))
+            .count()
+    };
+    let more_than_once: Vec<_> = fates.iter().filter(|(_, f)| f.delivered + f.hung > 1).collect();
+    let twice_without_cause: Vec<_> = more_than_once.iter().filter(|(key, _)| successes_recorded(key) > 1).collect();
+    let twice_with_cause = more_than_once.len() - twice_without_cause.len();
+    let recovered = fates.values().filter(|f| (f.failed > 0 || f.hung > 0) && f.delivered == 1).count();
+    let dead = fates.values().filter(|f| f.dead).count();
+    let delivered = fates.values().filter(|f| f.delivered > 0).count();
+    println!(
+        "fault suite: {} acknowledged ({} after a 503 at ingest, {STORMS} storms of {STORM_COPIES} copies), \
+         {delivered} delivered, {dead} dead-lettered, {} lost, {} delivered twice without cause, \
+         {twice_with_cause} delivered again after an outcome lost in flight, {recovered} recovered after failures, \
+         in {:.0}s",
+        fates.len(),
+        retried_at_ingest,
+        lost.len(),
+        twice_without_cause.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(fates.len(), 2 * EVENTS + STORMS + 5, "every event was acknowledged");
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    if !twice_without_cause.is_empty() {
+        // Every request the destinations saw for those events, for the diagnosis.
+        for ((source, id), _) in &twice_without_cause {
+            let mut seen = w.dest.received("/jepsen", |r| r.header("webhook-id").as_deref() == Some(id.as_str()));
+            seen.extend(refused.received("/refused", |r| r.header("webhook-id").as_deref() == Some(id.as_str())));
+            for r in seen {
+                println!(
+                    "  {source}/{id}: attempt {} answered {:?} at +{:.2}s (webhook-timestamp {:?})",
+                    r.attempt(),
+                    r.answer,
+                    (r.at - started).as_secs_f64(),
+                    r.header("webhook-timestamp")
+                );
+            }
+        }
+    }
+    assert!(twice_without_cause.is_empty(), "delivered twice without cause: {twice_without_cause:?}");
+    assert!(recovered > 0, "the faults were felt");
+    // The poison did not stop anything, and is kept as dead letters of its own.
+    let letters = w.faults.admin_json("/admin/dead-letters");
+    let poison = letters["dead_letters"].as_array().unwrap().iter().filter(|d| d["source"] == "_poison").count();
+    assert!(poison >= 3, "{letters}");
+}
