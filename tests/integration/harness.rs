@@ -192,6 +192,8 @@ pub struct Worker {
     process: Group,
     pub dir: PathBuf,
     pub log: PathBuf,
+    /// `wrangler dev`'s arguments, to start it again the same way.
+    args: Vec<String>,
 }
 
 impl Worker {
@@ -218,22 +220,35 @@ impl Worker {
         fs::write(dir.join("wrangler.toml"), toml).unwrap();
         let port = free_port();
         let log = dir.join("wrangler.log");
+        let mut all: Vec<String> =
+            vec!["dev".into(), "--config".into(), dir.join("wrangler.toml").display().to_string()];
+        all.extend(["--ip", "127.0.0.1", "--port"].map(String::from));
+        all.push(port.to_string());
+        all.push("--inspector-port".into());
+        all.push(free_port().to_string());
+        all.push("--persist-to".into());
+        all.push(dir.join("state").display().to_string());
+        all.extend(["--show-interactive-dev-session=false", "--log-level", "log"].map(String::from));
+        // Lets tests run the cron trigger on demand (GET /__scheduled).
+        all.push("--test-scheduled".into());
+        all.extend(args);
+        let process = Group::spawn(Worker::command(&all, &dir), &log);
+        Worker { name, base: format!("http://127.0.0.1:{port}"), process, dir, log, args: all }
+    }
+
+    fn command(args: &[String], dir: &Path) -> Command {
         let mut command = Command::new(root().join("node_modules/.bin/wrangler"));
+        command.args(args).current_dir(dir);
         command
-            .arg("dev")
-            .arg("--config")
-            .arg(dir.join("wrangler.toml"))
-            .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--inspector-port", &free_port().to_string()])
-            .arg("--persist-to")
-            .arg(dir.join("state"))
-            .args(["--show-interactive-dev-session=false", "--log-level", "log"])
-            // Lets tests run the cron trigger on demand (GET /__scheduled).
-            .arg("--test-scheduled")
-            .args(&args)
-            .current_dir(&dir);
-        let process = Group::spawn(command, &log);
-        Worker { name, base: format!("http://127.0.0.1:{port}"), process, dir, log }
+    }
+
+    /// Stops `wrangler dev` and starts it again the same way: same port, same `--persist-to`.
+    /// Its log goes on in a new file.
+    pub fn restart(&mut self, timeout: Duration) {
+        self.process.stop();
+        self.log = self.dir.join(format!("wrangler-{}.log", unique("restarted")));
+        self.process = Group::spawn(Worker::command(&self.args, &self.dir), &self.log);
+        self.wait_ready(timeout);
     }
 
     /// Waits until the worker answers HTTP.
