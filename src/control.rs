@@ -6,7 +6,7 @@
 //! per consumer batch, at most one per second per receiving isolate), and health is evaluated
 //! once a minute. None of it is on the path that answers a provider.
 
-use crate::billing::{self, Op as Billed, Sql};
+use crate::billing::Sql;
 use crate::env::{bindings, now_ms};
 use edgehook_core::flags::{Flag, Flags, Mode};
 use edgehook_core::health::{self, Alert, AlertState, Inputs, Report, Thresholds};
@@ -14,10 +14,9 @@ use edgehook_core::metrics::{Histogram, Metrics, Outcome, Series, MAX_SERIES};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
-use wasm_bindgen::JsValue;
 use worker::{
-    durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result,
-    SqlStorageValue, State as ObjectState,
+    durable_object, DurableObject, Env, ObjectNamespace, Request, Response, Result, SqlStorageValue,
+    State as ObjectState,
 };
 
 /// How long one isolate trusts the kill switches it read.
@@ -120,17 +119,7 @@ impl Control {
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&self, op: &Op) -> Result<T> {
-        let stub = self.ns.id_from_name("control")?.get_stub()?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(JsValue::from_str(&serde_json::to_string(op)?)));
-        billing::count(Billed::DoRequest, 1);
-        let mut response =
-            stub.fetch_with_request(Request::new_with_init("https://control.edgehook/op", &init)?).await?;
-        if response.status_code() != 200 {
-            let detail = response.text().await.unwrap_or_default();
-            return Err(worker::Error::RustError(format!("control answered {}: {detail}", response.status_code())));
-        }
-        response.json().await
+        crate::http::ask_object(&self.ns, "control", "https://control.edgehook/op", "control", op).await
     }
 
     /// The kill switches: read at most once a second per isolate. When the object cannot be

@@ -11,11 +11,7 @@ use edgehook_core::gate::{Answer, GateState, Limits, Pass};
 use edgehook_core::signature::sha256_hex;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use wasm_bindgen::JsValue;
-use worker::{
-    durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result,
-    State as ObjectState,
-};
+use worker::{durable_object, DurableObject, Env, ObjectNamespace, Request, Response, Result, State as ObjectState};
 
 /// How long a delivery waits in the consumer for a turn that is close; later turns are
 /// deferred through the queue.
@@ -45,16 +41,7 @@ impl Gates {
     }
 
     async fn call(&self, name: &str, ops: &[serde_json::Value]) -> Result<Vec<serde_json::Value>> {
-        let stub = self.ns.id_from_name(name)?.get_stub()?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(JsValue::from_str(&serde_json::to_string(ops)?)));
-        billing::count(Billed::DoRequest, 1);
-        let mut response = stub.fetch_with_request(Request::new_with_init("https://gate.edgehook/ops", &init)?).await?;
-        if response.status_code() != 200 {
-            let detail = response.text().await.unwrap_or_default();
-            return Err(worker::Error::RustError(format!("gate answered {}: {detail}", response.status_code())));
-        }
-        response.json().await
+        crate::http::ask_object(&self.ns, name, "https://gate.edgehook/ops", "gate", ops).await
     }
 
     /// A pass for one delivery to `destination`. A delivery whose turn comes within two

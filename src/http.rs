@@ -52,3 +52,25 @@ pub fn handshake(answer: &Handshake) -> Result<Response> {
     headers.set("content-type", answer.content_type)?;
     Ok(Response::from_bytes(answer.body.clone())?.with_status(answer.status).with_headers(headers))
 }
+
+/// Posts `body` as JSON to the Durable Object `name` of `ns` at `url`, and reads its JSON
+/// answer. `what` names the object in errors ("control", "shard 3"). One billed request.
+pub async fn ask_object<B: serde::Serialize + ?Sized, T: serde::de::DeserializeOwned>(
+    ns: &worker::ObjectNamespace,
+    name: &str,
+    url: &str,
+    what: &str,
+    body: &B,
+) -> Result<T> {
+    let stub = ns.id_from_name(name)?.get_stub()?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post)
+        .with_body(Some(wasm_bindgen::JsValue::from_str(&serde_json::to_string(body)?)));
+    crate::billing::count(crate::billing::Op::DoRequest, 1);
+    let mut response = stub.fetch_with_request(worker::Request::new_with_init(url, &init)?).await?;
+    if response.status_code() != 200 {
+        let detail = response.text().await.unwrap_or_default();
+        return Err(worker::Error::RustError(format!("{what} answered {}: {detail}", response.status_code())));
+    }
+    response.json().await
+}

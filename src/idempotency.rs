@@ -23,8 +23,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use wasm_bindgen::JsValue;
 use worker::{
-    durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, ScheduledTime,
-    SqlStorageValue, State as ObjectState,
+    durable_object, DurableObject, Env, ObjectNamespace, Request, Response, Result, ScheduledTime, SqlStorageValue,
+    State as ObjectState,
 };
 
 /// One operation on one record.
@@ -172,20 +172,8 @@ impl Idempotency {
     }
 
     async fn call_values(&self, shard: u32, ops: &[serde_json::Value]) -> Result<Vec<serde_json::Value>> {
-        let stub = self.ns.id_from_name(&format!("shard-{shard}"))?.get_stub()?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(JsValue::from_str(&serde_json::to_string(ops)?)));
-        billing::count(Billed::DoRequest, 1);
-        let mut response =
-            stub.fetch_with_request(Request::new_with_init("https://idempotency.edgehook/ops", &init)?).await?;
-        if response.status_code() != 200 {
-            let detail = response.text().await.unwrap_or_default();
-            return Err(worker::Error::RustError(format!(
-                "shard {shard} answered {}: {detail}",
-                response.status_code()
-            )));
-        }
-        response.json().await
+        let (name, what) = (format!("shard-{shard}"), format!("shard {shard}"));
+        crate::http::ask_object(&self.ns, &name, "https://idempotency.edgehook/ops", &what, ops).await
     }
 
     /// Asks to deliver `key` on behalf of `message`, holding the lease for `lease_ms`; a new
@@ -680,13 +668,20 @@ impl IdempotencyShard {
 
     /// The row of `key` and the partition it is in.
     fn find(&self, key: &str) -> Result<Option<(i64, EventRow)>> {
+        self.lookup(Partitions::events_table, COLUMNS, key)
+    }
+
+    /// The first row of `key` in the live partitions' `table`, newest first, and its partition.
+    fn lookup<T: serde::de::DeserializeOwned>(
+        &self,
+        table: fn(i64) -> String,
+        columns: &str,
+        key: &str,
+    ) -> Result<Option<(i64, T)>> {
         for p in self.newest_first() {
-            let rows: Vec<EventRow> = self
+            let rows: Vec<T> = self
                 .sql
-                .exec(
-                    &format!("SELECT {COLUMNS} FROM {} WHERE key = ?", Partitions::events_table(p)),
-                    vec![key.into()],
-                )?
+                .exec(&format!("SELECT {columns} FROM {} WHERE key = ?", table(p)), vec![key.into()])?
                 .to_array()?;
             if let Some(row) = rows.into_iter().next() {
                 return Ok(Some((p, row)));
@@ -979,19 +974,8 @@ impl IdempotencyShard {
             version: String,
             expires_ms: i64,
         }
-        for p in self.newest_first() {
-            let rows: Vec<Row> = self
-                .sql
-                .exec(
-                    &format!("SELECT version, expires_ms FROM {} WHERE key = ?", Partitions::versions_table(p)),
-                    vec![key.into()],
-                )?
-                .to_array()?;
-            if let Some(row) = rows.into_iter().next() {
-                return Ok((row.expires_ms > now_ms).then(|| Version::new(row.version)));
-            }
-        }
-        Ok(None)
+        let found: Option<(i64, Row)> = self.lookup(Partitions::versions_table, "version, expires_ms", key)?;
+        Ok(found.and_then(|(_, row)| (row.expires_ms > now_ms).then(|| Version::new(row.version))))
     }
 
     /// Sets the alarm for `at`, unless one is already set no later.
