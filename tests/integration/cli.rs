@@ -120,9 +120,24 @@ pub fn build_cli() {
 }
 
 fn run(args: &[&str]) -> String {
-    let out = Command::new(cli()).args(args).output().unwrap();
-    assert!(out.status.success(), "edgehook {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    let once = || {
+        let out = Command::new(cli()).args(args).output().unwrap();
+        assert!(out.status.success(), "edgehook {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut out = once();
+    // As in `harness::request`: `wrangler dev`'s proxy, not edgehook, sometimes drops a POST
+    // under load; `edgehook send` prints that answer like any other, and a provider would retry.
+    for _ in 0..3 {
+        match out.split_once(' ') {
+            Some((status, body)) if crate::harness::is_dev_proxy_failure(status.parse().unwrap_or(0), body) => {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                out = once();
+            }
+            _ => break,
+        }
+    }
+    out
 }
 
 fn write_dev_vars(dir: &Path, vars: &[(String, String)]) -> PathBuf {

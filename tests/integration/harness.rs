@@ -109,11 +109,31 @@ fn finish(result: Result<ureq::Response, ureq::Error>) -> Reply {
 }
 
 pub fn request(method: &str, url: &str, headers: &HeaderList, body: &[u8]) -> Reply {
-    let mut req = agent().request(method, url);
-    for (k, v) in &headers.0 {
-        req = req.set(k, v);
+    let send = || {
+        let mut req = agent().request(method, url);
+        for (k, v) in &headers.0 {
+            req = req.set(k, v);
+        }
+        finish(if method == "GET" { req.call() } else { req.send_bytes(body) })
+    };
+    let mut reply = send();
+    // `wrangler dev` answers this itself when its proxy loses the connection to workerd, which
+    // happens now and then on a loaded 2-core machine (a 25 MB upload beside everything else).
+    // It retries GETs by itself but not POSTs; a webhook provider would retry the POST, so do so.
+    for _ in 0..3 {
+        if !is_dev_proxy_failure(reply.status, &reply.body) {
+            break;
+        }
+        eprintln!("{method} {url}: wrangler's proxy lost the request; sending it again");
+        thread::sleep(Duration::from_millis(500));
+        reply = send();
     }
-    finish(if method == "GET" { req.call() } else { req.send_bytes(body) })
+    reply
+}
+
+/// The answer of `wrangler dev`'s own proxy (not of edgehook) when a request to workerd failed.
+pub fn is_dev_proxy_failure(status: u16, body: &str) -> bool {
+    status == 503 && body.starts_with("Your worker restarted mid-request")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -117,12 +117,28 @@ fn copies_the_receiver_does_not_know_are_dropped_by_the_consumer(w: &World) {
 }
 
 fn ids_expire_after_the_ttl(w: &World) {
-    let id = unique("evt");
-    let body = stripe_body(&id, "invoice.paid");
+    // The receiver remembers an id for the TTL from its acceptance, so the copy must arrive
+    // within 3 s of the original; on a loaded machine that can fail, and then the pair is sent
+    // again with a new id (only copies answered inside the window are judged).
+    let mut judged = None;
+    for _ in 0..5 {
+        let id = unique("evt");
+        let body = stripe_body(&id, "invoice.paid");
+        let send =
+            || w.ttl.post("/webhooks/ttl", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+        let started = std::time::Instant::now();
+        send().expect(200, json!({"status": "accepted", "id": id}));
+        let copy = send();
+        if started.elapsed() < Duration::from_millis(TTL_SECS * 1000 - 500) {
+            copy.expect(200, json!({"status": "duplicate", "id": id}));
+            judged = Some((id, body));
+            break;
+        }
+        eprintln!("ids_expire_after_the_ttl: the copy took too long to be judged; again");
+    }
+    let (id, body) = judged.expect("a copy within the TTL, in five tries");
     let send = || w.ttl.post("/webhooks/ttl", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
-    send().expect(200, json!({"status": "accepted", "id": id}));
     w.dest.wait_deliveries("/ttl", &id, 1, WAIT);
-    send().expect(200, json!({"status": "duplicate", "id": id}));
     // The record's expiry moves with its last change (the delivery); once past it, the record
     // no longer counts (and the Durable Object's alarm drops its partition later).
     thread::sleep(Duration::from_secs(TTL_SECS + 2));
