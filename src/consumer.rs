@@ -99,13 +99,15 @@ struct BatchContext<'a> {
     started_ms: i64,
 }
 
-pub async fn consume(batch: Batch, env: Env) {
+/// Returns whether the invocation crashed (an injected fault; never in a production build).
+pub async fn consume(batch: Batch, env: Env) -> bool {
     let config = env::config(&env);
     let store = match Idempotency::new(&env) {
         Ok(store) => store,
         Err(e) => {
             console_error!("idempotency binding unavailable, retrying the batch: {e}");
-            return batch.retry_all(INFRA_RETRY_SECS);
+            batch.retry_all(INFRA_RETRY_SECS);
+            return false;
         }
     };
     let control = Control::new(&env);
@@ -118,7 +120,8 @@ pub async fn consume(batch: Batch, env: Env) {
         Ok(gates) => gates,
         Err(e) => {
             console_error!("gates binding unavailable, retrying the batch: {e}");
-            return batch.retry_all(INFRA_RETRY_SECS);
+            batch.retry_all(INFRA_RETRY_SECS);
+            return false;
         }
     };
     let large_bodies = Mutex::new(());
@@ -137,12 +140,29 @@ pub async fn consume(batch: Batch, env: Env) {
         started_ms: env::now_ms(),
     };
     let (context, parsed) = (&context, &parsed);
-    queue::settle_each(&batch, INFRA_RETRY_SECS, |i, delivery| handle(delivery, &parsed[i], i, context)).await;
+    let crashed =
+        queue::settle_each(&batch, INFRA_RETRY_SECS, |i, delivery| handle(delivery, &parsed[i], i, context)).await;
+    if crashed {
+        return true;
+    }
     if let Ok(control) = control {
         if let Err(e) = control.report(context.tally.take()).await {
             console_error!("could not report consumer metrics: {e}");
         }
     }
+    false
+}
+
+/// Test builds: the consumer dies at this point of event `$id`'s handling when a test armed
+/// `POST /__faults/crash?id=ID&at=...` (see `crate::faults`). Production builds: nothing.
+macro_rules! crash_point {
+    ($at:ident, $id:expr) => {
+        #[cfg(feature = "faults")]
+        if crate::faults::fails(crate::faults::Fault::$at, $id) {
+            console_error!("injected fault: the consumer dies at {} of {}", stringify!($at), $id);
+            return Ok(Decision::Crash);
+        }
+    };
 }
 
 /// Decodes every message and writes the batch's inline bodies to one capture segment.
@@ -231,6 +251,7 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
             return put_back(b.env, bytes, secs).await;
         }
     }
+    crash_point!(CrashTaken, &meta.id);
     let finish = |outcome, attempt| finish(b.store, &key, &message_id, outcome, attempt);
 
     // Recorded without delivery: outside the allow-list, or switched off.
@@ -338,6 +359,7 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     };
     let latency_ms = (env::now_ms() - started).max(0) as u64;
     drop((body, connection, large_body_turn));
+    crash_point!(CrashDelivered, &meta.id);
     // Whether the circuit is open after this delivery: then a failure used no attempt.
     let mut circuit_open = probe;
     if let (Some((url, limits)), Some(tried)) = (gate, &tried) {
@@ -374,6 +396,7 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     match result {
         AttemptResult::Delivered => {
             finish(Outcome::Delivered, Some(attempt(None))).await?;
+            crash_point!(CrashRecorded, &meta.id);
             record_version().await;
             let mut tally = b.tally.borrow_mut();
             tally.count(&meta.source, meta.event_type.as_deref(), Counted::Delivered);

@@ -4,6 +4,9 @@
 //! Every fault names the event it hits, so tests running in parallel never trip each other's:
 //! - `POST /__faults/enqueue?id=ID` makes the next enqueue of event ID fail, as if the queue
 //!   were unavailable; `POST /__faults/blob?id=ID` does the same to its R2 write (large bodies);
+//! - `POST /__faults/crash?id=ID&at=taken|delivered|recorded` kills the consumer invocation
+//!   that handles event ID at that point: every other message of its batch stops wherever it
+//!   is, nothing more is settled, the handler fails, and the queue redelivers what was left;
 //! - `POST /__faults/clock?now=SECS` makes signature verification run at that Unix time (empty
 //!   `now` restores the real clock), so providers' documented examples, signed years ago, can be
 //!   replayed through the worker;
@@ -36,6 +39,13 @@ use worker::{Env, Request, Response, Result};
 pub enum Fault {
     Enqueue,
     Blob,
+    /// The consumer dies once it holds the event's lease, before delivering it.
+    CrashTaken,
+    /// The consumer dies after the destination answered 2xx, before the outcome is recorded
+    /// (the one place where a crash makes a second delivery: the outcome was lost).
+    CrashDelivered,
+    /// The consumer dies after recording the delivery, before acknowledging the message.
+    CrashRecorded,
 }
 
 thread_local! {
@@ -63,6 +73,12 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
     match path {
         "/__faults/enqueue" => arm(Fault::Enqueue),
         "/__faults/blob" => arm(Fault::Blob),
+        "/__faults/crash" => match param("at").as_deref() {
+            Some("taken") => arm(Fault::CrashTaken),
+            Some("delivered") => arm(Fault::CrashDelivered),
+            Some("recorded") => arm(Fault::CrashRecorded),
+            _ => http::json(400, r#"{"error":"at must be taken, delivered or recorded"}"#),
+        },
         "/__faults/clock" => {
             let now = param("now").and_then(|n| n.parse::<i64>().ok());
             CLOCK.with(|c| c.set(now.map(|secs| secs * 1000)));

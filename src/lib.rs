@@ -93,19 +93,24 @@ mod queue_export {
 
     #[wasm_bindgen(wasm_bindgen_futures = ::worker::wasm_bindgen_futures, js_sys = ::worker::js_sys)]
     pub async fn queue(batch: MessageBatch, env: worker::Env, _ctx: Context) -> Result<JsValue, JsValue> {
-        std::panic::AssertUnwindSafe(super::on_queue(batch, env)).await;
+        if std::panic::AssertUnwindSafe(super::on_queue(batch, env)).await {
+            // Only an injected crash (test builds) gets here: the invocation fails, and the
+            // queue delivers every message it left unsettled again.
+            return Err(JsValue::from_str("injected fault: the consumer crashed mid-batch"));
+        }
         Ok(JsValue::UNDEFINED)
     }
 }
 
-/// Never fails: every message is acknowledged or retried on its own (a failed queue handler
-/// would retry the whole batch).
-async fn on_queue(batch: worker::worker_sys::MessageBatch, env: Env) {
+/// Fails only when a test build injects a crash (the return value): otherwise every message is
+/// acknowledged or retried on its own (a failed queue handler would retry the whole batch).
+async fn on_queue(batch: worker::worker_sys::MessageBatch, env: Env) -> bool {
     billing::count(billing::Op::WorkerInvocation, 1);
     let batch = queue::Batch::new(batch);
     if batch.queue.ends_with(env::DEAD_LETTER_QUEUE_SUFFIX) {
         dead_letters::consume(batch, env).await;
+        false
     } else {
-        consumer::consume(batch, env).await;
+        consumer::consume(batch, env).await
     }
 }

@@ -2,7 +2,7 @@
 //! exactly as sent, with no JSON or base64 in between.
 
 use crate::billing::{self, Op as Billed};
-use futures_util::future::join_all;
+use futures_util::future::{join_all, AbortHandle, Abortable};
 use js_sys::Uint8Array;
 use std::future::Future;
 use wasm_bindgen::{JsCast, JsValue};
@@ -13,6 +13,10 @@ use worker::{console_error, MessageExt, Queue, QueueContentType, RawMessage, Raw
 pub enum Decision {
     Ack,
     RetryIn(u32),
+    /// Test builds only: the invocation dies here, as if its isolate were killed: nothing more
+    /// of the batch runs or is settled, and the queue delivers its unsettled messages again.
+    #[cfg(feature = "faults")]
+    Crash,
 }
 
 /// One message of a batch, with how many times the queue has delivered it (1 the first time).
@@ -64,11 +68,16 @@ impl Batch {
 
 /// Handles every message of a batch concurrently and settles each one on its own: acknowledged,
 /// retried when its handler asks, or retried after `error_retry_secs` when its handler fails.
-pub async fn settle_each<'a, F, Fut>(batch: &'a Batch, error_retry_secs: u32, handle: F)
+/// Returns whether the invocation crashed (an injected fault; never in a production build).
+pub async fn settle_each<'a, F, Fut>(batch: &'a Batch, error_retry_secs: u32, handle: F) -> bool
 where
     F: Fn(usize, &'a Delivery) -> Fut,
     Fut: Future<Output = Result<Decision>>,
 {
+    let (crash, crashed) = AbortHandle::new_pair();
+    let crash = &crash;
+    #[cfg(not(feature = "faults"))]
+    let _ = crash;
     let settled = batch.messages.iter().enumerate().map(|(i, delivery)| {
         let handled = handle(i, delivery);
         async move {
@@ -79,6 +88,8 @@ where
                     message.ack()
                 }
                 Ok(Decision::RetryIn(secs)) => retry_later(message, secs),
+                #[cfg(feature = "faults")]
+                Ok(Decision::Crash) => crash.abort(),
                 Err(e) => {
                     console_error!("queue {} message {}: failed, retrying: {e}", batch.queue, message.id());
                     retry_later(message, error_retry_secs);
@@ -86,7 +97,8 @@ where
             }
         }
     });
-    join_all(settled).await;
+    // Aborting drops every handler still running at its current await, like a killed isolate.
+    Abortable::new(join_all(settled), crashed).await.is_err()
 }
 
 /// A received message's size in billing units; only the test build, which counts operations,
