@@ -7,8 +7,9 @@
 //! - `POST /__faults/crash?id=ID&at=taken|delivered|recorded` kills the consumer invocation
 //!   that handles event ID at that point: every other message of its batch stops wherever it
 //!   is, nothing more is settled, the handler fails, and the queue redelivers what was left;
-//! - `POST /__faults/clock?now=SECS` makes signature verification run at that Unix time (empty
-//!   `now` restores the real clock), so providers' documented examples, signed years ago, can be
+//! - `POST /__faults/clock?now=SECS[&source=S]` makes signature verification (of source S only,
+//!   or of every source without one) run at that Unix time (empty `now` restores the real
+//!   clock), so providers' documented examples and the hostile corpus, signed years ago, can be
 //!   replayed through the worker;
 //! - `POST /__faults/forget?key=SOURCE:ID` removes one id from this isolate's memory of accepted
 //!   ids, so the next copy of that event is enqueued and must be caught by the consumer;
@@ -50,12 +51,16 @@ pub enum Fault {
 
 thread_local! {
     static ARMED: RefCell<HashSet<(Fault, String)>> = RefCell::default();
-    static CLOCK: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
+    /// Verification clocks set by tests (Unix ms): per source, and for every other source.
+    static CLOCKS: RefCell<(std::collections::HashMap<String, i64>, Option<i64>)> = RefCell::default();
 }
 
-/// The clock signature verification runs at, when a test set one (Unix milliseconds).
-pub fn verification_clock_ms() -> Option<i64> {
-    CLOCK.with(|c| c.get())
+/// The clock signature verification runs at for `source`, when a test set one (Unix ms).
+pub fn verification_clock_ms(source: &str) -> Option<i64> {
+    CLOCKS.with(|c| {
+        let clocks = c.borrow();
+        clocks.0.get(source).copied().or(clocks.1)
+    })
 }
 
 /// Whether `fault` is armed for event `id`; disarms it.
@@ -80,8 +85,15 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             _ => http::json(400, r#"{"error":"at must be taken, delivered or recorded"}"#),
         },
         "/__faults/clock" => {
-            let now = param("now").and_then(|n| n.parse::<i64>().ok());
-            CLOCK.with(|c| c.set(now.map(|secs| secs * 1000)));
+            let now_ms = param("now").and_then(|n| n.parse::<i64>().ok()).map(|secs| secs * 1000);
+            CLOCKS.with(|c| {
+                let mut clocks = c.borrow_mut();
+                match (param("source"), now_ms) {
+                    (Some(source), Some(ms)) => drop(clocks.0.insert(source, ms)),
+                    (Some(source), None) => drop(clocks.0.remove(&source)),
+                    (None, now_ms) => clocks.1 = now_ms,
+                }
+            });
             http::json(200, r#"{"clock":"set"}"#)
         }
         "/__faults/forget" => {

@@ -89,7 +89,7 @@ async fn answer(mut req: Request, env: &Env, source_name: &str) -> Result<std::r
     let request = ingest::Request { method: &method, url: url.as_str(), headers: &RequestHeaders(&headers) };
     let now_ms = env::now_ms();
     #[cfg(feature = "faults")]
-    let now_ms = crate::faults::verification_clock_ms().unwrap_or(now_ms);
+    let now_ms = crate::faults::verification_clock_ms(source_name).unwrap_or(now_ms);
     let verified = match ingest::verify(source, request, body, now_ms) {
         Ok(Intake::Event(verified)) => verified,
         Ok(Intake::Handshake(answer)) => return Ok(Ok(Answer::Handshake(answer))),

@@ -27,6 +27,12 @@
 //! `HOSTILE_CASES=n` changes the number of requests per provider (10,000 by default);
 //! `HOSTILE_PROVIDERS=stripe,github` runs only those providers. The per-provider table goes to
 //! stderr directly, so it shows without `--nocapture`.
+//!
+//! `HOSTILE_DUMP=FILE` also writes the corpus as JSON lines, for the integration suite to send
+//! through the running worker (`tests/integration/hostile.rs`): per provider, one line with the
+//! source's configuration, its secret, the verification clock and one authentic request, then
+//! one line per hostile request with everything that must never show in an answer or a log
+//! (leaving out the few whose breaker HTTP itself would undo; see `breakers_survive_the_wire`).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -1654,6 +1660,34 @@ struct Report {
     failures: Vec<String>,
     failed: usize,
     elapsed: Duration,
+    /// The corpus as JSON lines, when `HOSTILE_DUMP` asks for it.
+    dump: Vec<String>,
+}
+
+/// Whether every header a breaker changed reaches a worker as it is here. HTTP trims a value's
+/// leading and trailing whitespace and ends it at a line break (the rest becomes another header
+/// or a 400), so a breaker like `" evt_leading"` or `"evt_1\r\nX-Injected: 1"` yields, on the
+/// wire, the valid `evt_leading` or `evt_1`: a different request, which the worker may rightly
+/// accept (the id and type headers involved are unsigned). Those stay in the native corpus but
+/// are not sent through the worker.
+fn breakers_survive_the_wire(case: &Case) -> bool {
+    case.headers.0.iter().filter(|(name, _)| case.touched.iter().any(|t| t.eq_ignore_ascii_case(name))).all(
+        |(_, value)| {
+            let edge = |c: Option<char>| matches!(c, Some(' ' | '\t'));
+            !edge(value.chars().next()) && !edge(value.chars().last()) && !value.contains(['\r', '\n'])
+        },
+    )
+}
+
+/// A request as the integration suite sends it: header values as they are (invalid UTF-8 comes
+/// as Latin-1 characters, which go on the wire as single bytes), the body in base64.
+fn dump_request(case: &Case, body: &[u8]) -> Value {
+    json!({
+        "method": case.method,
+        "url": case.url,
+        "headers": case.headers.0,
+        "body": STANDARD.encode(body),
+    })
 }
 
 fn describe(result: &Result<Intake, Rejection>) -> String {
@@ -1730,6 +1764,22 @@ fn run_provider(p: Provider, cases: usize) -> Report {
         handshakes: pool.iter().filter(|b| b.handshake).count(),
         ..Report::default()
     };
+    let dumping = std::env::var_os("HOSTILE_DUMP").is_some();
+    if dumping {
+        let authentic = pool.iter().find(|b| !b.handshake).expect("an event base");
+        let case = Case::from_signed(&authentic.url, &authentic.signed);
+        report.dump.push(
+            json!({
+                "provider": p.name(),
+                "source": source_json(p)[p.name()],
+                "secret": keys.env_value,
+                "now": NOW,
+                "url_base": URL_BASE,
+                "authentic": dump_request(&case, &case.body),
+            })
+            .to_string(),
+        );
+    }
     let noise_menu: Vec<(Noise, usize)> = Noise::MENU.iter().copied().filter(|(n, _)| n.applies(&spec)).collect();
     let noise_total: usize = noise_menu.iter().map(|(_, w)| w).sum();
 
@@ -1781,6 +1831,15 @@ fn run_provider(p: Provider, cases: usize) -> Report {
         }
 
         let body = std::mem::take(&mut case.body);
+        if dumping && breakers_survive_the_wire(&case) {
+            let mut line = dump_request(&case, &body);
+            let needles: Vec<&String> =
+                base.needles.iter().chain(keys.needles.iter()).filter(|n| n.len() >= 8).collect();
+            line["provider"] = json!(p.name());
+            line["needles"] = json!(needles);
+            line["mutations"] = json!(case.log);
+            report.dump.push(line.to_string());
+        }
         let result = run(source, &case, body);
         report.cases += 1;
         let problem = match &result {
@@ -1864,6 +1923,11 @@ fn hostile_requests_are_always_rejected() {
         }
     }
     summary += &format!("breakers: {}\nnoise: {}\n", counts(&breakers), counts(&noise));
+    if let Some(path) = std::env::var_os("HOSTILE_DUMP") {
+        let lines: Vec<&str> = reports.iter().flat_map(|r| r.dump.iter().map(String::as_str)).collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        summary += &format!("corpus written to {}\n", std::path::Path::new(&path).display());
+    }
     // Straight to stderr, past the test harness's capture: the table is the point of the run.
     std::io::stderr().write_all(summary.as_bytes()).unwrap();
 

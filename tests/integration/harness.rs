@@ -441,6 +441,11 @@ impl Destination {
         self.state.lock().unwrap().plans.entry(path.to_owned()).or_default().extend(actions);
     }
 
+    /// Drops what is left of `path`'s plan.
+    pub fn clear_plan(&self, path: &str) {
+        self.state.lock().unwrap().plans.remove(path);
+    }
+
     /// Makes every request to `path` get `status` until changed.
     pub fn always(&self, path: &str, status: u16) {
         self.state.lock().unwrap().always.insert(path.to_owned(), status);

@@ -189,7 +189,7 @@ fn admin_api_requires_the_token(w: &World) {
 
 /// Runs after every other test: no configured secret appears in anything any instance logged.
 pub fn no_secret_in_any_log(w: &World) {
-    for worker in [&w.main, &w.faults, &w.ttl, &w.vectors, &w.ops] {
+    for worker in w.workers() {
         let logs = worker.logs();
         assert!(!logs.is_empty(), "no log for {}", worker.name);
         for secret in ALL_SECRETS {

@@ -10,7 +10,7 @@
 //! ingest for some events (503, then the provider's retry); poison messages mixed into the
 //! batches; storms of concurrent duplicates; replays of captured events.
 
-use crate::harness::{now_secs, signed, stripe_body, unique, wait_until, Action, Destination, Received};
+use crate::harness::{now_secs, signed, stripe_body, unique, wait_until, Action, Destination, Received, Worker};
 use crate::{World, STRIPE_SECRET};
 use edgehook_core::headers::HeaderList;
 use edgehook_core::providers::Provider;
@@ -29,9 +29,9 @@ const EVENTS: usize = 120;
 const STORMS: usize = 8;
 const STORM_COPIES: usize = 12;
 
-fn send(w: &World, source: &str, id: &str) -> u16 {
+pub fn send(worker: &Worker, source: &str, id: &str) -> u16 {
     let body = stripe_body(id, "invoice.paid");
-    let reply = w.faults.post(
+    let reply = worker.post(
         &format!("/webhooks/{source}"),
         &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body),
         &body,
@@ -41,11 +41,16 @@ fn send(w: &World, source: &str, id: &str) -> u16 {
 }
 
 /// Sends like a provider: until it is answered 200 (a 503 is retried after a moment).
-fn send_until_acknowledged(w: &World, source: &str, id: &str, acked: &Mutex<BTreeSet<(String, String)>>) -> u32 {
+pub fn send_until_acknowledged(
+    worker: &Worker,
+    source: &str,
+    id: &str,
+    acked: &Mutex<BTreeSet<(String, String)>>,
+) -> u32 {
     let mut tries = 0;
     loop {
         tries += 1;
-        if send(w, source, id) == 200 {
+        if send(worker, source, id) == 200 {
             acked.lock().unwrap().insert((source.to_owned(), id.to_owned()));
             return tries;
         }
@@ -54,7 +59,7 @@ fn send_until_acknowledged(w: &World, source: &str, id: &str, acked: &Mutex<BTre
     }
 }
 
-fn dead_letters(w: &World, source: &str) -> BTreeSet<String> {
+pub fn dead_letters(worker: &Worker, source: &str) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -62,7 +67,7 @@ fn dead_letters(w: &World, source: &str) -> BTreeSet<String> {
             Some(c) => format!("/admin/dead-letters?source={source}&cursor={c}"),
             None => format!("/admin/dead-letters?source={source}"),
         };
-        let page = w.faults.admin_json(&path);
+        let page = worker.admin_json(&path);
         for letter in page["dead_letters"].as_array().unwrap() {
             ids.insert(letter["id"].as_str().unwrap().to_owned());
         }
@@ -75,17 +80,17 @@ fn dead_letters(w: &World, source: &str) -> BTreeSet<String> {
 
 /// What the multiset check found for one event.
 #[derive(Debug, Default, Clone, Copy)]
-struct Fate {
+pub struct Fate {
     /// Deliveries the destination answered 2xx at once.
-    delivered: usize,
+    pub delivered: usize,
     /// Deliveries it held past the worker's timeout (their outcome was lost in flight).
-    hung: usize,
+    pub hung: usize,
     /// Deliveries it answered with an error (500, 429) or that never connected.
-    failed: usize,
-    dead: bool,
+    pub failed: usize,
+    pub dead: bool,
 }
 
-fn fates(
+pub fn fates(
     received: &[Received],
     acked: &BTreeSet<(String, String)>,
     dead: &BTreeMap<String, BTreeSet<String>>,
@@ -121,7 +126,7 @@ fn what_goes_in_comes_out(w: &World) {
         for (source, tag) in [("jepsen", "j"), ("jepsen-refused", "r")] {
             scope.spawn(move || {
                 for i in 0..EVENTS {
-                    send_until_acknowledged(w, source, &format!("{prefix}_{tag}{i}"), acked);
+                    send_until_acknowledged(&w.faults, source, &format!("{prefix}_{tag}{i}"), acked);
                     std::thread::sleep(Duration::from_millis(50));
                 }
             });
@@ -131,7 +136,7 @@ fn what_goes_in_comes_out(w: &World) {
             let id = format!("{prefix}_storm{storm}");
             for _ in 0..STORM_COPIES {
                 let id = id.clone();
-                scope.spawn(move || send_until_acknowledged(w, "jepsen", &id, acked));
+                scope.spawn(move || send_until_acknowledged(&w.faults, "jepsen", &id, acked));
             }
         }
         // The queue unavailable at ingest for some events: 503, then the retry goes through.
@@ -139,9 +144,9 @@ fn what_goes_in_comes_out(w: &World) {
         for id in &flaky {
             let armed = w.faults.post(&format!("/__faults/enqueue?id={id}"), &HeaderList::new(), b"");
             assert_eq!(armed.status, 200);
-            assert_eq!(send(w, "jepsen", id), 503, "the armed enqueue fault answers 503");
+            assert_eq!(send(&w.faults, "jepsen", id), 503, "the armed enqueue fault answers 503");
             retried_at_ingest += 1;
-            send_until_acknowledged(w, "jepsen", id, acked);
+            send_until_acknowledged(&w.faults, "jepsen", id, acked);
         }
         // Poison messages mixed into the batches.
         for _ in 0..3 {
@@ -166,7 +171,7 @@ fn what_goes_in_comes_out(w: &World) {
         let mut received = w.dest.received("/jepsen", |_| true);
         received.extend(refused.received("/refused", |_| true));
         let dead: BTreeMap<String, BTreeSet<String>> =
-            ["jepsen", "jepsen-refused"].iter().map(|s| (s.to_string(), dead_letters(w, s))).collect();
+            ["jepsen", "jepsen-refused"].iter().map(|s| (s.to_string(), dead_letters(&w.faults, s))).collect();
         fates(&received, &acked, &dead)
     };
     wait_until(Duration::from_secs(180), "every acknowledged event to be delivered or dead-lettered", || {
@@ -195,7 +200,7 @@ fn what_goes_in_comes_out(w: &World) {
     // An event the destination took more than once: edgehook's own record of its attempts says
     // whether it knowingly delivered twice (a duplicate without cause), or gave up on an attempt
     // that reached the destination anyway, late (its outcome lost in flight).
-    let successes_recorded = |(source, id): &(String, String)| successes_recorded(w, source, id);
+    let successes_recorded = |(source, id): &(String, String)| successes_recorded(&w.faults, source, id);
     let more_than_once: Vec<_> = fates.iter().filter(|(_, f)| f.delivered + f.hung > 1).collect();
     let twice_without_cause: Vec<_> = more_than_once.iter().filter(|(key, _)| successes_recorded(key) > 1).collect();
     let twice_with_cause = more_than_once.len() - twice_without_cause.len();
@@ -239,10 +244,22 @@ fn what_goes_in_comes_out(w: &World) {
     assert!(poison >= 3, "{letters}");
 }
 
+/// Whether any event of `source` is still to be delivered (accepted but not finished, or
+/// waiting for a retry): 0 or 1.
+pub fn unsettled(worker: &Worker, source: &str) -> usize {
+    ["accepted", "retrying"]
+        .iter()
+        .map(|status| {
+            let page = worker.admin_json(&format!("/admin/events?source={source}&status={status}&limit=1"));
+            page["events"].as_array().map_or(0, Vec::len)
+        })
+        .sum()
+}
+
 /// How many successful deliveries (replays aside) edgehook's record of an event holds: more than
 /// one is a duplicate it made knowingly, without cause.
-fn successes_recorded(w: &World, source: &str, id: &str) -> usize {
-    let event = w.faults.admin_json(&format!("/admin/events/{source}/{id}"));
+pub fn successes_recorded(worker: &Worker, source: &str, id: &str) -> usize {
+    let event = worker.admin_json(&format!("/admin/events/{source}/{id}"));
     event["attempts"]
         .as_array()
         .unwrap()
@@ -268,7 +285,7 @@ fn a_consumer_crash_mid_batch_loses_nothing(w: &World) {
         (ids[25].as_str(), "recorded", "CrashRecorded"),
     ];
     for (id, at, _) in armed {
-        let reply = w.faults.post(&format!("/__faults/crash?id={id}&at={at}"), &HeaderList::new(), b"");
+        let reply = w.chaos.post(&format!("/__faults/crash?id={id}&at={at}"), &HeaderList::new(), b"");
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
     // All at once, so that they share batches with the crashing ones.
@@ -276,18 +293,17 @@ fn a_consumer_crash_mid_batch_loses_nothing(w: &World) {
     std::thread::scope(|scope| {
         for id in &ids {
             let acked = &acked;
-            scope.spawn(move || send_until_acknowledged(w, "crashy", id, acked));
+            scope.spawn(move || send_until_acknowledged(&w.chaos, "crashy", id, acked));
         }
     });
     assert_eq!(acked.lock().unwrap().len(), EVENTS);
     let deliveries = |id: &str| w.dest.deliveries("/crashy", id).len();
     // A failed invocation's messages come back after the queue's retry delay (30 s), once per
-    // crash at worst.
+    // crash at worst; done when no event is waiting to be taken up again.
     wait_until(Duration::from_secs(240), "every event to be delivered after the crashes", || {
-        ids.iter().all(|id| deliveries(id) > 0)
+        ids.iter().all(|id| deliveries(id) > 0) && unsettled(&w.chaos, "crashy") == 0
     });
-    std::thread::sleep(Duration::from_secs(5));
-    let logs = w.faults.logs();
+    let logs = w.chaos.logs();
     for (id, at, name) in armed {
         assert!(logs.contains(&format!("the consumer dies at {name} of {id}")), "the crash at {at} happened");
     }
@@ -298,10 +314,11 @@ fn a_consumer_crash_mid_batch_loses_nothing(w: &World) {
     // Died between the destination's 2xx and the record: that outcome was lost, so the event
     // went out again, and edgehook's record holds the one success it knows of.
     assert_eq!(counts[15], 2, "crash between delivery and record");
-    assert_eq!(successes_recorded(w, "crashy", &ids[15]), 1);
+    assert_eq!(successes_recorded(&w.chaos, "crashy", &ids[15]), 1);
     // Its batch-mates, cut off wherever they were: again only where an outcome was lost.
     let again: Vec<&String> = ids.iter().zip(&counts).filter(|(_, &n)| n > 1).map(|(id, _)| id).collect();
-    let without_cause: Vec<&&String> = again.iter().filter(|id| successes_recorded(w, "crashy", id) > 1).collect();
+    let without_cause: Vec<&&String> =
+        again.iter().filter(|id| successes_recorded(&w.chaos, "crashy", id) > 1).collect();
     println!(
         "consumer crashes: {EVENTS} acknowledged, 3 invocations killed mid-batch, {} delivered, 0 lost, \
          {} delivered again after an outcome lost in flight, {} twice without cause, in {:.0}s",

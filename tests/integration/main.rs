@@ -16,11 +16,13 @@ mod dashboard;
 mod delivery;
 mod dev_command;
 mod harness;
+mod hostile;
 mod idempotency;
 mod jepsen;
 mod operations;
 mod providers;
 mod receiving;
+mod soak;
 
 use harness::{build_worker, ConfigForm, Destination, Worker};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -55,7 +57,13 @@ pub struct World {
     /// The `faults` build for health, alerts and retention (4-second captures), which watch the
     /// whole instance and so must not share it.
     pub ops: Worker,
+    /// The `faults` build where consumer invocations are killed mid-batch (the crash test and
+    /// the soak): a crash cuts off every event of its batch, so no other test's events may
+    /// share its queue.
+    pub chaos: Worker,
     pub vector_sources: Vec<providers::VectorSource>,
+    /// The hostile corpus sent through `vectors` (see `hostile`).
+    pub hostile: hostile::Corpus,
     /// The `.dev.vars` entries of the CLI's sources (one per provider, on `main`), and their keys.
     pub cli_vars: Vec<(String, String)>,
     pub cli_keys: cli::CliKeys,
@@ -64,6 +72,12 @@ pub struct World {
 }
 
 pub const TTL_SECS: u64 = 3;
+
+impl World {
+    pub fn workers(&self) -> [&Worker; 6] {
+        [&self.main, &self.faults, &self.ttl, &self.vectors, &self.ops, &self.chaos]
+    }
+}
 
 fn main_sources(dest: &Destination, cli_sources: serde_json::Map<String, serde_json::Value>) -> String {
     let d = |path: &str| dest.url(path);
@@ -171,20 +185,17 @@ fn start_world() -> World {
     let faults_toml = format!(
         "[vars.SOURCES.fragile]\nprovider = \"stripe\"\ndestination = {:?}\n\n\
          [vars.SOURCES.priced]\nprovider = \"stripe\"\ndestination = {:?}\n\n\
-         [vars.SOURCES.crashy]\nprovider = \"stripe\"\ndestination = {:?}\n\n\
          [vars.SOURCES.jepsen]\nprovider = \"stripe\"\ndestination = {:?}\n{fault_suite}\n\
          [vars.SOURCES.jepsen-refused]\nprovider = \"stripe\"\n\
          destination = \"http://127.0.0.1:{refused_port}/refused\"\n{fault_suite}",
         dest.url("/fragile"),
         dest.url("/priced"),
-        dest.url("/crashy"),
         dest.url("/jepsen")
     );
     let faults_secrets = common(vec![
         ("WEBHOOK_SECRET_FRAGILE", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_PRICED", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_JEPSEN", STRIPE_SECRET.into()),
-        ("WEBHOOK_SECRET_CRASHY", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_JEPSEN_REFUSED", STRIPE_SECRET.into()),
     ]);
     let ttl_sources = serde_json::json!({"ttl": {"provider": "stripe", "destination": dest.url("/ttl")}}).to_string();
@@ -228,13 +239,17 @@ fn start_world() -> World {
     .collect();
     let mut ops = Worker::start("ops", "build-faults", ConfigForm { dev_vars: ops_vars, ..Default::default() });
     let vector_sources = providers::vector_sources();
-    let vector_vars = providers::vector_config(&vector_sources);
+    let hostile = hostile::generate();
+    let mut vector_vars = providers::vector_config(&vector_sources);
+    hostile::add_sources(&hostile, &mut vector_vars);
     let mut vectors =
         Worker::start("vectors", "build-faults", ConfigForm { dev_vars: vector_vars, ..Default::default() });
-    for w in [&mut main, &mut faults, &mut ttl, &mut vectors, &mut ops] {
+    let mut chaos =
+        Worker::start("chaos", "build-faults", ConfigForm { dev_vars: soak::config(&dest), ..Default::default() });
+    for w in [&mut main, &mut faults, &mut ttl, &mut vectors, &mut ops, &mut chaos] {
         w.wait_ready(Duration::from_secs(180));
     }
-    World { dest, main, faults, ttl, vectors, ops, vector_sources, cli_vars, cli_keys, refused_port }
+    World { dest, main, faults, ttl, vectors, ops, chaos, vector_sources, hostile, cli_vars, cli_keys, refused_port }
 }
 
 type Test = (&'static str, fn(&World));
@@ -263,6 +278,8 @@ fn tests() -> Vec<Test> {
     all.extend(dashboard::TESTS);
     all.extend(bursts::TESTS);
     all.extend(jepsen::TESTS);
+    all.extend(soak::TESTS);
+    all.extend(hostile::TESTS);
     all
 }
 
@@ -312,7 +329,7 @@ fn main() {
         }
     }
     if failed > 0 {
-        for w in [&world.main, &world.faults, &world.ttl, &world.vectors, &world.ops] {
+        for w in world.workers() {
             println!("--- {} log: {}", w.name, harness::show(&w.log));
             let logs = w.logs();
             let tail: Vec<&str> = logs.lines().rev().take(40).collect();
