@@ -12,12 +12,12 @@ use crate::idempotency::{Idempotency, ListQuery};
 use crate::replay::{self, Letters};
 use crate::{blobs, http};
 use base64::Engine;
+use edgehook_core::admin::{self, FlagPathError};
 use edgehook_core::capture::{Cursor, EventQuery};
 use edgehook_core::config::{valid_source_name, vars};
 use edgehook_core::envelope::{self, BodyRef};
 use edgehook_core::flags::Mode;
 use edgehook_core::ingest::idempotency_key;
-use edgehook_core::pattern::Pattern;
 use edgehook_core::signature::token_matches;
 use serde::Deserialize;
 use worker::{console_error, Env, Include, Method, Request, Response, Result};
@@ -39,20 +39,20 @@ pub async fn handle(mut req: Request, env: &Env, path: &str) -> Result<Response>
         return http::json(401, r#"{"error":"unauthorized"}"#);
     }
     let url = req.url()?;
-    let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-    let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let pairs = admin::query_pairs(url.query().unwrap_or(""));
+    let param = |name: &str| admin::param(&pairs, name);
     let method = req.method();
     let answer = match (method, path) {
         (Method::Get, EVENTS) => list_events(env, &pairs).await,
         (Method::Post, "/admin/events/replay") => replay_events(env, &pairs).await,
         (Method::Get, _) if path.starts_with("/admin/events/") => {
-            match split_event(&path["/admin/events/".len()..], false) {
+            match admin::event_path(&path["/admin/events/".len()..], false) {
                 Some((source, id)) => get_event(env, &source, &id).await,
                 None => not_found(),
             }
         }
         (Method::Post, _) if path.starts_with("/admin/events/") && path.ends_with("/replay") => {
-            match split_event(&path["/admin/events/".len()..], true) {
+            match admin::event_path(&path["/admin/events/".len()..], true) {
                 Some((source, id)) => replay_one(env, &source, &id).await,
                 None => not_found(),
             }
@@ -71,14 +71,17 @@ pub async fn handle(mut req: Request, env: &Env, path: &str) -> Result<Response>
         (Method::Get, "/admin/health") => health(env).await,
         _ => not_found(),
     };
-    match answer {
-        Ok(response) => Ok(response),
+    let mut response = match answer {
+        Ok(response) => response,
         // Storage trouble: said plainly, details only in the log.
         Err(e) => {
             console_error!("admin {path}: {e}");
-            http::json(503, r#"{"error":"unavailable"}"#)
+            http::json(503, r#"{"error":"unavailable"}"#)?
         }
-    }
+    };
+    // Captured bodies and headers are in these answers: no cache may keep them.
+    response.headers_mut().set("cache-control", "no-store")?;
+    Ok(response)
 }
 
 fn dashboard() -> Result<Response> {
@@ -125,14 +128,6 @@ fn authorized(req: &Request, env: &Env) -> bool {
     let presented = req.headers().get("authorization").ok().flatten().unwrap_or_default();
     let token = presented.strip_prefix("Bearer ").unwrap_or("");
     token_matches(token, &configured)
-}
-
-/// `{source}/{id}` (or `{source}/{id}/replay`), the id percent-decoded.
-fn split_event(rest: &str, replay: bool) -> Option<(String, String)> {
-    let rest = if replay { rest.strip_suffix("/replay")? } else { rest };
-    let (source, id) = rest.split_once('/')?;
-    let id = percent_encoding::percent_decode_str(id).decode_utf8().ok()?.into_owned();
-    (valid_source_name(source) && !id.is_empty()).then(|| (source.to_owned(), id))
 }
 
 fn store(env: &Env) -> Result<Idempotency> {
@@ -245,13 +240,9 @@ async fn list_dead_letters(env: &Env, source: Option<String>, cursor: Option<Str
 /// `GET /admin/dead-letters/{source}/{id}`: one stored dead letter with its body (base64; the
 /// exact bytes the provider sent) and content type.
 async fn get_dead_letter(env: &Env, rest: &str) -> Result<Response> {
-    let Some((source, id)) = rest.split_once('/') else {
+    let Some((source, id)) = admin::dead_letter_path(rest, dead_letters::POISON_DIR) else {
         return not_found();
     };
-    let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
-    if !(valid_source_name(source) || source == dead_letters::POISON_DIR) || id.is_empty() {
-        return not_found();
-    }
     let Some(object) =
         env.bucket(bindings::BLOBS)?.get(format!("{}{source}/{id}", dead_letters::PREFIX)).execute().await?
     else {
@@ -306,28 +297,22 @@ struct SetFlag {
 /// `PUT /admin/flags/{source}/{event type pattern}` with `{"mode": "on"|"paused"|"dropped"}`.
 /// Held events that the change releases are resumed at once.
 async fn set_flag(env: &Env, rest: &str, body: &str) -> Result<Response> {
-    let Some((source, pattern)) = rest.split_once('/') else {
-        return not_found();
+    let (source, pattern) = match admin::flag_path(rest) {
+        Ok(parsed) => parsed,
+        Err(FlagPathError::NotFound) => return not_found(),
+        Err(FlagPathError::Bad(part)) => return bad_request(part),
     };
-    let Ok(pattern) = percent_encoding::percent_decode_str(pattern).decode_utf8() else {
-        return bad_request("pattern");
-    };
-    if !valid_source_name(source) {
-        return bad_request("source");
-    }
+    let (source, pattern) = (source.as_str(), pattern.as_str());
     if env::config(env).source(source).is_err() {
         return http::json(404, r#"{"error":"unknown_source"}"#);
-    }
-    if Pattern::parse(&pattern).is_none() {
-        return bad_request("pattern");
     }
     let Some(mode) = serde_json::from_str::<SetFlag>(body).ok().and_then(|b| Mode::parse(&b.mode)) else {
         return bad_request("mode");
     };
-    let flags = Control::new(env)?.set_flag(source, &pattern, mode).await?;
+    let flags = Control::new(env)?.set_flag(source, pattern, mode).await?;
     let resumed =
         if mode == Mode::Paused { 0 } else { replay::resume_held(env, &store(env)?, &flags, Some(source)).await? };
-    let flag = flags.0.iter().find(|f| f.source == source && f.pattern == *pattern);
+    let flag = flags.0.iter().find(|f| f.source == source && f.pattern == pattern);
     http::json(200, serde_json::json!({ "flag": flag, "resumed": resumed }).to_string())
 }
 

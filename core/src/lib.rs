@@ -25,6 +25,7 @@
 //! Time and randomness are always passed in (`now_ms`, `jitter`), and every error is an enum
 //! with a stable code ([`error::Rejection`]).
 
+pub mod admin;
 pub mod capture;
 pub mod config;
 pub mod envelope;

@@ -5,12 +5,43 @@
 
 use crate::harness::{now_secs, root, signed, stripe_body, unique, wait_until};
 use crate::{World, ADMIN_TOKEN, STRIPE_SECRET};
+use edgehook_core::headers::HeaderList;
 use edgehook_core::providers::Provider;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-pub const TESTS: &[crate::Test] = &[("dashboard_in_headless_chromium", dashboard_in_headless_chromium)];
+pub const TESTS: &[crate::Test] = &[
+    ("dashboard_in_headless_chromium", dashboard_in_headless_chromium),
+    ("dashboard_page_is_locked_down", dashboard_page_is_locked_down),
+];
+
+/// The page is served without a token (it asks for one), so what protects it is in its headers:
+/// a CSP that loads nothing from elsewhere, sends data nowhere else and cannot be framed, and no
+/// caching of a page an operator used.
+fn dashboard_page_is_locked_down(w: &World) {
+    let page = w.main.get("/admin/", &HeaderList::new());
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    let csp = page.header("content-security-policy").expect("a CSP");
+    for directive in
+        ["default-src 'none'", "connect-src 'self'", "frame-ancestors 'none'", "form-action 'none'", "base-uri 'none'"]
+    {
+        assert!(csp.contains(directive), "CSP without {directive:?}: {csp}");
+    }
+    assert!(!csp.contains("http"), "the CSP names no other origin: {csp}");
+    // Nothing in the page itself reaches another origin.
+    for needle in ["http://", "https://", "//cdn", "<iframe"] {
+        assert!(!page.body.contains(needle), "the page contains {needle:?}");
+    }
+    // And the API behind it still wants the token, and its answers (captured bodies and
+    // headers) are not cached either.
+    assert_eq!(w.main.get("/admin/events", &HeaderList::new()).status, 401);
+    let events = w.main.admin("GET", "/admin/events?limit=1", b"");
+    assert_eq!(events.status, 200);
+    assert_eq!(events.header("cache-control"), Some("no-store"));
+}
 
 const WAIT: Duration = Duration::from_secs(60);
 

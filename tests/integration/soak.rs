@@ -277,6 +277,7 @@ fn soak(w: &World) {
     let dead = fates.values().filter(|f| f.dead).count();
     let delivered = fates.values().filter(|f| f.delivered > 0).count();
     let doomed_alive: Vec<_> = fates.iter().filter(|((s, _), f)| s == DOOMED && !f.dead).collect();
+    let dead_elsewhere = fates.iter().filter(|((s, _), f)| s == SOURCE && f.dead).count();
     let more_than_once: Vec<_> = fates.iter().filter(|(_, f)| f.delivered + f.hung > 1).collect();
     let without_cause: Vec<_> =
         more_than_once.iter().filter(|((source, id), _)| successes_recorded(&w.chaos, source, id) > 1).collect();
@@ -285,7 +286,8 @@ fn soak(w: &World) {
     println!(
         "soak: {:.0}s at {rate} new events/s: {} requests answered 200, {} events accepted ({} copies answered \
          duplicate, {} copies accepted and caught by the consumer, {} retried after a 503 at ingest), \
-         {delivered} delivered, {dead} dead-lettered, {} lost, {} delivered again after an outcome lost in \
+         {delivered} delivered, {dead} dead-lettered ({dead_elsewhere} of them not sent to the failing \
+         destination), {} lost, {} delivered again after an outcome lost in \
          flight, {} duplicated without cause; {} consumer crashes, {} poison messages; ingest p50 {:.1} ms, \
          p99 {:.1} ms, max {:.1} ms; drained {:.0}s after the traffic stopped",
         sent_for.as_secs_f64(),
