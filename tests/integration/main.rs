@@ -57,9 +57,9 @@ pub struct World {
     /// The `faults` build for health, alerts and retention (4-second captures), which watch the
     /// whole instance and so must not share it.
     pub ops: Worker,
-    /// The `faults` build where consumer invocations are killed mid-batch (the crash test and
-    /// the soak): a crash cuts off every event of its batch, so no other test's events may
-    /// share its queue.
+    /// The `faults` build where consumer invocations are killed mid-batch (the crash test, and
+    /// the soak after it): a crash cuts off every event of its batch, so no other test's events
+    /// may share its queue.
     pub chaos: Worker,
     pub vector_sources: Vec<providers::VectorSource>,
     /// The hostile corpus sent through `vectors` (see `hostile`).
@@ -263,6 +263,8 @@ const SOLO: &[Test] = &[
         bursts::a_burst_of_5000_is_delivered_once_within_the_rate_limit,
     ),
     cost::SOLO,
+    // Alone, so that its crashes cut no other test's batches and its latencies are its own.
+    soak::SOLO,
     ("no_secret_in_any_log", idempotency::no_secret_in_any_log),
 ];
 
@@ -278,7 +280,6 @@ fn tests() -> Vec<Test> {
     all.extend(dashboard::TESTS);
     all.extend(bursts::TESTS);
     all.extend(jepsen::TESTS);
-    all.extend(soak::TESTS);
     all.extend(hostile::TESTS);
     all
 }

@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub const TESTS: &[crate::Test] = &[("soak_steady_traffic_with_faults_loses_nothing", soak)];
+/// Runs alone, after the parallel tests (see `main`).
+pub const SOLO: crate::Test = ("soak_steady_traffic_with_faults_loses_nothing", soak);
 
 const SOURCE: &str = "soak";
 const DOOMED: &str = "soak-doomed";
