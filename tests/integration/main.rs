@@ -2,10 +2,10 @@
 //! queues, R2 and alarms in miniflare), driven over real HTTP, delivering to a real local
 //! destination server.
 //!
-//! It builds the worker twice (the release bundle, and a `faults` build whose extra route makes
-//! the idempotency store or the queue fail on demand), starts three instances that each take
-//! their configuration a different way (`.dev.vars`, `[vars]` tables in `wrangler.toml`, and
-//! `--var` flags), and runs every test in parallel against them.
+//! It builds the worker twice (the release bundle, and a `faults` build whose `/__faults/*`
+//! routes inject failures on demand), starts six instances (see [`World`]), configured the three
+//! ways users can (`.dev.vars`, `[vars]` tables in `wrangler.toml`, and `--var` flags), runs every
+//! test in parallel against them, then the `SOLO` tests one at a time.
 //!
 //! `cargo test --test integration [FILTER]` runs the tests whose name contains FILTER.
 
