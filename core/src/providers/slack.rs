@@ -21,7 +21,18 @@ fn mac(key: &[u8], timestamp: &str, body: &[u8]) -> [u8; 32] {
 }
 
 pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s Secret, Rejection> {
-    let (Some(signature), Some(timestamp_text)) = (header(req, SIGNATURE_HEADER), header(req, TIMESTAMP_HEADER)) else {
+    verify_v0(req, scheme, now, SIGNATURE_HEADER, TIMESTAMP_HEADER)
+}
+
+/// Slack's `v0` scheme under the given header names: Zoom signs exactly this way too.
+pub(super) fn verify_v0<'s>(
+    req: Inbound<'_>,
+    scheme: Scheme<'s>,
+    now: i64,
+    signature_header: &str,
+    timestamp_header: &str,
+) -> Result<&'s Secret, Rejection> {
+    let (Some(signature), Some(timestamp_text)) = (header(req, signature_header), header(req, timestamp_header)) else {
         return Err(Rejection::MissingSignature);
     };
     let timestamp = parse_timestamp(&timestamp_text).ok_or(Rejection::InvalidSignature)?;
@@ -52,9 +63,17 @@ pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
 }
 
 pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {
+    sign_v0(key, unsigned, "X-Slack-Signature", "X-Slack-Request-Timestamp")
+}
+
+/// Signs with the `v0` scheme under the given header names.
+pub(super) fn sign_v0(
+    key: &SigningKey,
+    unsigned: Unsigned<'_>,
+    signature_header: &str,
+    timestamp_header: &str,
+) -> HeaderList {
     let timestamp = unsigned.timestamp.to_string();
     let mac = mac(key.hmac_key().unwrap_or_default(), &timestamp, unsigned.body);
-    HeaderList::new()
-        .with("X-Slack-Request-Timestamp", timestamp)
-        .with("X-Slack-Signature", format!("v0={}", to_hex(&mac)))
+    HeaderList::new().with(timestamp_header, timestamp).with(signature_header, format!("v0={}", to_hex(&mac)))
 }

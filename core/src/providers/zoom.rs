@@ -7,30 +7,19 @@
 //! Zoom's payload has no event id: the SHA-256 of the body stands for it (a redelivery carries the
 //! same body, `event_ts` included). Event type: body `event`.
 
-use super::{header, json_body, json_string, Handshake, Identity, Inbound, Scheme, Unsigned};
+use super::{json_body, json_string, Handshake, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{check_tolerance, first_hmac_match, from_hex, hmac_sha256, parse_timestamp, sha256_hex, to_hex};
+use crate::signature::{hmac_sha256, sha256_hex, to_hex};
 
 pub const SIGNATURE_HEADER: &str = "x-zm-signature";
 pub const TIMESTAMP_HEADER: &str = "x-zm-request-timestamp";
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 
-fn mac(key: &[u8], timestamp: &str, body: &[u8]) -> [u8; 32] {
-    hmac_sha256(key, &[b"v0:", timestamp.as_bytes(), b":", body])
-}
-
+/// Slack's `v0` scheme, under Zoom's header names.
 pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s Secret, Rejection> {
-    let (Some(signature), Some(timestamp_text)) = (header(req, SIGNATURE_HEADER), header(req, TIMESTAMP_HEADER)) else {
-        return Err(Rejection::MissingSignature);
-    };
-    let timestamp = parse_timestamp(&timestamp_text).ok_or(Rejection::InvalidSignature)?;
-    let candidate = signature.strip_prefix("v0=").and_then(from_hex::<32>).ok_or(Rejection::InvalidSignature)?;
-    let key = first_hmac_match(scheme.secrets, &[candidate], |key| mac(key, &timestamp_text, req.body))
-        .ok_or(Rejection::InvalidSignature)?;
-    check_tolerance(timestamp, now, scheme.tolerance_secs)?;
-    Ok(key)
+    super::slack::verify_v0(req, scheme, now, SIGNATURE_HEADER, TIMESTAMP_HEADER)
 }
 
 pub fn handshake(req: Inbound<'_>, key: &Secret) -> Option<Handshake> {
@@ -51,7 +40,5 @@ pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
 }
 
 pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {
-    let timestamp = unsigned.timestamp.to_string();
-    let mac = mac(key.hmac_key().unwrap_or_default(), &timestamp, unsigned.body);
-    HeaderList::new().with("x-zm-request-timestamp", timestamp).with("x-zm-signature", format!("v0={}", to_hex(&mac)))
+    super::slack::sign_v0(key, unsigned, "x-zm-signature", "x-zm-request-timestamp")
 }
