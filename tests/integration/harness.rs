@@ -150,6 +150,11 @@ pub struct ConfigForm {
     pub flags: Vec<(String, String)>,
 }
 
+/// Configuration variables as owned pairs, for [`ConfigForm`].
+pub fn vars<'a>(pairs: impl IntoIterator<Item = (&'a str, String)>) -> Vec<(String, String)> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
 /// A process started in its own process group, with its output in a file, and stopped with
 /// its whole group (wrangler runs workerd as a child) when dropped.
 pub struct Group {

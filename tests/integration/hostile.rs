@@ -103,7 +103,7 @@ pub fn add_sources(corpus: &Corpus, vars: &mut Vec<(String, String)>) {
         let mut source = p.source.clone();
         source["public_url"] = format!("{}{}", p.url_base, p.provider).into();
         table.insert(name.clone(), source);
-        secrets.push((format!("WEBHOOK_SECRET_{}", name.to_uppercase().replace('-', "_")), p.secret.clone()));
+        secrets.push((edgehook_core::config::secret_var(&name), p.secret.clone()));
     }
     sources.1 = serde_json::Value::Object(table).to_string();
     vars.extend(secrets);

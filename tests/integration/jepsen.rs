@@ -343,15 +343,12 @@ fn a_consumer_crash_mid_batch_loses_nothing(w: &World) {
 fn a_restart_keeps_what_is_stored(w: &World) {
     use crate::harness::{ConfigForm, Worker};
     let sources = serde_json::json!({"kept": {"provider": "stripe", "destination": w.dest.url("/restart")}});
-    let vars: Vec<(String, String)> = [
+    let vars = crate::harness::vars([
         ("SOURCES", sources.to_string()),
         ("WEBHOOK_SECRET_KEPT", STRIPE_SECRET.into()),
         ("DESTINATION_SECRET", crate::DESTINATION_SECRET.into()),
         ("ADMIN_TOKEN", crate::ADMIN_TOKEN.into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    ]);
     let mut worker = Worker::start("restart", "build", ConfigForm { dev_vars: vars, ..Default::default() });
     worker.wait_ready(Duration::from_secs(180));
     let post = |worker: &Worker, id: &str, event_type: &str| {

@@ -24,6 +24,7 @@ mod providers;
 mod receiving;
 mod soak;
 
+use edgehook_core::config::secret_var;
 use harness::{build_worker, ConfigForm, Destination, Worker};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread;
@@ -129,7 +130,7 @@ fn start_world() -> World {
             ("ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
             ("ALERT_URL".into(), dest.url("/alerts")),
         ];
-        vars.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        vars.extend(harness::vars(extra));
         vars
     };
 
@@ -166,7 +167,7 @@ fn start_world() -> World {
         "flapping",
         "burst",
     ] {
-        main_vars.push((format!("WEBHOOK_SECRET_{}", name.to_uppercase().replace('-', "_")), STRIPE_SECRET.into()));
+        main_vars.push((secret_var(name), STRIPE_SECRET.into()));
     }
     main_vars.push(("WEBHOOK_SECRET_GITHUB".into(), GITHUB_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_HUGE".into(), GITHUB_SECRET.into()));
@@ -200,16 +201,13 @@ fn start_world() -> World {
     ]);
     let ttl_sources = serde_json::json!({"ttl": {"provider": "stripe", "destination": dest.url("/ttl")}}).to_string();
     // No ADMIN_TOKEN here: this instance shows that the admin API is then closed to everyone.
-    let ttl_vars: Vec<(String, String)> = [
+    let ttl_vars = harness::vars([
         ("SOURCES", ttl_sources),
         ("WEBHOOK_SECRET_TTL", STRIPE_SECRET.into()),
         ("IDEMPOTENCY_TTL_SECS", TTL_SECS.to_string()),
         ("CAPTURE_RETENTION_SECS", TTL_SECS.to_string()),
         ("DESTINATION_SECRET", DESTINATION_SECRET.into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    ]);
 
     let mut main = Worker::start("main", "build", ConfigForm { dev_vars: main_vars, ..Default::default() });
     let mut faults = Worker::start(
@@ -224,7 +222,7 @@ fn start_world() -> World {
                     "max_attempts": 100, "retry_base_secs": 1, "retry_max_secs": 1, "breaker_failures": 0},
         "kept": {"provider": "stripe"},
     });
-    let ops_vars: Vec<(String, String)> = [
+    let ops_vars = harness::vars([
         ("SOURCES", ops_sources.to_string()),
         ("WEBHOOK_SECRET_HANGING", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_KEPT", STRIPE_SECRET.into()),
@@ -233,10 +231,7 @@ fn start_world() -> World {
         ("ALERT_URL", dest.url("/ops-alerts")),
         ("HEALTH_MAX_LAG_SECS", "5".into()),
         ("CAPTURE_RETENTION_SECS", "4".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    ]);
     let mut ops = Worker::start("ops", "build-faults", ConfigForm { dev_vars: ops_vars, ..Default::default() });
     let vector_sources = providers::vector_sources();
     let hostile = hostile::generate();

@@ -104,7 +104,7 @@ pub fn vector_config(sources: &[VectorSource]) -> Vec<(String, String)> {
         .collect();
     let mut vars = vec![("SOURCES".to_owned(), serde_json::Value::Object(table).to_string())];
     for s in sources {
-        vars.push((format!("WEBHOOK_SECRET_{}", s.name.to_uppercase()), serde_json::to_string(&s.secrets).unwrap()));
+        vars.push((edgehook_core::config::secret_var(&s.name), serde_json::to_string(&s.secrets).unwrap()));
     }
     vars
 }

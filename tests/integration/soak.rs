@@ -11,9 +11,10 @@
 //! dead-lettered), one consumer invocation in 300 events is killed mid-batch, and a poison
 //! message joins the queue every 500 events.
 
-use crate::harness::{now_secs, signed, stripe_body, unique, Action, Destination, Reply, Worker};
+use crate::harness::{now_secs, signed, stripe_body, unique, vars, Action, Destination, Reply, Worker};
 use crate::jepsen::{dead_letters, fates, successes_recorded, unsettled};
 use crate::{World, ADMIN_TOKEN, DESTINATION_SECRET, STRIPE_SECRET};
+use edgehook_core::config::secret_var;
 use edgehook_core::headers::HeaderList;
 use edgehook_core::providers::Provider;
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,17 +43,13 @@ pub fn config(dest: &Destination) -> Vec<(String, String)> {
         DOOMED: {"provider": "stripe", "destination": dest.url("/soak-doomed"), "max_attempts": 2,
                  "retry_base_secs": 1, "retry_max_secs": 1, "breaker_failures": 0},
     });
-    [
+    let mut config = vars([
         ("SOURCES", sources.to_string()),
-        ("WEBHOOK_SECRET_CRASHY", STRIPE_SECRET.into()),
-        ("WEBHOOK_SECRET_SOAK", STRIPE_SECRET.into()),
-        ("WEBHOOK_SECRET_SOAK_DOOMED", STRIPE_SECRET.into()),
         ("DESTINATION_SECRET", DESTINATION_SECRET.into()),
         ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    ]);
+    config.extend(["crashy", SOURCE, DOOMED].map(|name| (secret_var(name), STRIPE_SECRET.to_owned())));
+    config
 }
 
 fn setting(name: &str, default: u64) -> u64 {
