@@ -45,8 +45,17 @@ try {
   page.setDefaultTimeout(30_000);
 
   await page.goto(`${base}/admin/`);
-  // A wrong token is refused and the login form stays.
-  await page.getByTestId("token").fill("not-the-token");
+  // A wrong token is refused and the login form stays. One of the dashboard's requests made
+  // with it is held back, so its refusal arrives after the right token has logged in: that
+  // late answer must not log the new session out (it once did, when CI was slow).
+  const wrong = "not-the-token";
+  let releaseLate;
+  const lateReleased = new Promise((resolve) => { releaseLate = resolve; });
+  await page.route(`${base}/admin/metrics*`, async (route) => {
+    if (route.request().headers()["authorization"] === `Bearer ${wrong}`) await lateReleased;
+    await route.continue();
+  });
+  await page.getByTestId("token").fill(wrong);
   await page.getByTestId("login-button").click();
   await page.getByTestId("message").filter({ hasText: "not accepted" }).waitFor();
   await page.getByTestId("login").waitFor({ state: "visible" });
@@ -54,6 +63,13 @@ try {
   await page.getByTestId("token").fill(token);
   await page.getByTestId("login-button").click();
   await page.getByTestId("health-status").filter({ hasText: /ok|degraded/ }).waitFor();
+  const lateRefusal = page.waitForResponse((r) => r.url().includes("/admin/metrics")
+    && r.request().headers()["authorization"] === `Bearer ${wrong}`);
+  releaseLate();
+  if ((await lateRefusal).status() !== 401) throw new Error("the held-back request was not refused");
+  await page.waitForTimeout(200); // let the page handle the late refusal
+  await page.getByTestId("health-status").filter({ hasText: /ok|degraded/ }).waitFor({ timeout: 1_000 });
+  await page.unroute(`${base}/admin/metrics*`);
   const stored = await page.evaluate(() => [sessionStorage.getItem("edgehook-admin-token"), localStorage.length]);
   if (stored[0] !== token || stored[1] !== 0) throw new Error(`token storage: ${JSON.stringify(stored)}`);
   step("logged-in");
