@@ -22,6 +22,10 @@
 //!   [`crate::billing`]); `POST` reads and resets them;
 //! - `GET /__faults/storage` says how many time partitions and stored events the idempotency
 //!   shards hold, so tests can watch expiry drop them;
+//! - `GET /__faults/web-crypto?source=S` says how many HMACs Web Crypto computed to verify
+//!   S's requests (large bodies only), so tests can tell which path verified them;
+//! - `POST /__faults/verify?provider=P&impl=rust|webcrypto&size=BYTES&n=N` verifies a request
+//!   signed by provider P N times, with Rust's HMAC or in two passes with Web Crypto's;
 //! - `POST /__faults/hmac?impl=rust|webcrypto&size=BYTES&n=N` computes N HMAC-SHA256s of a
 //!   SIZE-byte buffer with edgehook's Rust code or with Web Crypto, for the benchmarks;
 //! - `POST /__faults/object?key=K` writes a small R2 object at K (say, a capture segment from
@@ -31,6 +35,7 @@
 use crate::env::bindings;
 use crate::{http, queue};
 use edgehook_core::envelope::{self, BodyRef, EventMeta};
+use edgehook_core::providers::Provider;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use worker::{Env, Request, Response, Result};
@@ -51,6 +56,8 @@ pub enum Fault {
 
 thread_local! {
     static ARMED: RefCell<HashSet<(Fault, String)>> = RefCell::default();
+    /// HMACs computed by Web Crypto, per source.
+    static WEB_CRYPTO: RefCell<std::collections::HashMap<String, usize>> = RefCell::default();
     /// Verification clocks set by tests (Unix ms): per source, and for every other source.
     static CLOCKS: RefCell<(std::collections::HashMap<String, i64>, Option<i64>)> = RefCell::default();
 }
@@ -61,6 +68,11 @@ pub fn verification_clock_ms(source: &str) -> Option<i64> {
         let clocks = c.borrow();
         clocks.0.get(source).copied().or(clocks.1)
     })
+}
+
+/// Counts HMACs Web Crypto computes for `source`'s requests.
+pub fn count_web_crypto(source: &str, macs: usize) {
+    WEB_CRYPTO.with(|w| *w.borrow_mut().entry(source.to_owned()).or_default() += macs);
 }
 
 /// Whether `fault` is armed for event `id`; disarms it.
@@ -126,6 +138,19 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
                 hmac_benchmark(param("impl").as_deref() == Some("webcrypto"), number("size"), number("n")).await?;
             http::json(200, format!(r#"{{"macs":{macs}}}"#))
         }
+        "/__faults/verify" => {
+            let number = |name: &str| param(name).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+            let Some(provider) = param("provider").as_deref().and_then(Provider::from_name) else {
+                return http::json(400, r#"{"error":"unknown provider"}"#);
+            };
+            let web_crypto = param("impl").as_deref() == Some("webcrypto");
+            let verified = verify_benchmark(provider, web_crypto, number("size"), number("n")).await?;
+            http::json(200, format!(r#"{{"verified":{verified}}}"#))
+        }
+        "/__faults/web-crypto" => {
+            let macs = WEB_CRYPTO.with(|w| w.borrow().get(&param("source").unwrap_or_default()).copied());
+            http::json(200, format!(r#"{{"macs":{}}}"#, macs.unwrap_or(0)))
+        }
         "/__faults/storage" => {
             let (partitions, events) = crate::idempotency::Idempotency::new(env)?.storage().await?;
             http::json(200, format!(r#"{{"partitions":{partitions},"events":{events}}}"#))
@@ -150,12 +175,56 @@ fn event_meta(source: Option<String>, id: Option<String>, body: BodyRef) -> Even
     EventMeta { content_type: Some("application/json".into()), ..first }
 }
 
+/// Verifies one request signed by `provider` (a body of about `size` bytes) `n` times, the way
+/// ingest does: with Rust's HMACs, or in two passes with Web Crypto's in between. Returns how
+/// many verified (all of them, or it fails). The caller times the request.
+async fn verify_benchmark(provider: Provider, web_crypto: bool, size: usize, n: usize) -> Result<usize> {
+    use edgehook_core::providers::{Inbound, Scheme, Unsigned};
+    use edgehook_core::secret::{SecretEncoding, SecretSet, SigningKey};
+    use edgehook_core::signature::{KnownMacs, RecordMacs};
+    let encoding = provider.secret_encoding();
+    let text = match encoding {
+        SecretEncoding::StandardWebhooks => "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        SecretEncoding::Literal => "bench-secret-for-verification",
+        _ => return Err(worker::Error::RustError(format!("{provider:?} is not an HMAC provider"))),
+    };
+    let bad = |e: String| worker::Error::RustError(e);
+    let key = SigningKey::parse(text, encoding).map_err(|e| bad(format!("{e:?}")))?;
+    let secrets = SecretSet::parse(text, encoding).map_err(|e| bad(format!("{e:?}")))?;
+    let now = crate::env::now_ms() / 1000;
+    let body = if provider == Provider::Twilio {
+        format!("AccountSid=AC1&MessageSid=SM1&Body={}", "a".repeat(size.saturating_sub(40)))
+    } else {
+        let head =
+            format!(r#"{{"id":"evt_bench","type":"bench.event","created":{now},"data":{{"object":{{"id":"o1"}}}},"#);
+        format!(r#"{head}"padding":"{}"}}"#, "a".repeat(size.saturating_sub(head.len() + 14)))
+    };
+    let url = "https://hooks.example.com/webhooks/bench";
+    let unsigned = Unsigned { method: "POST", url, body: body.as_bytes(), id: "evt_bench", timestamp: now };
+    let signed = provider.sign(&key, unsigned, None);
+    let scheme = Scheme::new(&secrets, provider.default_tolerance_secs());
+    let req = Inbound { method: "POST", url, headers: &signed.headers, body: &signed.body };
+    for _ in 0..n {
+        let verified = if web_crypto {
+            let record = RecordMacs::new(&signed.body);
+            let _ = provider.verify(req, scheme.with_macs(&record), now);
+            let computed = crate::web_crypto::hmacs(record.into_requests(), &signed.body).await?;
+            provider.verify(req, scheme.with_macs(&KnownMacs::new(&signed.body, computed)), now).is_ok()
+        } else {
+            provider.verify(req, scheme, now).is_ok()
+        };
+        if !verified {
+            return Err(bad(format!("{provider:?}'s request did not verify")));
+        }
+    }
+    Ok(n)
+}
+
 /// Computes `n` HMAC-SHA256s of `size` bytes, in Rust (wasm) or with Web Crypto (native code
-/// in the runtime); returns how many. The caller times the request.
+/// in the runtime, through the same glue ingest uses: the message copied out of wasm, the
+/// imported key cached); returns how many. The caller times the request.
 async fn hmac_benchmark(web_crypto: bool, size: usize, n: usize) -> Result<usize> {
-    use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
-    use wasm_bindgen::{JsCast, JsValue};
-    use worker::wasm_bindgen_futures::JsFuture;
+    use edgehook_core::signature::{HashFn, MacRequest, Part};
     let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     let key = b"whsec_benchmark_secret";
     if !web_crypto {
@@ -166,23 +235,9 @@ async fn hmac_benchmark(web_crypto: bool, size: usize, n: usize) -> Result<usize
         std::hint::black_box(last);
         return Ok(n);
     }
-    let js = |e: JsValue| worker::Error::JsError(format!("{e:?}"));
-    let subtle =
-        Reflect::get(&Reflect::get(&js_sys::global(), &"crypto".into()).map_err(js)?, &"subtle".into()).map_err(js)?;
-    let method =
-        |name: &str| -> Result<Function> { Ok(Reflect::get(&subtle, &name.into()).map_err(js)?.unchecked_into()) };
-    let algorithm = Object::new();
-    Reflect::set(&algorithm, &"name".into(), &"HMAC".into()).map_err(js)?;
-    Reflect::set(&algorithm, &"hash".into(), &"SHA-256".into()).map_err(js)?;
-    let usages = Array::of1(&"sign".into());
-    let import_args = Array::of5(&"raw".into(), &Uint8Array::from(&key[..]), &algorithm, &false.into(), &usages);
-    let imported: Promise = method("importKey")?.apply(&subtle, &import_args).map_err(js)?.unchecked_into();
-    let crypto_key = JsFuture::from(imported).await.map_err(js)?;
-    let buffer = Uint8Array::from(data.as_slice());
-    let sign = method("sign")?;
+    let request = MacRequest { hash: HashFn::Sha256, key: key.to_vec(), parts: vec![Part::Body] };
     for _ in 0..n {
-        let signed: Promise = sign.call3(&subtle, &"HMAC".into(), &crypto_key, &buffer).map_err(js)?.unchecked_into();
-        JsFuture::from(signed).await.map_err(js)?;
+        std::hint::black_box(crate::web_crypto::hmacs(vec![request.clone()], &data).await?);
     }
     Ok(n)
 }

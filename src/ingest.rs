@@ -9,7 +9,8 @@
 use crate::billing::{self, Op as Billed};
 use crate::env::{self, bindings};
 use crate::http::{self, RequestHeaders};
-use crate::{blobs, queue, tally};
+use crate::{blobs, queue, tally, web_crypto};
+use edgehook_core::config::SourceConfig;
 use edgehook_core::ingest::{self, Intake, Verified};
 use edgehook_core::metrics::Outcome;
 use edgehook_core::providers::Handshake;
@@ -90,7 +91,7 @@ async fn answer(mut req: Request, env: &Env, source_name: &str) -> Result<std::r
     let now_ms = env::now_ms();
     #[cfg(feature = "faults")]
     let now_ms = crate::faults::verification_clock_ms(source_name).unwrap_or(now_ms);
-    let verified = match ingest::verify(source, request, body, now_ms) {
+    let verified = match verify(source, request, body, now_ms).await {
         Ok(Intake::Event(verified)) => verified,
         Ok(Intake::Handshake(answer)) => return Ok(Ok(Answer::Handshake(answer))),
         Err(rejection) => return Ok(Err(rejection)),
@@ -105,6 +106,34 @@ async fn answer(mut req: Request, env: &Env, source_name: &str) -> Result<std::r
         id: verified.id().to_owned(),
         event_type: verified.event_type().map(str::to_owned),
     }))
+}
+
+/// Verifies the request, with the HMACs of a large body computed by Web Crypto (faster than
+/// Rust's in wasm for large messages; section 3 of BENCHMARKS.md). Should Web Crypto fail, the
+/// HMACs are computed here instead: the answer is the same either way.
+async fn verify(
+    source: &SourceConfig,
+    request: ingest::Request<'_>,
+    body: Vec<u8>,
+    now_ms: i64,
+) -> std::result::Result<Intake, Rejection> {
+    if !ingest::prefers_web_crypto(source, body.len()) {
+        return ingest::verify(source, request, body, now_ms);
+    }
+    let requests = ingest::mac_requests(source, request, &body, now_ms);
+    if requests.is_empty() {
+        return ingest::verify(source, request, body, now_ms);
+    }
+    #[cfg(feature = "faults")]
+    crate::faults::count_web_crypto(&source.name, requests.len());
+    let computed = match web_crypto::hmacs(requests, &body).await {
+        Ok(computed) => Some(computed),
+        Err(e) => {
+            console_error!("Web Crypto failed, verifying with Rust's HMAC instead: {e}");
+            None
+        }
+    };
+    ingest::verify_with(source, request, body, now_ms, computed)
 }
 
 /// How much of an oversized chunked body is read and thrown away before answering 413, so that

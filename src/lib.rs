@@ -37,6 +37,7 @@ mod ingest;
 mod queue;
 mod replay;
 mod tally;
+mod web_crypto;
 
 pub use control::ControlObject;
 pub use gate::GateObject;

@@ -183,9 +183,8 @@ impl Case {
 
     fn verify(&self) -> Result<&Secret, edgehook_core::Rejection> {
         let scheme = Scheme {
-            secrets: &self.secrets,
-            tolerance_secs: self.provider.default_tolerance_secs(),
             generic: self.generic.as_ref(),
+            ..Scheme::new(&self.secrets, self.provider.default_tolerance_secs())
         };
         let inbound = Inbound { method: "POST", url: URL, headers: &self.headers, body: black_box(&self.body) };
         self.provider.verify(inbound, scheme, NOW)

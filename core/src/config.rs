@@ -135,6 +135,7 @@ impl SourceConfig {
             secrets: &self.secrets,
             tolerance_secs: self.tolerance_secs,
             generic: self.generic.as_ref(),
+            macs: &crate::signature::NativeMacs,
         }
     }
 }

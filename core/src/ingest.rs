@@ -10,6 +10,7 @@ use crate::headers::Headers;
 use crate::ordering::Position;
 use crate::pattern;
 use crate::providers::{Handshake, Identity, Inbound};
+use crate::signature::{HashFn, KnownMacs, MacRequest, Macs, NativeMacs, RecordMacs};
 
 /// Refuses a body by its declared `Content-Length` before reading it. An absent or unparseable
 /// length is checked after reading instead (chunked bodies have none).
@@ -87,12 +88,67 @@ pub enum Intake {
 
 /// Verifies a request for `source`. `now_ms` is the clock (Unix milliseconds).
 pub fn verify(source: &SourceConfig, request: Request<'_>, body: Vec<u8>, now_ms: i64) -> Result<Intake, Rejection> {
+    verify_with(source, request, body, now_ms, None)
+}
+
+/// The smallest body whose HMAC-SHA256 (or SHA-512) the worker has Web Crypto compute, and the
+/// same for HMAC-SHA1 (Rust's SHA-1 in wasm is faster than its SHA-256). Measured in workerd,
+/// verification by verification (BENCHMARKS.md, section 3): Rust's HMAC compiled to wasm is
+/// faster for small bodies (Web Crypto pays a promise per call, and verification runs twice),
+/// Web Crypto from these sizes on, by 1.2x to 2x here and up to 4x at 1 MB.
+pub const WEB_CRYPTO_FROM_BYTES: usize = 8 * 1024;
+pub const WEB_CRYPTO_SHA1_FROM_BYTES: usize = 16 * 1024;
+
+/// Whether Web Crypto computes an HMAC with `hash` of a body this long faster than Rust in wasm.
+pub fn web_crypto_pays_off(hash: HashFn, body_len: usize) -> bool {
+    body_len >= if hash == HashFn::Sha1 { WEB_CRYPTO_SHA1_FROM_BYTES } else { WEB_CRYPTO_FROM_BYTES }
+}
+
+/// Whether the HMACs verifying this request are better computed by Web Crypto: the source
+/// signs the body as it is, and the body is large enough. Not Twilio (which signs its form
+/// parameters decoded and sorted: that work would be done twice), not the providers that sign
+/// a few bytes or use public keys.
+pub fn prefers_web_crypto(source: &SourceConfig, body_len: usize) -> bool {
+    source.provider.body_hmac(source.generic.as_ref()).is_some_and(|hash| web_crypto_pays_off(hash, body_len))
+        && source.secrets.iter().any(|secret| secret.hmac_key().is_some())
+}
+
+/// The HMACs verifying this request needs, found by running the verification without them
+/// (its answer, always a rejection, is thrown away). The worker has them computed, then calls
+/// [`verify_with`] with the results.
+pub fn mac_requests(source: &SourceConfig, request: Request<'_>, body: &[u8], now_ms: i64) -> Vec<MacRequest> {
+    if body.len() as u64 > source.max_body_bytes {
+        return Vec::new();
+    }
+    let url = signed_url(source.public_url.as_deref(), request.url);
+    let req = Inbound { method: request.method, url: &url, headers: request.headers, body };
+    let record = RecordMacs::new(body);
+    let _ = source.provider.verify(req, source.scheme().with_macs(&record), now_ms.div_euclid(1000));
+    record.into_requests()
+}
+
+/// [`verify`], with the HMACs `computed` elsewhere for the requests [`mac_requests`] returned.
+/// Whatever `computed` holds, the result is that of [`verify`]: an HMAC is taken from it only
+/// for exactly the request it was computed for (see [`KnownMacs`]), and the rest are computed
+/// here.
+pub fn verify_with(
+    source: &SourceConfig,
+    request: Request<'_>,
+    body: Vec<u8>,
+    now_ms: i64,
+    computed: Option<Vec<(MacRequest, Vec<u8>)>>,
+) -> Result<Intake, Rejection> {
     if body.len() as u64 > source.max_body_bytes {
         return Err(Rejection::PayloadTooLarge);
     }
     let url = signed_url(source.public_url.as_deref(), request.url);
     let req = Inbound { method: request.method, url: &url, headers: request.headers, body: &body };
-    let scheme = source.scheme();
+    let known = computed.map(|computed| KnownMacs::new(&body, computed));
+    let macs: &dyn Macs = match &known {
+        Some(known) => known,
+        None => &NativeMacs,
+    };
+    let scheme = source.scheme().with_macs(macs);
     let key = source.provider.verify(req, scheme, now_ms.div_euclid(1000))?;
     if let Some(handshake) = source.provider.handshake(req, key) {
         return Ok(Intake::Handshake(handshake));

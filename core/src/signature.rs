@@ -7,6 +7,8 @@ use crate::secret::{Secret, SecretSet};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Sha256, Sha512};
+use std::cell::RefCell;
+use std::fmt;
 use subtle::ConstantTimeEq;
 
 macro_rules! hmac_fn {
@@ -27,17 +29,185 @@ hmac_fn!(hmac_sha256, Sha256, 32, "HMAC-SHA256 of the concatenation of `parts`, 
 hmac_fn!(hmac_sha1, Sha1, 20, "HMAC-SHA1 of the concatenation of `parts` (Twilio, Intercom, Vercel).");
 hmac_fn!(hmac_sha512, Sha512, 64, "HMAC-SHA512 of the concatenation of `parts` (generic sources).");
 
-/// The first HMAC key of `secrets` whose MAC (made by `mac`) equals one of `candidates`, each
-/// compared in constant time after a length check. Every key is tried: rotation.
-pub fn first_hmac_match<'s, M: AsRef<[u8]>>(
+/// The hash functions HMAC schemes are built on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashFn {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl HashFn {
+    /// The name Web Crypto knows it by.
+    pub fn web_crypto_name(self) -> &'static str {
+        match self {
+            HashFn::Sha1 => "SHA-1",
+            HashFn::Sha256 => "SHA-256",
+            HashFn::Sha512 => "SHA-512",
+        }
+    }
+
+    /// HMAC of the concatenation of `parts` under `key`, computed here.
+    pub fn hmac(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        match self {
+            HashFn::Sha1 => hmac_sha1(key, parts).to_vec(),
+            HashFn::Sha256 => hmac_sha256(key, parts).to_vec(),
+            HashFn::Sha512 => hmac_sha512(key, parts).to_vec(),
+        }
+    }
+}
+
+/// Where verification gets its HMACs from. Verifiers are synchronous core code, but inside the
+/// wasm runtime Web Crypto (native code, asynchronous) is several times faster than Rust's HMAC
+/// for large messages; so the worker runs a verification twice: once with [`RecordMacs`], which
+/// only notes the HMACs asked for, then, once Web Crypto has computed them, with [`KnownMacs`].
+pub trait Macs: fmt::Debug {
+    /// The HMAC of the concatenation of `parts` under `key`, or `None` when it is not known (yet):
+    /// an unknown MAC matches no signature.
+    fn hmac(&self, hash: HashFn, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>>;
+}
+
+/// HMACs computed here, in Rust: natively, and in the worker for small messages.
+#[derive(Debug)]
+pub struct NativeMacs;
+
+impl Macs for NativeMacs {
+    fn hmac(&self, hash: HashFn, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
+        Some(hash.hmac(key, parts))
+    }
+}
+
+/// A piece of a message to MAC: the request's body (by far the largest, and never copied), or a
+/// few other bytes (a timestamp, a separator, an id).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Part {
+    Body,
+    Bytes(Vec<u8>),
+}
+
+/// One HMAC a verification needs: the concatenation of its parts under its key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MacRequest {
+    pub hash: HashFn,
+    pub key: Vec<u8>,
+    pub parts: Vec<Part>,
+}
+
+impl fmt::Debug for MacRequest {
+    // The key is a secret: never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MacRequest({:?}, {} parts)", self.hash, self.parts.len())
+    }
+}
+
+/// Whether `part` is the body itself (the same bytes in memory, not merely equal ones).
+fn is_body(part: &[u8], body: &[u8]) -> bool {
+    !body.is_empty() && std::ptr::eq(part, body)
+}
+
+impl MacRequest {
+    /// The message's pieces, with the body's bytes in place of [`Part::Body`].
+    pub fn pieces<'a>(&'a self, body: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.parts.iter().map(move |part| match part {
+            Part::Body => body,
+            Part::Bytes(bytes) => bytes.as_slice(),
+        })
+    }
+
+    /// Computed here, in Rust.
+    pub fn compute(&self, body: &[u8]) -> Vec<u8> {
+        self.hash.hmac(&self.key, &self.pieces(body).collect::<Vec<_>>())
+    }
+
+    /// Whether this is the HMAC of `parts` with `hash` under `key`, `body` being the request's
+    /// body. The body is recognised by address (it is borrowed, unchanged, by both passes), so
+    /// it is never compared byte by byte; everything else is.
+    fn is(&self, hash: HashFn, key: &[u8], parts: &[&[u8]], body: &[u8]) -> bool {
+        self.hash == hash
+            && self.key == key
+            && self.parts.len() == parts.len()
+            && self.parts.iter().zip(parts).all(|(recorded, part)| match recorded {
+                Part::Body => is_body(part, body),
+                Part::Bytes(bytes) => !is_body(part, body) && bytes.as_slice() == *part,
+            })
+    }
+}
+
+/// Answers no HMAC, and notes every one asked for. A verification run with it always fails
+/// (nothing matches): it is run only to learn which HMACs the real one will need. Its result
+/// must be thrown away.
+#[derive(Debug)]
+pub struct RecordMacs<'b> {
+    body: &'b [u8],
+    requests: RefCell<Vec<MacRequest>>,
+}
+
+impl<'b> RecordMacs<'b> {
+    /// For the verification of a request with this body.
+    pub fn new(body: &'b [u8]) -> Self {
+        RecordMacs { body, requests: RefCell::default() }
+    }
+
+    pub fn into_requests(self) -> Vec<MacRequest> {
+        self.requests.into_inner()
+    }
+}
+
+impl Macs for RecordMacs<'_> {
+    fn hmac(&self, hash: HashFn, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
+        let mut requests = self.requests.borrow_mut();
+        if !requests.iter().any(|r| r.is(hash, key, parts, self.body)) {
+            let parts = parts
+                .iter()
+                .map(|part| if is_body(part, self.body) { Part::Body } else { Part::Bytes(part.to_vec()) })
+                .collect();
+            requests.push(MacRequest { hash, key: key.to_vec(), parts });
+        }
+        None
+    }
+}
+
+/// HMACs computed elsewhere (by Web Crypto) for the requests [`RecordMacs`] noted. A request is
+/// answered only when its hash, key and parts are those of a computed one; anything else is
+/// computed here, so a verification run with it gives exactly the answer of [`NativeMacs`],
+/// whatever the requests were.
+#[derive(Debug)]
+pub struct KnownMacs<'b> {
+    body: &'b [u8],
+    computed: Vec<(MacRequest, Vec<u8>)>,
+}
+
+impl<'b> KnownMacs<'b> {
+    /// For the verification of a request with this body (the same bytes the requests were
+    /// recorded with).
+    pub fn new(body: &'b [u8], computed: Vec<(MacRequest, Vec<u8>)>) -> Self {
+        KnownMacs { body, computed }
+    }
+}
+
+impl Macs for KnownMacs<'_> {
+    fn hmac(&self, hash: HashFn, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
+        match self.computed.iter().find(|(request, _)| request.is(hash, key, parts, self.body)) {
+            Some((_, mac)) => Some(mac.clone()),
+            None => Some(hash.hmac(key, parts)),
+        }
+    }
+}
+
+/// The first HMAC key of `secrets` whose MAC of `parts` (from `macs`) equals one of
+/// `candidates`, each compared in constant time after a length check. Every key is tried:
+/// rotation.
+pub fn first_hmac_match<'s>(
     secrets: &'s SecretSet,
+    macs: &dyn Macs,
+    hash: HashFn,
     candidates: &[impl AsRef<[u8]>],
-    mac: impl Fn(&[u8]) -> M,
+    parts: &[&[u8]],
 ) -> Option<&'s Secret> {
     secrets.iter().find(|secret| {
         secret.hmac_key().is_some_and(|key| {
-            let expected = mac(key);
-            candidates.iter().any(|c| matches(expected.as_ref(), c.as_ref()))
+            macs.hmac(hash, key, parts)
+                .is_some_and(|expected| candidates.iter().any(|c| matches(&expected, c.as_ref())))
         })
     })
 }
@@ -129,6 +299,51 @@ mod tests {
     fn hmac_matches_rfc4231_case_2() {
         let mac = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
         assert_eq!(to_hex(&mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[test]
+    fn recorded_requests_name_the_body_and_copy_the_rest_once_each() {
+        let body = b"the body".to_vec();
+        let equal_copy = body.clone();
+        let record = RecordMacs::new(&body);
+        assert_eq!(record.hmac(HashFn::Sha256, b"k", &[b"t=1.", &body]), None);
+        assert_eq!(record.hmac(HashFn::Sha256, b"k", &[b"t=1.", &body]), None);
+        assert_eq!(record.hmac(HashFn::Sha256, b"k", &[b"t=1.", &equal_copy]), None);
+        assert_eq!(record.hmac(HashFn::Sha1, b"k", &[&body]), None);
+        let requests = record.into_requests();
+        assert_eq!(requests.len(), 3, "the same request is noted once");
+        assert!(requests[0].parts == [Part::Bytes(b"t=1.".to_vec()), Part::Body]);
+        assert!(
+            requests[1].parts == [Part::Bytes(b"t=1.".to_vec()), Part::Bytes(body.clone())],
+            "equal is not the body"
+        );
+        assert_eq!(requests[0].pieces(&body).collect::<Vec<_>>(), [&b"t=1."[..], &body[..]]);
+        assert_eq!(requests[0].compute(&body), hmac_sha256(b"k", &[b"t=1.", &body]).to_vec());
+        assert_eq!(format!("{:?}", requests[0]), "MacRequest(Sha256, 2 parts)", "the key is not printed");
+    }
+
+    #[test]
+    fn known_macs_answer_only_the_exact_request() {
+        let body = b"the body".to_vec();
+        let other = b"the body".to_vec();
+        let request = MacRequest {
+            hash: HashFn::Sha256,
+            key: b"k".to_vec(),
+            parts: vec![Part::Bytes(b"t.".to_vec()), Part::Body],
+        };
+        let known = KnownMacs::new(&body, vec![(request, vec![7; 32])]);
+        assert_eq!(known.hmac(HashFn::Sha256, b"k", &[b"t.", &body]), Some(vec![7; 32]));
+        // Anything else is computed here: another part, key, hash, or equal bytes elsewhere.
+        for (hash, key, parts) in [
+            (HashFn::Sha256, &b"k"[..], &[&b"u."[..], &body[..]][..]),
+            (HashFn::Sha256, b"K", &[b"t.", &body]),
+            (HashFn::Sha1, b"k", &[b"t.", &body]),
+            (HashFn::Sha256, b"k", &[b"t.", &other]),
+            (HashFn::Sha256, b"k", &[b"t.", &body[..4]]),
+            (HashFn::Sha256, b"k", &[b"t.", &body, b""]),
+        ] {
+            assert_eq!(known.hmac(hash, key, parts), Some(hash.hmac(key, parts)), "{hash:?} {parts:?}");
+        }
     }
 
     #[test]

@@ -63,7 +63,7 @@ fn run_with(provider: Provider, mut u: Unstructured<'_>, secrets: &SecretSet) {
     let now: i64 = u.arbitrary().unwrap_or_default();
     let body = u.take_rest();
     let req = Inbound { method: "POST", url: &url, headers: &headers, body };
-    let scheme = Scheme { secrets, tolerance_secs: 300, generic: Some(&generic) };
+    let scheme = Scheme { generic: Some(&generic), ..Scheme::new(secrets, 300) };
     if let Ok(key) = provider.verify(req, scheme, now) {
         let _ = provider.handshake(req, key);
     }

@@ -14,6 +14,7 @@ pub const TESTS: &[crate::Test] = &[
     ("cli_send_signs_every_provider_the_worker_accepts", cli_send_signs_every_provider_the_worker_accepts),
     ("cli_sign_prints_verifiable_headers", cli_sign_prints_verifiable_headers),
     ("cli_operates_edgehook_through_the_admin_api", cli_operates_edgehook_through_the_admin_api),
+    ("large_bodies_are_verified_by_web_crypto", large_bodies_are_verified_by_web_crypto),
 ];
 
 /// RFC 8032 test 1: the Ed25519 seed and public key the Discord source uses.
@@ -270,4 +271,80 @@ fn cli_operates_edgehook_through_the_admin_api(w: &World) {
     let refused = Command::new(cli()).args(["flags", "--url", base, "--token", "wrong"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains(r#"401 {"error":"unauthorized"}"#));
+}
+
+/// The CLI's sample for `provider`, made about `size` bytes long with a padding field.
+fn padded_sample(provider: Provider, id: &str, size: usize) -> Vec<u8> {
+    let now_ms = crate::harness::now_secs() * 1000;
+    let sample = crate::samples::sample(provider).0.replace("{{id}}", id).replace("{{now_ms}}", &now_ms.to_string());
+    let end = sample.rfind('}').expect("a JSON sample");
+    let padding = "p".repeat(size.saturating_sub(sample.len()));
+    format!("{},\"padding\":\"{padding}\"{}", &sample[..end], &sample[end..]).into_bytes()
+}
+
+/// How many HMACs Web Crypto computed for `source` on a test-build worker.
+fn web_crypto_macs(worker: &crate::harness::Worker, source: &str) -> u64 {
+    let reply = worker.get(&format!("/__faults/web-crypto?source={source}"), &HeaderList::new());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    serde_json::from_str::<serde_json::Value>(&reply.body).unwrap()["macs"].as_u64().unwrap()
+}
+
+/// For large bodies, the HMACs of providers signing the body are computed by Web Crypto, in two
+/// passes: a 64 KB event of every such provider is accepted (by the test build, where the Web
+/// Crypto HMACs are counted, and by the release build that ships), the same signed with another
+/// secret is refused although Web Crypto computed its HMAC, and a small event stays on Rust's
+/// HMAC.
+fn large_bodies_are_verified_by_web_crypto(w: &World) {
+    let dir = std::env::temp_dir().join(unique("edgehook-web-crypto"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dev_vars = write_dev_vars(&dir, &w.cli_vars);
+    let dev_vars = dev_vars.to_str().unwrap();
+    let body_path = dir.join("body.json");
+    let body_file = body_path.to_str().unwrap();
+    let mut checked = 0;
+    // The CLI's generic source signs with HMAC-SHA512.
+    let generic = edgehook_core::config::Config::load(
+        Some(r#"{"g":{"provider":"generic","header":"X-Sample-Signature","algorithm":"sha512"}}"#),
+        &|_| Some("s".into()),
+    );
+    let generic = generic.source("g").unwrap().generic.clone();
+    let hmac_over_body = |p: &Provider| p.body_hmac(generic.as_ref()).is_some();
+    for provider in Provider::ALL.into_iter().filter(hmac_over_body) {
+        let source = cli_source(provider);
+        for (worker, counted) in [(&w.ops, true), (&w.main, false)] {
+            let id = unique("evt_large");
+            std::fs::write(&body_path, padded_sample(provider, &id, 64 * 1024)).unwrap();
+            let before = counted.then(|| web_crypto_macs(worker, &source));
+            let send = |extra: &[&str]| {
+                let mut args = vec!["send", &source, "--url", &worker.base, "--dev-vars", dev_vars, "--id", &id];
+                args.extend_from_slice(extra);
+                run(&args)
+            };
+            let out = send(&["--body", body_file]);
+            assert!(out.starts_with("200 {\"status\":\"accepted\""), "{} (64 KB): {out}", provider.name());
+            let wrong = if provider == Provider::Standard { "whsec_d3Jvbmctc2VjcmV0" } else { "wrong secret" };
+            let out = send(&["--body", body_file, "--secret", wrong]);
+            assert_eq!(out.trim(), r#"401 {"error":"invalid_signature"}"#, "{} (64 KB, wrong secret)", provider.name());
+            if let Some(before) = before {
+                let after = web_crypto_macs(worker, &source);
+                assert!(
+                    after >= before + 2,
+                    "{}: Web Crypto computed {} HMACs for two large requests",
+                    provider.name(),
+                    after - before
+                );
+                // A small body stays on Rust's HMAC.
+                let out = run(&["send", &source, "--url", &worker.base, "--dev-vars", dev_vars]);
+                assert!(out.starts_with("200 {\"status\":\"accepted\""), "{} (sample): {out}", provider.name());
+                assert_eq!(
+                    web_crypto_macs(worker, &source),
+                    after,
+                    "{}: a small body went to Web Crypto",
+                    provider.name()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * 17, "every provider signing the body with HMAC, on both builds");
 }

@@ -22,6 +22,9 @@ mod jepsen;
 mod operations;
 mod providers;
 mod receiving;
+/// The CLI's sample bodies, shared rather than copied.
+#[path = "../../cli/src/samples.rs"]
+mod samples;
 mod soak;
 
 use edgehook_core::config::secret_var;
@@ -136,8 +139,8 @@ fn start_world() -> World {
 
     let cli_keys = cli::cli_keys();
     let (cli_sources, cli_secrets) = cli::cli_sources(&cli_keys);
-    let mut main_vars = common(vec![("SOURCES", main_sources(&dest, cli_sources))]);
-    main_vars.extend(cli_secrets);
+    let mut main_vars = common(vec![("SOURCES", main_sources(&dest, cli_sources.clone()))]);
+    main_vars.extend(cli_secrets.clone());
     let cli_vars = main_vars.clone();
     for name in [
         "stripe",
@@ -222,7 +225,10 @@ fn start_world() -> World {
                     "max_attempts": 100, "retry_base_secs": 1, "retry_max_secs": 1, "breaker_failures": 0},
         "kept": {"provider": "stripe"},
     });
-    let ops_vars = harness::vars([
+    // The CLI's sources too (a test build, unlike `main`): Web Crypto verification is counted.
+    let mut ops_sources = ops_sources;
+    ops_sources.as_object_mut().unwrap().extend(cli_sources);
+    let mut ops_vars = harness::vars([
         ("SOURCES", ops_sources.to_string()),
         ("WEBHOOK_SECRET_HANGING", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_KEPT", STRIPE_SECRET.into()),
@@ -232,6 +238,7 @@ fn start_world() -> World {
         ("HEALTH_MAX_LAG_SECS", "5".into()),
         ("CAPTURE_RETENTION_SECS", "4".into()),
     ]);
+    ops_vars.extend(cli_secrets);
     let mut ops = Worker::start("ops", "build-faults", ConfigForm { dev_vars: ops_vars, ..Default::default() });
     let vector_sources = providers::vector_sources();
     let hostile = hostile::generate();

@@ -16,10 +16,7 @@ use super::{header, json_body, json_string, Identity, Inbound, Scheme, Unsigned}
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{
-    check_tolerance, first_hmac_match, hmac_sha1, hmac_sha256, hmac_sha512, parse_timestamp, parse_timestamp_ms,
-    sha256_hex, to_hex,
-};
+use crate::signature::{check_tolerance, parse_timestamp, parse_timestamp_ms, sha256_hex, to_hex, HashFn};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
@@ -69,12 +66,16 @@ impl Algorithm {
         }
     }
 
-    fn mac(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    pub(crate) fn hash(self) -> HashFn {
         match self {
-            Algorithm::Sha256 => hmac_sha256(key, parts).to_vec(),
-            Algorithm::Sha1 => hmac_sha1(key, parts).to_vec(),
-            Algorithm::Sha512 => hmac_sha512(key, parts).to_vec(),
+            Algorithm::Sha256 => HashFn::Sha256,
+            Algorithm::Sha1 => HashFn::Sha1,
+            Algorithm::Sha512 => HashFn::Sha512,
         }
+    }
+
+    fn mac(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        self.hash().hmac(key, parts)
     }
 }
 
@@ -145,11 +146,12 @@ pub fn verify<'s>(
             Some((text, seconds))
         }
     };
-    let key = first_hmac_match(scheme.secrets, &[candidate], |key| match &timestamp {
-        Some((text, _)) => generic.algorithm.mac(key, &[text.as_bytes(), b".", req.body]),
-        None => generic.algorithm.mac(key, &[req.body]),
-    })
-    .ok_or(Rejection::InvalidSignature)?;
+    let signed: &[&[u8]] = match &timestamp {
+        Some((text, _)) => &[text.as_bytes(), b".", req.body],
+        None => &[req.body],
+    };
+    let key =
+        scheme.first_hmac_match(generic.algorithm.hash(), &[candidate], signed).ok_or(Rejection::InvalidSignature)?;
     if let Some((_, seconds)) = timestamp {
         check_tolerance(seconds, now, scheme.tolerance_secs)?;
     }
@@ -215,7 +217,7 @@ mod tests {
         };
         let h = HeaderList::from([("X-Sig", "b34ceac4516ff23a143e61d79d0fa7a4fbe5f266")]);
         let secrets = SecretSet::parse("key", SECRET_ENCODING).unwrap();
-        let s = Scheme { secrets: &secrets, tolerance_secs: 300, generic: Some(&generic) };
+        let s = Scheme { generic: Some(&generic), ..Scheme::new(&secrets, 300) };
         assert!(Provider::Generic.verify(Inbound::post(&h, b"hello"), s, 0).is_ok());
         assert!(Provider::Generic.verify(Inbound::post(&h, b"hellO"), s, 0).is_err());
         let id = Provider::Generic.identify(Inbound::post(&h, b"hello"), s).unwrap();
@@ -226,7 +228,7 @@ mod tests {
     fn round_trip_with_timestamp_pointer_and_header() {
         let generic = scheme(true);
         let secrets = SecretSet::parse("k", SECRET_ENCODING).unwrap();
-        let s = Scheme { secrets: &secrets, tolerance_secs: 300, generic: Some(&generic) };
+        let s = Scheme { generic: Some(&generic), ..Scheme::new(&secrets, 300) };
         let body = br#"{"meta":{"id":"ev_9"}}"#;
         let key = SigningKey::parse("k", SECRET_ENCODING).unwrap();
         let unsigned = Unsigned { method: "POST", url: "", body, id: "ev_9", timestamp: 1000 };

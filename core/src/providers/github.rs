@@ -11,7 +11,7 @@ use super::{BodyFields, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{first_hmac_match, from_hex, hmac_sha256, to_hex};
+use crate::signature::{from_hex, hmac_sha256, to_hex, HashFn};
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 pub const DELIVERY_HEADER: &str = "x-github-delivery";
@@ -23,8 +23,7 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Re
     let header = header.ok_or(Rejection::MissingSignature)?;
     let hex = header.strip_prefix("sha256=").ok_or(Rejection::InvalidSignature)?;
     let candidate = from_hex::<32>(hex).ok_or(Rejection::InvalidSignature)?;
-    first_hmac_match(scheme.secrets, &[candidate], |key| hmac_sha256(key, &[req.body]))
-        .ok_or(Rejection::InvalidSignature)
+    scheme.first_hmac_match(HashFn::Sha256, &[candidate], &[req.body]).ok_or(Rejection::InvalidSignature)
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {

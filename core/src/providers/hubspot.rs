@@ -13,7 +13,7 @@ use super::{header, json_body, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{check_tolerance, first_hmac_match, hmac_sha256, parse_timestamp_ms, sha256_hex};
+use crate::signature::{check_tolerance, hmac_sha256, parse_timestamp_ms, sha256_hex, HashFn};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
@@ -57,8 +57,9 @@ fn signed_uri(url: &str) -> String {
     out
 }
 
-fn mac(key: &[u8], req_method: &str, url: &str, body: &[u8], timestamp: &str) -> [u8; 32] {
-    hmac_sha256(key, &[req_method.as_bytes(), signed_uri(url).as_bytes(), body, timestamp.as_bytes()])
+/// What is signed: method, URI (see [`signed_uri`]), body and timestamp, run together.
+fn signed<'a>(method: &'a str, uri: &'a str, body: &'a [u8], timestamp: &'a str) -> [&'a [u8]; 4] {
+    [method.as_bytes(), uri.as_bytes(), body, timestamp.as_bytes()]
 }
 
 pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s Secret, Rejection> {
@@ -67,9 +68,10 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s 
     };
     let timestamp_ms = parse_timestamp_ms(&timestamp_text).ok_or(Rejection::InvalidSignature)?;
     let candidate = STANDARD.decode(signature).map_err(|_| Rejection::InvalidSignature)?;
-    let key =
-        first_hmac_match(scheme.secrets, &[candidate], |key| mac(key, req.method, req.url, req.body, &timestamp_text))
-            .ok_or(Rejection::InvalidSignature)?;
+    let uri = signed_uri(req.url);
+    let key = scheme
+        .first_hmac_match(HashFn::Sha256, &[candidate], &signed(req.method, &uri, req.body, &timestamp_text))
+        .ok_or(Rejection::InvalidSignature)?;
     check_tolerance(timestamp_ms.div_euclid(1000), now, scheme.tolerance_secs)?;
     Ok(key)
 }
@@ -86,7 +88,9 @@ pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
 
 pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {
     let timestamp = (unsigned.timestamp * 1000).to_string();
-    let mac = mac(key.hmac_key().unwrap_or_default(), unsigned.method, unsigned.url, unsigned.body, &timestamp);
+    let uri = signed_uri(unsigned.url);
+    let mac =
+        hmac_sha256(key.hmac_key().unwrap_or_default(), &signed(unsigned.method, &uri, unsigned.body, &timestamp));
     HeaderList::new()
         .with("X-HubSpot-Signature-v3", STANDARD.encode(mac))
         .with("X-HubSpot-Request-Timestamp", timestamp)

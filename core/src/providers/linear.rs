@@ -10,7 +10,7 @@ use super::{header, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{check_tolerance, first_hmac_match, from_hex, hmac_sha256, to_hex};
+use crate::signature::{check_tolerance, from_hex, hmac_sha256, to_hex, HashFn};
 
 /// Ordering: the entity in `data`, and its last update time (RFC 3339).
 pub const ORDERING: (&str, &str) = ("/data/id", "/data/updatedAt");
@@ -28,8 +28,7 @@ struct Signed {
 pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s Secret, Rejection> {
     let signature = header(req, SIGNATURE_HEADER).ok_or(Rejection::MissingSignature)?;
     let candidate = from_hex::<32>(&signature).ok_or(Rejection::InvalidSignature)?;
-    let key = first_hmac_match(scheme.secrets, &[candidate], |key| hmac_sha256(key, &[req.body]))
-        .ok_or(Rejection::InvalidSignature)?;
+    let key = scheme.first_hmac_match(HashFn::Sha256, &[candidate], &[req.body]).ok_or(Rejection::InvalidSignature)?;
     let signed_ms = serde_json::from_slice::<Signed>(req.body).ok().and_then(|b| b.webhook_timestamp?.as_i64());
     if let Some(ms) = signed_ms {
         check_tolerance(ms.div_euclid(1000), now, scheme.tolerance_secs)?;

@@ -11,7 +11,7 @@ use super::{json_body, json_string, scalar_text, Identity, Inbound, Scheme, Unsi
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{check_tolerance, first_hmac_match, from_hex, hmac_sha256, parse_timestamp, to_hex};
+use crate::signature::{check_tolerance, from_hex, hmac_sha256, parse_timestamp, to_hex, HashFn};
 
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 
@@ -38,10 +38,9 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s 
     };
     let timestamp = parse_timestamp(&timestamp_text).ok_or(Rejection::InvalidSignature)?;
     let candidate = from_hex::<32>(&signature).ok_or(Rejection::InvalidSignature)?;
-    let key = first_hmac_match(scheme.secrets, &[candidate], |key| {
-        hmac_sha256(key, &[timestamp_text.as_bytes(), token.as_bytes()])
-    })
-    .ok_or(Rejection::InvalidSignature)?;
+    let key = scheme
+        .first_hmac_match(HashFn::Sha256, &[candidate], &[timestamp_text.as_bytes(), token.as_bytes()])
+        .ok_or(Rejection::InvalidSignature)?;
     check_tolerance(timestamp, now, scheme.tolerance_secs)?;
     Ok(key)
 }

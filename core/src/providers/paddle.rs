@@ -11,7 +11,7 @@ use super::{header, json_body, json_string, Identity, Inbound, Scheme, Unsigned}
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{check_tolerance, first_hmac_match, from_hex, hmac_sha256, parse_timestamp, to_hex};
+use crate::signature::{check_tolerance, from_hex, hmac_sha256, parse_timestamp, to_hex, HashFn};
 
 /// Ordering: the entity in `data`, and when the event occurred (RFC 3339).
 pub const ORDERING: (&str, &str) = ("/data/id", "/occurred_at");
@@ -36,10 +36,9 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s 
     }
     let (timestamp_text, timestamp) = timestamp.ok_or(Rejection::InvalidSignature)?;
     let candidates: Vec<[u8; 32]> = h1.iter().filter_map(|h| from_hex::<32>(h)).collect();
-    let key = first_hmac_match(scheme.secrets, &candidates, |key| {
-        hmac_sha256(key, &[timestamp_text.as_bytes(), b":", req.body])
-    })
-    .ok_or(Rejection::InvalidSignature)?;
+    let key = scheme
+        .first_hmac_match(HashFn::Sha256, &candidates, &[timestamp_text.as_bytes(), b":", req.body])
+        .ok_or(Rejection::InvalidSignature)?;
     check_tolerance(timestamp, now, scheme.tolerance_secs)?;
     Ok(key)
 }

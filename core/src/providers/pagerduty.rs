@@ -7,7 +7,7 @@ use super::{header, json_body, json_string, Identity, Inbound, Scheme, Unsigned}
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{first_hmac_match, from_hex, hmac_sha256, to_hex};
+use crate::signature::{from_hex, hmac_sha256, to_hex, HashFn};
 
 pub const SIGNATURE_HEADER: &str = "x-pagerduty-signature";
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
@@ -16,8 +16,7 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Re
     let signature = header(req, SIGNATURE_HEADER).ok_or(Rejection::MissingSignature)?;
     let candidates: Vec<[u8; 32]> =
         signature.split(',').filter_map(|s| s.strip_prefix("v1=")).filter_map(from_hex::<32>).collect();
-    first_hmac_match(scheme.secrets, &candidates, |key| hmac_sha256(key, &[req.body]))
-        .ok_or(Rejection::InvalidSignature)
+    scheme.first_hmac_match(HashFn::Sha256, &candidates, &[req.body]).ok_or(Rejection::InvalidSignature)
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {

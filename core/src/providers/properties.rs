@@ -9,6 +9,7 @@ use super::generic::{Algorithm, Encoding, GenericScheme, Locator};
 use super::{Inbound, Provider, Scheme, Unsigned};
 use crate::headers::HeaderList;
 use crate::secret::{SecretEncoding, SecretSet, SigningKey};
+use crate::signature::{KnownMacs, RecordMacs};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use proptest::prelude::*;
@@ -86,10 +87,49 @@ fn generic_scheme() -> GenericScheme {
     }
 }
 
+/// Whether the request verifies; asserts on the way that the worker's two-pass verification
+/// (HMACs noted, computed elsewhere, then given back) says exactly the same.
 fn verifies(provider: Provider, secrets: &SecretSet, headers: &HeaderList, body: &[u8]) -> bool {
     let generic = generic_scheme();
-    let scheme = Scheme { secrets, tolerance_secs: 300, generic: (provider == Provider::Generic).then_some(&generic) };
-    provider.verify(Inbound { method: "POST", url: URL, headers, body }, scheme, NOW).is_ok()
+    let scheme = Scheme { generic: (provider == Provider::Generic).then_some(&generic), ..Scheme::new(secrets, 300) };
+    let req = Inbound { method: "POST", url: URL, headers, body };
+    let native = provider.verify(req, scheme, NOW);
+    let record = RecordMacs::new(body);
+    let first_pass = provider.verify(req, scheme.with_macs(&record), NOW);
+    assert!(!signs_body_with_hmac(provider) || first_pass.is_err(), "{provider:?}: an unknown MAC matched");
+    let computed = record.into_requests().into_iter().map(|r| {
+        let mac = r.compute(body);
+        (r, mac)
+    });
+    let known = KnownMacs::new(body, computed.collect());
+    let two_pass = provider.verify(req, scheme.with_macs(&known), NOW);
+    assert_eq!(
+        native.as_ref().map(|k| *k as *const _),
+        two_pass.as_ref().map(|k| *k as *const _),
+        "{provider:?}: two-pass verification disagrees"
+    );
+    native.is_ok()
+}
+
+/// Whether the request verifies when every HMAC noted in the first pass is answered wrongly
+/// (one bit off): proves the second pass uses the answers it is given (so the worker's Web
+/// Crypto results are what decide), and `false` for a request that verifies natively.
+fn verifies_with_wrong_answers(provider: Provider, secrets: &SecretSet, headers: &HeaderList, body: &[u8]) -> bool {
+    let generic = generic_scheme();
+    let scheme = Scheme { generic: (provider == Provider::Generic).then_some(&generic), ..Scheme::new(secrets, 300) };
+    let req = Inbound { method: "POST", url: URL, headers, body };
+    let record = RecordMacs::new(body);
+    let _ = provider.verify(req, scheme.with_macs(&record), NOW);
+    let wrong = record.into_requests().into_iter().map(|r| {
+        let mut mac = r.compute(body);
+        mac[0] ^= 1;
+        (r, mac)
+    });
+    provider.verify(req, scheme.with_macs(&KnownMacs::new(body, wrong.collect())), NOW).is_ok()
+}
+
+fn signs_body_with_hmac(provider: Provider) -> bool {
+    provider.body_hmac(Some(&generic_scheme())).is_some()
 }
 
 /// A form body's parameters, decoded.
@@ -144,6 +184,12 @@ fn check(provider: Provider, raw: &[u8], seed: u8, at: usize) -> Result<(), Test
             verifies(provider, &secrets, &headers, &signed.body),
             "{provider:?} does not verify its own signature"
         );
+        if signs_body_with_hmac(provider) {
+            prop_assert!(
+                !verifies_with_wrong_answers(provider, &secrets, &headers, &signed.body),
+                "{provider:?} verified with wrong HMACs given for the second pass"
+            );
+        }
 
         // Another key.
         let (_, other) = keys(provider, seed.wrapping_add(1).max(1));

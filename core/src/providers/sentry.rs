@@ -7,7 +7,7 @@ use super::{header, json_body, json_string, Identity, Inbound, Scheme, Unsigned}
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{first_hmac_match, from_hex, hmac_sha256, to_hex};
+use crate::signature::{from_hex, hmac_sha256, to_hex, HashFn};
 
 pub const SIGNATURE_HEADER: &str = "sentry-hook-signature";
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
@@ -15,8 +15,7 @@ pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Rejection> {
     let signature = header(req, SIGNATURE_HEADER).ok_or(Rejection::MissingSignature)?;
     let candidate = from_hex::<32>(&signature).ok_or(Rejection::InvalidSignature)?;
-    first_hmac_match(scheme.secrets, &[candidate], |key| hmac_sha256(key, &[req.body]))
-        .ok_or(Rejection::InvalidSignature)
+    scheme.first_hmac_match(HashFn::Sha256, &[candidate], &[req.body]).ok_or(Rejection::InvalidSignature)
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {

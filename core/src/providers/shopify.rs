@@ -10,7 +10,7 @@ use super::{header, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{first_hmac_match, hmac_sha256};
+use crate::signature::{hmac_sha256, HashFn};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
@@ -24,8 +24,7 @@ pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Rejection> {
     let signature = header(req, SIGNATURE_HEADER).ok_or(Rejection::MissingSignature)?;
     let candidate = STANDARD.decode(signature).map_err(|_| Rejection::InvalidSignature)?;
-    first_hmac_match(scheme.secrets, &[candidate], |key| hmac_sha256(key, &[req.body]))
-        .ok_or(Rejection::InvalidSignature)
+    scheme.first_hmac_match(HashFn::Sha256, &[candidate], &[req.body]).ok_or(Rejection::InvalidSignature)
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {

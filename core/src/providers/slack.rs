@@ -10,14 +10,15 @@ use super::{header, json_body, json_string, Handshake, Identity, Inbound, Scheme
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{check_tolerance, first_hmac_match, from_hex, hmac_sha256, parse_timestamp, sha256_hex, to_hex};
+use crate::signature::{check_tolerance, from_hex, hmac_sha256, parse_timestamp, sha256_hex, to_hex, HashFn};
 
 pub const SIGNATURE_HEADER: &str = "x-slack-signature";
 pub const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 
-fn mac(key: &[u8], timestamp: &str, body: &[u8]) -> [u8; 32] {
-    hmac_sha256(key, &[b"v0:", timestamp.as_bytes(), b":", body])
+/// What is signed: `v0:{timestamp}:{body}`.
+fn signed<'a>(timestamp: &'a str, body: &'a [u8]) -> [&'a [u8]; 4] {
+    [b"v0:", timestamp.as_bytes(), b":", body]
 }
 
 pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s Secret, Rejection> {
@@ -38,7 +39,8 @@ pub(super) fn verify_v0<'s>(
     let timestamp = parse_timestamp(&timestamp_text).ok_or(Rejection::InvalidSignature)?;
     let hex = signature.strip_prefix("v0=").ok_or(Rejection::InvalidSignature)?;
     let candidate = from_hex::<32>(hex).ok_or(Rejection::InvalidSignature)?;
-    let key = first_hmac_match(scheme.secrets, &[candidate], |key| mac(key, &timestamp_text, req.body))
+    let key = scheme
+        .first_hmac_match(HashFn::Sha256, &[candidate], &signed(&timestamp_text, req.body))
         .ok_or(Rejection::InvalidSignature)?;
     check_tolerance(timestamp, now, scheme.tolerance_secs)?;
     Ok(key)
@@ -74,6 +76,6 @@ pub(super) fn sign_v0(
     timestamp_header: &str,
 ) -> HeaderList {
     let timestamp = unsigned.timestamp.to_string();
-    let mac = mac(key.hmac_key().unwrap_or_default(), &timestamp, unsigned.body);
+    let mac = hmac_sha256(key.hmac_key().unwrap_or_default(), &signed(&timestamp, unsigned.body));
     HeaderList::new().with(timestamp_header, timestamp).with(signature_header, format!("v0={}", to_hex(&mac)))
 }

@@ -15,7 +15,7 @@ use super::{BodyFields, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{check_tolerance, first_hmac_match, hmac_sha256, parse_timestamp};
+use crate::signature::{check_tolerance, hmac_sha256, parse_timestamp, HashFn};
 use base64::Engine;
 
 pub const ID_HEADER: &str = "webhook-id";
@@ -34,8 +34,9 @@ fn header(req: Inbound<'_>, standard: &str, svix: &str) -> Option<String> {
     req.headers.get(standard).filter(non_empty).or_else(|| req.headers.get(svix).filter(non_empty))
 }
 
-fn mac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {
-    hmac_sha256(key, &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body])
+/// What is signed: `{id}.{timestamp}.{body}`.
+fn signed<'a>(id: &'a str, timestamp: &'a str, body: &'a [u8]) -> [&'a [u8]; 5] {
+    [id.as_bytes(), b".", timestamp.as_bytes(), b".", body]
 }
 
 pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s Secret, Rejection> {
@@ -59,7 +60,8 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s 
             .collect()
     };
     let symmetric = decoded("v1");
-    let key = first_hmac_match(scheme.secrets, &symmetric, |key| mac(key, &id, &timestamp_text, req.body))
+    let key = scheme
+        .first_hmac_match(HashFn::Sha256, &symmetric, &signed(&id, &timestamp_text, req.body))
         .or_else(|| first_ed25519_match(scheme, &decoded("v1a"), &id, &timestamp_text, req.body))
         .ok_or(Rejection::InvalidSignature)?;
     check_tolerance(timestamp, now, scheme.tolerance_secs)?;
@@ -94,7 +96,7 @@ pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
 
 /// The `webhook-signature` value for one message with an HMAC key: `v1,<base64 HMAC>`.
 pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mac = mac(key, id, &timestamp.to_string(), body);
+    let mac = hmac_sha256(key, &signed(id, &timestamp.to_string(), body));
     format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac))
 }
 

@@ -10,7 +10,7 @@ use super::{BodyFields, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{check_tolerance, first_hmac_match, from_hex, hmac_sha256, parse_timestamp, to_hex};
+use crate::signature::{check_tolerance, from_hex, hmac_sha256, parse_timestamp, to_hex, HashFn};
 
 /// Ordering: the object the event is about, and the event's creation time (Unix seconds).
 pub const ORDERING: (&str, &str) = ("/data/object/id", "/created");
@@ -59,10 +59,9 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s 
     // Candidates that are not 32 bytes of hex can never match; decoding them once up front keeps
     // the comparison loop to fixed-length constant-time compares.
     let candidates: Vec<[u8; 32]> = parsed.v1.iter().filter_map(|s| from_hex::<32>(s)).collect();
-    let key = first_hmac_match(scheme.secrets, &candidates, |key| {
-        hmac_sha256(key, &[parsed.timestamp_text.as_bytes(), b".", req.body])
-    })
-    .ok_or(Rejection::InvalidSignature)?;
+    let key = scheme
+        .first_hmac_match(HashFn::Sha256, &candidates, &[parsed.timestamp_text.as_bytes(), b".", req.body])
+        .ok_or(Rejection::InvalidSignature)?;
     check_tolerance(parsed.timestamp, now, scheme.tolerance_secs)?;
     Ok(key)
 }

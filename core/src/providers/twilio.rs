@@ -18,7 +18,7 @@ use super::{header, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{first_hmac_match, hmac_sha1, matches, sha256_hex};
+use crate::signature::{hmac_sha1, matches, sha256_hex, HashFn};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
@@ -112,9 +112,7 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Re
     let suffix = signed_suffix(req)?;
     url_variants(req.url)
         .iter()
-        .find_map(|url| {
-            first_hmac_match(scheme.secrets, &[&candidate], |key| hmac_sha1(key, &[url.as_bytes(), &suffix]))
-        })
+        .find_map(|url| scheme.first_hmac_match(HashFn::Sha1, &[&candidate], &[url.as_bytes(), &suffix]))
         .ok_or(Rejection::InvalidSignature)
 }
 

@@ -11,7 +11,7 @@ use super::{header, json_body, json_string, Handshake, Identity, Inbound, Scheme
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{check_tolerance, first_hmac_match, from_hex, hmac_sha256, to_hex};
+use crate::signature::{check_tolerance, from_hex, hmac_sha256, to_hex, HashFn};
 
 pub const SIGNATURE_HEADER: &str = "twitch-eventsub-message-signature";
 pub const ID_HEADER: &str = "twitch-eventsub-message-id";
@@ -21,8 +21,9 @@ pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 /// Twitch: "reject messages older than 10 minutes".
 pub const DEFAULT_TOLERANCE_SECS: u64 = 600;
 
-fn mac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {
-    hmac_sha256(key, &[id.as_bytes(), timestamp.as_bytes(), body])
+/// What is signed: the message id, the timestamp and the body, run together.
+fn signed<'a>(id: &'a str, timestamp: &'a str, body: &'a [u8]) -> [&'a [u8]; 3] {
+    [id.as_bytes(), timestamp.as_bytes(), body]
 }
 
 /// RFC 3339 to Unix seconds, strictly (`2019-11-16T10:11:12.634234626Z`).
@@ -38,7 +39,8 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s 
     };
     let timestamp = parse_rfc3339(&timestamp_text).ok_or(Rejection::InvalidSignature)?;
     let candidate = signature.strip_prefix("sha256=").and_then(from_hex::<32>).ok_or(Rejection::InvalidSignature)?;
-    let key = first_hmac_match(scheme.secrets, &[candidate], |key| mac(key, &id, &timestamp_text, req.body))
+    let key = scheme
+        .first_hmac_match(HashFn::Sha256, &[candidate], &signed(&id, &timestamp_text, req.body))
         .ok_or(Rejection::InvalidSignature)?;
     check_tolerance(timestamp, now, scheme.tolerance_secs)?;
     Ok(key)
@@ -61,7 +63,7 @@ pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {
     let timestamp = chrono::DateTime::from_timestamp(unsigned.timestamp, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let mac = mac(key.hmac_key().unwrap_or_default(), unsigned.id, &timestamp, unsigned.body);
+    let mac = hmac_sha256(key.hmac_key().unwrap_or_default(), &signed(unsigned.id, &timestamp, unsigned.body));
     HeaderList::new()
         .with("Twitch-Eventsub-Message-Id", unsigned.id)
         .with("Twitch-Eventsub-Message-Timestamp", timestamp)
