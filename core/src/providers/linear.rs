@@ -9,6 +9,7 @@
 use super::{header, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
+use crate::json_scan::{self, Member};
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{check_tolerance, from_hex, hmac_sha256, to_hex, HashFn};
 
@@ -18,7 +19,8 @@ pub const ORDERING: (&str, &str) = ("/data/id", "/data/updatedAt");
 pub const SIGNATURE_HEADER: &str = "linear-signature";
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 
-/// The one field of the body verification reads; the rest is skipped, not built into a tree.
+/// The one field of the body verification reads, when the fast scan cannot tell
+/// ([`json_scan`]); the rest is skipped, not built into a tree.
 #[derive(serde::Deserialize)]
 struct Signed {
     #[serde(rename = "webhookTimestamp")]
@@ -29,7 +31,12 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s 
     let signature = header(req, SIGNATURE_HEADER).ok_or(Rejection::MissingSignature)?;
     let candidate = from_hex::<32>(&signature).ok_or(Rejection::InvalidSignature)?;
     let key = scheme.first_hmac_match(HashFn::Sha256, &[candidate], &[req.body]).ok_or(Rejection::InvalidSignature)?;
-    let signed_ms = serde_json::from_slice::<Signed>(req.body).ok().and_then(|b| b.webhook_timestamp?.as_i64());
+    // The timestamp is read after the HMAC matched: the body is Linear's own JSON by then.
+    let signed_ms = match json_scan::top_level_member(req.body, "webhookTimestamp") {
+        Member::Found(raw) => serde_json::from_slice::<i64>(raw).ok(),
+        Member::Absent => None,
+        Member::Unsure => serde_json::from_slice::<Signed>(req.body).ok().and_then(|b| b.webhook_timestamp?.as_i64()),
+    };
     if let Some(ms) = signed_ms {
         check_tolerance(ms.div_euclid(1000), now, scheme.tolerance_secs)?;
     }
