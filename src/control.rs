@@ -79,7 +79,7 @@ pub enum AlertKind {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Op {
     Flags,
     SetFlag {

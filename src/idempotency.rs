@@ -29,7 +29,7 @@ use worker::{
 
 /// One operation on one record.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Op {
     /// `capture` is stored when the record is new (or has no capture yet).
     Begin {

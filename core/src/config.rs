@@ -551,15 +551,29 @@ fn bounded(
     Ok(value)
 }
 
-/// A destination or alert URL: `http://` or `https://`, a host, no whitespace or control bytes.
+/// A destination or alert URL: `http://` or `https://`, a host, no whitespace or control bytes,
+/// nothing but ASCII. The host may not be percent-encoded: the worker parses URLs with ASCII-only
+/// host names (an internationalised domain is written in its `xn--` form), and would otherwise
+/// only find out at delivery time.
 fn is_http_url(url: &str) -> bool {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
-    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/')) && url.bytes().all(|b| b.is_ascii_graphic())
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or_default());
+    host.is_some_and(|h| !h.is_empty() && !h.contains('%')) && url.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn destination_hosts_are_ascii_and_paths_may_be_encoded() {
+        for good in ["https://xn--bcher-kva.example/hook", "https://example.com/a%20b?x=%2F", "http://127.0.0.1:9/x"] {
+            assert!(is_http_url(good), "{good}");
+        }
+        for bad in ["https://bücher.example/", "https://b%C3%BCcher.example/", "https:///x", "https://", "ftp://x"] {
+            assert!(!is_http_url(bad), "{bad}");
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -611,6 +625,9 @@ mod tests {
             (r#"{"provider":"stripe","max_body_bytes":999999999999}"#, "max_body_bytes"),
             (r#"{"provider":"stripe","destination":"ftp://x"}"#, "destination"),
             (r#"{"provider":"stripe","destination":"https://a b"}"#, "destination"),
+            (r#"{"provider":"stripe","destination":"https://bücher.example/hook"}"#, "destination"),
+            (r#"{"provider":"stripe","destination":"https://b%C3%BCcher.example/hook"}"#, "destination"),
+            (r#"{"provider":"stripe","destination":"https://?x"}"#, "destination"),
             (r#"{"provider":"stripe","events":["ok",""]}"#, "events"),
             (r#"{"provider":"stripe","events":"invoice.*"}"#, "events"),
             (r#"{"provider":"stripe","max_attempts":0}"#, "max_attempts"),

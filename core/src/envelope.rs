@@ -20,8 +20,11 @@ const HEADER_LEN: usize = MAGIC.len() + 4;
 /// this size travel inline, larger bodies go to R2 (a claim check) and only their key travels.
 pub const MAX_INLINE_ENVELOPE: usize = 120 * 1024;
 
-/// Where the body of an event is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where the body of an event is. Its JSON is an object tagged by `kind` (in queue messages and
+/// stored rows, so it does not change); it is read through [`BodyRefFields`] rather than serde's
+/// internally tagged enums, which buffer every field through a generic content type (tens of KB
+/// of the wasm bundle).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BodyRef {
     /// After the metadata, in the envelope itself.
@@ -31,6 +34,32 @@ pub enum BodyRef {
     /// `len` bytes at `offset` of the R2 capture segment `key`: how resumed and replayed events
     /// refer to a body that the consumer captured.
     Segment { key: String, offset: u64, len: u64 },
+}
+
+/// A [`BodyRef`] as read: the tag and every field any kind has.
+#[derive(Deserialize)]
+struct BodyRefFields {
+    kind: String,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    offset: Option<u64>,
+    #[serde(default)]
+    len: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for BodyRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let fields = BodyRefFields::deserialize(d)?;
+        match (fields.kind.as_str(), fields.key, fields.offset, fields.len) {
+            ("inline", ..) => Ok(BodyRef::Inline),
+            ("stored", Some(key), _, Some(len)) => Ok(BodyRef::Stored { key, len }),
+            ("segment", Some(key), Some(offset), Some(len)) => Ok(BodyRef::Segment { key, offset, len }),
+            (kind, ..) => {
+                Err(serde::de::Error::custom(format!("a body reference of kind {kind:?} without its fields")))
+            }
+        }
+    }
 }
 
 impl BodyRef {
@@ -160,6 +189,31 @@ pub fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), EnvelopeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_references_keep_their_json() {
+        let cases = [
+            (BodyRef::Inline, r#"{"kind":"inline"}"#),
+            (BodyRef::Stored { key: "bodies/k".into(), len: 3 }, r#"{"kind":"stored","key":"bodies/k","len":3}"#),
+            (
+                BodyRef::Segment { key: "captures/s".into(), offset: 5, len: 3 },
+                r#"{"kind":"segment","key":"captures/s","offset":5,"len":3}"#,
+            ),
+        ];
+        for (body, json) in cases {
+            assert_eq!(serde_json::to_string(&body).unwrap(), json);
+            assert_eq!(serde_json::from_str::<BodyRef>(json).unwrap(), body);
+        }
+        for bad in [
+            r#"{"kind":"stored","key":"k"}"#,
+            r#"{"kind":"segment","key":"k","len":1}"#,
+            r#"{"kind":"x"}"#,
+            r#"{"key":"k"}"#,
+            "3",
+        ] {
+            assert!(serde_json::from_str::<BodyRef>(bad).is_err(), "{bad}");
+        }
+    }
     use proptest::prelude::*;
 
     fn meta(body: BodyRef) -> EventMeta {

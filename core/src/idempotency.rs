@@ -177,7 +177,7 @@ impl Message<'_> {
 
 /// The consumer's answer from `begin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "begin", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Begin {
     /// Deliver it; this message holds the lease.
     Go,
@@ -218,7 +218,7 @@ pub fn begin(record: Option<&Record>, message: Message<'_>, lease_ms: i64, clock
 
 /// How a delivery attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The destination answered 2xx (or there is no destination).
     Delivered,
@@ -256,7 +256,7 @@ pub fn finish(record: Option<&Record>, message_id: &str, outcome: Outcome, clock
 
 /// What `mark_dead` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "mark", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum DeadMark {
     /// The event is dead now: store the letter and alert.
     Marked,

@@ -199,22 +199,42 @@ mod series_list {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use std::collections::BTreeMap;
 
+    /// A series and its value, as one flat object. (Spelled out rather than `#[serde(flatten)]`:
+    /// flattening buffers every field through serde's generic content type, which costs the
+    /// wasm bundle tens of KB.)
     #[derive(Serialize, Deserialize)]
     struct Entry {
-        #[serde(flatten)]
-        series: Series,
+        source: String,
+        #[serde(rename = "type")]
+        event_type: String,
+        outcome: super::Outcome,
+        reason: String,
         value: u64,
     }
 
     pub fn serialize<S: Serializer>(map: &BTreeMap<Series, u64>, s: S) -> Result<S::Ok, S::Error> {
         map.iter()
-            .map(|(series, value)| Entry { series: series.clone(), value: *value })
+            .map(|(series, value)| Entry {
+                source: series.source.clone(),
+                event_type: series.event_type.clone(),
+                outcome: series.outcome,
+                reason: series.reason.clone(),
+                value: *value,
+            })
             .collect::<Vec<_>>()
             .serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Series, u64>, D::Error> {
-        Ok(Vec::<Entry>::deserialize(d)?.into_iter().map(|e| (e.series, e.value)).collect())
+        let entries = Vec::<Entry>::deserialize(d)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| {
+                let series =
+                    Series { source: e.source, event_type: e.event_type, outcome: e.outcome, reason: e.reason };
+                (series, e.value)
+            })
+            .collect())
     }
 }
 
