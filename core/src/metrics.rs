@@ -171,7 +171,7 @@ impl Metrics {
                 cumulative += h.buckets.get(i).copied().unwrap_or(0);
                 out.push_str(&format!(
                     "edgehook_delivery_latency_seconds_bucket{{source=\"{source}\",le=\"{}\"}} {cumulative}\n",
-                    *bound as f64 / 1000.0
+                    seconds(*bound)
                 ));
             }
             out.push_str(&format!(
@@ -180,12 +180,23 @@ impl Metrics {
             ));
             out.push_str(&format!(
                 "edgehook_delivery_latency_seconds_sum{{source=\"{source}\"}} {}\n",
-                h.sum_ms as f64 / 1000.0
+                seconds(h.sum_ms)
             ));
             out.push_str(&format!("edgehook_delivery_latency_seconds_count{{source=\"{source}\"}} {}\n", h.count));
         }
         out
     }
+}
+
+/// Milliseconds as seconds in the shortest decimal (`50` -> `0.05`, `1000` -> `1`), with integer
+/// arithmetic: formatting an `f64` would link the float formatter (14 KB of wasm) for this alone.
+fn seconds(ms: u64) -> String {
+    let (whole, frac) = (ms / 1000, ms % 1000);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{frac:03}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
 /// Label values escaped as the exposition format wants (`\`, `"`, newline).
@@ -265,6 +276,9 @@ mod tests {
             r#"edgehook_events_total{source="stripe",type="",outcome="rejected",reason="invalid_signature"} 1"#
         ));
         assert!(text.contains(r#"edgehook_delivery_latency_seconds_bucket{source="stripe",le="0.05"} 1"#));
+        for ms in [0, 1, 50, 100, 999, 1000, 2500, 60_000, 90_740, 123_456_789] {
+            assert_eq!(seconds(ms), (ms as f64 / 1000.0).to_string(), "{ms}");
+        }
         assert!(text.contains(r#"edgehook_delivery_latency_seconds_bucket{source="stripe",le="1"} 2"#));
         assert!(text.contains(r#"edgehook_delivery_latency_seconds_bucket{source="stripe",le="+Inf"} 3"#));
         assert!(text.contains(r#"edgehook_delivery_latency_seconds_sum{source="stripe"} 90.74"#));
