@@ -91,25 +91,77 @@ fn by_occurrences<'a>(body: &'a [u8], key: &[u8]) -> Option<Member<'a>> {
     Some(found.map_or(Member::Absent, Member::Found))
 }
 
-/// The nesting depth at `at`, following the structure from the start of the body.
+/// One step of a walk over a body's structure: the bytes that matter outside strings.
+#[derive(Clone, Copy)]
+enum Step {
+    /// `{` or `[`.
+    Open,
+    /// `}` or `]`.
+    Close(u8),
+    Comma,
+    /// A string, from its opening quote to its closing quote at `end`.
+    Str {
+        end: usize,
+    },
+    /// A string that never ends: the walk stops here.
+    Broken,
+}
+
+/// The structure of `body` from an index: each [`Step`] with the index it is at. String
+/// contents are jumped over with `memchr`; numbers, literals, colons and whitespace are skipped.
+struct Walk<'a> {
+    body: &'a [u8],
+    i: usize,
+}
+
+impl Iterator for Walk<'_> {
+    type Item = (usize, Step);
+
+    fn next(&mut self) -> Option<(usize, Step)> {
+        while self.i < self.body.len() {
+            let at = self.i;
+            self.i += 1;
+            let step = match self.body[at] {
+                b'"' => match string_end(self.body, at + 1) {
+                    Some(end) => {
+                        self.i = end + 1;
+                        Step::Str { end }
+                    }
+                    None => {
+                        self.i = self.body.len();
+                        Step::Broken
+                    }
+                },
+                b'{' | b'[' => Step::Open,
+                close @ (b'}' | b']') => Step::Close(close),
+                b',' => Step::Comma,
+                _ => continue,
+            };
+            return Some((at, step));
+        }
+        None
+    }
+}
+
+fn walk(body: &[u8], from: usize) -> Walk<'_> {
+    Walk { body, i: from }
+}
+
+/// The nesting depth at `at` (the start of a string), following the structure from the start.
 fn depth_at(body: &[u8], at: usize) -> Option<usize> {
     let mut depth = 0usize;
-    let mut i = 0;
-    while i < at {
-        match body[i] {
-            b'"' => i = string_end(body, i + 1)? + 1,
-            b'{' | b'[' => {
-                depth += 1;
-                i += 1;
-            }
-            b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
-                i += 1;
-            }
-            _ => i += 1,
+    for (i, step) in walk(body, 0) {
+        if i >= at {
+            return (i == at).then_some(depth);
+        }
+        match step {
+            Step::Open => depth += 1,
+            Step::Close(_) => depth = depth.checked_sub(1)?,
+            Step::Broken => return None,
+            Step::Comma | Step::Str { .. } => {}
         }
     }
-    (i == at).then_some(depth)
+    None
 }
 
 /// From just after a member's colon: the member's value, and whether the object holding the
@@ -118,44 +170,36 @@ fn depth_at(body: &[u8], at: usize) -> Option<usize> {
 fn member_value(body: &[u8], from: usize, value_only: bool) -> Option<(&[u8], bool)> {
     let mut depth = 1usize; // the object holding the member
     let mut value_end = None;
-    let mut i = from;
-    while i < body.len() {
-        match body[i] {
-            b'"' => i = string_end(body, i + 1)? + 1,
-            b'{' | b'[' => {
-                depth += 1;
-                i += 1;
-            }
-            b'}' | b']' => {
-                if depth == 1 && value_end.is_none() {
-                    value_end = Some(i);
-                    if value_only {
-                        return Some((trim(&body[from..i]), false));
-                    }
-                }
-                depth -= 1;
-                i += 1;
-                if depth == 0 {
-                    let last = body[i..].iter().all(|&b| is_space(b));
-                    return Some((trim(&body[from..value_end?]), last));
-                }
-            }
-            b',' if depth == 1 && value_end.is_none() => {
+    for (i, step) in walk(body, from) {
+        match step {
+            Step::Open => depth += 1,
+            Step::Close(_) | Step::Comma if depth == 1 && value_end.is_none() => {
                 if value_only {
                     return Some((trim(&body[from..i]), false));
                 }
                 value_end = Some(i);
-                i += 1;
+                if matches!(step, Step::Close(_)) {
+                    let last = body[i + 1..].iter().all(|&b| is_space(b));
+                    return Some((trim(&body[from..i]), last));
+                }
             }
-            _ => i += 1,
+            Step::Close(_) => {
+                depth -= 1;
+                if depth == 0 {
+                    let last = body[i + 1..].iter().all(|&b| is_space(b));
+                    return Some((trim(&body[from..value_end?]), last));
+                }
+            }
+            Step::Broken => return None,
+            Step::Comma | Step::Str { .. } => {}
         }
     }
     None
 }
 
 fn scan<'a>(body: &'a [u8], key: &[u8]) -> Option<Member<'a>> {
-    let mut i = body.iter().position(|&b| !is_space(b))?;
-    if body[i] != b'{' {
+    let start = body.iter().position(|&b| !is_space(b))?;
+    if body[start] != b'{' {
         return None;
     }
     let mut depth = 0usize;
@@ -165,46 +209,34 @@ fn scan<'a>(body: &'a [u8], key: &[u8]) -> Option<Member<'a>> {
     let mut value_start: Option<usize> = None;
     let mut found: Option<&[u8]> = None;
     let mut wanted_key_seen = false;
-    while i < body.len() {
-        match body[i] {
-            b'"' => {
-                let end = string_end(body, i + 1)?;
-                if depth == 1 && expecting_key {
-                    let name = &body[i + 1..end];
-                    // An escaped name might spell the key: decoding it is for a parser.
-                    if name.contains(&b'\\')
-                        && serde_json::from_slice::<String>(&body[i..=end]).map_or(true, |n| n.as_bytes() == key)
-                    {
+    for (i, step) in walk(body, start) {
+        match step {
+            Step::Str { end } if depth == 1 && expecting_key => {
+                expecting_key = false;
+                let name = &body[i + 1..end];
+                // An escaped name might spell the key: decoding it is for a parser.
+                if name.contains(&b'\\')
+                    && serde_json::from_slice::<String>(&body[i..=end]).map_or(true, |n| n.as_bytes() == key)
+                {
+                    return None;
+                }
+                if name == key {
+                    if wanted_key_seen {
+                        return None; // twice: a parser would refuse or pick one; let it decide
+                    }
+                    wanted_key_seen = true;
+                    let colon = end + 1 + body.get(end + 1..)?.iter().position(|&b| !is_space(b))?;
+                    if body[colon] != b':' {
                         return None;
                     }
-                    if name == key {
-                        if wanted_key_seen {
-                            return None; // twice: a parser would refuse or pick one; let it decide
-                        }
-                        wanted_key_seen = true;
-                        let colon = end + 1 + body.get(end + 1..)?.iter().position(|&b| !is_space(b))?;
-                        if body[colon] != b':' {
-                            return None;
-                        }
-                        value_start = Some(colon + 1);
-                        i = colon + 1;
-                        expecting_key = false;
-                        continue;
-                    }
-                    expecting_key = false;
+                    value_start = Some(colon + 1);
                 }
-                i = end + 1;
             }
-            b'{' => {
+            Step::Open => {
                 depth += 1;
                 expecting_key = depth == 1;
-                i += 1;
             }
-            b'[' => {
-                depth += 1;
-                i += 1;
-            }
-            close @ (b'}' | b']') => {
+            Step::Close(close) => {
                 if depth == 1 {
                     if close != b'}' {
                         return None;
@@ -214,27 +246,26 @@ fn scan<'a>(body: &'a [u8], key: &[u8]) -> Option<Member<'a>> {
                     }
                 }
                 depth = depth.checked_sub(1)?;
-                i += 1;
                 if depth == 0 {
                     // The object is closed: nothing but whitespace may follow.
-                    if !body[i..].iter().all(|&b| is_space(b)) {
+                    if !body[i + 1..].iter().all(|&b| is_space(b)) {
                         return None;
                     }
-                    return Some(match found {
-                        Some(value) if !value.is_empty() => Member::Found(value),
-                        Some(_) => return None,
-                        None => Member::Absent,
-                    });
+                    return match found {
+                        Some(value) if !value.is_empty() => Some(Member::Found(value)),
+                        Some(_) => None,
+                        None => Some(Member::Absent),
+                    };
                 }
             }
-            b',' if depth == 1 => {
+            Step::Comma if depth == 1 => {
                 if let Some(start) = value_start.take() {
                     found = Some(trim(&body[start..i]));
                 }
                 expecting_key = true;
-                i += 1;
             }
-            _ => i += 1,
+            Step::Broken => return None,
+            Step::Comma | Step::Str { .. } => {}
         }
     }
     None // never closed
