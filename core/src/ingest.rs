@@ -128,9 +128,9 @@ pub fn mac_requests(source: &SourceConfig, request: Request<'_>, body: &[u8], no
 }
 
 /// [`verify`], with the HMACs `computed` elsewhere for the requests [`mac_requests`] returned.
-/// Whatever `computed` holds, the result is that of [`verify`]: an HMAC is taken from it only
-/// for exactly the request it was computed for (see [`KnownMacs`]), and the rest are computed
-/// here.
+/// Provided each computed HMAC is right, the result is that of [`verify`], whichever requests
+/// `computed` covers: an HMAC is taken from it only for exactly the request it was computed for
+/// (see [`KnownMacs`]), and the rest are computed here.
 pub fn verify_with(
     source: &SourceConfig,
     request: Request<'_>,
