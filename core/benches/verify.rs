@@ -11,10 +11,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use edgehook_core::headers::HeaderList;
-use edgehook_core::providers::generic::{Algorithm, Encoding, GenericScheme, Locator};
+use edgehook_core::providers::generic::{Encoding, GenericScheme, Locator};
 use edgehook_core::providers::{Inbound, Provider, Scheme, Unsigned};
 use edgehook_core::secret::{Secret, SecretEncoding, SecretSet, SigningKey};
-use edgehook_core::signature::{hmac_sha1, hmac_sha256, hmac_sha512};
+use edgehook_core::signature::{hmac_sha1, hmac_sha256, hmac_sha512, HashFn};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -107,7 +107,7 @@ fn form_body(size: usize) -> Vec<u8> {
 fn generic_scheme() -> GenericScheme {
     GenericScheme {
         header: "x-signature".into(),
-        algorithm: Algorithm::Sha512,
+        algorithm: HashFn::Sha512,
         encoding: Encoding::Base64,
         prefix: "v=".into(),
         timestamp_header: Some("x-timestamp".into()),

@@ -8,10 +8,11 @@
 use crate::error::Rejection;
 use crate::ordering::{Locator as VersionAt, Ordering, StalePolicy};
 use crate::pattern::Pattern;
-use crate::providers::generic::{Algorithm, Encoding, GenericScheme, Locator};
+use crate::providers::generic::{Encoding, GenericScheme, Locator};
 use crate::providers::Provider;
 use crate::retry::{RetryPolicy, MAX_QUEUE_DELAY_SECS};
 use crate::secret::{self, Secret, SecretEncoding, SecretSet};
+use crate::signature::HashFn;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -505,8 +506,8 @@ fn parse_generic(name: &str, map: &Map<String, Value>) -> Result<GenericScheme, 
         }
     };
     let algorithm = match field::<String>(map, name, "algorithm")? {
-        None => Algorithm::Sha256,
-        Some(a) => Algorithm::parse(&a).ok_or_else(|| err("algorithm", "must be sha256, sha1 or sha512"))?,
+        None => HashFn::Sha256,
+        Some(a) => HashFn::parse(&a).ok_or_else(|| err("algorithm", "must be sha256, sha1 or sha512"))?,
     };
     let encoding = match field::<String>(map, name, "encoding")? {
         None => Encoding::Hex,
@@ -732,7 +733,7 @@ mod tests {
             g,
             GenericScheme {
                 header: "x-sig".into(),
-                algorithm: Algorithm::Sha1,
+                algorithm: HashFn::Sha1,
                 encoding: Encoding::Base64,
                 prefix: "sha1=".into(),
                 timestamp_header: Some("x-ts".into()),
@@ -741,7 +742,7 @@ mod tests {
             }
         );
         let h = c.source("h").unwrap().generic.clone().unwrap();
-        assert_eq!((h.algorithm, h.encoding, h.id, h.prefix.as_str()), (Algorithm::Sha256, Encoding::Hex, None, ""));
+        assert_eq!((h.algorithm, h.encoding, h.id, h.prefix.as_str()), (HashFn::Sha256, Encoding::Hex, None, ""));
         let cases = [
             (r#"{"provider":"generic"}"#, "header"),
             (r#"{"provider":"generic","header":"a b"}"#, "header"),

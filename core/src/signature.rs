@@ -38,6 +38,16 @@ pub enum HashFn {
 }
 
 impl HashFn {
+    /// The hash a `generic` source's `algorithm` names.
+    pub fn parse(name: &str) -> Option<HashFn> {
+        match name {
+            "sha256" => Some(HashFn::Sha256),
+            "sha1" => Some(HashFn::Sha1),
+            "sha512" => Some(HashFn::Sha512),
+            _ => None,
+        }
+    }
+
     /// The name Web Crypto knows it by.
     pub fn web_crypto_name(self) -> &'static str {
         match self {

@@ -4,14 +4,15 @@
 
 use arbitrary::Unstructured;
 use edgehook_core::headers::HeaderList;
-use edgehook_core::providers::generic::{Algorithm, Encoding, GenericScheme, Locator};
+use edgehook_core::providers::generic::{Encoding, GenericScheme, Locator};
+use edgehook_core::signature::HashFn;
 use edgehook_core::providers::{Inbound, Provider, Scheme, Unsigned};
 use edgehook_core::secret::{SecretSet, SigningKey};
 
 fn generic() -> GenericScheme {
     GenericScheme {
         header: "x-signature".into(),
-        algorithm: Algorithm::Sha256,
+        algorithm: HashFn::Sha256,
         encoding: Encoding::Base64,
         prefix: "v1=".into(),
         timestamp_header: Some("x-timestamp".into()),

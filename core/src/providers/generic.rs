@@ -22,14 +22,6 @@ use base64::Engine;
 
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 
-/// The HMAC's hash function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    Sha256,
-    Sha1,
-    Sha512,
-}
-
 /// How the MAC is written in the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -48,35 +40,13 @@ pub enum Locator {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenericScheme {
     pub header: String,
-    pub algorithm: Algorithm,
+    /// The HMAC's hash function.
+    pub algorithm: HashFn,
     pub encoding: Encoding,
     pub prefix: String,
     pub timestamp_header: Option<String>,
     pub id: Option<Locator>,
     pub event_type: Option<Locator>,
-}
-
-impl Algorithm {
-    pub fn parse(name: &str) -> Option<Algorithm> {
-        match name {
-            "sha256" => Some(Algorithm::Sha256),
-            "sha1" => Some(Algorithm::Sha1),
-            "sha512" => Some(Algorithm::Sha512),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn hash(self) -> HashFn {
-        match self {
-            Algorithm::Sha256 => HashFn::Sha256,
-            Algorithm::Sha1 => HashFn::Sha1,
-            Algorithm::Sha512 => HashFn::Sha512,
-        }
-    }
-
-    fn mac(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-        self.hash().hmac(key, parts)
-    }
 }
 
 impl Encoding {
@@ -150,8 +120,7 @@ pub fn verify<'s>(
         Some((text, _)) => &[text.as_bytes(), b".", req.body],
         None => &[req.body],
     };
-    let key =
-        scheme.first_hmac_match(generic.algorithm.hash(), &[candidate], signed).ok_or(Rejection::InvalidSignature)?;
+    let key = scheme.first_hmac_match(generic.algorithm, &[candidate], signed).ok_or(Rejection::InvalidSignature)?;
     if let Some((_, seconds)) = timestamp {
         check_tolerance(seconds, now, scheme.tolerance_secs)?;
     }
@@ -174,9 +143,9 @@ pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>, generic: &GenericScheme) -
         Some(name) => {
             let timestamp = unsigned.timestamp.to_string();
             headers.push(name.clone(), timestamp.clone());
-            generic.algorithm.mac(key, &[timestamp.as_bytes(), b".", unsigned.body])
+            generic.algorithm.hmac(key, &[timestamp.as_bytes(), b".", unsigned.body])
         }
-        None => generic.algorithm.mac(key, &[unsigned.body]),
+        None => generic.algorithm.hmac(key, &[unsigned.body]),
     };
     headers.push(generic.header.clone(), format!("{}{}", generic.prefix, generic.encoding.encode(&mac)));
     if let Some(Locator::Header(name)) = &generic.id {
@@ -194,7 +163,7 @@ mod tests {
     fn scheme(timestamp: bool) -> GenericScheme {
         GenericScheme {
             header: "x-sig".into(),
-            algorithm: Algorithm::Sha512,
+            algorithm: HashFn::Sha512,
             encoding: Encoding::Base64,
             prefix: "sha512=".into(),
             timestamp_header: timestamp.then(|| "x-ts".into()),
@@ -208,7 +177,7 @@ mod tests {
         // printf '%s' 'hello' | openssl dgst -sha1 -hmac key  => b34ceac4516ff23a143e61d79d0fa7a4fbe5f266
         let generic = GenericScheme {
             header: "x-sig".into(),
-            algorithm: Algorithm::Sha1,
+            algorithm: HashFn::Sha1,
             encoding: Encoding::Hex,
             prefix: String::new(),
             timestamp_header: None,

@@ -281,7 +281,7 @@ impl Provider {
         match self {
             Provider::Twilio | Provider::Mailgun | Provider::Gitlab | Provider::Discord | Provider::Sendgrid => None,
             Provider::Intercom | Provider::Vercel => Some(HashFn::Sha1),
-            Provider::Generic => generic.map(|g| g.algorithm.hash()),
+            Provider::Generic => generic.map(|g| g.algorithm),
             _ => Some(HashFn::Sha256),
         }
     }

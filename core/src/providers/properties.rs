@@ -5,11 +5,11 @@
 //! Two providers sign less than the body, by design, and are checked for what they do sign:
 //! GitLab's token covers nothing but itself, Mailgun's signature covers its timestamp and token.
 
-use super::generic::{Algorithm, Encoding, GenericScheme, Locator};
+use super::generic::{Encoding, GenericScheme, Locator};
 use super::{Inbound, Provider, Scheme, Unsigned};
 use crate::headers::HeaderList;
 use crate::secret::{SecretEncoding, SecretSet, SigningKey};
-use crate::signature::{KnownMacs, RecordMacs};
+use crate::signature::{HashFn, KnownMacs, RecordMacs};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use proptest::prelude::*;
@@ -78,7 +78,7 @@ fn shaped_body(provider: Provider, raw: &[u8]) -> Vec<u8> {
 fn generic_scheme() -> GenericScheme {
     GenericScheme {
         header: "x-signature".into(),
-        algorithm: Algorithm::Sha512,
+        algorithm: HashFn::Sha512,
         encoding: Encoding::Base64,
         prefix: "v=".into(),
         timestamp_header: Some("x-timestamp".into()),
