@@ -25,14 +25,15 @@ fn js(e: JsValue) -> Error {
     Error::JsError(format!("Web Crypto: {}", e.as_string().unwrap_or_else(|| format!("{e:?}"))))
 }
 
-fn subtle() -> Result<(JsValue, impl Fn(&str) -> Result<Function>)> {
+/// `crypto.subtle`.
+fn subtle() -> Result<JsValue> {
     let crypto = Reflect::get(&js_sys::global(), &"crypto".into()).map_err(js)?;
-    let subtle = Reflect::get(&crypto, &"subtle".into()).map_err(js)?;
-    let for_methods = subtle.clone();
-    let method = move |name: &str| -> Result<Function> {
-        Ok(Reflect::get(&for_methods, &name.into()).map_err(js)?.unchecked_into())
-    };
-    Ok((subtle, method))
+    Reflect::get(&crypto, &"subtle".into()).map_err(js)
+}
+
+/// `subtle[name]`, to call with `subtle` as `this`.
+fn method(subtle: &JsValue, name: &str) -> Result<Function> {
+    Ok(Reflect::get(subtle, &name.into()).map_err(js)?.unchecked_into())
 }
 
 /// The `CryptoKey` for HMAC with `hash` under `key`, imported once per isolate.
@@ -42,13 +43,13 @@ async fn crypto_key(hash: HashFn, key: &[u8]) -> Result<JsValue> {
     {
         return Ok(found);
     }
-    let (subtle, method) = subtle()?;
+    let subtle = subtle()?;
     let algorithm = Object::new();
     Reflect::set(&algorithm, &"name".into(), &"HMAC".into()).map_err(js)?;
     Reflect::set(&algorithm, &"hash".into(), &hash.web_crypto_name().into()).map_err(js)?;
     let usages = Array::of1(&"sign".into());
     let args = Array::of5(&"raw".into(), &Uint8Array::from(key), &algorithm, &false.into(), &usages);
-    let imported: Promise = method("importKey")?.apply(&subtle, &args).map_err(js)?.unchecked_into();
+    let imported: Promise = method(&subtle, "importKey")?.apply(&subtle, &args).map_err(js)?.unchecked_into();
     let crypto_key = JsFuture::from(imported).await.map_err(js)?;
     KEYS.with(|k| {
         let mut keys = k.borrow_mut();
@@ -63,8 +64,8 @@ async fn crypto_key(hash: HashFn, key: &[u8]) -> Result<JsValue> {
 /// Computes every requested HMAC with Web Crypto, all at once; `body` is the request's body
 /// (the requests' [`Part::Body`](edgehook_core::signature::Part::Body)).
 pub async fn hmacs(requests: Vec<MacRequest>, body: &[u8]) -> Result<Vec<(MacRequest, Vec<u8>)>> {
-    let (subtle, method) = subtle()?;
-    let sign = method("sign")?;
+    let subtle = subtle()?;
+    let sign = method(&subtle, "sign")?;
     let mut signing = Vec::with_capacity(requests.len());
     for request in &requests {
         let key = crypto_key(request.hash, &request.key).await?;

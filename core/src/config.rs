@@ -132,12 +132,8 @@ pub struct SourceConfig {
 impl SourceConfig {
     /// What the provider needs to verify this source's requests.
     pub fn scheme(&self) -> crate::providers::Scheme<'_> {
-        crate::providers::Scheme {
-            secrets: &self.secrets,
-            tolerance_secs: self.tolerance_secs,
-            generic: self.generic.as_ref(),
-            macs: &crate::signature::NativeMacs,
-        }
+        let scheme = crate::providers::Scheme::new(&self.secrets, self.tolerance_secs);
+        crate::providers::Scheme { generic: self.generic.as_ref(), ..scheme }
     }
 }
 

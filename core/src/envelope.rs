@@ -189,6 +189,7 @@ pub fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), EnvelopeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn body_references_keep_their_json() {
@@ -214,7 +215,6 @@ mod tests {
             assert!(serde_json::from_str::<BodyRef>(bad).is_err(), "{bad}");
         }
     }
-    use proptest::prelude::*;
 
     fn meta(body: BodyRef) -> EventMeta {
         EventMeta {

@@ -286,7 +286,7 @@ fn padded_sample(provider: Provider, id: &str, size: usize) -> Vec<u8> {
 fn web_crypto_macs(worker: &crate::harness::Worker, source: &str) -> u64 {
     let reply = worker.get(&format!("/__faults/web-crypto?source={source}"), &HeaderList::new());
     assert_eq!(reply.status, 200, "{}", reply.body);
-    serde_json::from_str::<serde_json::Value>(&reply.body).unwrap()["macs"].as_u64().unwrap()
+    reply.json()["macs"].as_u64().unwrap()
 }
 
 /// For large bodies, the HMACs of providers signing the body are computed by Web Crypto, in two
@@ -302,13 +302,13 @@ fn large_bodies_are_verified_by_web_crypto(w: &World) {
     let body_path = dir.join("body.json");
     let body_file = body_path.to_str().unwrap();
     let mut checked = 0;
-    // The CLI's generic source signs with HMAC-SHA512.
-    let generic = edgehook_core::config::Config::load(
-        Some(r#"{"g":{"provider":"generic","header":"X-Sample-Signature","algorithm":"sha512"}}"#),
-        &|_| Some("s".into()),
-    );
-    let generic = generic.source("g").unwrap().generic.clone();
-    let hmac_over_body = |p: &Provider| p.body_hmac(generic.as_ref()).is_some();
+    // The CLI sources' configuration, as the worker reads it (the generic one signs with SHA-512).
+    let var = |name: &str| w.cli_vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let config = edgehook_core::config::Config::load(var("SOURCES").as_deref(), &var);
+    let hmac_over_body = |p: &Provider| {
+        let source = config.source(&cli_source(*p)).expect("every provider has a CLI source");
+        p.body_hmac(source.generic.as_ref()).is_some()
+    };
     for provider in Provider::ALL.into_iter().filter(hmac_over_body) {
         let source = cli_source(provider);
         for (worker, counted) in [(&w.ops, true), (&w.main, false)] {
