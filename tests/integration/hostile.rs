@@ -131,8 +131,24 @@ fn path_for(provider: &ProviderLine, url: &str) -> String {
 }
 
 /// Sends one request over a fresh connection, exactly as given; `(status, whole answer)`, with
-/// status 0 when the server closed the connection without answering.
+/// status 0 when the server closed the connection without answering. Sent again, as a provider
+/// would, when `wrangler dev`'s own proxy lost it on the way to workerd (see
+/// [`is_dev_proxy_failure`](crate::harness::is_dev_proxy_failure)): that answer is not edgehook's.
 fn send_raw(worker: &Worker, provider: &ProviderLine, request: &Request) -> (u16, String) {
+    let mut reply = send_once(worker, provider, request);
+    for _ in 0..3 {
+        let body = reply.1.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        if !crate::harness::is_dev_proxy_failure(reply.0, body) {
+            break;
+        }
+        eprintln!("hostile corpus: wrangler's proxy lost a request; sending it again");
+        std::thread::sleep(Duration::from_millis(500));
+        reply = send_once(worker, provider, request);
+    }
+    reply
+}
+
+fn send_once(worker: &Worker, provider: &ProviderLine, request: &Request) -> (u16, String) {
     use base64::Engine;
     let body = base64::engine::general_purpose::STANDARD.decode(&request.body).unwrap();
     let address = worker.base.trim_start_matches("http://");
