@@ -79,9 +79,30 @@ fn json_body(size: usize) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// A form body of exactly `size` bytes as Twilio sends one: visible ASCII, percent escapes
-/// (including multi-byte UTF-8), many parameters.
+/// A form body of exactly `size` bytes as Twilio sends an SMS: its usual parameters, with the
+/// bulk in the message text, encoded as Twilio encodes it (spaces as `+`, punctuation and
+/// non-ASCII as escapes).
 fn form_body(size: usize) -> Vec<u8> {
+    let head = "ToCountry=US&ToState=CA&SmsMessageSid=SM0123456789abcdef0123456789abcdef&NumMedia=0\
+        &ToCity=SAN+FRANCISCO&FromZip=94105&SmsSid=SM0123456789abcdef0123456789abcdef&FromState=CA\
+        &SmsStatus=received&FromCity=SAN+FRANCISCO&FromCountry=US&To=%2B15550001111&ToZip=94105\
+        &NumSegments=1&MessageSid=SM0123456789abcdef0123456789abcdef&AccountSid=AC0123456789abcdef0123456789abcdef\
+        &From=%2B15550002222&ApiVersion=2010-04-01&Body=";
+    let text = "Hi%2C+the+parcel+arrived+today+at+the+front+desk.+Can+you+pick+it+up+before+6pm%3F+\
+        Thanks%21+%F0%9F%93%A6+";
+    let mut out = String::with_capacity(size);
+    out.push_str(head);
+    while out.len() + text.len() <= size {
+        out.push_str(text);
+    }
+    out.extend(std::iter::repeat_n('x', size - out.len()));
+    assert_eq!(out.len(), size);
+    out.into_bytes()
+}
+
+/// The worst case for Twilio's scheme: a form of exactly `size` bytes made of many short
+/// parameters dense with escapes, every one of which must be decoded and sorted.
+fn many_params_form_body(size: usize) -> Vec<u8> {
     let pad = "&Pad=";
     let mut out = String::with_capacity(size);
     let mut i = 0;
@@ -165,11 +186,16 @@ struct Case {
 
 impl Case {
     fn new(name: &'static str, provider: Provider, asymmetric: bool, size: usize) -> Case {
-        let (key, secrets) = keys(provider, asymmetric);
         let body = match provider {
             Provider::Twilio => form_body(size),
             _ => json_body(size),
         };
+        Case::with_body(name, provider, asymmetric, body)
+    }
+
+    fn with_body(name: &'static str, provider: Provider, asymmetric: bool, body: Vec<u8>) -> Case {
+        let size = body.len();
+        let (key, secrets) = keys(provider, asymmetric);
         let generic = (provider == Provider::Generic).then(generic_scheme);
         let unsigned = Unsigned { method: "POST", url: URL, body: &body, id: EVENT_ID, timestamp: NOW };
         let signed = provider.sign(&key, unsigned, generic.as_ref());
@@ -195,6 +221,7 @@ impl Case {
 fn cases(size: usize) -> Vec<Case> {
     let mut cases: Vec<Case> = Provider::ALL.iter().map(|&p| Case::new(p.name(), p, false, size)).collect();
     cases.push(Case::new("standard_v1a", Provider::Standard, true, size));
+    cases.push(Case::with_body("twilio_many", Provider::Twilio, false, many_params_form_body(size)));
     cases
 }
 
