@@ -4,6 +4,9 @@
 //! (header parsing, decoding, copies, body parsing). `scripts/bench-verify` runs this and prints
 //! the ratios.
 //!
+//! `lookup/<size>/{value,json_path}` reads two fields of a JSON body by pointer, by building a
+//! `serde_json::Value` and with `json_path::scalars`.
+//!
 //! Every request is signed with `Provider::sign` and checked once, outside the timed loop, to
 //! verify: a benchmark of a rejection would measure nothing.
 
@@ -264,7 +267,21 @@ fn bench(c: &mut Criterion) {
         }
         group.finish();
 
+        // Reading an event's fields out of its JSON body (ids, types, ordering), as a
+        // `serde_json::Value` did before `json_path` and as `json_path` does now.
         let body = json_body(size);
+        let pointers = ["/type", "/data/items/0/email"];
+        let by_value = |body: &[u8]| {
+            let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+            Some(pointers.map(|p| value.pointer(p).and_then(|v| v.as_str()).map(str::to_owned)))
+        };
+        assert_eq!(by_value(&body), edgehook_core::json_path::scalars(&body, pointers));
+        let mut group = c.benchmark_group(format!("lookup/{label}"));
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function("value", |b| b.iter(|| by_value(black_box(&body))));
+        group.bench_function("json_path", |b| b.iter(|| edgehook_core::json_path::scalars(black_box(&body), pointers)));
+        group.finish();
+
         let mut group = c.benchmark_group(format!("bare/{label}"));
         group.throughput(Throughput::Bytes(size as u64));
         for bare in Bare::ALL {

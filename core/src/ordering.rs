@@ -13,6 +13,7 @@
 //! timestamps, which become milliseconds), and as text otherwise.
 
 use crate::headers::Headers;
+use crate::json_path;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering as Cmp;
 
@@ -115,11 +116,15 @@ impl Ordering {
     /// version that is a timestamp more than [`MAX_HEADER_LEAD_MS`] ahead of `now_ms` is not
     /// used (the event is then simply not ordered).
     pub fn position(&self, headers: &dyn Headers, body: &[u8], now_ms: i64) -> Option<Position> {
-        let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-        let at = |pointer: &str| json.as_ref().and_then(|j| scalar(j.pointer(pointer)?));
-        let entity = at(&self.entity).filter(|e| !e.is_empty() && e.len() <= MAX_ENTITY_LEN)?;
+        // Both pointers in one walk of the body, which is not built (`json_path`).
+        let version_pointer = match &self.version {
+            Locator::Pointer(p) => p.as_str(),
+            Locator::Header(_) => "",
+        };
+        let [entity, version_at] = json_path::scalars(body, [&self.entity, version_pointer])?;
+        let entity = entity.filter(|e| !e.is_empty() && e.len() <= MAX_ENTITY_LEN)?;
         let version = match &self.version {
-            Locator::Pointer(p) => at(p),
+            Locator::Pointer(_) => version_at,
             Locator::Header(h) => headers
                 .get(h)
                 .map(|v| v.trim().to_owned())
@@ -133,14 +138,6 @@ impl Ordering {
 /// The storage key of an entity's newest delivered version.
 pub fn entity_key(source: &str, entity: &str) -> String {
     format!("v:{source}:{entity}")
-}
-
-fn scalar(value: &serde_json::Value) -> Option<String> {
-    match value {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// Milliseconds since the Unix epoch of an RFC 3339 timestamp (`2024-05-01T12:00:00.123Z`,

@@ -1,6 +1,7 @@
 #![no_main]
 //! Fuzzes ordering's reading of events: JSON pointers (entity and version) into arbitrary
-//! bodies, header versions with RFC 3339 parsing, and version comparison.
+//! bodies, header versions with RFC 3339 parsing, and version comparison; and checks that
+//! `json_path::scalars` finds exactly what parsing into a `serde_json::Value` finds.
 //! Input: `<entity pointer>\0<version pointer or header>\0<header value>\0<body>`.
 
 use edgehook_core::headers::HeaderList;
@@ -11,6 +12,14 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let text = |part: Option<&[u8]>| String::from_utf8_lossy(part.unwrap_or_default()).into_owned();
     let (entity, version, header) = (text(parts.next()), text(parts.next()), text(parts.next()));
     let body = parts.next().unwrap_or_default();
+    let by_value = serde_json::from_slice::<serde_json::Value>(body).ok().map(|value| {
+        [entity.as_str(), version.as_str()].map(|p| match value.pointer(p) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        })
+    });
+    assert_eq!(edgehook_core::json_path::scalars(body, [&entity, &version]), by_value);
     let _ = rfc3339_ms(&header);
     let Some(version) = Locator::parse(&version) else { return };
     let header_name = match &version {

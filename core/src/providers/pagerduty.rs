@@ -3,9 +3,10 @@
 //! are ignored. No timestamp is signed.
 //! Event id: body `event.id`. Event type: body `event.event_type` (`incident.triggered`).
 
-use super::{header, json_body, json_string, Identity, Inbound, Scheme, Unsigned};
+use super::{header, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
+use crate::json_path::scalars;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{from_hex, hmac_sha256, to_hex, HashFn};
 
@@ -20,9 +21,8 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Re
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
-    let body = json_body(req.body).ok_or(Rejection::MalformedRequest)?;
-    let id = json_string(&body, "/event/id").ok_or(Rejection::MalformedRequest)?;
-    Ok(Identity { id, event_type: json_string(&body, "/event/event_type") })
+    let [id, event_type] = scalars(req.body, ["/event/id", "/event/event_type"]).ok_or(Rejection::MalformedRequest)?;
+    Ok(Identity { id: id.ok_or(Rejection::MalformedRequest)?, event_type })
 }
 
 pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {

@@ -3,9 +3,10 @@
 //! used. Event id: `Request-ID` (per send: a retry from Sentry may carry a new one). Event type:
 //! `Sentry-Hook-Resource`, plus `.<action>` when the body has one (`issue.created`).
 
-use super::{header, json_body, json_string, Identity, Inbound, Scheme, Unsigned};
+use super::{header, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
+use crate::json_path::scalars;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{from_hex, hmac_sha256, to_hex, HashFn};
 
@@ -21,7 +22,7 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Re
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
     let id = header(req, "request-id").ok_or(Rejection::MalformedRequest)?;
     let resource = header(req, "sentry-hook-resource");
-    let action = json_body(req.body).and_then(|b| json_string(&b, "/action"));
+    let action = scalars(req.body, ["/action"]).and_then(|[action]| action);
     let event_type = match (resource, action) {
         (Some(resource), Some(action)) => Some(format!("{resource}.{action}")),
         (resource, _) => resource,

@@ -6,9 +6,10 @@
 //! without one (slash commands, interactivity) use the SHA-256 of the body, so Slack's retries
 //! (`X-Slack-Retry-Num`) of them still deduplicate. Event type: `event.type`, else `type`.
 
-use super::{header, json_body, json_string, Handshake, Identity, Inbound, Scheme, Unsigned};
+use super::{header, Handshake, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
+use crate::json_path::scalars;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{check_tolerance, from_hex, hmac_sha256, parse_timestamp, sha256_hex, to_hex, HashFn};
 
@@ -47,21 +48,17 @@ pub(super) fn verify_v0<'s>(
 }
 
 pub fn handshake(req: Inbound<'_>) -> Option<Handshake> {
-    let body = json_body(req.body)?;
-    if json_string(&body, "/type").as_deref() != Some("url_verification") {
+    let [kind, challenge] = scalars(req.body, ["/type", "/challenge"])?;
+    if kind.as_deref() != Some("url_verification") {
         return None;
     }
-    let challenge = json_string(&body, "/challenge")?;
+    let challenge = challenge?;
     Some(Handshake { status: 200, content_type: "text/plain", body: challenge.into_bytes() })
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
-    let Some(body) = json_body(req.body) else {
-        return Ok(Identity { id: sha256_hex(req.body), event_type: None });
-    };
-    let id = json_string(&body, "/event_id").unwrap_or_else(|| sha256_hex(req.body));
-    let event_type = json_string(&body, "/event/type").or_else(|| json_string(&body, "/type"));
-    Ok(Identity { id, event_type })
+    let [id, event_type, kind] = scalars(req.body, ["/event_id", "/event/type", "/type"]).unwrap_or_default();
+    Ok(Identity { id: id.unwrap_or_else(|| sha256_hex(req.body)), event_type: event_type.or(kind) })
 }
 
 pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {

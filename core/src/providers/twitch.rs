@@ -7,9 +7,10 @@
 //! answered with its `challenge` as `text/plain`. Event id: `Twitch-Eventsub-Message-Id`. Event
 //! type: `Twitch-Eventsub-Subscription-Type` (`channel.follow`); revocations arrive as events too.
 
-use super::{header, json_body, json_string, Handshake, Identity, Inbound, Scheme, Unsigned};
+use super::{header, Handshake, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
+use crate::json_path::scalars;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{check_tolerance, from_hex, hmac_sha256, to_hex, HashFn};
 
@@ -50,7 +51,8 @@ pub fn handshake(req: Inbound<'_>) -> Option<Handshake> {
     if header(req, TYPE_HEADER).as_deref() != Some("webhook_callback_verification") {
         return None;
     }
-    let challenge = json_body(req.body).and_then(|b| json_string(&b, "/challenge"))?;
+    let [challenge] = scalars(req.body, ["/challenge"])?;
+    let challenge = challenge?;
     Some(Handshake { status: 200, content_type: "text/plain", body: challenge.into_bytes() })
 }
 

@@ -7,9 +7,10 @@
 //! Zoom's payload has no event id: the SHA-256 of the body stands for it (a redelivery carries the
 //! same body, `event_ts` included). Event type: body `event`.
 
-use super::{json_body, json_string, Handshake, Identity, Inbound, Scheme, Unsigned};
+use super::{Handshake, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
+use crate::json_path::scalars;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{hmac_sha256, sha256_hex, to_hex};
 
@@ -23,11 +24,11 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s 
 }
 
 pub fn handshake(req: Inbound<'_>, key: &Secret) -> Option<Handshake> {
-    let body = json_body(req.body)?;
-    if json_string(&body, "/event").as_deref() != Some("endpoint.url_validation") {
+    let [event, plain] = scalars(req.body, ["/event", "/payload/plainToken"])?;
+    if event.as_deref() != Some("endpoint.url_validation") {
         return None;
     }
-    let plain = json_string(&body, "/payload/plainToken")?;
+    let plain = plain?;
     let encrypted = to_hex(&hmac_sha256(key.hmac_key()?, &[plain.as_bytes()]));
     // Built by hand to keep Zoom's documented key order.
     let answer = format!(r#"{{"plainToken":{},"encryptedToken":"{encrypted}"}}"#, serde_json::Value::from(plain));
@@ -35,7 +36,7 @@ pub fn handshake(req: Inbound<'_>, key: &Secret) -> Option<Handshake> {
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
-    let event_type = json_body(req.body).and_then(|b| json_string(&b, "/event"));
+    let event_type = scalars(req.body, ["/event"]).and_then(|[event]| event);
     Ok(Identity { id: sha256_hex(req.body), event_type })
 }
 
