@@ -5,18 +5,18 @@
 //! of messages asked. A batch of 100 messages costs a handful of requests instead of hundreds.
 //! All waiters live in one invocation, so waking one from another is allowed.
 
+use crate::http::Json;
 use futures_channel::oneshot;
 use futures_util::future::join_all;
-use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 use worker::{Delay, Result};
 
-type Reply = Result<Value>;
+type Reply = Result<Json>;
 /// Operations waiting for the next flush, with where to send each reply.
-type Queued = Vec<(Value, oneshot::Sender<Reply>)>;
+type Queued = Vec<(Json, oneshot::Sender<Reply>)>;
 
 #[derive(Default)]
 pub struct Batcher {
@@ -28,10 +28,10 @@ impl Batcher {
     /// Queues `op` for `target` and waits for its reply. The first caller of a turn flushes,
     /// after yielding once so that the other handlers can queue theirs; `send` makes one
     /// request to a target with all its operations, and answers one reply per operation.
-    pub async fn submit<F, Fut>(&self, target: String, op: Value, send: F) -> Reply
+    pub async fn submit<F, Fut>(&self, target: String, op: Json, send: F) -> Reply
     where
-        F: Fn(String, Vec<Value>) -> Fut,
-        Fut: Future<Output = Result<Vec<Value>>>,
+        F: Fn(String, Vec<Json>) -> Fut,
+        Fut: Future<Output = Result<Vec<Json>>>,
     {
         let (tx, rx) = oneshot::channel();
         self.queued.borrow_mut().entry(target).or_default().push((op, tx));
@@ -47,10 +47,10 @@ impl Batcher {
 
 async fn flush<F, Fut>(target: String, queued: Queued, send: &F)
 where
-    F: Fn(String, Vec<Value>) -> Fut,
-    Fut: Future<Output = Result<Vec<Value>>>,
+    F: Fn(String, Vec<Json>) -> Fut,
+    Fut: Future<Output = Result<Vec<Json>>>,
 {
-    let (ops, senders): (Vec<Value>, Vec<_>) = queued.into_iter().unzip();
+    let (ops, senders): (Vec<Json>, Vec<_>) = queued.into_iter().unzip();
     match send(target.clone(), ops).await {
         Ok(replies) if replies.len() == senders.len() => {
             for (tx, reply) in senders.into_iter().zip(replies) {

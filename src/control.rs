@@ -8,6 +8,7 @@
 
 use crate::billing::Sql;
 use crate::env::{bindings, now_ms};
+use crate::http::{request_json, to_json};
 use edgehook_core::flags::{Flag, Flags, Mode};
 use edgehook_core::health::{self, Alert, AlertState, Inputs, Report, Thresholds};
 use edgehook_core::metrics::{Histogram, Metrics, Outcome, Series, MAX_SERIES};
@@ -259,10 +260,10 @@ impl DurableObject for ControlObject {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let op: Op = req.json().await?;
+        let op: Op = request_json(&mut req).await?;
         let now = now_ms();
         let reply = match op {
-            Op::Flags => serde_json::to_value(self.flags()?)?,
+            Op::Flags => to_json(&self.flags()?)?,
             Op::SetFlag { source, pattern, mode } => {
                 self.sql.exec(
                     "INSERT INTO flags (source, pattern, mode, updated_ms) VALUES (?, ?, ?, ?)
@@ -270,7 +271,7 @@ impl DurableObject for ControlObject {
                        updated_ms = excluded.updated_ms",
                     vec![source.into(), pattern.into(), mode.as_str().into(), now.into()],
                 )?;
-                serde_json::to_value(self.flags()?)?
+                to_json(&self.flags()?)?
             }
             Op::Report { tally } => {
                 self.add(&tally.metrics)?;
@@ -286,9 +287,9 @@ impl DurableObject for ControlObject {
                 window.attempts_failed += tally.attempts_failed;
                 window.dead_letters_added += tally.dead_letters_added;
                 self.put_state("window", &window)?;
-                serde_json::Value::Null
+                to_json(&())?
             }
-            Op::Metrics => serde_json::to_value(self.metrics()?)?,
+            Op::Metrics => to_json(&self.metrics()?)?,
             Op::Heartbeat { probe_id, dead_letters, oldest_open_ms, open_circuits, max_lag_ms } => {
                 let window: Window = self.get_state("window")?.unwrap_or_default();
                 self.put_state("window", &Window::default())?;
@@ -321,7 +322,7 @@ impl DurableObject for ControlObject {
                     Alert::Degraded => AlertKind::Degraded,
                     Alert::Recovered => AlertKind::Recovered,
                 });
-                serde_json::to_value(Beat { report, alert })?
+                to_json(&Beat { report, alert })?
             }
             Op::Health { max_lag_ms } => {
                 // The last heartbeat's measurements, aged to now: a stopped cron trigger or
@@ -329,10 +330,10 @@ impl DurableObject for ControlObject {
                 let mut inputs: Inputs = self.get_state("inputs")?.unwrap_or_default();
                 inputs.now_ms = now;
                 inputs.oldest_unseen_probe_ms = self.oldest_unseen_probe()?;
-                serde_json::to_value(health::evaluate(&inputs, &thresholds(max_lag_ms)))?
+                to_json(&health::evaluate(&inputs, &thresholds(max_lag_ms)))?
             }
         };
-        Response::ok(reply.to_string())
+        Response::ok(reply.get())
     }
 }
 

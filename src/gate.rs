@@ -7,6 +7,7 @@
 use crate::batch::Batcher;
 use crate::billing::{self, Op as Billed};
 use crate::env::{bindings, now_ms};
+use crate::http::{from_json, request_json, to_json, Json};
 use edgehook_core::gate::{Answer, GateState, Limits, Pass};
 use edgehook_core::signature::sha256_hex;
 use serde::{Deserialize, Serialize};
@@ -35,12 +36,12 @@ impl Gates {
         Ok(Gates { ns: env.durable_object(bindings::GATES)?, batcher: Batcher::default() })
     }
 
-    async fn submit(&self, destination: &str, op: Op) -> Result<serde_json::Value> {
-        let op = serde_json::to_value(&op)?;
+    async fn submit(&self, destination: &str, op: Op) -> Result<Json> {
+        let op = to_json(&op)?;
         self.batcher.submit(gate_name(destination), op, |name, ops| async move { self.call(&name, &ops).await }).await
     }
 
-    async fn call(&self, name: &str, ops: &[serde_json::Value]) -> Result<Vec<serde_json::Value>> {
+    async fn call(&self, name: &str, ops: &[Json]) -> Result<Vec<Json>> {
         crate::http::ask_object(&self.ns, name, "https://gate.edgehook/ops", "gate", ops).await
     }
 
@@ -50,16 +51,16 @@ impl Gates {
     pub async fn acquire(&self, destination: &str, limits: Limits, timeout_secs: u64, jitter: f64) -> Result<Pass> {
         let probe_timeout_ms = (timeout_secs as i64 * 1000).saturating_add(MAX_WAIT_MS + 5_000);
         let reply = self.submit(destination, Op::Acquire { limits, probe_timeout_ms, jitter }).await?;
-        Ok(serde_json::from_value(reply)?)
+        from_json(&reply)
     }
 
     /// Reports how a delivery went; whether the circuit is open now (see `GateState::report`).
     pub async fn report(&self, destination: &str, limits: Limits, answer: Answer, probe: bool) -> Result<bool> {
-        Ok(self.submit(destination, Op::Report { limits, answer, probe }).await?.as_bool().unwrap_or(false))
+        Ok(from_json(&self.submit(destination, Op::Report { limits, answer, probe }).await?).unwrap_or(false))
     }
 
     pub async fn state(&self, destination: &str) -> Result<GateState> {
-        Ok(serde_json::from_value(self.submit(destination, Op::State).await?)?)
+        from_json(&self.submit(destination, Op::State).await?)
     }
 }
 
@@ -82,7 +83,7 @@ impl DurableObject for GateObject {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let ops: Vec<Op> = req.json().await?;
+        let ops: Vec<Op> = request_json(&mut req).await?;
         let storage = self.state.storage();
         let cached = self.gate.borrow().as_ref().copied();
         let mut gate = match cached {
@@ -95,12 +96,10 @@ impl DurableObject for GateObject {
         for op in ops {
             let reply = match op {
                 Op::Acquire { limits, probe_timeout_ms, jitter } => {
-                    serde_json::to_value(gate.acquire(&limits, now, MAX_WAIT_MS, probe_timeout_ms, jitter))?
+                    to_json(&gate.acquire(&limits, now, MAX_WAIT_MS, probe_timeout_ms, jitter))?
                 }
-                Op::Report { limits, answer, probe } => {
-                    serde_json::Value::Bool(gate.report(&limits, now, answer, probe))
-                }
-                Op::State => serde_json::to_value(gate)?,
+                Op::Report { limits, answer, probe } => to_json(&gate.report(&limits, now, answer, probe))?,
+                Op::State => to_json(&gate)?,
             };
             replies.push(reply);
         }

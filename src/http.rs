@@ -3,7 +3,29 @@
 use edgehook_core::headers::Headers as CoreHeaders;
 use edgehook_core::providers::Handshake;
 use edgehook_core::Rejection;
-use worker::{Headers, Response, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worker::{Headers, Request, Response, Result};
+
+/// A JSON text as it travels to and from a Durable Object: serialised once by its writer and
+/// parsed once by its reader. Building each operation and answer into a `serde_json::Value` on
+/// the way allocated every field again on both sides of every call.
+pub type Json = Box<serde_json::value::RawValue>;
+
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Json> {
+    Ok(serde_json::value::to_raw_value(value)?)
+}
+
+pub fn from_json<T: DeserializeOwned>(json: &Json) -> Result<T> {
+    Ok(serde_json::from_str(json.get())?)
+}
+
+/// A Durable Object request's JSON body, parsed from its text. Not workers-rs's
+/// `Request::json`: that parses in JavaScript and converts the result into Rust field by field
+/// across the wasm boundary, at several times the cost.
+pub async fn request_json<T: DeserializeOwned>(req: &mut Request) -> Result<T> {
+    Ok(serde_json::from_str(&req.text().await?)?)
+}
 
 /// Adapts a request's headers to the core's read-only view.
 pub struct RequestHeaders<'a>(pub &'a Headers);

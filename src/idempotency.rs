@@ -10,6 +10,7 @@
 use crate::batch::Batcher;
 use crate::billing::{self, Op as Billed, Sql};
 use crate::env::{bindings, now_ms};
+use crate::http::{from_json, request_json, to_json, Json};
 use edgehook_core::capture::{Attempt, Capture, EventStatus, EventSummary, Held};
 use edgehook_core::idempotency::{
     self as core, shard_of, Begin, Clock, DeadMark, Message, Outcome, Record, State, Write, SHARDS,
@@ -155,9 +156,9 @@ impl Idempotency {
         Ok(Idempotency { ns: env.durable_object(bindings::IDEMPOTENCY)?, batcher: Batcher::default() })
     }
 
-    async fn submit(&self, op: Op) -> Result<serde_json::Value> {
+    async fn submit(&self, op: Op) -> Result<Json> {
         let shard = shard_of(op.key().expect("only record operations are batched"));
-        let op = serde_json::to_value(&op)?;
+        let op = to_json(&op)?;
         self.batcher
             .submit(shard.to_string(), op, |shard, ops| async move {
                 let shard: u32 = shard.parse().expect("targets are shard numbers");
@@ -166,12 +167,12 @@ impl Idempotency {
             .await
     }
 
-    async fn call(&self, shard: u32, ops: &[Op]) -> Result<Vec<serde_json::Value>> {
-        let ops = ops.iter().map(serde_json::to_value).collect::<serde_json::Result<Vec<_>>>()?;
+    async fn call(&self, shard: u32, ops: &[Op]) -> Result<Vec<Json>> {
+        let ops = ops.iter().map(to_json).collect::<Result<Vec<_>>>()?;
         self.call_values(shard, &ops).await
     }
 
-    async fn call_values(&self, shard: u32, ops: &[serde_json::Value]) -> Result<Vec<serde_json::Value>> {
+    async fn call_values(&self, shard: u32, ops: &[Json]) -> Result<Vec<Json>> {
         let (name, what) = (format!("shard-{shard}"), format!("shard {shard}"));
         crate::http::ask_object(&self.ns, &name, "https://idempotency.edgehook/ops", &what, ops).await
     }
@@ -188,7 +189,7 @@ impl Idempotency {
             lease_ms,
             capture: Some(Box::new(capture)),
         };
-        Ok(serde_json::from_value(self.submit(op).await?)?)
+        from_json(&self.submit(op).await?)
     }
 
     /// Reports how the delivery `message_id` began ended, with the attempt it made (if any).
@@ -199,12 +200,12 @@ impl Idempotency {
 
     /// One captured event, if it is still kept.
     pub async fn get(&self, key: &str) -> Result<Option<StoredEvent>> {
-        Ok(serde_json::from_value(self.submit(Op::Get { key: key.to_owned() }).await?)?)
+        from_json(&self.submit(Op::Get { key: key.to_owned() }).await?)
     }
 
     /// The newest delivered version of the entity `key`, if one was delivered within the TTL.
     pub async fn newest(&self, key: &str) -> Result<Option<Version>> {
-        Ok(serde_json::from_value(self.submit(Op::Newest { key: key.to_owned() }).await?)?)
+        from_json(&self.submit(Op::Newest { key: key.to_owned() }).await?)
     }
 
     /// Records that `version` of the entity `key` was delivered.
@@ -234,8 +235,10 @@ impl Idempotency {
         let replies = join_all((0..SHARDS).map(|shard| self.call(shard, ops))).await;
         let mut answers = Vec::with_capacity(SHARDS as usize);
         for reply in replies {
-            let value = reply?.into_iter().next().unwrap_or_default();
-            answers.push(serde_json::from_value(value)?);
+            let reply = reply?.into_iter().next();
+            answers.push(from_json(
+                reply.as_ref().ok_or_else(|| worker::Error::RustError("a shard answered nothing".into()))?,
+            )?);
         }
         Ok(answers)
     }
@@ -285,7 +288,7 @@ impl Idempotency {
             retry_token: message.retry_token,
             replay: message.replay,
         };
-        Ok(serde_json::from_value(self.submit(op).await?)?)
+        from_json(&self.submit(op).await?)
     }
 }
 
@@ -566,7 +569,7 @@ impl DurableObject for IdempotencyShard {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let ops: Vec<Op> = req.json().await?;
+        let ops: Vec<Op> = request_json(&mut req).await?;
         let mut replies = Vec::with_capacity(ops.len());
         for op in ops {
             replies.push(self.apply(op).await?);
@@ -749,7 +752,7 @@ impl IdempotencyShard {
         Ok(f(self.tracked.borrow().as_ref().expect("loaded above")))
     }
 
-    async fn apply(&self, op: Op) -> Result<serde_json::Value> {
+    async fn apply(&self, op: Op) -> Result<Json> {
         let clock = Clock { now_ms: now_ms(), ttl_ms: self.ttl_ms };
         let now = clock.now_ms;
         match op {
@@ -782,7 +785,7 @@ impl IdempotencyShard {
                 if changed {
                     self.put(found.map(|(p, _)| p), &row, now).await?;
                 }
-                Ok(serde_json::to_value(begin)?)
+                to_json(&begin)
             }
             Op::Finish { key, message_id, outcome, attempt } => {
                 let found = self.find(&key)?;
@@ -807,7 +810,7 @@ impl IdempotencyShard {
                 if changed {
                     self.put(found.map(|(p, _)| p), &row, now).await?;
                 }
-                Ok(serde_json::Value::Null)
+                to_json(&())
             }
             Op::MarkDead { key, message_id, attempts, retry_token, replay } => {
                 let found = self.find(&key)?;
@@ -825,11 +828,11 @@ impl IdempotencyShard {
                     row.set_record(r);
                     self.put(found.map(|(p, _)| p), &row, now).await?;
                 }
-                Ok(serde_json::to_value(mark)?)
+                to_json(&mark)
             }
             Op::Get { key } => {
                 let Some((_, row)) = self.find(&key)?.filter(|(_, row)| row.visible(now)) else {
-                    return Ok(serde_json::Value::Null);
+                    return to_json(&());
                 };
                 let event = StoredEvent {
                     key: row.key.clone(),
@@ -840,17 +843,17 @@ impl IdempotencyShard {
                     replays: row.replays,
                     updated_ms: row.updated_ms,
                 };
-                Ok(serde_json::to_value(event)?)
+                to_json(&event)
             }
             Op::Replayed { key } => {
                 self.touch(&key, "replays = replays + 1", Vec::new())?;
-                Ok(serde_json::Value::Null)
+                to_json(&())
             }
             Op::Resumed { keys } => {
                 for key in keys {
                     self.touch(&key, "resumed_ms = ?", vec![now.into()])?;
                 }
-                Ok(serde_json::Value::Null)
+                to_json(&())
             }
             Op::List { query } => {
                 let mut clauses = vec!["source IS NOT NULL AND (retained_until_ms > ? OR state = 'paused')".to_owned()];
@@ -865,7 +868,7 @@ impl IdempotencyShard {
                 }
                 if let Some(states) = query.states {
                     if states.is_empty() {
-                        return Ok(serde_json::json!([]));
+                        return to_json(&Vec::<EventSummary>::new());
                     }
                     clauses.push(format!("state IN ({})", vec!["?"; states.len()].join(", ")));
                     params.extend(states.into_iter().map(SqlStorageValue::from));
@@ -892,7 +895,7 @@ impl IdempotencyShard {
                 }
                 rows.sort_by(|a, b| (b.received_at_ms, &b.key).cmp(&(a.received_at_ms, &a.key)));
                 rows.truncate(limit);
-                Ok(serde_json::to_value(rows.iter().map(EventRow::summary).collect::<Vec<_>>())?)
+                to_json(&rows.iter().map(EventRow::summary).collect::<Vec<_>>())
             }
             Op::Held { source, limit } => {
                 let mut keys: Vec<(i64, String)> = self.with_tracked(|t| {
@@ -916,9 +919,9 @@ impl IdempotencyShard {
                         }
                     }
                 }
-                Ok(serde_json::to_value(held)?)
+                to_json(&held)
             }
-            Op::Newest { key } => Ok(serde_json::to_value(self.newest(&key, now)?)?),
+            Op::Newest { key } => to_json(&self.newest(&key, now)?),
             Op::Delivered { key, version } => {
                 // Only ever forward: a delivery of an older version (`stale = "deliver"`, or a
                 // replay) does not move the newest back.
@@ -938,7 +941,7 @@ impl IdempotencyShard {
                         vec![key.into(), version.0.into(), (now + self.ttl_ms).into()],
                     )?;
                 }
-                Ok(serde_json::Value::Null)
+                to_json(&())
             }
             #[cfg(feature = "faults")]
             Op::Storage => {
@@ -954,14 +957,14 @@ impl IdempotencyShard {
                         .to_array()?;
                     events += counted.first().map_or(0, |c| c.n);
                 }
-                Ok(serde_json::to_value((self.live.borrow().len(), events))?)
+                to_json(&(self.live.borrow().len(), events))
             }
             Op::Oldest => {
                 let answer = self.with_tracked(|t| Oldest {
                     open: t.open.values().min().copied(),
                     held: t.held.values().map(|(at, _)| *at).min(),
                 })?;
-                Ok(serde_json::to_value(answer)?)
+                to_json(&answer)
             }
         }
     }

@@ -121,24 +121,28 @@ pub fn build_cli() {
 }
 
 fn run(args: &[&str]) -> String {
-    let once = || {
+    // As in `harness::request`: `wrangler dev`'s proxy, not edgehook, sometimes drops a request
+    // under load. `edgehook send` prints that answer like any other (a provider would retry);
+    // the admin commands fail with it. Either way the command is run again.
+    let mut tries = 0;
+    loop {
+        tries += 1;
         let out = Command::new(cli()).args(args).output().unwrap();
-        assert!(out.status.success(), "edgehook {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let mut out = once();
-    // As in `harness::request`: `wrangler dev`'s proxy, not edgehook, sometimes drops a POST
-    // under load; `edgehook send` prints that answer like any other, and a provider would retry.
-    for _ in 0..3 {
-        match out.split_once(' ') {
-            Some((status, body)) if crate::harness::is_dev_proxy_failure(status.parse().unwrap_or(0), body) => {
-                std::thread::sleep(std::time::Duration::from_millis(500));
-                out = once();
-            }
-            _ => break,
+        let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8_lossy(&out.stderr));
+        let proxy_failed = if out.status.success() {
+            stdout
+                .split_once(' ')
+                .is_some_and(|(status, body)| crate::harness::is_dev_proxy_failure(status.parse().unwrap_or(0), body))
+        } else {
+            stderr.contains(": 503 Your worker restarted mid-request")
+        };
+        if proxy_failed && tries < 4 {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            continue;
         }
+        assert!(out.status.success(), "edgehook {args:?}: {stderr}");
+        return stdout;
     }
-    out
 }
 
 fn write_dev_vars(dir: &Path, vars: &[(String, String)]) -> PathBuf {
