@@ -183,6 +183,66 @@ fn start(target: Target, destination: Option<&str>) -> Receiver {
     }
 }
 
+impl Receiver {
+    fn group_id(&self) -> Option<u32> {
+        self._worker.as_ref().and_then(Worker::group_id).or_else(|| self._process.as_ref()?.group_id())
+    }
+}
+
+/// CPU seconds used so far by the processes of one `wrangler dev`, by role.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cpu {
+    /// The workerd that runs the receiver itself (its fetch and queue handlers, its Durable
+    /// Objects, the simulated queue and storage): the one with an inspector.
+    runtime: f64,
+    /// The workerd that runs wrangler's proxy in front of it.
+    proxy: f64,
+    /// wrangler itself (Node.js): it logs every request, told by workerd over a loopback socket.
+    wrangler: f64,
+}
+
+impl Cpu {
+    /// Reads `/proc` for every process in `group` (Linux only; zeros elsewhere).
+    fn of_group(group: Option<u32>) -> Cpu {
+        let mut cpu = Cpu::default();
+        let (Some(group), Ok(entries)) = (group, fs::read_dir("/proc")) else { return cpu };
+        // SAFETY: sysconf has no memory effects.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        for entry in entries.flatten() {
+            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else { continue };
+            // `pid (comm) state ppid pgrp ...`: the name may hold spaces, so split after it.
+            let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if fields.get(2).and_then(|g| g.parse::<u32>().ok()) != Some(group) {
+                continue;
+            }
+            // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
+            let used = |i: usize| fields.get(i).and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0);
+            let secs = (used(11) + used(12)) / ticks;
+            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if head.ends_with("(workerd") {
+                if cmdline.contains("--inspector-addr") {
+                    cpu.runtime += secs;
+                } else {
+                    cpu.proxy += secs;
+                }
+            } else if head.ends_with("(node") {
+                cpu.wrangler += secs;
+            }
+        }
+        cpu
+    }
+
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            runtime: self.runtime - before.runtime,
+            proxy: self.proxy - before.proxy,
+            wrangler: self.wrangler - before.wrangler,
+        }
+    }
+}
+
 /// A distinct, signed Stripe event of about `size` bytes.
 fn stripe_event(id: &str, size: usize) -> Vec<u8> {
     let mut body = format!(r#"{{"id":"{id}","object":"event","type":"invoice.paid","padding":""#).into_bytes();
@@ -300,15 +360,20 @@ fn requests_file(size: usize, count: usize) -> PathBuf {
 
 fn ingest() {
     println!("\n## ingest: wrk -t2 -c32, distinct signed Stripe events");
-    let mut results: Vec<(Target, &str, Run)> = Vec::new();
+    let mut results: Vec<(Target, &str, Run, Cpu)> = Vec::new();
     for target in [Target::Edgehook, Target::Reference, Target::Ceiling] {
         let r = start(target, None);
         first_accepted(&r, Duration::from_secs(180));
         for &(label, size, count, secs) in SIZES {
             // Fresh timestamps (the window is 5 minutes) and ids for every run.
             let file = requests_file(size, count);
+            let before = Cpu::of_group(r.group_id());
             let run = wrk(&r, &file, secs);
             let _ = fs::remove_file(&file);
+            // Let the consumer catch up, so that one size's backlog does not weigh on the next
+            // and the CPU an accepted event costs its consumer is counted with it.
+            std::thread::sleep(Duration::from_secs(5));
+            let cpu = Cpu::of_group(r.group_id()).since(before);
             if run.requests as usize > count {
                 eprintln!(
                     "warning: {} {label}: {} requests for {count} distinct events; the rest were duplicates",
@@ -325,14 +390,13 @@ fn ingest() {
                 run.ok,
                 run.other
             );
-            results.push((target, label, run));
-            // Let the consumer catch up so one size's backlog does not weigh on the next.
-            std::thread::sleep(Duration::from_secs(5));
+            results.push((target, label, run, cpu));
         }
     }
-    let find = |t: Target, label: &str| {
-        results.iter().find(|(rt, l, _)| *rt == t && *l == label).map(|(_, _, r)| r.clone()).unwrap()
+    let find_both = |t: Target, label: &str| {
+        results.iter().find(|(rt, l, ..)| *rt == t && *l == label).map(|(_, _, r, c)| (r.clone(), *c)).unwrap()
     };
+    let find = |t: Target, label: &str| find_both(t, label).0;
     println!("\n| body | receiver | accepted/s | p50 | p99 | non-200 answers |\n| --- | --- | --- | --- | --- | --- |");
     for &(label, ..) in SIZES {
         for t in [Target::Edgehook, Target::Reference, Target::Ceiling] {
@@ -369,6 +433,47 @@ fn ingest() {
     json.pop();
     json.push(']');
     record("ingest", &json);
+
+    // Where the two cores went: CPU per accepted event, from the start of each run to the end
+    // of the consumer's catch-up after it. The runtime's share is the receiver's own work
+    // (ingest, consumer, Durable Objects, simulated queue and storage); the proxy and wrangler
+    // are `wrangler dev`'s, the same per request whichever receiver it serves.
+    println!("\n## CPU per accepted event (ms), by process\n| body | receiver | runtime (workerd) | wrangler's proxy (workerd) | wrangler (Node.js) | runtime, ceiling / this |\n| --- | --- | --- | --- | --- | --- |");
+    let mut json = String::from("[");
+    for &(label, ..) in SIZES {
+        let ceiling = find_both(Target::Ceiling, label);
+        for t in [Target::Edgehook, Target::Reference, Target::Ceiling] {
+            let (run, cpu) = find_both(t, label);
+            if run.ok == 0 {
+                continue;
+            }
+            let per = |secs: f64| secs * 1000.0 / run.ok as f64;
+            let vs_ceiling = if ceiling.0.ok > 0 {
+                let ceiling_ms = ceiling.1.runtime * 1000.0 / ceiling.0.ok as f64;
+                format!("{:.2}", ceiling_ms / per(cpu.runtime))
+            } else {
+                "n/a".into()
+            };
+            println!(
+                "| {label} | {} | {:.2} | {:.2} | {:.2} | {vs_ceiling} |",
+                t.name(),
+                per(cpu.runtime),
+                per(cpu.proxy),
+                per(cpu.wrangler)
+            );
+            let _ = write!(
+                json,
+                r#"{{"size":"{label}","receiver":"{}","runtime_ms":{:.3},"proxy_ms":{:.3},"wrangler_ms":{:.3}}},"#,
+                t.name(),
+                per(cpu.runtime),
+                per(cpu.proxy),
+                per(cpu.wrangler)
+            );
+        }
+    }
+    json.pop();
+    json.push(']');
+    record("ingest-cpu", &json);
 }
 
 fn crypto() {

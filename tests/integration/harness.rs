@@ -179,6 +179,11 @@ impl Group {
         Group { child: Some(child) }
     }
 
+    /// The process group: `wrangler` and every process it started (workerd, esbuild).
+    pub fn group_id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process has exited.
     pub fn exited(&mut self) -> bool {
         self.child.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
@@ -222,6 +227,11 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// The process group of its `wrangler dev` (see [`Group::group_id`]).
+    pub fn group_id(&self) -> Option<u32> {
+        self.process.group_id()
+    }
+
     /// Starts `wrangler dev` serving `build_dir` on a free port with a fresh `--persist-to`.
     pub fn start(name: &'static str, build_dir: &str, config: ConfigForm) -> Worker {
         let dir = std::env::temp_dir().join(unique(&format!("edgehook-it-{name}")));
