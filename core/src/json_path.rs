@@ -53,7 +53,10 @@ struct Wanted<'p> {
     path: &'p [String],
 }
 
-/// Visits one value on the way of some pointers.
+/// Visits one value on the way of some pointers, or of none: a value no pointer goes into is
+/// still parsed as a `Value` would be (not `IgnoredAny`, which `serde_json` skips without
+/// checking UTF-8, surrogates or nesting depth, and so accepts bodies a `Value` refuses), and
+/// nothing of it is kept. With no pointers, nothing is allocated either.
 struct Seek<'p, 'f> {
     wanted: Vec<Wanted<'p>>,
     found: &'f mut [Option<String>],
@@ -129,12 +132,8 @@ impl<'de> Visitor<'de> for Seek<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(name) = map.next_key_seed(Name)? {
-            let deeper = Seek::deeper(&self.wanted, |token| token == name);
-            if deeper.is_empty() {
-                map.next_value_seed(Skip)?;
-            } else {
-                map.next_value_seed(Seek { wanted: deeper, found: &mut *self.found })?;
-            }
+            let wanted = Seek::deeper(&self.wanted, |token| token == name);
+            map.next_value_seed(Seek { wanted, found: &mut *self.found })?;
         }
         Ok(())
     }
@@ -142,13 +141,8 @@ impl<'de> Visitor<'de> for Seek<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut at = 0;
         loop {
-            let deeper = Seek::deeper(&self.wanted, |token| index(token) == Some(at));
-            let more = if deeper.is_empty() {
-                seq.next_element_seed(Skip)?
-            } else {
-                seq.next_element_seed(Seek { wanted: deeper, found: &mut *self.found })?
-            };
-            if more.is_none() {
+            let wanted = Seek::deeper(&self.wanted, |token| index(token) == Some(at));
+            if seq.next_element_seed(Seek { wanted, found: &mut *self.found })?.is_none() {
                 return Ok(());
             }
             at += 1;
@@ -180,64 +174,6 @@ impl<'de> Visitor<'de> for Name {
 
     fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
         Ok(Cow::Owned(s.to_owned()))
-    }
-}
-
-/// A value no pointer goes into, parsed as a `Value` would be and not kept. Not
-/// `IgnoredAny`: `serde_json` skips that without checking UTF-8, surrogates or nesting depth,
-/// so it would accept bodies a `Value` refuses.
-struct Skip;
-
-impl<'de> DeserializeSeed<'de> for Skip {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Skip {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // Names go through `Name` (parsed as strings, never kept); `IgnoredAny` would not check them.
-        while map.next_key_seed(Name)?.is_some() {
-            map.next_value_seed(Skip)?;
-        }
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Skip)?.is_some() {}
-        Ok(())
     }
 }
 

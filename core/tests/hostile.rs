@@ -34,6 +34,8 @@
 //! one line per hostile request with everything that must never show in an answer or a log
 //! (leaving out the few whose breaker HTTP itself would undo; see `breakers_survive_the_wire`).
 
+#[path = "support/twilio_form.rs"]
+mod twilio_form;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use edgehook_core::config::{Config, SourceConfig};
@@ -48,6 +50,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
+use twilio_form::twilio_signed;
 
 const DEFAULT_CASES: usize = 10_000;
 /// The clock every request is verified at (Unix seconds), and the same in milliseconds.
@@ -938,23 +941,6 @@ impl Case {
         let touched = |name: &str| self.touched.iter().any(|t| t.eq_ignore_ascii_case(name));
         (0..self.headers.0.len()).filter(|&i| !touched(&self.headers.0[i].0)).collect()
     }
-}
-
-/// What Twilio signs of a form body; `None` if it refuses the body.
-fn twilio_signed(body: &[u8]) -> Option<Vec<u8>> {
-    let strict = body.iter().all(|b| b.is_ascii_graphic())
-        && body
-            .split(|&b| b == b'&')
-            .flat_map(|pair| pair.split(|&b| b == b'='))
-            .all(|part| percent_encoding::percent_decode(part).decode_utf8().is_ok());
-    if !strict {
-        return None;
-    }
-    let mut params: Vec<(String, String)> =
-        form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-    params.sort();
-    params.dedup();
-    Some(params.into_iter().flat_map(|(k, v)| [k.into_bytes(), v.into_bytes()]).flatten().collect())
 }
 
 /// Whether two bodies are the same to the signature.
