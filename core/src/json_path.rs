@@ -28,6 +28,12 @@ pub fn scalars<const N: usize>(body: &[u8], pointers: [&str; N]) -> Option<[Opti
     Some(found)
 }
 
+/// The string (or number, as text) at one `pointer` into `body`, as [`scalars`] finds it;
+/// `None` also when the body is not JSON.
+pub fn scalar(body: &[u8], pointer: &str) -> Option<String> {
+    scalars(body, [pointer]).and_then(|[found]| found)
+}
+
 /// A pointer's reference tokens, unescaped as `Value::pointer` does; `None` when it is not a
 /// pointer (neither empty nor starting with `/`), which names nothing.
 fn tokens(pointer: &str) -> Option<Vec<String>> {

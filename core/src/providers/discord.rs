@@ -8,10 +8,9 @@
 //! Discord expects an answer to an interaction within 3 seconds; edgehook acknowledges it (200)
 //! and forwards it, so interactions needing a reply must be answered through Discord's API.
 
-use super::{header, json_body, Handshake, Identity, Inbound, Scheme, Unsigned};
+use super::{header, json_body, json_identity, Handshake, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
-use crate::json_path::scalars;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{check_tolerance, from_hex, parse_timestamp, to_hex};
 
@@ -46,8 +45,7 @@ pub fn handshake(req: Inbound<'_>) -> Option<Handshake> {
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
-    let [id, event_type] = scalars(req.body, ["/id", "/type"]).ok_or(Rejection::MalformedRequest)?;
-    Ok(Identity { id: id.ok_or(Rejection::MalformedRequest)?, event_type })
+    json_identity(req.body, "/id", "/type")
 }
 
 pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {

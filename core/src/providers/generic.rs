@@ -15,7 +15,7 @@
 use super::{header, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
-use crate::json_path::scalars;
+use crate::json_path::scalar;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{check_tolerance, parse_timestamp, parse_timestamp_ms, sha256_hex, to_hex, HashFn};
 use base64::engine::general_purpose::STANDARD;
@@ -96,7 +96,7 @@ fn parse_seconds(text: &str) -> Option<i64> {
 fn locate(req: Inbound<'_>, locator: &Locator) -> Option<String> {
     match locator {
         Locator::Header(name) => header(req, name),
-        Locator::Pointer(pointer) => scalars(req.body, [pointer]).and_then(|[found]| found),
+        Locator::Pointer(pointer) => scalar(req.body, pointer),
     }
 }
 

@@ -2,7 +2,7 @@
 //! secret (used as text). No timestamp is signed.
 //! Event id: body `id` (`notif_...`). Event type: body `topic` (`conversation.user.created`).
 
-use super::{header, json_body, json_string, Identity, Inbound, Scheme, Unsigned};
+use super::{header, json_identity, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
@@ -18,9 +18,7 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Re
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
-    let body = json_body(req.body).ok_or(Rejection::MalformedRequest)?;
-    let id = json_string(&body, "/id").ok_or(Rejection::MalformedRequest)?;
-    Ok(Identity { id, event_type: json_string(&body, "/topic") })
+    json_identity(req.body, "/id", "/topic")
 }
 
 pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {

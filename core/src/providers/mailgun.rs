@@ -7,10 +7,9 @@
 //! source's tolerance, and the idempotency record on `event-data.id` stops replays.
 //! Event id: `event-data.id`. Event type: `event-data.event` (`delivered`).
 
-use super::{scalar_text, Identity, Inbound, Scheme, Unsigned};
+use super::{json_identity, scalar_text, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
-use crate::json_path::scalars;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{check_tolerance, from_hex, hmac_sha256, parse_timestamp, to_hex, HashFn};
 
@@ -47,9 +46,7 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s 
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
-    let [id, event_type] =
-        scalars(req.body, ["/event-data/id", "/event-data/event"]).ok_or(Rejection::MalformedRequest)?;
-    Ok(Identity { id: id.ok_or(Rejection::MalformedRequest)?, event_type })
+    json_identity(req.body, "/event-data/id", "/event-data/event")
 }
 
 /// Signs by writing the `signature` object into the body (which must be a JSON object); the

@@ -421,9 +421,11 @@ fn json_body(body: &[u8]) -> Option<serde_json::Value> {
     serde_json::from_slice(body).ok()
 }
 
-/// A string (or a number, as text) at a JSON pointer.
-fn json_string(value: &serde_json::Value, pointer: &str) -> Option<String> {
-    scalar_text(value.pointer(pointer)?)
+/// The identity read from a JSON body: the id (required: without it the request is malformed)
+/// and the type at two pointers, in one walk of the body (`json_path`).
+fn json_identity(body: &[u8], id: &str, event_type: &str) -> Result<Identity, Rejection> {
+    let [id, event_type] = crate::json_path::scalars(body, [id, event_type]).ok_or(Rejection::MalformedRequest)?;
+    Ok(Identity { id: id.ok_or(Rejection::MalformedRequest)?, event_type })
 }
 
 /// A string, or a number as text.

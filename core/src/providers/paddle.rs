@@ -7,10 +7,9 @@
 //! 5 seconds and only in the past; edgehook uses the source's symmetric `tolerance_secs`.
 //! Event id: body `event_id`. Event type: body `event_type`.
 
-use super::{header, Identity, Inbound, Scheme, Unsigned};
+use super::{header, json_identity, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
-use crate::json_path::scalars;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{check_tolerance, from_hex, hmac_sha256, parse_timestamp, to_hex, HashFn};
 
@@ -45,8 +44,7 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s 
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
-    let [id, event_type] = scalars(req.body, ["/event_id", "/event_type"]).ok_or(Rejection::MalformedRequest)?;
-    Ok(Identity { id: id.ok_or(Rejection::MalformedRequest)?, event_type })
+    json_identity(req.body, "/event_id", "/event_type")
 }
 
 pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {

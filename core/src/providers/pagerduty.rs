@@ -3,10 +3,9 @@
 //! are ignored. No timestamp is signed.
 //! Event id: body `event.id`. Event type: body `event.event_type` (`incident.triggered`).
 
-use super::{header, Identity, Inbound, Scheme, Unsigned};
+use super::{header, json_identity, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
-use crate::json_path::scalars;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{from_hex, hmac_sha256, to_hex, HashFn};
 
@@ -21,8 +20,7 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Re
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
-    let [id, event_type] = scalars(req.body, ["/event/id", "/event/event_type"]).ok_or(Rejection::MalformedRequest)?;
-    Ok(Identity { id: id.ok_or(Rejection::MalformedRequest)?, event_type })
+    json_identity(req.body, "/event/id", "/event/event_type")
 }
 
 pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {

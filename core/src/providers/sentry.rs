@@ -6,7 +6,7 @@
 use super::{header, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
-use crate::json_path::scalars;
+use crate::json_path::scalar;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{from_hex, hmac_sha256, to_hex, HashFn};
 
@@ -22,7 +22,7 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Re
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
     let id = header(req, "request-id").ok_or(Rejection::MalformedRequest)?;
     let resource = header(req, "sentry-hook-resource");
-    let action = scalars(req.body, ["/action"]).and_then(|[action]| action);
+    let action = scalar(req.body, "/action");
     let event_type = match (resource, action) {
         (Some(resource), Some(action)) => Some(format!("{resource}.{action}")),
         (resource, _) => resource,

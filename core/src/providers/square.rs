@@ -5,10 +5,9 @@
 //! reached through another name. The legacy SHA-1 `x-square-signature` is never accepted on its
 //! own. Square signs no timestamp. Event id: body `event_id`. Event type: body `type`.
 
-use super::{header, Identity, Inbound, Scheme, Unsigned};
+use super::{header, json_identity, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
-use crate::json_path::scalars;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{hmac_sha256, HashFn};
 use base64::engine::general_purpose::STANDARD;
@@ -29,8 +28,7 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Re
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
-    let [id, event_type] = scalars(req.body, ["/event_id", "/type"]).ok_or(Rejection::MalformedRequest)?;
-    Ok(Identity { id: id.ok_or(Rejection::MalformedRequest)?, event_type })
+    json_identity(req.body, "/event_id", "/type")
 }
 
 pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {

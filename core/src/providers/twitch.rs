@@ -10,7 +10,7 @@
 use super::{header, Handshake, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
-use crate::json_path::scalars;
+use crate::json_path::scalar;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{check_tolerance, from_hex, hmac_sha256, to_hex, HashFn};
 
@@ -51,8 +51,7 @@ pub fn handshake(req: Inbound<'_>) -> Option<Handshake> {
     if header(req, TYPE_HEADER).as_deref() != Some("webhook_callback_verification") {
         return None;
     }
-    let [challenge] = scalars(req.body, ["/challenge"])?;
-    let challenge = challenge?;
+    let challenge = scalar(req.body, "/challenge")?;
     Some(Handshake { status: 200, content_type: "text/plain", body: challenge.into_bytes() })
 }
 

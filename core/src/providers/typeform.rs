@@ -2,7 +2,7 @@
 //! webhook's secret (used as text). No timestamp is signed.
 //! Event id: body `event_id`. Event type: body `event_type` (`form_response`).
 
-use super::{header, json_body, json_string, Identity, Inbound, Scheme, Unsigned};
+use super::{header, json_identity, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
@@ -21,9 +21,7 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Re
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
-    let body = json_body(req.body).ok_or(Rejection::MalformedRequest)?;
-    let id = json_string(&body, "/event_id").ok_or(Rejection::MalformedRequest)?;
-    Ok(Identity { id, event_type: json_string(&body, "/event_type") })
+    json_identity(req.body, "/event_id", "/event_type")
 }
 
 pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {

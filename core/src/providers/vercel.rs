@@ -2,7 +2,7 @@
 //! secret (or the integration's client secret). No timestamp is signed.
 //! Event id: body `id`. Event type: body `type` (`deployment.created`).
 
-use super::{header, json_body, json_string, Identity, Inbound, Scheme, Unsigned};
+use super::{header, json_identity, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
@@ -18,9 +18,7 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Re
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
-    let body = json_body(req.body).ok_or(Rejection::MalformedRequest)?;
-    let id = json_string(&body, "/id").ok_or(Rejection::MalformedRequest)?;
-    Ok(Identity { id, event_type: json_string(&body, "/type") })
+    json_identity(req.body, "/id", "/type")
 }
 
 pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {

@@ -10,7 +10,7 @@
 use super::{Handshake, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
-use crate::json_path::scalars;
+use crate::json_path::{scalar, scalars};
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{hmac_sha256, sha256_hex, to_hex};
 
@@ -36,7 +36,7 @@ pub fn handshake(req: Inbound<'_>, key: &Secret) -> Option<Handshake> {
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
-    let event_type = scalars(req.body, ["/event"]).and_then(|[event]| event);
+    let event_type = scalar(req.body, "/event");
     Ok(Identity { id: sha256_hex(req.body), event_type })
 }
 
