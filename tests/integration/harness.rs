@@ -7,8 +7,8 @@ use edgehook_core::providers::{Provider, Unsigned};
 use edgehook_core::secret::SigningKey;
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io::Read;
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -402,48 +402,21 @@ impl Destination {
     }
 
     /// A destination on a given port (0: any free one).
+    ///
+    /// A thread per connection, so that a hanging answer holds up nothing else. (`tiny_http`
+    /// served this before; its thread pool can leave a new connection queued until an idle
+    /// thread's 5-second timeout, which delayed a delivery by exactly that much now and then.)
     pub fn start_on(port: u16) -> Destination {
-        let server = Arc::new(tiny_http::Server::http(("127.0.0.1", port)).unwrap());
-        let base = format!("http://{}", server.server_addr().to_ip().unwrap());
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
         let state: Arc<Mutex<DestinationState>> = Arc::default();
-        // Several threads, so that a hanging answer does not hold up the others.
-        for _ in 0..32 {
-            let (server, state) = (server.clone(), state.clone());
-            thread::spawn(move || loop {
-                let Ok(mut req) = server.recv() else { return };
-                let mut body = Vec::new();
-                let _ = req.as_reader().read_to_end(&mut body);
-                let path = req.url().to_owned();
-                let headers =
-                    HeaderList(req.headers().iter().map(|h| (h.field.to_string(), h.value.to_string())).collect());
-                let action = {
-                    let mut s = state.lock().unwrap();
-                    let planned = s.plans.get_mut(&path).and_then(|q| q.pop_front());
-                    let action = match planned {
-                        Some(action) => action,
-                        None if s.hanging.contains_key(&path) => Action::Hang(s.hanging[&path]),
-                        None => Action::Status(s.always.get(&path).copied().unwrap_or(200)),
-                    };
-                    let answer = match action {
-                        Action::Status(code) | Action::StatusWithHeader(code, ..) => Some(code),
-                        Action::Hang(_) => None,
-                    };
-                    s.received.push(Received { path: path.clone(), headers, body, at: Instant::now(), answer });
-                    action
-                };
-                let response = match action {
-                    Action::Status(code) => tiny_http::Response::from_string("").with_status_code(code),
-                    Action::StatusWithHeader(code, name, value) => tiny_http::Response::from_string("")
-                        .with_status_code(code)
-                        .with_header(tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap()),
-                    Action::Hang(d) => {
-                        thread::sleep(d);
-                        tiny_http::Response::from_string("late")
-                    }
-                };
-                let _ = req.respond(response);
-            });
-        }
+        let shared = state.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = shared.clone();
+                thread::spawn(move || serve_connection(stream, &state));
+            }
+        });
         Destination { base, state }
     }
 
@@ -513,6 +486,86 @@ impl Destination {
     pub fn wait_deliveries(&self, path: &str, id: &str, count: usize, timeout: Duration) -> Vec<Received> {
         self.wait_for(path, count, timeout, |r| r.header("webhook-id").as_deref() == Some(id))
     }
+}
+
+/// Answers the requests of one keep-alive connection until the client closes it.
+fn serve_connection(stream: TcpStream, state: &Mutex<DestinationState>) {
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut writer = stream;
+    while let Some((path, headers, body)) = read_request(&mut reader) {
+        let close = headers.get("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let action = {
+            let mut s = state.lock().unwrap();
+            let planned = s.plans.get_mut(&path).and_then(|q| q.pop_front());
+            let action = match planned {
+                Some(action) => action,
+                None if s.hanging.contains_key(&path) => Action::Hang(s.hanging[&path]),
+                None => Action::Status(s.always.get(&path).copied().unwrap_or(200)),
+            };
+            let answer = match action {
+                Action::Status(code) | Action::StatusWithHeader(code, ..) => Some(code),
+                Action::Hang(_) => None,
+            };
+            s.received.push(Received { path, headers, body, at: Instant::now(), answer });
+            action
+        };
+        let (code, extra, text) = match action {
+            Action::Status(code) => (code, String::new(), ""),
+            Action::StatusWithHeader(code, name, value) => (code, format!("{name}: {value}\r\n"), ""),
+            Action::Hang(d) => {
+                thread::sleep(d);
+                (200, String::new(), "late")
+            }
+        };
+        let head = format!("HTTP/1.1 {code} Answer\r\ncontent-length: {}\r\n{extra}\r\n", text.len());
+        if writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(text.as_bytes())).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 request: its target, headers and body (by `content-length` or chunked).
+/// `None` when the connection is closed or the request cannot be read.
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, HeaderList, Vec<u8>)> {
+    let mut line = String::new();
+    let mut next_line = |reader: &mut BufReader<TcpStream>| -> Option<String> {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line.trim_end_matches(['\r', '\n']).to_owned()),
+        }
+    };
+    let request_line = next_line(reader)?;
+    let path = request_line.split(' ').nth(1)?.to_owned();
+    let mut headers = HeaderList::new();
+    loop {
+        let header = next_line(reader)?;
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':')?;
+        headers.push(name.trim(), value.trim());
+    }
+    let mut body = Vec::new();
+    if headers.get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let size = usize::from_str_radix(next_line(reader)?.split(';').next()?.trim(), 16).ok()?;
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            body.extend_from_slice(&chunk[..size]);
+            if size == 0 {
+                break;
+            }
+        }
+    } else {
+        let length = headers.get("content-length").map_or(Some(0), |l| l.parse().ok())?;
+        body.resize(length, 0);
+        reader.read_exact(&mut body).ok()?;
+    }
+    Some((path, headers, body))
 }
 
 // ---------------------------------------------------------------------------------------------
