@@ -211,21 +211,26 @@ pub fn a_burst_of_5000_is_delivered_once_within_the_rate_limit(w: &World) {
     // No second sees more than the rate plus one bucket (the bucket is one second's worth).
     let mut times: Vec<Instant> = got.iter().map(|r| r.at).collect();
     times.sort();
-    let mut worst = 0;
-    for (i, start) in times.iter().enumerate() {
-        let in_second = times[i..].iter().take_while(|t| **t < *start + Duration::from_secs(1)).count();
-        worst = worst.max(in_second);
-    }
+    let busiest = |window: Duration| {
+        (0..times.len()).map(|i| times[i..].iter().take_while(|t| **t < times[i] + window).count()).max().unwrap_or(0)
+    };
+    let (worst, worst_5s) = (busiest(Duration::from_secs(1)), busiest(Duration::from_secs(5)));
     println!(
-        "burst: {EVENTS} events accepted in {:.1}s ({:.0}/s); delivered at up to {BURST_RATE}/s, drained {:.1}s after the first; busiest second at the destination: {worst}",
+        "burst: {EVENTS} events accepted in {:.1}s ({:.0}/s); delivered at up to {BURST_RATE}/s, drained {:.1}s after the first; busiest second at the destination: {worst}, busiest five seconds: {worst_5s}",
         ingest.as_secs_f64(),
         EVENTS as f64 / ingest.as_secs_f64(),
         drained.as_secs_f64()
     );
     // Deliveries leave at their scheduled turns; arrival times here add the network's and the
-    // machine's jitter, which can bunch a few together: 5% slack for that, no more.
+    // machine's jitter, and a stall of the shared machine releases late turns together with the
+    // next ones. So one second is allowed a quarter of the rate as slack; over five seconds,
+    // where a stall weighs less, a limiter running even a fifth too fast would show.
     assert!(
-        worst <= 2 * BURST_RATE + BURST_RATE / 20,
+        worst <= 2 * BURST_RATE + BURST_RATE / 4,
         "{worst} deliveries in one second, limit {BURST_RATE} plus a bucket"
+    );
+    assert!(
+        worst_5s <= 6 * BURST_RATE + BURST_RATE / 2,
+        "{worst_5s} deliveries in five seconds, limit 5 x {BURST_RATE} plus a bucket"
     );
 }

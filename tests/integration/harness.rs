@@ -91,11 +91,12 @@ fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build()
 }
 
-fn finish(result: Result<ureq::Response, ureq::Error>) -> Reply {
+/// The reply, or the error of a request that got none.
+fn finish(result: Result<ureq::Response, ureq::Error>) -> Result<Reply, Box<ureq::Error>> {
     let response = match result {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("request failed: {e}"),
+        Err(e) => return Err(Box::new(e)),
     };
     let status = response.status();
     let headers = response
@@ -105,7 +106,7 @@ fn finish(result: Result<ureq::Response, ureq::Error>) -> Reply {
         .collect();
     let mut body = String::new();
     response.into_reader().read_to_string(&mut body).unwrap();
-    Reply { status, body, headers }
+    Ok(Reply { status, body, headers })
 }
 
 pub fn request(method: &str, url: &str, headers: &HeaderList, body: &[u8]) -> Reply {
@@ -116,19 +117,23 @@ pub fn request(method: &str, url: &str, headers: &HeaderList, body: &[u8]) -> Re
         }
         finish(if method == "GET" { req.call() } else { req.send_bytes(body) })
     };
-    let mut reply = send();
-    // `wrangler dev` answers this itself when its proxy loses the connection to workerd, which
-    // happens now and then on a loaded 2-core machine (a 25 MB upload beside everything else).
-    // It retries GETs by itself but not POSTs; a webhook provider would retry the POST, so do so.
-    for _ in 0..3 {
-        if !is_dev_proxy_failure(reply.status, &reply.body) {
-            break;
-        }
-        eprintln!("{method} {url}: wrangler's proxy lost the request; sending it again");
+    // `wrangler dev` answers 503 itself when its proxy loses the connection to workerd, which
+    // happens now and then on a loaded 2-core machine (a 25 MB upload beside everything else);
+    // answering early, it can also reset a connection whose upload is still going. It retries
+    // GETs by itself but not POSTs; a webhook provider would retry the POST, so do so.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let lost = match send() {
+            Ok(reply) if !is_dev_proxy_failure(reply.status, &reply.body) => return reply,
+            Ok(reply) => format!("{} {}", reply.status, reply.body.lines().next().unwrap_or("")),
+            Err(e) if e.kind() == ureq::ErrorKind::Io && tries < 4 => e.to_string(),
+            Err(e) => panic!("request failed: {url}: {e}"),
+        };
+        assert!(tries < 4, "{method} {url}: lost by wrangler's proxy {tries} times: {lost}");
+        eprintln!("{method} {url}: wrangler's proxy lost the request ({lost}); sending it again");
         thread::sleep(Duration::from_millis(500));
-        reply = send();
     }
-    reply
 }
 
 /// The answer of `wrangler dev`'s own proxy (not of edgehook) when a request to workerd failed.

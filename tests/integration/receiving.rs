@@ -6,6 +6,9 @@ use edgehook_core::headers::HeaderList;
 use edgehook_core::providers::Provider;
 use serde_json::json;
 
+/// How long a delivery may take on a loaded machine.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub const TESTS: &[crate::Test] = &[
     ("stripe_every_status", stripe_every_status),
     ("release_builds_have_no_fault_routes", release_builds_have_no_fault_routes),
@@ -59,7 +62,7 @@ fn stripe_every_status(w: &World) {
     errors(&post(&signed(Provider::Stripe, STRIPE_SECRET, "", now, bad_id), bad_id), 400, "malformed_request");
 
     // None of the rejected events was accepted: the verified one is the only delivery.
-    let got = w.dest.wait_deliveries("/stripe", &id, 1, std::time::Duration::from_secs(30));
+    let got = w.dest.wait_deliveries("/stripe", &id, 1, WAIT);
     assert_eq!(got.len(), 1);
 }
 
@@ -92,7 +95,7 @@ fn github_every_status(w: &World) {
     );
     errors(&post(&with_event(no_delivery_id)), 400, "malformed_request");
 
-    let got = w.dest.wait_deliveries("/github", &delivery, 1, std::time::Duration::from_secs(30));
+    let got = w.dest.wait_deliveries("/github", &delivery, 1, WAIT);
     assert_eq!(got[0].header("x-edgehook-event-type").as_deref(), Some("issues.opened"));
 }
 
@@ -129,7 +132,7 @@ fn standard_every_status(w: &World) {
         "timestamp_out_of_tolerance",
     );
 
-    let got = w.dest.wait_deliveries("/standard", &id, 1, std::time::Duration::from_secs(30));
+    let got = w.dest.wait_deliveries("/standard", &id, 1, WAIT);
     assert_eq!(got[0].header("x-edgehook-event-type").as_deref(), Some("user.created"));
 
     // Svix sends the same scheme under its own header names.
