@@ -136,6 +136,11 @@ pub fn request(method: &str, url: &str, headers: &HeaderList, body: &[u8]) -> Re
     }
 }
 
+/// The value of one `edgehook_events_total` series in Prometheus text, if present.
+pub fn series(text: &str, labels: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(&format!("edgehook_events_total{{{labels}}} "))?.parse().ok())
+}
+
 /// The answer of `wrangler dev`'s own proxy (not of edgehook) when a request to workerd failed.
 pub fn is_dev_proxy_failure(status: u16, body: &str) -> bool {
     status == 503 && body.starts_with("Your worker restarted mid-request")

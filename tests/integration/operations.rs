@@ -1,7 +1,7 @@
 //! SPEC section 4, through the running worker: capture and replay, dead-letter replay, kill
 //! switches, metrics, in-worker handlers, retention, and health with its alerts.
 
-use crate::harness::{now_secs, signed, stripe_body, unique, wait_until, Action, Worker};
+use crate::harness::{now_secs, series, signed, stripe_body, unique, wait_until, Action, Worker};
 use crate::{World, STANDARD_SECRET, STRIPE_SECRET};
 use edgehook_core::providers::Provider;
 use serde_json::{json, Value};
@@ -291,11 +291,6 @@ fn filtered_and_duplicate_events_are_recorded_and_counted(w: &World) {
     assert_eq!(event["body"].as_str().unwrap().as_bytes(), body.as_slice());
     assert!(event["attempts"].as_array().unwrap().is_empty());
     assert!(listed_ids(&w.main, "source=filtered&status=filtered").contains(&id));
-}
-
-/// The value of one Prometheus series line, if present.
-fn series(text: &str, labels: &str) -> Option<u64> {
-    text.lines().find_map(|l| l.strip_prefix(&format!("edgehook_events_total{{{labels}}} "))?.parse().ok())
 }
 
 fn metrics_count_outcomes_in_prometheus_and_json(w: &World) {
