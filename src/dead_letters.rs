@@ -30,6 +30,11 @@ use std::collections::HashMap;
 use worker::{console_error, console_log, Env, MessageExt, Result};
 
 pub const PREFIX: &str = "dead-letters/";
+
+/// Where the dead letter of an event is stored in the bucket.
+pub fn letter_key(source: &str, id: &str) -> String {
+    format!("{PREFIX}{source}/{id}")
+}
 /// Where undecodable messages are stored, beside the sources (whose names cannot start with `_`).
 pub const POISON_DIR: &str = "_poison";
 /// A letter that could not be stored comes back after this long.
@@ -77,7 +82,7 @@ impl DeadLetter {
     }
 
     fn storage_key(&self) -> String {
-        format!("{PREFIX}{}/{}", self.source, self.id)
+        letter_key(&self.source, &self.id)
     }
 
     /// Stored as R2 custom metadata (string values only).

@@ -45,6 +45,10 @@ pub async fn replay_event(env: &Env, store: &Idempotency, source: &str, id: &str
     };
     let meta = event.capture.continuation(1, 0, true);
     queue::send(&env.queue(bindings::EVENTS)?, &envelope::encode(&meta, &[]), 0).await?;
+    // A dead-lettered event replayed this way is no longer a dead letter: left listed, it would
+    // be counted by health and delivered once more by a replay of every dead letter. (If this
+    // replay dies too, the consumer stores a new one.)
+    env.bucket(bindings::BLOBS)?.delete(&dead_letters::letter_key(source, id)).await?;
     store.replayed(&key).await?;
     Ok(true)
 }
@@ -92,7 +96,7 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
         Letters::All => (dead_letters::PREFIX.to_owned(), None),
         Letters::Source(source) => (format!("{}{source}/", dead_letters::PREFIX), None),
         Letters::One(source, id) => {
-            let key = format!("{}{source}/{id}", dead_letters::PREFIX);
+            let key = dead_letters::letter_key(source, id);
             (key.clone(), Some(key))
         }
     };

@@ -270,7 +270,16 @@ impl Settings {
         let destination_secret = match var(vars::DESTINATION_SECRET) {
             None => None,
             Some(text) => match secret::decode(&text, SecretEncoding::StandardWebhooks) {
-                Ok(s) => Some(s),
+                Ok(s) if s.hmac_key().is_some() => Some(s),
+                // A `whpk_` public key decodes, but cannot sign anything.
+                Ok(_) => {
+                    errors.push(ConfigError::new(
+                        "*",
+                        vars::DESTINATION_SECRET,
+                        "must be a whsec_ signing secret, not a public key",
+                    ));
+                    None
+                }
                 Err(e) => {
                     errors.push(ConfigError::new("*", vars::DESTINATION_SECRET, e.to_string()));
                     None
@@ -651,6 +660,23 @@ mod tests {
         assert_eq!(misconfigured(&c, "c"), "WEBHOOK_SECRET_C");
         let printed = format!("{:?}", c.problems());
         assert!(!printed.contains("!!!"), "{printed}");
+    }
+
+    #[test]
+    fn destination_secret_must_be_a_signing_secret() {
+        let sources = r#"{"a":{"provider":"stripe","destination":"http://127.0.0.1:9/x"}}"#;
+        use base64::{engine::general_purpose::STANDARD, Engine};
+        let point = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes();
+        let public_key = format!("whpk_{}", STANDARD.encode(point));
+        assert!(secret::decode(&public_key, SecretEncoding::StandardWebhooks).is_ok(), "a valid public key");
+        for bad in [public_key.as_str(), "whsec_not base64!"] {
+            let c = Config::load(Some(sources), &env(&[("WEBHOOK_SECRET_A", "x"), ("DESTINATION_SECRET", bad)]));
+            assert_eq!(misconfigured(&c, "a"), "DESTINATION_SECRET", "{bad}");
+            assert!(c.problems().iter().any(|p| p.field == "DESTINATION_SECRET"), "{bad}");
+        }
+        let good = format!("whsec_{}", STANDARD.encode([7u8; 32]));
+        let c = Config::load(Some(sources), &env(&[("WEBHOOK_SECRET_A", "x"), ("DESTINATION_SECRET", &good)]));
+        assert!(c.source("a").is_ok());
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub fn delivery_headers(meta: &EventMeta, body: &[u8], key: &Secret, now_secs: i
     }
     h.push("webhook-id", meta.id.clone());
     h.push("webhook-timestamp", now_secs.to_string());
+    // `key` is `DESTINATION_SECRET`, which the configuration only accepts as an HMAC secret.
     h.push("webhook-signature", sign_standard_webhooks(key.hmac_key().unwrap_or_default(), &meta.id, now_secs, body));
     h.push(SOURCE_HEADER, meta.source.clone());
     if let Some(t) = &meta.event_type {

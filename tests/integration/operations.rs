@@ -227,6 +227,27 @@ fn dead_letter_is_inspected_and_replayed(w: &World) {
     assert_eq!(event["replays"], 1);
     let letters = w.main.admin_json("/admin/dead-letters?source=recovering");
     assert!(letters["dead_letters"].as_array().unwrap().iter().all(|d| d["id"] != id.as_str()), "{letters}");
+
+    // A dead letter replayed as an event (its own route) stops being a dead letter too: a later
+    // replay of every dead letter does not deliver it again.
+    let second = unique("evt");
+    w.dest.always("/recovering", 500);
+    send_stripe(&w.main, "recovering", &second, "invoice.payment_failed");
+    wait_status(&w.main, "recovering", &second, "dead");
+    wait_until(WAIT, "the second dead letter", || {
+        let letters = w.main.admin_json("/admin/dead-letters?source=recovering");
+        letters["dead_letters"].as_array().unwrap().iter().any(|d| d["id"] == second.as_str())
+    });
+    w.dest.always("/recovering", 200);
+    let reply = w.main.admin("POST", &format!("/admin/events/recovering/{second}/replay"), b"");
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    wait_status(&w.main, "recovering", &second, "delivered");
+    let letters = w.main.admin_json("/admin/dead-letters?source=recovering");
+    assert!(letters["dead_letters"].as_array().unwrap().iter().all(|d| d["id"] != second.as_str()), "{letters}");
+    let reply = w.main.admin("POST", "/admin/dead-letters/replay?source=recovering", b"");
+    assert_eq!((reply.status, reply.json()["replayed"].as_u64()), (202, Some(0)), "{}", reply.body);
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(w.dest.deliveries("/recovering", &second).len(), 3, "two failed attempts and the replay");
 }
 
 fn paused_type_holds_events_and_releases_all_in_order(w: &World) {
