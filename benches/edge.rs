@@ -10,6 +10,7 @@
 //! - ingest: `wrk` (2 threads, 32 connections) sending distinct signed Stripe events of 1 KB,
 //!   64 KB and 1 MB to edgehook, the reference, and the reference in `enqueue-only` mode (the
 //!   ceiling of a durable ingest on this runtime); requests per second, p50, p99, and ratios;
+//!   CPU per accepted event by process, and the runtime's memory after each run;
 //! - crypto: HMAC-SHA256 inside the wasm runtime, edgehook's Rust code against Web Crypto, at the
 //!   same sizes (through the test build's `/__faults/hmac`);
 //! - drain: 5,000 queued events forwarded to a local destination, events per second.
@@ -189,9 +190,14 @@ impl Receiver {
     }
 }
 
-/// CPU seconds used so far by the processes of one `wrangler dev`, by role.
+/// CPU seconds used so far by the processes of one `wrangler dev`, by role, and the runtime's
+/// memory.
 #[derive(Debug, Default, Clone, Copy)]
 struct Cpu {
+    /// The runtime's resident memory (MB) when read, and its peak since it started (`VmRSS`
+    /// and `VmHWM`): V8's heaps, the wasm memory (which only grows), SQLite's caches.
+    runtime_rss_mb: f64,
+    runtime_peak_mb: f64,
     /// The workerd that runs the receiver itself (its fetch and queue handlers, its Durable
     /// Objects, the simulated queue and storage): the one with an inspector.
     runtime: f64,
@@ -224,6 +230,12 @@ impl Cpu {
             if head.ends_with("(workerd") {
                 if cmdline.contains("--inspector-addr") {
                     cpu.runtime += secs;
+                    let status = fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+                    let kb = |key: &str| {
+                        status.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse().ok())
+                    };
+                    cpu.runtime_rss_mb += kb("VmRSS:").unwrap_or(0.0) / 1024.0;
+                    cpu.runtime_peak_mb += kb("VmHWM:").unwrap_or(0.0) / 1024.0;
                 } else {
                     cpu.proxy += secs;
                 }
@@ -234,11 +246,13 @@ impl Cpu {
         cpu
     }
 
+    /// The CPU used since `before`; memory as it is now.
     fn since(self, before: Cpu) -> Cpu {
         Cpu {
             runtime: self.runtime - before.runtime,
             proxy: self.proxy - before.proxy,
             wrangler: self.wrangler - before.wrangler,
+            ..self
         }
     }
 }
@@ -474,6 +488,27 @@ fn ingest() {
     json.pop();
     json.push(']');
     record("ingest-cpu", &json);
+
+    // Memory: the runtime's resident set after each run and its catch-up, and its peak so far
+    // (the sizes run in order, 1 KB first, in one runtime per receiver).
+    println!("\n## The runtime's memory (MB)\n| body | receiver | resident after the run | peak so far |\n| --- | --- | --- | --- |");
+    let mut json = String::from("[");
+    for &(label, ..) in SIZES {
+        for t in [Target::Edgehook, Target::Reference, Target::Ceiling] {
+            let (_, cpu) = find_both(t, label);
+            println!("| {label} | {} | {:.0} | {:.0} |", t.name(), cpu.runtime_rss_mb, cpu.runtime_peak_mb);
+            let _ = write!(
+                json,
+                r#"{{"size":"{label}","receiver":"{}","rss_mb":{:.1},"peak_mb":{:.1}}},"#,
+                t.name(),
+                cpu.runtime_rss_mb,
+                cpu.runtime_peak_mb
+            );
+        }
+    }
+    json.pop();
+    json.push(']');
+    record("ingest-memory", &json);
 }
 
 fn crypto() {
