@@ -36,9 +36,8 @@ thread_local! {
 
 /// What became of a request that was not rejected.
 enum Answer {
-    /// An event: answered with `status` (`accepted`, `duplicate` or `filtered`), counted as
-    /// `counted`.
-    Event { status: Outcome, counted: Outcome, id: String, event_type: Option<String> },
+    /// An event: answered with `status` (`accepted` or `duplicate`), and counted so.
+    Event { status: Outcome, id: String, event_type: Option<String> },
     /// A provider's endpoint verification, answered as the provider expects.
     Handshake(Handshake),
 }
@@ -46,8 +45,8 @@ enum Answer {
 pub async fn receive(req: Request, env: &Env, ctx: &Context, source_name: &str) -> Result<Response> {
     let answer = answer(req, env, source_name).await?;
     match &answer {
-        Ok(Answer::Event { counted, event_type, .. }) => {
-            tally::count(ctx, env, source_name, event_type.as_deref(), *counted, "");
+        Ok(Answer::Event { status, event_type, .. }) => {
+            tally::count(ctx, env, source_name, event_type.as_deref(), *status, "");
         }
         Ok(Answer::Handshake(_)) => {}
         Err(rejection) => {
@@ -100,9 +99,8 @@ async fn answer(mut req: Request, env: &Env, source_name: &str) -> Result<std::r
     // the queue like any other, and the consumer captures it without delivering it.
     let filtered = !verified.admitted_by(source);
     let ttl_ms = (config.settings.idempotency_ttl_secs as i64).saturating_mul(1000);
-    Ok(accept(env, &verified, ttl_ms, filtered).await.map(|(status, counted)| Answer::Event {
+    Ok(accept(env, &verified, ttl_ms, filtered).await.map(|status| Answer::Event {
         status,
-        counted,
         id: verified.id().to_owned(),
         event_type: verified.event_type().map(str::to_owned),
     }))
@@ -158,21 +156,15 @@ async fn read_at_most(req: &mut Request, limit: u64) -> Result<Option<Vec<u8>>> 
     Ok((read <= limit).then_some(body))
 }
 
-/// Enqueues the event unless this isolate knows it already. Returns the status to answer
-/// (`accepted`, `duplicate`, or `filtered` for any copy of a filtered event) and the outcome to
-/// count (`accepted` or `duplicate`: the consumer counts the event as filtered when it records it).
-async fn accept(
-    env: &Env,
-    event: &Verified,
-    ttl_ms: i64,
-    filtered: bool,
-) -> std::result::Result<(Outcome, Outcome), Rejection> {
-    let answer = |counted| (if filtered { Outcome::Filtered } else { counted }, counted);
+/// Enqueues the event unless this isolate knows it already. Returns the status to answer and
+/// count: `accepted` or `duplicate`, as SPEC's table says, for a filtered event too (the provider
+/// only needs its acknowledgement; the consumer records and counts the event as `filtered`).
+async fn accept(env: &Env, event: &Verified, ttl_ms: i64, filtered: bool) -> std::result::Result<Outcome, Rejection> {
     let key = event.key();
     let give_up_waiting = env::now_ms() + MAX_COPY_WAIT_MS;
     let _in_flight = loop {
         if RECENT.with(|r| r.borrow().knows(&key, env::now_ms(), ttl_ms)) {
-            return Ok(answer(Outcome::Duplicate));
+            return Ok(Outcome::Duplicate);
         }
         match InFlight::enter(&key) {
             Some(guard) => break guard,
@@ -187,7 +179,7 @@ async fn accept(
     match enqueue(env, event, filtered).await {
         Ok(()) => {
             RECENT.with(|r| r.borrow_mut().remember(&key, env::now_ms()));
-            Ok(answer(Outcome::Accepted))
+            Ok(Outcome::Accepted)
         }
         Err(e) => {
             console_error!("enqueue of {key} failed: {e}");
