@@ -198,7 +198,7 @@ async fn replay_one(env: &Env, source: &str, id: &str) -> Result<Response> {
 }
 
 /// `POST /admin/events/replay?source=&status=&type=`: the events a listing with the same
-/// filters shows (at least one filter; up to 1,000 per call).
+/// filters shows (at least one filter; up to 1,000 per call, `more` saying whether any are left).
 async fn replay_events(env: &Env, pairs: &[(String, String)]) -> Result<Response> {
     let q = match query(pairs) {
         Ok(q) => q,
@@ -207,8 +207,8 @@ async fn replay_events(env: &Env, pairs: &[(String, String)]) -> Result<Response
     if q.source.is_none() && q.status.is_none() && q.event_type.is_none() {
         return bad_request("source");
     }
-    let replayed = replay::replay_matching(env, &store(env)?, &q).await?;
-    http::json(202, serde_json::json!({ "replayed": replayed }).to_string())
+    let (replayed, more) = replay::replay_matching(env, &store(env)?, &q).await?;
+    http::json(202, serde_json::json!({ "replayed": replayed, "more": more }).to_string())
 }
 
 /// `GET /admin/dead-letters?source=&cursor=`: stored dead letters, a page at a time.
@@ -280,8 +280,8 @@ async fn replay_dead_letters(env: &Env, source: Option<String>, id: Option<Strin
         (Some(source), Some(id)) if !id.is_empty() => Letters::One(source, id),
         _ => return bad_request("id"),
     };
-    let replayed = replay::replay_dead_letters(env, &store(env)?, which).await?;
-    http::json(202, serde_json::json!({ "replayed": replayed }).to_string())
+    let (replayed, more) = replay::replay_dead_letters(env, &store(env)?, which).await?;
+    http::json(202, serde_json::json!({ "replayed": replayed, "more": more }).to_string())
 }
 
 async fn get_flags(env: &Env) -> Result<Response> {

@@ -54,21 +54,23 @@ pub async fn replay_event(env: &Env, store: &Idempotency, source: &str, id: &str
 }
 
 /// Replays the captured events a query matches (every page of it, up to [`MAX_PER_CALL`]).
-pub async fn replay_matching(env: &Env, store: &Idempotency, query: &EventQuery) -> Result<usize> {
+/// Returns how many, and whether the query matches more (the caller calls again for them).
+pub async fn replay_matching(env: &Env, store: &Idempotency, query: &EventQuery) -> Result<(usize, bool)> {
     let mut replayed = 0;
     let mut before = None;
+    let page = |limit: usize, before: Option<(i64, String)>| {
+        store.list(ListQuery {
+            source: query.source.clone(),
+            states: query.status.map(|s| s.states().iter().map(|st| st.as_str().to_owned()).collect()),
+            event_type: query.event_type.clone(),
+            limit: limit as u32,
+            before,
+        })
+    };
     while replayed < MAX_PER_CALL {
-        let page = store
-            .list(ListQuery {
-                source: query.source.clone(),
-                states: query.status.map(|s| s.states().iter().map(|st| st.as_str().to_owned()).collect()),
-                event_type: query.event_type.clone(),
-                limit: 100.min((MAX_PER_CALL - replayed) as u32),
-                before: before.clone(),
-            })
-            .await?;
+        let page = page(100.min(MAX_PER_CALL - replayed), before.clone()).await?;
         let Some(last) = page.last() else {
-            break;
+            return Ok((replayed, false));
         };
         before = Some((last.received_at_ms, idempotency_key(&last.source, &last.id)));
         for event in &page {
@@ -77,7 +79,8 @@ pub async fn replay_matching(env: &Env, store: &Idempotency, query: &EventQuery)
             }
         }
     }
-    Ok(replayed)
+    let more = !page(1, before).await?.is_empty();
+    Ok((replayed, more))
 }
 
 /// Which dead letters to replay: all, a source's, or one.
@@ -90,7 +93,8 @@ pub enum Letters<'a> {
 
 /// Replays stored dead letters, each with the exact body it was stored with; a replayed letter
 /// is removed (it comes back if the replay dies too). Poison messages are not events and stay.
-pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<'_>) -> Result<usize> {
+/// Returns how many, and whether more are left (past [`MAX_PER_CALL`]: call again).
+pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<'_>) -> Result<(usize, bool)> {
     let bucket = env.bucket(bindings::BLOBS)?;
     let (prefix, exact) = match which {
         Letters::All => (dead_letters::PREFIX.to_owned(), None),
@@ -102,6 +106,7 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
     };
     let poison = format!("{}{POISON_DIR}/", dead_letters::PREFIX);
     let mut replayed = 0;
+    let mut more = false;
     let mut cursor: Option<String> = None;
     loop {
         let mut list = bucket.list().prefix(prefix.clone()).limit(100);
@@ -111,8 +116,12 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
         let listed = list.execute().await?;
         for object in listed.objects() {
             let key = object.key();
-            if key.starts_with(&poison) || replayed >= MAX_PER_CALL || exact.as_ref().is_some_and(|k| *k != key) {
+            if key.starts_with(&poison) || exact.as_ref().is_some_and(|k| *k != key) {
                 continue;
+            }
+            if replayed >= MAX_PER_CALL {
+                more = true;
+                break;
             }
             let Some(stored) = bucket.get(&key).execute().await? else {
                 continue;
@@ -148,11 +157,11 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
             replayed += 1;
         }
         match listed.cursor() {
-            Some(next) if listed.truncated() && replayed < MAX_PER_CALL => cursor = Some(next),
+            Some(next) if listed.truncated() && !more => cursor = Some(next),
             _ => break,
         }
     }
-    Ok(replayed)
+    Ok((replayed, more))
 }
 
 /// Resumes held events (of `source`, or of all) whose kill switch is no longer `paused`,

@@ -81,7 +81,7 @@ pub fn run(args: &Args) -> Result<(), String> {
                 ("type", args.event_type.as_deref()),
             ]);
             let reply = api.call("POST", &format!("/admin/events/replay{query}"))?;
-            output(args, &reply, || println!("replayed {} event(s)", s(&reply["replayed"])))
+            output(args, &reply, || println!("replayed {} event(s){}", s(&reply["replayed"]), more_left(&reply)))
         }
         ("dead-letters", [] | ["list"]) => {
             let query = query(&[("source", args.source.as_deref()), ("cursor", args.cursor.as_deref())]);
@@ -112,7 +112,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         ("dead-letters", ["replay"]) => {
             let query = query(&[("source", args.source.as_deref()), ("id", args.id.as_deref())]);
             let reply = api.call("POST", &format!("/admin/dead-letters/replay{query}"))?;
-            output(args, &reply, || println!("replayed {} dead letter(s)", s(&reply["replayed"])))
+            output(args, &reply, || println!("replayed {} dead letter(s){}", s(&reply["replayed"]), more_left(&reply)))
         }
         ("flags", [] | ["list"]) => {
             let flags = api.call("GET", "/admin/flags")?;
@@ -255,6 +255,15 @@ fn encode(text: &str) -> String {
 }
 
 /// A JSON value as table text: strings bare, null empty.
+/// A replay's note that it stopped at its per-call limit.
+fn more_left(reply: &Value) -> &'static str {
+    if reply["more"] == true {
+        "; more are left: run it again"
+    } else {
+        ""
+    }
+}
+
 fn s(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
