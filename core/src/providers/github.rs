@@ -5,9 +5,9 @@
 //! idempotency record on `X-GitHub-Delivery`. The legacy SHA-1 `X-Hub-Signature` is never
 //! accepted on its own. `X-GitHub-Event` is not covered by the signature; it only names the type.
 //! Event id: `X-GitHub-Delivery`. Event type: `X-GitHub-Event`, plus `.<action>` when the body
-//! has one (`issues.opened`).
+//! has one (`issues.opened`), in JSON or in a form-encoded delivery's `payload` field.
 
-use super::{BodyFields, Identity, Inbound, Scheme, Unsigned};
+use super::{form_payload, BodyFields, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
@@ -29,8 +29,10 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>) -> Result<&'s Secret, Re
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
     let id = req.headers.get(DELIVERY_HEADER).ok_or(Rejection::MalformedRequest)?;
     let event = req.headers.get(EVENT_HEADER).filter(|e| !e.is_empty());
-    // Form-encoded deliveries (`payload=...`) have no JSON action; the header alone names them.
-    let action = BodyFields::parse(req.body).and_then(|f| BodyFields::string(&f.action));
+    // A hook set to `application/x-www-form-urlencoded` sends the same JSON as its `payload`
+    // field: its action counts the same (`issues.opened` either way).
+    let fields = BodyFields::parse(req.body).or_else(|| BodyFields::parse(form_payload(req.body)?.as_bytes()));
+    let action = fields.and_then(|f| BodyFields::string(&f.action));
     let event_type = match (event, action) {
         (Some(event), Some(action)) => Some(format!("{event}.{action}")),
         (event, _) => event,
@@ -112,9 +114,16 @@ mod tests {
             .unwrap();
         assert_eq!(id.id, "72d3162e-cc78-11e3-81ab-4c9367dc0958");
         assert_eq!(id.event_type.as_deref(), Some("issues.opened"));
+        // Form-encoded: the same JSON in `payload`, percent-encoded (spaces as `+`).
+        let form = b"payload=%7B%22action%22%3A+%22opened%22%2C%22issue%22%3A%7B%7D%7D";
+        let id = Provider::Github.identify(Inbound::post(&h, form), crate::providers::any_scheme()).unwrap();
+        assert_eq!(id.event_type.as_deref(), Some("issues.opened"));
         let push =
             Provider::Github.identify(Inbound::post(&h, b"payload=%7B%7D"), crate::providers::any_scheme()).unwrap();
-        assert_eq!(push.event_type.as_deref(), Some("issues"));
+        assert_eq!(push.event_type.as_deref(), Some("issues"), "no action: the header alone");
+        let not_json =
+            Provider::Github.identify(Inbound::post(&h, b"payload=opened"), crate::providers::any_scheme()).unwrap();
+        assert_eq!(not_json.event_type.as_deref(), Some("issues"));
         let no_id = HeaderList::from([("X-GitHub-Event", "ping")]);
         assert_eq!(
             Provider::Github.identify(Inbound::post(&no_id, b"{}"), crate::providers::any_scheme()),

@@ -453,6 +453,12 @@ fn validate_token(token: &str) -> Result<(), Rejection> {
     }
 }
 
+/// The `payload` field of a form-encoded body: where GitHub (a hook set to
+/// `application/x-www-form-urlencoded`) and Slack (interactivity) put their JSON.
+fn form_payload(body: &[u8]) -> Option<String> {
+    form_urlencoded::parse(body).find(|(name, _)| name == "payload").map(|(_, value)| value.into_owned())
+}
+
 /// Fields read from a JSON body. Unknown fields are skipped without being built; a duplicate of
 /// a field that is read is an error, so a body cannot carry two different ids.
 #[derive(serde::Deserialize, Default)]

@@ -6,7 +6,7 @@
 //! without one (slash commands, interactivity) use the SHA-256 of the body, so Slack's retries
 //! (`X-Slack-Retry-Num`) of them still deduplicate. Event type: `event.type`, else `type`.
 
-use super::{header, Handshake, Identity, Inbound, Scheme, Unsigned};
+use super::{form_payload, header, Handshake, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::json_path::scalars;
@@ -57,7 +57,10 @@ pub fn handshake(req: Inbound<'_>) -> Option<Handshake> {
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
-    let [id, event_type, kind] = scalars(req.body, ["/event_id", "/event/type", "/type"]).unwrap_or_default();
+    const FIELDS: [&str; 3] = ["/event_id", "/event/type", "/type"];
+    // Interactivity (buttons, modals) posts its JSON as a form's `payload` field.
+    let [id, event_type, kind] =
+        scalars(req.body, FIELDS).or_else(|| scalars(form_payload(req.body)?.as_bytes(), FIELDS)).unwrap_or_default();
     Ok(Identity { id: id.unwrap_or_else(|| sha256_hex(req.body)), event_type: event_type.or(kind) })
 }
 
@@ -75,4 +78,29 @@ pub(super) fn sign_v0(
     let timestamp = unsigned.timestamp.to_string();
     let mac = hmac_sha256(key.hmac_key().unwrap_or_default(), &signed(&timestamp, unsigned.body));
     HeaderList::new().with(timestamp_header, timestamp).with(signature_header, format!("v0={}", to_hex(&mac)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Provider;
+
+    fn identity(body: &[u8]) -> Identity {
+        Provider::Slack.identify(Inbound::post(&HeaderList::new(), body), crate::providers::any_scheme()).unwrap()
+    }
+
+    #[test]
+    fn identity_from_events_api_interactivity_and_commands() {
+        let event = identity(br#"{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention"}}"#);
+        assert_eq!((event.id.as_str(), event.event_type.as_deref()), ("Ev1", Some("app_mention")));
+        // Interactivity: the JSON is a form's `payload` field; no event id, so the body's hash.
+        let form = b"payload=%7B%22type%22%3A%22block_actions%22%2C%22user%22%3A%7B%7D%7D";
+        let click = identity(form);
+        assert_eq!(click.event_type.as_deref(), Some("block_actions"));
+        assert_eq!(click.id, sha256_hex(form));
+        // A slash command is a plain form: no type.
+        let command = identity(b"command=%2Fdeploy&text=now");
+        assert_eq!(command.event_type, None);
+        assert_eq!(command.id, sha256_hex(b"command=%2Fdeploy&text=now"));
+    }
 }
