@@ -28,6 +28,8 @@
 //!   signed by provider P N times, with Rust's HMAC or in two passes with Web Crypto's;
 //! - `POST /__faults/hmac?impl=rust|webcrypto&size=BYTES&n=N` computes N HMAC-SHA256s of a
 //!   SIZE-byte buffer with edgehook's Rust code or with Web Crypto, for the benchmarks;
+//! - `POST /__faults/replay-limit?n=N` makes a replay call stop after N events or dead letters
+//!   instead of 1,000 (empty `n` restores it), so tests can reach the limit;
 //! - `POST /__faults/object?key=K` writes a small R2 object at K (say, a capture segment from
 //!   an hour long past), and `GET /__faults/object?key=K` says whether it exists, so tests can
 //!   watch the retention sweep.
@@ -60,6 +62,13 @@ thread_local! {
     static WEB_CRYPTO: RefCell<std::collections::HashMap<String, usize>> = RefCell::default();
     /// Verification clocks set by tests (Unix ms): per source, and for every other source.
     static CLOCKS: RefCell<(std::collections::HashMap<String, i64>, Option<i64>)> = RefCell::default();
+    /// A test's replay limit in place of `replay::MAX_PER_CALL`.
+    static REPLAY_LIMIT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The replay limit a test set, if any.
+pub fn replay_limit() -> Option<usize> {
+    REPLAY_LIMIT.with(|l| l.get())
 }
 
 /// The clock signature verification runs at for `source`, when a test set one (Unix ms).
@@ -107,6 +116,10 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
                 }
             });
             http::json(200, r#"{"clock":"set"}"#)
+        }
+        "/__faults/replay-limit" => {
+            REPLAY_LIMIT.with(|l| l.set(param("n").and_then(|n| n.parse().ok())));
+            http::json(200, r#"{"limit":"set"}"#)
         }
         "/__faults/forget" => {
             crate::ingest::forget_recent_id(&param("key").unwrap_or_default());

@@ -20,6 +20,16 @@ use worker::{console_error, Env, Result};
 
 /// Most events one call replays or resumes (the rest: call again, or the next cron run).
 pub const MAX_PER_CALL: usize = 1_000;
+
+/// [`MAX_PER_CALL`], or in the test build the limit a test set.
+fn max_per_call() -> usize {
+    #[cfg(feature = "faults")]
+    if let Some(limit) = crate::faults::replay_limit() {
+        return limit;
+    }
+    MAX_PER_CALL
+}
+
 /// Messages per queue batch send (the platform's limit is 100 messages and 256 KB; resumptions
 /// carry no body, so 100 of them stay far below it).
 const SEND_BATCH: usize = 100;
@@ -56,19 +66,20 @@ pub async fn replay_event(env: &Env, store: &Idempotency, source: &str, id: &str
 /// Replays the captured events a query matches (every page of it, up to [`MAX_PER_CALL`]).
 /// Returns how many, and whether the query matches more (the caller calls again for them).
 pub async fn replay_matching(env: &Env, store: &Idempotency, query: &EventQuery) -> Result<(usize, bool)> {
+    let limit = max_per_call();
     let mut replayed = 0;
     let mut before = None;
-    let page = |limit: usize, before: Option<(i64, String)>| {
+    let page = |n: usize, before: Option<(i64, String)>| {
         store.list(ListQuery {
             source: query.source.clone(),
             states: query.status.map(|s| s.states().iter().map(|st| st.as_str().to_owned()).collect()),
             event_type: query.event_type.clone(),
-            limit: limit as u32,
+            limit: n as u32,
             before,
         })
     };
-    while replayed < MAX_PER_CALL {
-        let page = page(100.min(MAX_PER_CALL - replayed), before.clone()).await?;
+    while replayed < limit {
+        let page = page(100.min(limit - replayed), before.clone()).await?;
         let Some(last) = page.last() else {
             return Ok((replayed, false));
         };
@@ -105,6 +116,7 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
         }
     };
     let poison = format!("{}{POISON_DIR}/", dead_letters::PREFIX);
+    let limit = max_per_call();
     let mut replayed = 0;
     let mut more = false;
     let mut cursor: Option<String> = None;
@@ -119,7 +131,7 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
             if key.starts_with(&poison) || exact.as_ref().is_some_and(|k| *k != key) {
                 continue;
             }
-            if replayed >= MAX_PER_CALL {
+            if replayed >= limit {
                 more = true;
                 break;
             }

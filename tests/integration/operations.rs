@@ -15,6 +15,7 @@ pub const TESTS: &[crate::Test] = &[
     ("one_event_is_replayed_and_recorded_as_a_replay", one_event_is_replayed_and_recorded_as_a_replay),
     ("filtered_set_is_replayed", filtered_set_is_replayed),
     ("dead_letter_is_inspected_and_replayed_to_a_recovered_destination", dead_letter_is_inspected_and_replayed),
+    ("replays_stop_at_their_limit_and_say_more_are_left", replays_stop_at_their_limit_and_say_more_are_left),
     ("paused_type_holds_events_and_releases_all_in_order", paused_type_holds_events_and_releases_all_in_order),
     ("dropped_type_is_recorded_not_delivered", dropped_type_is_recorded_not_delivered),
     ("filtered_and_duplicate_events_are_recorded_and_counted", filtered_and_duplicate_events_are_recorded_and_counted),
@@ -250,6 +251,44 @@ fn dead_letter_is_inspected_and_replayed(w: &World) {
     assert_eq!((reply.status, reply.json()["replayed"].as_u64()), (202, Some(0)), "{}", reply.body);
     thread::sleep(Duration::from_secs(3));
     assert_eq!(w.dest.deliveries("/recovering", &second).len(), 3, "two failed attempts and the replay");
+}
+
+/// Each replay call stops at its limit (1,000; 2 here, set through the test build) and says
+/// whether some are left; the next call takes the rest.
+fn replays_stop_at_their_limit_and_say_more_are_left(w: &World) {
+    let ids: Vec<String> = (0..3).map(|_| unique("evt")).collect();
+    w.dest.always("/capped", 500);
+    for id in &ids {
+        send_stripe(&w.faults, "capped", id, "invoice.paid");
+    }
+    wait_until(WAIT, "three dead letters", || {
+        let letters = w.faults.admin_json("/admin/dead-letters?source=capped");
+        letters["dead_letters"].as_array().unwrap().len() == ids.len()
+    });
+    w.dest.always("/capped", 200);
+    let limit = w.faults.post("/__faults/replay-limit?n=2", &Default::default(), b"");
+    assert_eq!(limit.status, 200, "{}", limit.body);
+    let replay = |path: &str| {
+        let reply = w.faults.admin("POST", path, b"");
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        (reply.json()["replayed"].as_u64().unwrap(), reply.json()["more"].as_bool().unwrap())
+    };
+    let letters = "/admin/dead-letters/replay?source=capped";
+    assert_eq!(replay(letters), (2, true));
+    assert_eq!(replay(letters), (1, false));
+    assert_eq!(replay(letters), (0, false));
+    for id in &ids {
+        wait_status(&w.faults, "capped", id, "delivered");
+    }
+    // The same for a replay of events by filter (three match, two per call).
+    let events = "/admin/events/replay?source=capped";
+    assert_eq!(replay(events), (2, true));
+    let restored = w.faults.post("/__faults/replay-limit?n=", &Default::default(), b"");
+    assert_eq!(restored.status, 200, "{}", restored.body);
+    assert_eq!(replay(events), (3, false));
+    for id in &ids {
+        w.dest.wait_deliveries("/capped", id, 3, WAIT);
+    }
 }
 
 fn paused_type_holds_events_and_releases_all_in_order(w: &World) {
