@@ -254,7 +254,6 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-/// A JSON value as table text: strings bare, null empty.
 /// A replay's note that it stopped at its per-call limit.
 fn more_left(reply: &Value) -> &'static str {
     if reply["more"] == true {
@@ -264,6 +263,7 @@ fn more_left(reply: &Value) -> &'static str {
     }
 }
 
+/// A JSON value as table text: strings bare, null empty.
 fn s(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
