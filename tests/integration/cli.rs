@@ -134,7 +134,7 @@ fn run(args: &[&str]) -> String {
                 .split_once(' ')
                 .is_some_and(|(status, body)| crate::harness::is_dev_proxy_failure(status.parse().unwrap_or(0), body))
         } else {
-            stderr.contains(": 503 Your worker restarted mid-request")
+            stderr.contains(&format!(": 503 {}", crate::harness::DEV_PROXY_LOST))
         };
         if proxy_failed && tries < 4 {
             std::thread::sleep(std::time::Duration::from_millis(500));

@@ -3,7 +3,7 @@
 //! logs in, sees the event, replays the dead letter and pauses an event type; the suite checks
 //! events are held, and the browser resumes them.
 
-use crate::harness::{now_secs, root, signed, stripe_body, unique, wait_until};
+use crate::harness::{now_secs, root, signed, stripe_body, unique, wait_until, WAIT};
 use crate::{World, ADMIN_TOKEN, STRIPE_SECRET};
 use edgehook_core::headers::HeaderList;
 use edgehook_core::providers::Provider;
@@ -42,8 +42,6 @@ fn dashboard_page_is_locked_down(w: &World) {
     assert_eq!(events.status, 200);
     assert_eq!(events.header("cache-control"), Some("no-store"));
 }
-
-const WAIT: Duration = Duration::from_secs(60);
 
 fn send(w: &World, id: &str, event_type: &str) {
     let body = stripe_body(id, event_type);

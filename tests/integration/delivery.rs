@@ -1,6 +1,6 @@
 //! SPEC section 3: forwarding, retries with backoff, timeouts, `Retry-After`, dead letters.
 
-use crate::harness::{now_secs, signed, stripe_body, unique, wait_until, Action};
+use crate::harness::{now_secs, signed, stripe_body, unique, wait_status, wait_until, Action, WAIT};
 use crate::{World, ADMIN_TOKEN, DESTINATION_SECRET, STANDARD_SECRET, STRIPE_SECRET};
 use edgehook_core::headers::HeaderList;
 use edgehook_core::providers::{Inbound, Provider, Scheme};
@@ -22,8 +22,6 @@ pub const TESTS: &[crate::Test] = &[
     ("poison_messages_are_dead_lettered_alone", poison_messages_are_dead_lettered_alone),
     ("large_dead_letters_keep_their_body", large_dead_letters_keep_their_body),
 ];
-
-const WAIT: Duration = Duration::from_secs(60);
 
 fn accept_stripe(w: &World, source: &str, id: &str, event_type: &str) -> Vec<u8> {
     let body = stripe_body(id, event_type);
@@ -169,12 +167,7 @@ fn timeouts_are_retried(w: &World) {
     // Not retried once delivered: every request the destination saw is an attempt edgehook
     // recorded, one of them (the last) a success. (Counted against the record rather than as
     // "two": on a loaded machine the second answer, too, can miss the 2-second timeout.)
-    let mut event = json!(null);
-    wait_until(WAIT, "the event to be recorded as delivered", || {
-        let reply = w.main.admin("GET", &format!("/admin/events/slow/{id}"), b"");
-        event = if reply.status == 200 { reply.json() } else { json!(null) };
-        event["status"] == "delivered"
-    });
+    let event = wait_status(&w.main, "slow", &id, "delivered");
     thread::sleep(Duration::from_secs(6));
     let attempts = event["attempts"].as_array().unwrap();
     let ok = |a: &serde_json::Value| a["status"].as_u64().is_some_and(|s| (200..300).contains(&s));

@@ -2,7 +2,7 @@
 //! (the README's example) is accepted and forwarded to the demo destination; its cron ticker
 //! makes `/health` report ok, and the dashboard is served.
 
-use crate::harness::{free_port, root, unique, wait_until, Group};
+use crate::harness::{free_port, root, unique, wait_until, Group, DEV_PROXY_LOST};
 use crate::World;
 use std::process::Command;
 use std::time::Duration;
@@ -32,7 +32,7 @@ fn dev_command_serves_the_readme_example(_: &World) {
                 .output()
                 .unwrap();
             let out = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            if !out.starts_with("Your worker restarted mid-request") {
+            if !out.starts_with(DEV_PROXY_LOST) {
                 return out;
             }
             std::thread::sleep(Duration::from_millis(500));

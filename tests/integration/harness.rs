@@ -141,9 +141,13 @@ pub fn series(text: &str, labels: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix(&format!("edgehook_events_total{{{labels}}} "))?.parse().ok())
 }
 
+/// How `wrangler dev`'s own proxy (not edgehook) begins its 503 answer when a request to
+/// workerd failed.
+pub const DEV_PROXY_LOST: &str = "Your worker restarted mid-request";
+
 /// The answer of `wrangler dev`'s own proxy (not of edgehook) when a request to workerd failed.
 pub fn is_dev_proxy_failure(status: u16, body: &str) -> bool {
-    status == 503 && body.starts_with("Your worker restarted mid-request")
+    status == 503 && body.starts_with(DEV_PROXY_LOST)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -594,6 +598,22 @@ pub fn signed(provider: Provider, secret: &str, id: &str, timestamp: i64, body: 
 pub fn stripe_body(id: &str, event_type: &str) -> Vec<u8> {
     format!(r#"{{"id":"{id}","object":"event","type":"{event_type}","data":{{"object":{{"id":"in_1"}}}}}}"#)
         .into_bytes()
+}
+
+/// How long the suite waits for something the worker does in the background (a delivery, a
+/// record, a count) on a loaded machine.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until the captured event `source/id` has `status` (admin API), and returns it.
+#[track_caller]
+pub fn wait_status(worker: &Worker, source: &str, id: &str, status: &str) -> serde_json::Value {
+    let mut event = serde_json::Value::Null;
+    wait_until(WAIT, &format!("{source}/{id} to be {status}"), || {
+        let reply = worker.admin("GET", &format!("/admin/events/{source}/{id}"), b"");
+        event = if reply.status == 200 { reply.json() } else { serde_json::Value::Null };
+        event["status"] == status
+    });
+    event
 }
 
 pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {

@@ -1,7 +1,7 @@
 //! Exactly-once intake: concurrent duplicates, failed enqueues, expiry by alarm, and what the
 //! worker never reveals.
 
-use crate::harness::{now_secs, series, signed, stripe_body, unique, Reply};
+use crate::harness::{now_secs, series, signed, stripe_body, unique, Reply, WAIT};
 use crate::{World, ADMIN_TOKEN, ALL_SECRETS, STRIPE_SECRET, TTL_SECS};
 use edgehook_core::headers::HeaderList;
 use edgehook_core::providers::Provider;
@@ -22,8 +22,6 @@ pub const TESTS: &[crate::Test] = &[
     ("ids_expire_after_the_ttl", ids_expire_after_the_ttl),
     ("admin_api_requires_the_token", admin_api_requires_the_token),
 ];
-
-const WAIT: Duration = Duration::from_secs(60);
 
 fn fifty_concurrent_copies_are_delivered_once(w: &World) {
     let id = unique("evt");

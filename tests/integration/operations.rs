@@ -1,7 +1,7 @@
 //! SPEC section 4, through the running worker: capture and replay, dead-letter replay, kill
 //! switches, metrics, in-worker handlers, retention, and health with its alerts.
 
-use crate::harness::{now_secs, series, signed, stripe_body, unique, wait_until, Action, Worker};
+use crate::harness::{now_secs, series, signed, stripe_body, unique, wait_status, wait_until, Action, Worker, WAIT};
 use crate::{World, STANDARD_SECRET, STRIPE_SECRET};
 use edgehook_core::providers::Provider;
 use serde_json::{json, Value};
@@ -31,8 +31,6 @@ pub const SOLO: &[crate::Test] = &[(
     hanging_destination_degrades_health_alerts_once_and_recovers,
 )];
 
-const WAIT: Duration = Duration::from_secs(60);
-
 fn send_stripe(worker: &Worker, source: &str, id: &str, event_type: &str) -> Vec<u8> {
     let body = stripe_body(id, event_type);
     let reply = worker.post(
@@ -42,18 +40,6 @@ fn send_stripe(worker: &Worker, source: &str, id: &str, event_type: &str) -> Vec
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
     body
-}
-
-/// Waits until the captured event `source/id` has `status`, and returns it.
-#[track_caller]
-fn wait_status(worker: &Worker, source: &str, id: &str, status: &str) -> Value {
-    let mut event = Value::Null;
-    wait_until(WAIT, &format!("{source}/{id} to be {status}"), || {
-        let reply = worker.admin("GET", &format!("/admin/events/{source}/{id}"), b"");
-        event = if reply.status == 200 { reply.json() } else { Value::Null };
-        event["status"] == status
-    });
-    event
 }
 
 fn listed_ids(worker: &Worker, query: &str) -> Vec<String> {

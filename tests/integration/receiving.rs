@@ -1,13 +1,10 @@
 //! SPEC section 2: every status and error body, for each provider.
 
-use crate::harness::{now_secs, signed, stripe_body, unique, Reply};
+use crate::harness::{now_secs, signed, stripe_body, unique, Reply, WAIT};
 use crate::{World, GITHUB_SECRET, ROTATION_NEW, ROTATION_OLD, STANDARD_SECRET, STRIPE_SECRET};
 use edgehook_core::headers::HeaderList;
 use edgehook_core::providers::Provider;
 use serde_json::json;
-
-/// How long a delivery may take on a loaded machine.
-const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub const TESTS: &[crate::Test] = &[
     ("stripe_every_status", stripe_every_status),
