@@ -20,6 +20,8 @@
 //!   body is not in R2;
 //! - `GET /__faults/billing` counts the billable operations this isolate made (see
 //!   [`crate::billing`]); `POST` reads and resets them;
+//! - `GET /__faults/record?source=S&id=I` answers an event's status as the idempotency store
+//!   reads it (`null` when it holds none), for the instance without an admin token;
 //! - `GET /__faults/storage` says how many time partitions and stored events the idempotency
 //!   shards hold, so tests can watch expiry drop them;
 //! - `GET /__faults/web-crypto?source=S` says how many HMACs Web Crypto computed to verify
@@ -163,6 +165,15 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
         "/__faults/web-crypto" => {
             let macs = WEB_CRYPTO.with(|w| w.borrow().get(&param("source").unwrap_or_default()).copied());
             http::json(200, format!(r#"{{"macs":{}}}"#, macs.unwrap_or(0)))
+        }
+        "/__faults/record" => {
+            let key = edgehook_core::ingest::idempotency_key(
+                &param("source").unwrap_or_default(),
+                &param("id").unwrap_or_default(),
+            );
+            let found = crate::idempotency::Idempotency::new(env)?.get(&key).await?;
+            let status = found.map(|event| event.status.as_str());
+            http::json(200, serde_json::json!({ "status": status }).to_string())
         }
         "/__faults/storage" => {
             let (partitions, events) = crate::idempotency::Idempotency::new(env)?.storage().await?;

@@ -53,8 +53,9 @@ pub struct World {
     pub main: Worker,
     /// The `faults` build, with `SOURCES` as `[vars]` tables in `wrangler.toml`.
     pub faults: Worker,
-    /// The `faults` build with `IDEMPOTENCY_TTL_SECS=3` and `CAPTURE_RETENTION_SECS=3` and no
-    /// `ADMIN_TOKEN`, configured with `--var` flags.
+    /// The `faults` build with `IDEMPOTENCY_TTL_SECS=3` and `CAPTURE_RETENTION_SECS=8` (so each
+    /// idempotency shard's time partitions are 2 s wide) and no `ADMIN_TOKEN`, configured with
+    /// `--var` flags.
     pub ttl: Worker,
     /// The `faults` build with a source per provider vector file (see `providers`).
     pub vectors: Worker,
@@ -76,6 +77,7 @@ pub struct World {
 }
 
 pub const TTL_SECS: u64 = 3;
+pub const RETENTION_SECS: u64 = 8;
 
 impl World {
     pub fn workers(&self) -> [&Worker; 6] {
@@ -211,7 +213,7 @@ fn start_world() -> World {
         ("SOURCES", ttl_sources),
         ("WEBHOOK_SECRET_TTL", STRIPE_SECRET.into()),
         ("IDEMPOTENCY_TTL_SECS", TTL_SECS.to_string()),
-        ("CAPTURE_RETENTION_SECS", TTL_SECS.to_string()),
+        ("CAPTURE_RETENTION_SECS", RETENTION_SECS.to_string()),
         ("DESTINATION_SECRET", DESTINATION_SECRET.into()),
     ]);
 
