@@ -1,5 +1,7 @@
-//! `/admin/*`: the operator's API, behind `Authorization: Bearer <ADMIN_TOKEN>`, and `/admin/`,
-//! the dashboard page (which asks for the token and sends it with its own API calls).
+//! `/admin/*`: the operator's API, every route behind `Authorization: Bearer <ADMIN_TOKEN>`;
+//! and `/dashboard`, the page that asks for the token and sends it with its own API calls. The
+//! page is not under `/admin/` so that everything there is JSON and answers 401 without the
+//! token, as SPEC says.
 //!
 //! Every answer is JSON (metrics also as Prometheus text). Errors are `{"error": code}` with a
 //! stable code: `unauthorized`, `not_found`, `bad_request` (with the bad `field`),
@@ -32,9 +34,6 @@ const DEAD_LETTERS: &str = "/admin/dead-letters";
 const FLAGS: &str = "/admin/flags";
 
 pub async fn handle(mut req: Request, env: &Env, path: &str) -> Result<Response> {
-    if req.method() == Method::Get && (path == "/admin" || path == "/admin/") {
-        return dashboard();
-    }
     if !authorized(&req, env) {
         return http::json(401, r#"{"error":"unauthorized"}"#);
     }
@@ -84,7 +83,8 @@ pub async fn handle(mut req: Request, env: &Env, path: &str) -> Result<Response>
     Ok(response)
 }
 
-fn dashboard() -> Result<Response> {
+/// `GET /dashboard`: the page, no token needed to load it.
+pub fn dashboard() -> Result<Response> {
     let headers = worker::Headers::new();
     headers.set("content-type", "text/html; charset=utf-8")?;
     // The page only talks to this origin and embeds nothing from elsewhere.

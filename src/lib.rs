@@ -66,6 +66,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     if path == "/health" {
         return admin::public_health(&env).await;
     }
+    if (path == "/dashboard" || path == "/dashboard/") && req.method() == worker::Method::Get {
+        return admin::dashboard();
+    }
     #[cfg(feature = "faults")]
     if path.starts_with("/__faults/") {
         return faults::handle(&req, &env, &path).await;

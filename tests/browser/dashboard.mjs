@@ -1,4 +1,4 @@
-// Drives the dashboard at $EDGEHOOK_URL/admin/ in headless Chromium (Debian's, through
+// Drives the dashboard at $EDGEHOOK_URL/dashboard in headless Chromium (Debian's, through
 // playwright-core) the way an operator would. Run by the integration suite (dashboard.rs),
 // which prepares the event and the dead letter, and answers on stdin when it has checked what
 // happened between the steps. Every step prints one line: "STEP <name>".
@@ -44,7 +44,7 @@ try {
   });
   page.setDefaultTimeout(30_000);
 
-  await page.goto(`${base}/admin/`);
+  await page.goto(`${base}/dashboard`);
   // A wrong token is refused and the login form stays. One of the dashboard's requests made
   // with it is held back, so its refusal arrives after the right token has logged in: that
   // late answer must not log the new session out (it once did, when CI was slow).

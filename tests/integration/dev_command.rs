@@ -66,7 +66,7 @@ fn dev_command_serves_the_readme_example(_: &World) {
     wait_until(Duration::from_secs(90), "a heartbeat from the dev ticker", || {
         get("/health").is_some_and(|body| body == r#"{"status":"ok"}"#)
     });
-    let page = get("/admin/").unwrap();
+    let page = get("/dashboard").unwrap();
     assert!(page.contains("<title>edgehook</title>"), "the dashboard is served");
     drop(dev);
 }

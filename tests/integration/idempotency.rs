@@ -255,6 +255,12 @@ fn admin_api_requires_the_token(w: &World) {
     let reply = w.main.get("/admin/dead-letters", &right);
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(reply.json()["dead_letters"].is_array());
+    // Everything under /admin wants it, unknown routes and the bare prefix too (the dashboard
+    // page is outside, at /dashboard); with it, an unknown route is 404.
+    for path in ["/admin", "/admin/", "/admin/nothing-here"] {
+        w.main.get(path, &HeaderList::new()).expect(401, unauthorized.clone());
+    }
+    w.main.get("/admin/", &right).expect(404, json!({"error": "not_found"}));
     // The ttl instance has no ADMIN_TOKEN: nobody gets in.
     w.ttl.get("/admin/dead-letters", &right).expect(401, unauthorized);
 }
