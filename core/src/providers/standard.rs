@@ -28,6 +28,12 @@ const SVIX_ID_HEADER: &str = "svix-id";
 const SVIX_TIMESTAMP_HEADER: &str = "svix-timestamp";
 const SVIX_SIGNATURE_HEADER: &str = "svix-signature";
 
+/// Most `v1a` signatures tried for one request. Each is a full Ed25519 verification, a SHA-512
+/// pass over the whole body: a request with hundreds of made-up entries (no signature is needed
+/// to send one) would cost hundreds of passes over a body of up to `max_body_bytes` before it
+/// is refused. A sender lists one signature per key it is signing with, so a few at most.
+const MAX_ED25519_SIGNATURES: usize = 8;
+
 /// A header under its Standard Webhooks name, else under its Svix name; empty counts as absent.
 fn header(req: Inbound<'_>, standard: &str, svix: &str) -> Option<String> {
     let non_empty = |v: &String| !v.is_empty();
@@ -80,8 +86,11 @@ fn first_ed25519_match<'s>(
         return None;
     }
     let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat();
-    let signatures: Vec<ed25519_dalek::Signature> =
-        candidates.iter().filter_map(|c| ed25519_dalek::Signature::from_slice(c).ok()).collect();
+    let signatures: Vec<ed25519_dalek::Signature> = candidates
+        .iter()
+        .filter_map(|c| ed25519_dalek::Signature::from_slice(c).ok())
+        .take(MAX_ED25519_SIGNATURES)
+        .collect();
     scheme.secrets.iter().find(|secret| match secret {
         Secret::Ed25519(key) => signatures.iter().any(|sig| key.verify_strict(&signed, sig).is_ok()),
         _ => false,
@@ -186,6 +195,29 @@ mod tests {
         let v = vector();
         let list = format!(r#"["whsec_{}","{}"]"#, "AAAAAAAAAAAAAAAAAAAAAAAA", v.secret);
         assert_eq!(check(&v, &v.valid[0], &list, v.now), Ok(()));
+    }
+
+    #[test]
+    fn only_the_first_few_ed25519_signatures_are_tried() {
+        use crate::headers::Headers;
+        let seed = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let signing = SigningKey::parse(&format!("whsk_{seed}"), SECRET_ENCODING).unwrap();
+        let SigningKey::Ed25519(key) = &signing else { panic!("an Ed25519 key") };
+        let public = base64::engine::general_purpose::STANDARD.encode(key.verifying_key().to_bytes());
+        let secrets = SecretSet::parse(&format!("whpk_{public}"), SECRET_ENCODING).unwrap();
+        let body = br#"{"type":"user.created"}"#;
+        let unsigned = Unsigned { method: "POST", url: "", body, id: "msg_1", timestamp: 1_700_000_000 };
+        let genuine = sign_headers(&signing, unsigned).get(SIGNATURE_HEADER).unwrap();
+        let made_up = format!("v1a,{}", base64::engine::general_purpose::STANDARD.encode([7u8; 64]));
+        let verify = |entries_before: usize| {
+            let signatures = vec![made_up.as_str(); entries_before].into_iter().chain([genuine.as_str()]);
+            let h = HeaderList::from([("webhook-id", "msg_1"), ("webhook-timestamp", "1700000000")])
+                .with(SIGNATURE_HEADER, signatures.collect::<Vec<_>>().join(" "));
+            Provider::Standard.verify(Inbound::post(&h, body), scheme(&secrets), 1_700_000_000).map(drop)
+        };
+        assert_eq!(verify(0), Ok(()));
+        assert_eq!(verify(MAX_ED25519_SIGNATURES - 1), Ok(()), "the last one tried");
+        assert_eq!(verify(MAX_ED25519_SIGNATURES), Err(Rejection::InvalidSignature), "past the limit");
     }
 
     #[test]
