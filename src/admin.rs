@@ -215,7 +215,10 @@ async fn replay_events(env: &Env, pairs: &[(String, String)]) -> Result<Response
 async fn list_dead_letters(env: &Env, source: Option<String>, cursor: Option<String>) -> Result<Response> {
     let prefix = match source {
         None => dead_letters::PREFIX.to_owned(),
-        Some(source) if valid_source_name(&source) => format!("{}{source}/", dead_letters::PREFIX),
+        // Poison messages (no source of their own) are listed under `_poison`.
+        Some(source) if valid_source_name(&source) || source == dead_letters::POISON_DIR => {
+            format!("{}{source}/", dead_letters::PREFIX)
+        }
         Some(_) => return bad_request("source"),
     };
     let bucket = env.bucket(bindings::BLOBS)?;

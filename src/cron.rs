@@ -6,7 +6,8 @@
 //!    state changed enough to alert (one alert on degrading, one on recovering);
 //! 3. puts a probe on the event queue: the consumer reports it, and a probe nobody reports is
 //!    processing lag even when no record changes (a consumer that stopped taking messages);
-//! 4. deletes captured bodies past retention (never those of events still held);
+//! 4. deletes captured bodies past retention (never those of events still held, so not at all
+//!    in a run that could not read which events are held);
 //! 5. resumes held events whose kill switch is no longer `paused` (the admin API resumes them
 //!    at once; this catches resumptions that were lost).
 //!
@@ -19,7 +20,7 @@ use crate::control::{AlertKind, Control, Measured};
 use crate::dead_letters;
 use crate::env::{self, bindings};
 use crate::gate::Gates;
-use crate::idempotency::{Idempotency, Oldest};
+use crate::idempotency::Idempotency;
 use crate::queue;
 use crate::replay;
 use edgehook_core::capture::retention_cutoff;
@@ -36,10 +37,16 @@ pub async fn tick(env: &Env) {
         (Ok(store), Ok(control)) => (store, control),
         (Err(e), _) | (_, Err(e)) => return console_error!("cron: bindings unavailable: {e}"),
     };
-    let oldest = store.oldest().await.unwrap_or_else(|e| {
-        console_error!("cron: could not read the oldest open events: {e}");
-        Oldest::default()
-    });
+    // Unknown when a shard cannot be read: health then sees no open event, and this run
+    // neither sweeps (it cannot tell which bodies held events still need) nor resumes.
+    let known = match store.oldest().await {
+        Ok(oldest) => Some(oldest),
+        Err(e) => {
+            console_error!("cron: could not read the oldest open and held events: {e}");
+            None
+        }
+    };
+    let oldest = known.unwrap_or_default();
     let dead_letters = count_dead_letters(env).await.unwrap_or_else(|e| {
         console_error!("cron: could not count dead letters: {e}");
         0
@@ -66,8 +73,10 @@ pub async fn tick(env: &Env) {
         console_error!("cron: could not enqueue the heartbeat probe: {e}");
     }
     let retention_ms = (config.settings.capture_retention_secs as i64).saturating_mul(1000);
-    if let Err(e) = blobs::sweep(env, retention_cutoff(env::now_ms(), retention_ms, oldest.held)).await {
-        console_error!("cron: retention sweep failed: {e}");
+    if known.is_some() {
+        if let Err(e) = blobs::sweep(env, retention_cutoff(env::now_ms(), retention_ms, oldest.held)).await {
+            console_error!("cron: retention sweep failed: {e}");
+        }
     }
     if oldest.held.is_some() {
         let resumed = match control.flags().await {

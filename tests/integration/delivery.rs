@@ -240,7 +240,7 @@ fn poison_messages_are_dead_lettered_alone(w: &World) {
     let stored = wait_dead_letter(&w.faults, "/admin/dead-letters?source=fragile", |d| d["id"] == missing.as_str());
     assert_eq!(stored["error"], "body missing from storage");
     assert_eq!(stored["attempts"], 1);
-    let garbage = wait_dead_letter(&w.faults, "/admin/dead-letters", |d| d["source"] == "_poison");
+    let garbage = wait_dead_letter(&w.faults, "/admin/dead-letters?source=_poison", |d| d["source"] == "_poison");
     assert_eq!(garbage["error"], "undecodable queue message: not an edgehook envelope");
     let (_, raw) = dead_letter_detail(&w.faults, "_poison", garbage["id"].as_str().unwrap());
     assert_eq!(raw.as_deref(), Some(&b"this is not an edgehook envelope"[..]));
