@@ -456,10 +456,20 @@ impl ControlObject {
         Ok(metrics)
     }
 
+    /// When the oldest probe still unseen was sent, of those sent after the newest one the
+    /// consumer has seen. A probe can be lost without the consumer being at fault (its enqueue
+    /// failed, or the report that the consumer saw it did): once a later probe is seen, the
+    /// consumer is evidently taking messages, and the lost one no longer counts (it would
+    /// otherwise count as lag until it is forgotten, a day later).
     fn oldest_unseen_probe(&self) -> Result<Option<i64>> {
         let rows: Vec<MinRow> = self
             .sql
-            .exec("SELECT MIN(sent_ms) AS sent FROM probes WHERE seen_ms IS NULL AND sent_ms IS NOT NULL", None)?
+            .exec(
+                "SELECT MIN(sent_ms) AS sent FROM probes WHERE seen_ms IS NULL AND sent_ms IS NOT NULL
+                   AND sent_ms > (SELECT COALESCE(MAX(sent_ms), 0) FROM probes
+                                  WHERE seen_ms IS NOT NULL AND sent_ms IS NOT NULL)",
+                None,
+            )?
             .to_array()?;
         Ok(rows.first().and_then(|r| r.sent))
     }

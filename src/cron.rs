@@ -118,6 +118,10 @@ async fn open_circuits(env: &Env, config: &Config) -> Vec<String> {
 }
 
 async fn send_probe(env: &Env, probe_id: &str) -> Result<()> {
+    #[cfg(feature = "faults")]
+    if crate::faults::fails(crate::faults::Fault::Probe, "") {
+        return Err(worker::Error::RustError("the probe was lost (test fault)".into()));
+    }
     let probe = EventMeta::first_attempt(PROBE_SOURCE, probe_id, env::now_ms(), BodyRef::Inline);
     queue::send(&env.queue(bindings::EVENTS)?, &envelope::encode(&probe, &[]), 0).await
 }

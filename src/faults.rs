@@ -11,6 +11,8 @@
 //!   or of every source without one) run at that Unix time (empty `now` restores the real
 //!   clock), so providers' documented examples and the hostile corpus, signed years ago, can be
 //!   replayed through the worker;
+//! - `POST /__faults/probe` makes the cron trigger's next heartbeat probe fail to enqueue, as if
+//!   it were lost;
 //! - `POST /__faults/forget?key=SOURCE:ID` removes one id from this isolate's memory of accepted
 //!   ids, so the next copy of that event is enqueued and must be caught by the consumer;
 //! - `POST /__faults/copies?source=S&id=I&n=N` puts N copies of one event on the queue at once,
@@ -56,6 +58,8 @@ pub enum Fault {
     CrashDelivered,
     /// The consumer dies after recording the delivery, before acknowledging the message.
     CrashRecorded,
+    /// The cron trigger's next heartbeat probe is not enqueued (armed for no event: id "").
+    Probe,
 }
 
 thread_local! {
@@ -101,6 +105,10 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
     match path {
         "/__faults/enqueue" => arm(Fault::Enqueue),
         "/__faults/blob" => arm(Fault::Blob),
+        "/__faults/probe" => {
+            ARMED.with(|a| a.borrow_mut().insert((Fault::Probe, String::new())));
+            http::json(200, r#"{"armed":"probe"}"#)
+        }
         "/__faults/crash" => match param("at").as_deref() {
             Some("taken") => arm(Fault::CrashTaken),
             Some("delivered") => arm(Fault::CrashDelivered),

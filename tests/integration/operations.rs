@@ -26,10 +26,13 @@ pub const TESTS: &[crate::Test] = &[
 ];
 
 /// Tests that must run alone on their instance (see `main`).
-pub const SOLO: &[crate::Test] = &[(
-    "hanging_destination_degrades_health_alerts_once_and_recovers",
-    hanging_destination_degrades_health_alerts_once_and_recovers,
-)];
+pub const SOLO: &[crate::Test] = &[
+    (
+        "hanging_destination_degrades_health_alerts_once_and_recovers",
+        hanging_destination_degrades_health_alerts_once_and_recovers,
+    ),
+    ("a_lost_heartbeat_probe_does_not_keep_health_degraded", a_lost_heartbeat_probe_does_not_keep_health_degraded),
+];
 
 fn send_stripe(worker: &Worker, source: &str, id: &str, event_type: &str) -> Vec<u8> {
     let body = stripe_body(id, event_type);
@@ -554,4 +557,30 @@ fn hanging_destination_degrades_health_alerts_once_and_recovers(w: &World) {
     let last = w.dest.received("/ops-alerts", |_| true).pop().unwrap();
     let text = serde_json::from_slice::<Value>(&last.body).unwrap()["text"].as_str().unwrap().to_owned();
     assert!(text.contains("recovered"), "{text}");
+}
+
+/// A heartbeat probe can be lost without the consumer being at fault (its enqueue failed, or
+/// the consumer's report of it): once a later probe is taken, health is ok again, though the
+/// lost one is never seen. (It used to count as processing lag for a day.)
+fn a_lost_heartbeat_probe_does_not_keep_health_degraded(w: &World) {
+    let ops = &w.ops;
+    let status = || ops.get("/health", &Default::default()).status;
+    ops.scheduled();
+    wait_until(WAIT, "a healthy start", || status() == 200);
+
+    let armed = ops.post("/__faults/probe", &Default::default(), b"");
+    assert_eq!(armed.status, 200, "{}", armed.body);
+    ops.scheduled();
+    let lost_at = std::time::Instant::now();
+    wait_until(WAIT, "the probe to be lost", || ops.logs().contains("could not enqueue the heartbeat probe"));
+    // The next run's probe goes through (HEALTH_MAX_LAG_SECS is 5 s here: this run is well
+    // within it, so its own evaluation is healthy and sends no alert).
+    thread::sleep(Duration::from_secs(1));
+    ops.scheduled();
+    // Past the lag limit, counted from the lost probe, health is ok once the later probe is
+    // taken: the lost one no longer counts.
+    thread::sleep(Duration::from_secs(6).saturating_sub(lost_at.elapsed()));
+    wait_until(WAIT, "health to be ok", || status() == 200);
+    let report = ops.admin_json("/admin/health");
+    assert!(report["processing_lag_secs"].as_f64().unwrap() < 5.0, "{report}");
 }
