@@ -6,8 +6,8 @@
 //!    state changed enough to alert (one alert on degrading, one on recovering);
 //! 3. puts a probe on the event queue: the consumer reports it, and a probe nobody reports is
 //!    processing lag even when no record changes (a consumer that stopped taking messages);
-//! 4. deletes captured bodies past retention (never those of events still held, so not at all
-//!    in a run that could not read which events are held);
+//! 4. deletes captured bodies past retention (never those of events still held or still being
+//!    delivered, so not at all in a run that could not read which those are);
 //! 5. resumes held events whose kill switch is no longer `paused` (the admin API resumes them
 //!    at once; this catches resumptions that were lost).
 //!
@@ -74,7 +74,8 @@ pub async fn tick(env: &Env) {
     }
     let retention_ms = (config.settings.capture_retention_secs as i64).saturating_mul(1000);
     if known.is_some() {
-        if let Err(e) = blobs::sweep(env, retention_cutoff(env::now_ms(), retention_ms, oldest.held)).await {
+        let needed = [oldest.open, oldest.held].into_iter().flatten().min();
+        if let Err(e) = blobs::sweep(env, retention_cutoff(env::now_ms(), retention_ms, needed)).await {
             console_error!("cron: retention sweep failed: {e}");
         }
     }

@@ -160,10 +160,11 @@ pub fn expired_key(prefix: &str, key: &str, cutoff_ms: i64) -> bool {
 }
 
 /// Objects written before this are deleted: `retention` ago, but never anything an event still
-/// held by a kill switch may need (received at `oldest_held_ms`).
-pub fn retention_cutoff(now_ms: i64, retention_ms: i64, oldest_held_ms: Option<i64>) -> i64 {
+/// held by a kill switch, or still being delivered or retried, may need (the oldest of them
+/// received at `oldest_needed_ms`): its next attempt reads its body from there.
+pub fn retention_cutoff(now_ms: i64, retention_ms: i64, oldest_needed_ms: Option<i64>) -> i64 {
     let cutoff = now_ms - retention_ms;
-    oldest_held_ms.map_or(cutoff, |held| cutoff.min(held))
+    oldest_needed_ms.map_or(cutoff, |needed| cutoff.min(needed))
 }
 
 /// An event held by a `paused` kill switch, as its shard lists it for resumption.
