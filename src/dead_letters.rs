@@ -11,8 +11,10 @@
 //!
 //! Letters are stored in R2 under `dead-letters/<source>/<event id>` (poison under
 //! `dead-letters/_poison/<message id>`) as the envelope, with what an operator needs in the
-//! object's metadata. A letter that cannot be stored goes back on the dead-letter queue, already
-//! marked, so it is never given up; the alert is tried three times and then only logged.
+//! object's metadata. A letter that cannot be stored once its event is marked dead goes back on
+//! the dead-letter queue, marked, so it is never given up; one whose event cannot be marked yet
+//! is retried, further and further apart (`dead_letter_retry_secs`), because the queue gives up
+//! on a message after 100 retries. The alert is tried three times and then only logged.
 
 use crate::billing::{self, Op as Billed};
 use crate::control::{Control, Tally};
@@ -25,6 +27,7 @@ use edgehook_core::envelope::{self, BodyRef, EventMeta};
 use edgehook_core::idempotency::{DeadMark, Message};
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::metrics::Outcome;
+use edgehook_core::retry::dead_letter_retry_secs;
 use serde::Serialize;
 use std::collections::HashMap;
 use worker::{console_error, console_log, Env, MessageExt, Result};
@@ -133,7 +136,14 @@ pub async fn consume(batch: Batch, env: Env) {
         }
     };
     let (env, config, records) = (&env, &config, &records);
-    queue::settle_each(&batch, RETRY_SECS, |_, delivery| store(delivery, env, config, records)).await;
+    queue::settle_each(&batch, RETRY_SECS, |_, delivery| async move {
+        store(delivery, env, config, records).await.or_else(|e| {
+            let secs = dead_letter_retry_secs(delivery.attempts);
+            console_error!("dead letter {} not stored yet, retrying in {secs} s: {e}", delivery.message.id());
+            Ok(Decision::RetryIn(secs))
+        })
+    })
+    .await;
 }
 
 async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempotency) -> Result<Decision> {
@@ -166,13 +176,9 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempo
         }
         Err(e) => (DeadLetter::poison(&message.id(), e.to_string(), now), bytes),
     };
-    let bucket = env.bucket(bindings::BLOBS)?;
-    // The stored letter is self-contained: a body kept in R2 is copied into it, so that it
-    // outlives the retention sweep. (A body already gone is recorded as such.)
-    let stored = self_contained(env, &settled).await?;
-    billing::count(Billed::R2ClassA, 1);
-    let put = bucket.put(letter.storage_key(), stored).custom_metadata(letter.to_metadata());
-    if let Err(e) = put.execute().await {
+    // From here on the event is dead: a letter that cannot be stored goes back on the queue as a
+    // new message (marked, so it skips the marking), never given up.
+    if let Err(e) = keep(env, &letter, &settled).await {
         console_error!("could not store dead letter {}, putting it back: {e}", letter.storage_key());
         queue::send(&env.queue(bindings::DEAD_LETTERS)?, &settled, RETRY_SECS).await?;
         return Ok(Decision::Ack);
@@ -195,6 +201,16 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempo
     let alert = serde_json::json!({ "text": letter.alert_text(), "dead_letter": letter });
     alerts::send(config.settings.alert_url.as_deref(), &alert).await;
     Ok(Decision::Ack)
+}
+
+/// Stores the letter. It is self-contained: a body kept in R2 is copied into it, so that it
+/// outlives the retention sweep. (A body already gone is recorded as such.)
+async fn keep(env: &Env, letter: &DeadLetter, settled: &[u8]) -> Result<()> {
+    let bucket = env.bucket(bindings::BLOBS)?;
+    let stored = self_contained(env, settled).await?;
+    billing::count(Billed::R2ClassA, 1);
+    bucket.put(letter.storage_key(), stored).custom_metadata(letter.to_metadata()).execute().await?;
+    Ok(())
 }
 
 /// The letter with its body inline, when its body is in R2 and still there (so that the letter

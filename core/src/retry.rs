@@ -68,9 +68,30 @@ pub fn parse_retry_after(value: &str, now: i64) -> Option<u64> {
     Some(when.saturating_sub(now).max(0) as u64)
 }
 
+/// How long a dead letter that could not be marked or stored yet waits before its next try,
+/// after its `delivery`-th (1-based). The dead-letter queue has no dead-letter queue of its own,
+/// and deletes a message retried `max_retries` (100) times: spaced out like this, those 100
+/// tries span about three days, beyond any plausible outage of storage, where a minute apart
+/// they span under two hours.
+pub fn dead_letter_retry_secs(delivery: u32) -> u32 {
+    const FIRST_SECS: u32 = 60;
+    const MAX_SECS: u32 = 3_600;
+    FIRST_SECS.saturating_mul(delivery.max(1)).min(MAX_SECS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_letters_are_retried_for_days_not_hours() {
+        assert_eq!(dead_letter_retry_secs(1), 60);
+        assert_eq!(dead_letter_retry_secs(0), 60);
+        assert_eq!(dead_letter_retry_secs(200), 3_600);
+        let span: u64 = (1..=100).map(|d| u64::from(dead_letter_retry_secs(d))).sum();
+        assert!(span > 2 * 24 * 3600 && span < 4 * 24 * 3600, "{span} s");
+        assert!(u64::from(dead_letter_retry_secs(u32::MAX)) <= MAX_QUEUE_DELAY_SECS);
+    }
 
     const P: RetryPolicy = RetryPolicy { max_attempts: 8, base_secs: 10, max_secs: 21_600 };
 
