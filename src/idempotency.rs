@@ -11,7 +11,8 @@ use crate::batch::Batcher;
 use crate::billing::{self, Op as Billed, Sql};
 use crate::env::{bindings, now_ms};
 use crate::http::{from_json, request_json, to_json, Json};
-use edgehook_core::capture::{Attempt, Capture, EventStatus, EventSummary, Held};
+use edgehook_core::capture::{resumable, Attempt, Capture, EventStatus, EventSummary, Held, HeldEntry};
+use edgehook_core::flags::Flags;
 use edgehook_core::idempotency::{
     self as core, shard_of, Begin, Clock, DeadMark, Message, Outcome, Record, State, Write, SHARDS,
 };
@@ -75,6 +76,8 @@ enum Op {
     /// Events held by a `paused` kill switch, oldest first (sent to every shard).
     Held {
         source: Option<String>,
+        /// The kill switches now: only events no longer `paused` are answered.
+        flags: Flags,
         limit: u32,
     },
     /// When the oldest open and held events were accepted (every shard).
@@ -256,9 +259,10 @@ impl Idempotency {
         Ok(all)
     }
 
-    /// Events held by a `paused` kill switch (of `source`, or of all), up to `limit` per shard.
-    pub async fn held(&self, source: Option<&str>, limit: u32) -> Result<Vec<Held>> {
-        let op = Op::Held { source: source.map(str::to_owned), limit };
+    /// Events held by a `paused` kill switch (of `source`, or of all) that `flags` no longer
+    /// pause, up to `limit` per shard.
+    pub async fn held(&self, source: Option<&str>, flags: &Flags, limit: u32) -> Result<Vec<Held>> {
+        let op = Op::Held { source: source.map(str::to_owned), flags: flags.clone(), limit };
         Ok(self.ask_all::<Vec<Held>>(&op).await?.into_iter().flatten().collect())
     }
 
@@ -489,7 +493,8 @@ const KEPT_STATES: &str = "'delivering', 'retrying', 'paused'";
 #[derive(Default)]
 struct Tracked {
     open: BTreeMap<String, i64>,
-    held: BTreeMap<String, (i64, String)>,
+    /// Held events: when each was received, its source and its type.
+    held: BTreeMap<String, (i64, String, Option<String>)>,
 }
 
 impl Tracked {
@@ -504,7 +509,7 @@ impl Tracked {
                 self.open.insert(row.key.clone(), received);
             }
             Some(State::Paused) => {
-                self.held.insert(row.key.clone(), (received, source.clone()));
+                self.held.insert(row.key.clone(), (received, source.clone(), row.event_type.clone()));
             }
             _ => {}
         }
@@ -897,18 +902,21 @@ impl IdempotencyShard {
                 rows.truncate(limit);
                 to_json(&rows.iter().map(EventRow::summary).collect::<Vec<_>>())
             }
-            Op::Held { source, limit } => {
-                let mut keys: Vec<(i64, String)> = self.with_tracked(|t| {
-                    t.held
-                        .iter()
-                        .filter(|(_, (_, s))| source.as_deref().is_none_or(|want| want == s))
-                        .map(|(key, (received, _))| (*received, key.clone()))
+            Op::Held { source, flags, limit } => {
+                let keys: Vec<String> = self.with_tracked(|t| {
+                    let entries = t.held.iter().map(|(key, (received, source, event_type))| HeldEntry {
+                        key,
+                        received_at_ms: *received,
+                        source,
+                        event_type: event_type.as_deref(),
+                    });
+                    resumable(entries, source.as_deref(), &flags, limit.min(MAX_LIST) as usize)
+                        .into_iter()
+                        .map(str::to_owned)
                         .collect()
                 })?;
-                keys.sort();
-                keys.truncate(limit.min(MAX_LIST) as usize);
                 let mut held = Vec::with_capacity(keys.len());
-                for (_, key) in keys {
+                for key in keys {
                     if let Some((_, row)) = self.find(&key)? {
                         if row.captured() && row.state() == Some(State::Paused) {
                             held.push(Held {
@@ -962,7 +970,7 @@ impl IdempotencyShard {
             Op::Oldest => {
                 let answer = self.with_tracked(|t| Oldest {
                     open: t.open.values().min().copied(),
-                    held: t.held.values().map(|(at, _)| *at).min(),
+                    held: t.held.values().map(|(at, _, _)| *at).min(),
                 })?;
                 to_json(&answer)
             }

@@ -179,9 +179,10 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
 /// Resumes held events (of `source`, or of all) whose kill switch is no longer `paused`,
 /// oldest first, in order.
 pub async fn resume_held(env: &Env, store: &Idempotency, flags: &Flags, source: Option<&str>) -> Result<usize> {
-    let held = store.held(source, MAX_PER_CALL as u32).await?;
+    let limit = max_per_call();
+    let held = store.held(source, flags, limit as u32).await?;
     let mut due = to_resume(held, flags, env::now_ms());
-    due.truncate(MAX_PER_CALL);
+    due.truncate(limit);
     let queue = env.queue(bindings::EVENTS)?;
     for chunk in due.chunks(SEND_BATCH) {
         let messages: Vec<Vec<u8>> = chunk

@@ -177,6 +177,35 @@ pub struct Held {
     pub resumed_ms: Option<i64>,
 }
 
+/// An event a shard holds for a `paused` kill switch, as it tracks them in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldEntry<'a> {
+    pub key: &'a str,
+    pub received_at_ms: i64,
+    pub source: &'a str,
+    pub event_type: Option<&'a str>,
+}
+
+/// The held events a shard offers for resumption, oldest first, at most `limit`: of `source`
+/// (or of every source), and only those whose kill switch is no longer `paused`. The switch is
+/// checked before the limit: checked after, a shard's oldest `limit` events, all still paused
+/// (a long pause of one type), would hide every event of another type released behind them.
+pub fn resumable<'a>(
+    held: impl IntoIterator<Item = HeldEntry<'a>>,
+    source: Option<&str>,
+    flags: &Flags,
+    limit: usize,
+) -> Vec<&'a str> {
+    let mut due: Vec<HeldEntry<'a>> = held
+        .into_iter()
+        .filter(|h| source.is_none_or(|want| want == h.source))
+        .filter(|h| flags.mode_for(h.source, h.event_type) != Mode::Paused)
+        .collect();
+    due.sort_by_key(|h| (h.received_at_ms, h.key));
+    due.truncate(limit);
+    due.into_iter().map(|h| h.key).collect()
+}
+
 /// A resumption not acted on (lost, or the flag was paused again) is sent again after this long.
 pub const RESUME_AGAIN_MS: i64 = 5 * 60 * 1000;
 
@@ -362,6 +391,39 @@ mod tests {
         assert_eq!(retention_cutoff(1000, 100, None), 900);
         assert_eq!(retention_cutoff(1000, 100, Some(500)), 500);
         assert_eq!(retention_cutoff(1000, 100, Some(950)), 900);
+    }
+
+    #[test]
+    fn resumable_events_are_not_hidden_behind_paused_ones() {
+        let flags = Flags(vec![crate::flags::Flag {
+            source: "stripe".into(),
+            pattern: "invoice.*".into(),
+            mode: Mode::Paused,
+            updated_ms: 1,
+        }]);
+        let keys: Vec<String> = (0..5).map(|i| format!("stripe:evt_{i}")).collect();
+        let mut held: Vec<HeldEntry> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| HeldEntry {
+                key,
+                received_at_ms: i as i64,
+                source: "stripe",
+                event_type: Some("invoice.paid"),
+            })
+            .collect();
+        // Newer than every still-paused one, of a type released since, and of another source.
+        held.push(HeldEntry {
+            key: "stripe:evt_c",
+            received_at_ms: 10,
+            source: "stripe",
+            event_type: Some("charge.x"),
+        });
+        held.push(HeldEntry { key: "github:d_1", received_at_ms: 9, source: "github", event_type: None });
+        assert_eq!(resumable(held.clone(), Some("stripe"), &flags, 2), ["stripe:evt_c"]);
+        assert_eq!(resumable(held.clone(), None, &flags, 2), ["github:d_1", "stripe:evt_c"], "oldest first");
+        assert_eq!(resumable(held.clone(), None, &flags, 1), ["github:d_1"]);
+        assert_eq!(resumable(held, None, &Flags::default(), 2), ["stripe:evt_0", "stripe:evt_1"]);
     }
 
     #[test]

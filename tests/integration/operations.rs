@@ -272,12 +272,56 @@ fn replays_stop_at_their_limit_and_say_more_are_left(w: &World) {
     // The same for a replay of events by filter (three match, two per call).
     let events = "/admin/events/replay?source=capped";
     assert_eq!(replay(events), (2, true));
-    let restored = w.faults.post("/__faults/replay-limit?n=", &Default::default(), b"");
-    assert_eq!(restored.status, 200, "{}", restored.body);
+    let restore = || {
+        let restored = w.faults.post("/__faults/replay-limit?n=", &Default::default(), b"");
+        assert_eq!(restored.status, 200, "{}", restored.body);
+    };
+    restore();
     assert_eq!(replay(events), (3, false));
     for id in &ids {
         w.dest.wait_deliveries("/capped", id, 3, WAIT);
     }
+    // Resumptions, with the same limit: what is released is not hidden behind older events
+    // still paused (of the same shard, past the limit), and what is left goes on a later call.
+    let limit = w.faults.post("/__faults/replay-limit?n=2", &Default::default(), b"");
+    assert_eq!(limit.status, 200, "{}", limit.body);
+    released_events_are_not_hidden_behind_paused_ones(w);
+    restore();
+}
+
+/// Runs with the replay limit at 2 (see above): each shard offers at most 2 held events.
+fn released_events_are_not_hidden_behind_paused_ones(w: &World) {
+    let shard_of =
+        |id: &str| edgehook_core::idempotency::shard_of(&edgehook_core::ingest::idempotency_key("capped", id));
+    let released = unique("evt");
+    // Three older events of the same shard, of a type that stays paused.
+    let paused: Vec<String> =
+        std::iter::repeat_with(|| unique("evt")).filter(|id| shard_of(id) == shard_of(&released)).take(3).collect();
+    set_flag(&w.faults, "capped", "held.stays", "paused");
+    set_flag(&w.faults, "capped", "held.goes", "paused");
+    // Effective within a second or so (each consumer isolate rereads the switches every second).
+    thread::sleep(Duration::from_secs(2));
+    for id in &paused {
+        send_stripe(&w.faults, "capped", id, "held.stays");
+        wait_status(&w.faults, "capped", id, "paused");
+    }
+    send_stripe(&w.faults, "capped", &released, "held.goes");
+    wait_status(&w.faults, "capped", &released, "paused");
+
+    let resumed = set_flag(&w.faults, "capped", "held.goes", "on");
+    assert_eq!(resumed["resumed"], 1, "{resumed}");
+    wait_status(&w.faults, "capped", &released, "delivered");
+    assert!(paused.iter().all(|id| w.dest.deliveries("/capped", id).is_empty()), "still paused, not delivered");
+
+    // Released two per call: the third on the next.
+    let resumed = set_flag(&w.faults, "capped", "held.stays", "on");
+    assert_eq!(resumed["resumed"], 2, "{resumed}");
+    for id in &paused[..2] {
+        wait_status(&w.faults, "capped", id, "delivered");
+    }
+    let resumed = set_flag(&w.faults, "capped", "held.stays", "on");
+    assert_eq!(resumed["resumed"], 1, "{resumed}");
+    wait_status(&w.faults, "capped", &paused[2], "delivered");
 }
 
 fn paused_type_holds_events_and_releases_all_in_order(w: &World) {
