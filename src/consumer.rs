@@ -260,7 +260,7 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     } else {
         match flags.mode_for(&meta.source, meta.event_type.as_deref()) {
             Mode::On => None,
-            Mode::Paused => Some((Outcome::Paused, Counted::Paused)),
+            Mode::Paused => Some((Outcome::Paused { attempt: meta.attempt }, Counted::Paused)),
             Mode::Dropped => Some((Outcome::Dropped, Counted::Dropped)),
         }
     };

@@ -921,7 +921,13 @@ impl IdempotencyShard {
                         if row.captured() && row.state() == Some(State::Paused) {
                             held.push(Held {
                                 capture: row.capture()?,
-                                attempts: row.attempt_count,
+                                // Rows held before the record kept it: one past the
+                                // attempts recorded (right unless one of them used no attempt).
+                                next_attempt: if row.owner_attempts > 0 {
+                                    row.owner_attempts
+                                } else {
+                                    row.attempt_count + 1
+                                },
                                 resumed_ms: row.resumed_ms,
                             });
                         }

@@ -187,7 +187,7 @@ pub async fn resume_held(env: &Env, store: &Idempotency, flags: &Flags, source: 
     for chunk in due.chunks(SEND_BATCH) {
         let messages: Vec<Vec<u8>> = chunk
             .iter()
-            .map(|h| envelope::encode(&h.capture.continuation(h.attempts + 1, env::random_token(), false), &[]))
+            .map(|h| envelope::encode(&h.capture.continuation(h.next_attempt, env::random_token(), false), &[]))
             .collect();
         queue::send_batch(&queue, &messages).await?;
         let keys: Vec<String> = chunk.iter().map(|h| idempotency_key(&h.capture.source, &h.capture.id)).collect();

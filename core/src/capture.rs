@@ -171,8 +171,8 @@ pub fn retention_cutoff(now_ms: i64, retention_ms: i64, oldest_needed_ms: Option
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Held {
     pub capture: Capture,
-    /// Delivery attempts made before it was held.
-    pub attempts: u32,
+    /// The attempt it resumes with: the one the message that was held would have made.
+    pub next_attempt: u32,
     /// When a resumption was last sent for it.
     pub resumed_ms: Option<i64>,
 }
@@ -354,7 +354,7 @@ mod tests {
             ..EventMeta::first_attempt("stripe", id, received_at_ms, BodyRef::Inline)
         };
         let body = BodyRef::Segment { key: "captures/h1/x".into(), offset: 10, len: 20 };
-        Held { capture: Capture::of(&meta, body), attempts: 2, resumed_ms }
+        Held { capture: Capture::of(&meta, body), next_attempt: 3, resumed_ms }
     }
 
     #[test]

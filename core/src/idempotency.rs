@@ -117,7 +117,8 @@ pub struct Record {
     /// The queue message holding a `Delivering` lease (for `Dead`: the message that the queue
     /// gave up on, if that is how the event died).
     pub owner: String,
-    /// The owner's delivery count when it took the lease.
+    /// The owner's delivery count when it took the lease. For a `Paused` record (no owner): the
+    /// attempt the event resumes with, the one its holding message would have made.
     pub owner_attempts: u32,
     /// The token of the retry message a `Retrying` record waits for.
     pub token: u64,
@@ -228,8 +229,8 @@ pub enum Outcome {
     Dead,
     /// Not delivered: filtered out by the source's `events`.
     Filtered,
-    /// Held by a `paused` kill switch.
-    Paused,
+    /// Held by a `paused` kill switch, before making `attempt` (it resumes with that attempt).
+    Paused { attempt: u32 },
     /// Discarded by a `dropped` kill switch.
     Dropped,
     /// Not delivered: older than what was already delivered for its entity.
@@ -247,7 +248,9 @@ pub fn finish(record: Option<&Record>, message_id: &str, outcome: Outcome, clock
         Outcome::Retrying { token } if owned => Write::Put(clock.record(State::Retrying, "", token, 0)),
         Outcome::Dead if owned => Write::Put(clock.record(State::Dead, "", 0, 0)),
         Outcome::Filtered if owned => Write::Put(clock.record(State::Filtered, "", 0, 0)),
-        Outcome::Paused if owned => Write::Put(clock.record(State::Paused, "", 0, 0)),
+        Outcome::Paused { attempt } if owned => {
+            Write::Put(Record { owner_attempts: attempt, ..clock.record(State::Paused, "", 0, 0) })
+        }
         Outcome::Dropped if owned => Write::Put(clock.record(State::Dropped, "", 0, 0)),
         Outcome::Stale if owned => Write::Put(clock.record(State::Stale, "", 0, 0)),
         _ => Write::Keep,
@@ -487,7 +490,7 @@ mod tests {
         for (outcome, state) in [
             (Outcome::Filtered, State::Filtered),
             (Outcome::Dropped, State::Dropped),
-            (Outcome::Paused, State::Paused),
+            (Outcome::Paused { attempt: 1 }, State::Paused),
             (Outcome::Stale, State::Stale),
         ] {
             let mut r = None;
@@ -499,7 +502,8 @@ mod tests {
         // A held event is carried on by the message that resumes it, whatever its token.
         let mut r = None;
         start(&mut r, fresh("m1"), 0);
-        end(&mut r, "m1", Outcome::Paused, 10);
+        end(&mut r, "m1", Outcome::Paused { attempt: 4 }, 10);
+        assert_eq!(r.as_ref().unwrap().owner_attempts, 4, "the attempt it resumes with");
         assert_eq!(start(&mut r, retry("resume-1", 99), 20), Begin::Go);
         end(&mut r, "resume-1", Outcome::Delivered, 30);
         assert_eq!(self::state(&r), State::Completed);

@@ -17,6 +17,7 @@ pub const TESTS: &[crate::Test] = &[
     ("dead_letter_is_inspected_and_replayed_to_a_recovered_destination", dead_letter_is_inspected_and_replayed),
     ("replays_stop_at_their_limit_and_say_more_are_left", replays_stop_at_their_limit_and_say_more_are_left),
     ("paused_type_holds_events_and_releases_all_in_order", paused_type_holds_events_and_releases_all_in_order),
+    ("a_resumed_event_makes_the_attempt_it_was_held_at", a_resumed_event_makes_the_attempt_it_was_held_at),
     ("dropped_type_is_recorded_not_delivered", dropped_type_is_recorded_not_delivered),
     ("filtered_and_duplicate_events_are_recorded_and_counted", filtered_and_duplicate_events_are_recorded_and_counted),
     ("metrics_count_outcomes_in_prometheus_and_json", metrics_count_outcomes_in_prometheus_and_json),
@@ -362,6 +363,28 @@ fn paused_type_holds_events_and_releases_all_in_order(w: &World) {
         .map(|r| r.header("webhook-id").unwrap())
         .collect();
     assert_eq!(order, held, "released in arrival order, each once");
+}
+
+/// A held event resumes with the attempt its holding message would have made, not one counted
+/// from the attempts recorded before (some of which belong to an earlier life: here, a replay
+/// of a dead event, held before its first attempt, resumes as attempt 1, not 3 of 2).
+fn a_resumed_event_makes_the_attempt_it_was_held_at(w: &World) {
+    let id = unique("evt");
+    w.dest.always("/resumable", 500);
+    send_stripe(&w.main, "resumable", &id, "resume.me");
+    wait_status(&w.main, "resumable", &id, "dead");
+    set_flag(&w.main, "resumable", "resume.*", "paused");
+    // Effective within a second or so (each consumer isolate rereads the switches every second).
+    thread::sleep(Duration::from_secs(2));
+    let reply = w.main.admin("POST", &format!("/admin/events/resumable/{id}/replay"), b"");
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    wait_status(&w.main, "resumable", &id, "paused");
+    w.dest.always("/resumable", 200);
+    let resumed = set_flag(&w.main, "resumable", "resume.*", "on");
+    assert_eq!(resumed["resumed"], 1, "{resumed}");
+    wait_status(&w.main, "resumable", &id, "delivered");
+    let attempts: Vec<u32> = w.dest.deliveries("/resumable", &id).iter().map(|r| r.attempt()).collect();
+    assert_eq!(attempts, [1, 2, 1], "two failed attempts, then the replay's first, once resumed");
 }
 
 fn dropped_type_is_recorded_not_delivered(w: &World) {
