@@ -413,7 +413,9 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
                 // opened while it was under way: the destination is down, and waiting for it
                 // does not use up the event's attempt.
                 count(Counted::Deferred);
-                let secs = source.breaker.cooldown_secs.min(MAX_QUEUE_DELAY_SECS) as u32;
+                // No sooner than the destination asked, either.
+                let secs =
+                    source.breaker.cooldown_secs.max(retry_after_secs.unwrap_or(0)).min(MAX_QUEUE_DELAY_SECS) as u32;
                 return hand_on(b, &key, &message_id, meta, inline, record.attempt, secs, Some(record)).await;
             }
             match source.retry.after_failure(meta.attempt, env::random_unit(), retry_after_secs) {

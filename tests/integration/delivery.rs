@@ -16,6 +16,7 @@ pub const TESTS: &[crate::Test] = &[
     ("unreachable_destination_dead_letters", unreachable_destination_dead_letters),
     ("timeouts_are_retried", timeouts_are_retried),
     ("retry_after_is_honoured", retry_after_is_honoured),
+    ("retry_after_is_honoured_when_the_circuit_opens", retry_after_is_honoured_when_the_circuit_opens),
     ("filtered_types_are_acknowledged_not_delivered", filtered_types_are_acknowledged_not_delivered),
     ("source_without_destination_completes", source_without_destination_completes),
     ("large_bodies_travel_through_r2", large_bodies_travel_through_r2),
@@ -184,6 +185,18 @@ fn retry_after_is_honoured(w: &World) {
     let gap = got[1].at - got[0].at;
     // Backoff alone would be about 1 s; the destination asked for 4.
     assert!(gap >= Duration::from_millis(3900), "Retry-After ignored: retried after {gap:?}");
+}
+
+/// Also when the failure opens the circuit breaker: the event waits for the longer of the
+/// breaker's cooldown (1 s here) and what the destination asked.
+fn retry_after_is_honoured_when_the_circuit_opens(w: &World) {
+    let id = unique("evt");
+    w.dest.plan("/throttled-open", vec![Action::StatusWithHeader(429, "Retry-After", "4".into())]);
+    accept_stripe(w, "throttled-open", &id, "invoice.paid");
+    let got = w.dest.wait_deliveries("/throttled-open", &id, 2, WAIT);
+    let gap = got[1].at - got[0].at;
+    assert!(gap >= Duration::from_millis(3900), "Retry-After ignored: retried after {gap:?}");
+    assert_eq!(got.iter().map(|r| r.attempt()).collect::<Vec<_>>(), [1, 1], "the circuit's failure used no attempt");
 }
 
 fn filtered_types_are_acknowledged_not_delivered(w: &World) {

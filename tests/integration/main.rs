@@ -97,6 +97,9 @@ fn main_sources(dest: &Destination, cli_sources: serde_json::Map<String, serde_j
         "doomed": {"provider": "stripe", "destination": d("/doomed"), "max_attempts": 3, "retry_base_secs": 1, "retry_max_secs": 1},
         "slow": {"provider": "stripe", "destination": d("/slow"), "delivery_timeout_secs": 2, "max_attempts": 4, "retry_base_secs": 1, "retry_max_secs": 1},
         "throttled": {"provider": "stripe", "destination": d("/throttled"), "max_attempts": 4, "retry_base_secs": 1, "retry_max_secs": 1},
+        // Its first failure opens the circuit, for a second.
+        "throttled-open": {"provider": "stripe", "destination": d("/throttled-open"), "max_attempts": 4, "retry_base_secs": 1,
+                           "retry_max_secs": 1, "breaker_failures": 1, "breaker_cooldown_secs": 1, "breaker_max_cooldown_secs": 2},
         "unreachable": {"provider": "stripe", "destination": "http://127.0.0.1:9/nothing-listens-here", "max_attempts": 2, "retry_base_secs": 1, "retry_max_secs": 1},
         "nodest": {"provider": "stripe"},
         "filtered": {"provider": "stripe", "destination": d("/filtered"), "events": ["invoice.*"]},
@@ -164,6 +167,7 @@ fn start_world() -> World {
         "replayset",
         "recovering",
         "pausable",
+        "throttled-open",
         "resumable",
         "droppable",
         "counted",
