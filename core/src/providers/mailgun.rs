@@ -1,6 +1,8 @@
 //! Mailgun: the signature travels in the JSON body, `{"signature": {"timestamp", "token",
 //! "signature"}, "event-data": {...}}`: hex HMAC-SHA256 of `timestamp + token`, keyed with the
-//! account's webhook signing key.
+//! account's webhook signing key. For a subaccount's domain Mailgun adds `parent-signature`, the
+//! same MAC with the primary account's key, so one key verifies every subaccount: either
+//! signature may match.
 //!
 //! Mailgun signs only the timestamp and token, never `event-data`: the body itself is not
 //! authenticated, only that Mailgun sent a request at that time. The timestamp must be within the
@@ -27,19 +29,29 @@ struct SignatureFields {
     timestamp: Option<serde_json::Value>,
     token: Option<serde_json::Value>,
     signature: Option<serde_json::Value>,
+    #[serde(rename = "parent-signature")]
+    parent_signature: Option<serde_json::Value>,
 }
 
 pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s Secret, Rejection> {
     let body: Signed = serde_json::from_slice(req.body).map_err(|_| Rejection::MissingSignature)?;
     let part = |value: &Option<serde_json::Value>| value.as_ref().and_then(scalar_text).filter(|v| !v.is_empty());
-    let parts = body.signature.as_ref().map(|s| (part(&s.timestamp), part(&s.token), part(&s.signature)));
-    let Some((Some(timestamp_text), Some(token), Some(signature))) = parts else {
+    let Some(fields) = body.signature else {
+        return Err(Rejection::MissingSignature);
+    };
+    let (Some(timestamp_text), Some(token), Some(signature)) =
+        (part(&fields.timestamp), part(&fields.token), part(&fields.signature))
+    else {
         return Err(Rejection::MissingSignature);
     };
     let timestamp = parse_timestamp(&timestamp_text).ok_or(Rejection::InvalidSignature)?;
-    let candidate = from_hex::<32>(&signature).ok_or(Rejection::InvalidSignature)?;
+    let candidates: Vec<[u8; 32]> = [Some(signature), part(&fields.parent_signature)]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| from_hex::<32>(&s))
+        .collect();
     let key = scheme
-        .first_hmac_match(HashFn::Sha256, &[candidate], &[timestamp_text.as_bytes(), token.as_bytes()])
+        .first_hmac_match(HashFn::Sha256, &candidates, &[timestamp_text.as_bytes(), token.as_bytes()])
         .ok_or(Rejection::InvalidSignature)?;
     check_tolerance(timestamp, now, scheme.tolerance_secs)?;
     Ok(key)
@@ -62,4 +74,38 @@ pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> (HeaderList, Vec<u8>) {
         );
     }
     (HeaderList::new().with("Content-Type", "application/json"), body.to_string().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Provider;
+    use crate::secret::SecretSet;
+
+    /// A subaccount's event: `signature` with the subaccount's key, `parent-signature` with the
+    /// primary account's.
+    fn subaccount_event(signature: &str, parent: &str) -> Vec<u8> {
+        let mac = |key: &str| to_hex(&hmac_sha256(key.as_bytes(), &[b"1700000000", b"tok_1"]));
+        serde_json::json!({
+            "signature": {"timestamp": "1700000000", "token": "tok_1", "signature": mac(signature),
+                          "parent-signature": mac(parent)},
+            "event-data": {"id": "ev_1", "event": "delivered"},
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn verify_with(secret: &str, body: &[u8]) -> Result<(), Rejection> {
+        let secrets = SecretSet::parse(secret, SECRET_ENCODING).unwrap();
+        let headers = HeaderList::new();
+        Provider::Mailgun.verify(Inbound::post(&headers, body), Scheme::new(&secrets, 300), 1_700_000_000).map(drop)
+    }
+
+    #[test]
+    fn the_primary_key_verifies_a_subaccount_event() {
+        let body = subaccount_event("sub-key", "primary-key");
+        assert_eq!(verify_with("primary-key", &body), Ok(()));
+        assert_eq!(verify_with("sub-key", &body), Ok(()));
+        assert_eq!(verify_with("another-key", &body), Err(Rejection::InvalidSignature));
+    }
 }
