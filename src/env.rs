@@ -38,7 +38,7 @@ pub fn config(env: &Env) -> Rc<Config> {
     if let Some(c) = CONFIG.with(|c| c.borrow().clone()) {
         return c;
     }
-    let sources = sources_json(env);
+    let sources = string_binding(env, vars::SOURCES);
     let config = Rc::new(Config::load(sources.as_deref(), &|name| string_binding(env, name)));
     for problem in config.problems() {
         console_error!("edgehook configuration error: {problem}");
@@ -50,22 +50,16 @@ pub fn config(env: &Env) -> Rc<Config> {
     config
 }
 
-/// `SOURCES` as JSON text: a string binding is JSON already; a `[vars.SOURCES]` table in
-/// `wrangler.toml` arrives as an object and is serialised back to JSON.
-fn sources_json(env: &Env) -> Option<String> {
-    let value = js_sys::Reflect::get(env, &JsValue::from_str(vars::SOURCES)).ok()?;
+/// A var or secret as text, or `None` when unset. A `wrangler.toml` var that is not a string
+/// arrives as its JSON value: `[vars.SOURCES]` tables as an object, a duration written as a
+/// number (`HEALTH_MAX_LAG_SECS = 60`) as a number. It reads as its JSON text, as if it had been
+/// quoted (read as `None`, a number would silently leave the setting at its default).
+pub fn string_binding(env: &Env, name: &str) -> Option<String> {
+    let value = js_sys::Reflect::get(env, &JsValue::from_str(name)).ok()?;
     if value.is_undefined() || value.is_null() {
         return None;
     }
-    if let Some(text) = value.as_string() {
-        return Some(text);
-    }
-    js_sys::JSON::stringify(&value).ok().and_then(|s| s.as_string())
-}
-
-/// A string var or secret, or `None` when unset.
-pub fn string_binding(env: &Env, name: &str) -> Option<String> {
-    js_sys::Reflect::get(env, &JsValue::from_str(name)).ok()?.as_string()
+    value.as_string().or_else(|| js_sys::JSON::stringify(&value).ok()?.as_string())
 }
 
 /// Wall-clock time in Unix milliseconds.

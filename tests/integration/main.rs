@@ -246,11 +246,16 @@ fn start_world() -> World {
         ("DESTINATION_SECRET", DESTINATION_SECRET.into()),
         ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
         ("ALERT_URL", dest.url("/ops-alerts")),
-        ("HEALTH_MAX_LAG_SECS", "5".into()),
-        ("CAPTURE_RETENTION_SECS", "4".into()),
     ]);
     ops_vars.extend(cli_secrets);
-    let mut ops = Worker::start("ops", "build-faults", ConfigForm { dev_vars: ops_vars, ..Default::default() });
+    // The durations as TOML numbers, as a user may write them in `[vars]` (the health and
+    // retention tests need them read: the defaults are 300 s and 30 days).
+    let ops_toml = "HEALTH_MAX_LAG_SECS = 5\nCAPTURE_RETENTION_SECS = 4".to_owned();
+    let mut ops = Worker::start(
+        "ops",
+        "build-faults",
+        ConfigForm { dev_vars: ops_vars, toml: Some(ops_toml), ..Default::default() },
+    );
     let vector_sources = providers::vector_sources();
     let hostile = hostile::generate();
     let mut vector_vars = providers::vector_config(&vector_sources);
