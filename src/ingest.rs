@@ -50,7 +50,9 @@ pub async fn receive(req: Request, env: &Env, ctx: &Context, source_name: &str) 
         }
         Ok(Answer::Handshake(_)) => {}
         Err(rejection) => {
-            let label = if *rejection == Rejection::UnknownSource { tally::UNKNOWN_SOURCE } else { source_name };
+            // Only a configured source's name becomes a series of its own: names are the sender's
+            // to choose, and with `SOURCES` unreadable every one of them is `misconfigured`.
+            let label = if env::config(env).names(source_name) { source_name } else { tally::UNKNOWN_SOURCE };
             tally::count(ctx, env, label, None, Outcome::Rejected, rejection.code());
         }
     }

@@ -56,9 +56,11 @@ pub mod limits {
     pub const MAX_RATE_PER_SEC: f64 = 10_000.0;
     /// A week: a wider replay window is a configuration mistake, not a need.
     pub const MAX_TOLERANCE_SECS: u64 = 7 * 24 * 3600;
-    /// Ten years: an id remembered longer is a typo, and the millisecond arithmetic stays far
-    /// from overflowing.
-    pub const MAX_IDEMPOTENCY_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+    /// Ten years, the longest of the global durations (`IDEMPOTENCY_TTL_SECS`,
+    /// `CAPTURE_RETENTION_SECS`, `HEALTH_MAX_LAG_SECS`): longer is a typo, and the millisecond
+    /// arithmetic stays far from overflowing (a TTL that overflowed would expire every id at
+    /// once, and deduplicate nothing).
+    pub const MAX_DURATION_SECS: u64 = 10 * 365 * 24 * 3600;
     /// Longest allowed source name (`[a-z0-9][a-z0-9_-]{0,63}`).
     pub const MAX_SOURCE_NAME: usize = 64;
 }
@@ -234,6 +236,11 @@ impl Config {
         }
     }
 
+    /// Whether `name` is a source in `SOURCES`, whether or not its configuration is valid.
+    pub fn names(&self, name: &str) -> bool {
+        self.sources.contains_key(name)
+    }
+
     /// Every configured source that parsed.
     pub fn sources(&self) -> impl Iterator<Item = &SourceConfig> {
         self.sources.values().filter_map(|s| s.as_ref().ok())
@@ -257,9 +264,13 @@ impl Settings {
         let mut seconds = |name: &str, default: u64| match var(name) {
             None => default,
             Some(text) => match text.trim().parse::<u64>() {
-                Ok(n) if n > 0 => n,
+                Ok(n) if n > 0 && n <= limits::MAX_DURATION_SECS => n,
                 _ => {
-                    errors.push(ConfigError::new("*", name, "must be a positive number of seconds"));
+                    errors.push(ConfigError::new(
+                        "*",
+                        name,
+                        "must be a number of seconds from 1 to 315360000 (ten years)",
+                    ));
                     default
                 }
             },
@@ -720,6 +731,16 @@ mod tests {
     }
 
     #[test]
+    fn names_are_the_configured_sources_valid_or_not() {
+        let c = Config::load(Some(r#"{"a":{"provider":"stripe"},"b":{"provider":"paypal"}}"#), &env(&[]));
+        assert!(c.names("a") && c.names("b"));
+        assert!(!c.names("zz"));
+        let broken = Config::load(Some("{not json"), &env(&[]));
+        assert!(!broken.names("a"), "with SOURCES unreadable, no name is a source's");
+        assert!(broken.source("a").is_err());
+    }
+
+    #[test]
     fn global_settings() {
         let c = Config::load(None, &env(&[("IDEMPOTENCY_TTL_SECS", "5"), ("ALERT_URL", "https://hooks.slack.com/x")]));
         assert_eq!(c.settings.idempotency_ttl_secs, 5);
@@ -734,12 +755,28 @@ mod tests {
             &env(&[
                 ("IDEMPOTENCY_TTL_SECS", "0"),
                 ("CAPTURE_RETENTION_SECS", "-1"),
+                // "Forever": past ten years, its milliseconds would overflow.
+                ("HEALTH_MAX_LAG_SECS", "99999999999999999"),
                 ("DESTINATION_SECRET", "whsec_%"),
                 ("ALERT_URL", "nope"),
             ]),
         );
         let fields: Vec<&str> = bad.problems().iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(fields, ["IDEMPOTENCY_TTL_SECS", "CAPTURE_RETENTION_SECS", "DESTINATION_SECRET", "ALERT_URL"]);
+        assert_eq!(
+            fields,
+            [
+                "IDEMPOTENCY_TTL_SECS",
+                "CAPTURE_RETENTION_SECS",
+                "HEALTH_MAX_LAG_SECS",
+                "DESTINATION_SECRET",
+                "ALERT_URL"
+            ]
+        );
+        assert_eq!(bad.settings.health_max_lag_secs, 300, "the default instead");
+        let forever = Config::load(None, &env(&[("IDEMPOTENCY_TTL_SECS", "99999999999999999")]));
+        assert_eq!(forever.settings.idempotency_ttl_secs, 2_592_000);
+        let longest = Config::load(None, &env(&[("IDEMPOTENCY_TTL_SECS", "315360000")]));
+        assert!(longest.problems().is_empty());
         assert_eq!(bad.settings.alert_url, None, "a bad alert URL is not used");
     }
 
