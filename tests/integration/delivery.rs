@@ -178,25 +178,28 @@ fn timeouts_are_retried(w: &World) {
 }
 
 fn retry_after_is_honoured(w: &World) {
-    let id = unique("evt");
-    w.dest.plan("/throttled", vec![Action::StatusWithHeader(429, "Retry-After", "4".into())]);
-    accept_stripe(w, "throttled", &id, "invoice.paid");
-    let got = w.dest.wait_deliveries("/throttled", &id, 2, WAIT);
-    let gap = got[1].at - got[0].at;
     // Backoff alone would be about 1 s; the destination asked for 4.
-    assert!(gap >= Duration::from_millis(3900), "Retry-After ignored: retried after {gap:?}");
+    attempts_after_retry_after(w, "throttled");
 }
 
 /// Also when the failure opens the circuit breaker: the event waits for the longer of the
 /// breaker's cooldown (1 s here) and what the destination asked.
 fn retry_after_is_honoured_when_the_circuit_opens(w: &World) {
-    let id = unique("evt");
-    w.dest.plan("/throttled-open", vec![Action::StatusWithHeader(429, "Retry-After", "4".into())]);
-    accept_stripe(w, "throttled-open", &id, "invoice.paid");
-    let got = w.dest.wait_deliveries("/throttled-open", &id, 2, WAIT);
+    let attempts = attempts_after_retry_after(w, "throttled-open");
+    assert_eq!(attempts, [1, 1], "the circuit's failure used no attempt");
+}
+
+/// Sends an event to `source`, whose destination answers its first request 429 with
+/// `Retry-After: 4`; checks that the second request came no sooner, and answers the two
+/// requests' attempt numbers.
+fn attempts_after_retry_after(w: &World, source: &str) -> Vec<u32> {
+    let (id, path) = (unique("evt"), format!("/{source}"));
+    w.dest.plan(&path, vec![Action::StatusWithHeader(429, "Retry-After", "4".into())]);
+    accept_stripe(w, source, &id, "invoice.paid");
+    let got = w.dest.wait_deliveries(&path, &id, 2, WAIT);
     let gap = got[1].at - got[0].at;
     assert!(gap >= Duration::from_millis(3900), "Retry-After ignored: retried after {gap:?}");
-    assert_eq!(got.iter().map(|r| r.attempt()).collect::<Vec<_>>(), [1, 1], "the circuit's failure used no attempt");
+    got.iter().map(|r| r.attempt()).collect()
 }
 
 fn filtered_types_are_acknowledged_not_delivered(w: &World) {
