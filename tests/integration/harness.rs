@@ -600,6 +600,14 @@ pub fn stripe_body(id: &str, event_type: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// New event ids of `source` whose idempotency records live in the same shard as `id`'s (for
+/// tests that need several events in one shard).
+pub fn ids_in_shard_of(source: &str, id: &str) -> impl Iterator<Item = String> {
+    use edgehook_core::{idempotency::shard_of, ingest::idempotency_key};
+    let (source, shard) = (source.to_owned(), shard_of(&idempotency_key(source, id)));
+    std::iter::repeat_with(|| unique("evt")).filter(move |other| shard_of(&idempotency_key(&source, other)) == shard)
+}
+
 /// How long the suite waits for something the worker does in the background (a delivery, a
 /// record, a count) on a loaded machine.
 pub const WAIT: Duration = Duration::from_secs(60);

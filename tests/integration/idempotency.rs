@@ -1,11 +1,9 @@
 //! Exactly-once intake: concurrent duplicates, failed enqueues, expiry by alarm, and what the
 //! worker never reveals.
 
-use crate::harness::{now_secs, series, signed, stripe_body, unique, Reply, WAIT};
+use crate::harness::{ids_in_shard_of, now_secs, series, signed, stripe_body, unique, Reply, WAIT};
 use crate::{World, ADMIN_TOKEN, ALL_SECRETS, RETENTION_SECS, STRIPE_SECRET, TTL_SECS};
 use edgehook_core::headers::HeaderList;
-use edgehook_core::idempotency::shard_of;
-use edgehook_core::ingest::idempotency_key;
 use edgehook_core::providers::Provider;
 use serde_json::json;
 use std::sync::{Arc, Barrier};
@@ -168,9 +166,9 @@ fn ids_expire_after_the_ttl(w: &World) {
 fn records_are_found_in_older_partitions(w: &World) {
     // On this instance each idempotency shard's time partitions are 2 s wide. A record last
     // written more than 2 s before another event of its shard is in an older partition than
-    // that event, and one statement looks in all of them. Captures are kept 8 s from receipt,
-    // so the read must come within that: on a loaded machine a round can miss it and is run
-    // again with new events.
+    // that event, and a lookup must look past the newest one. Captures are kept 8 s from
+    // receipt, so the read must come within that: on a loaded machine a round can miss it and
+    // is run again with new events.
     let record = |id: &str| w.ttl.get(&format!("/__faults/record?source=ttl&id={id}"), &HeaderList::new()).json();
     let deliver = |id: &str| {
         let body = stripe_body(id, "invoice.paid");
@@ -181,10 +179,7 @@ fn records_are_found_in_older_partitions(w: &World) {
     };
     for round in 1..=5 {
         let id = unique("evt");
-        let shard = shard_of(&idempotency_key("ttl", &id));
-        let later = std::iter::repeat_with(|| unique("evt"))
-            .find(|other| shard_of(&idempotency_key("ttl", other)) == shard)
-            .expect("ids spread over the shards");
+        let later = ids_in_shard_of("ttl", &id).next().expect("ids spread over the shards");
         let sent = Instant::now();
         deliver(&id);
         // Last written by now: an event of the same shard written 2.1 s on goes to a newer
@@ -211,8 +206,9 @@ fn records_are_found_in_older_partitions(w: &World) {
 pub fn expired_events_leave_storage(w: &World) {
     const EVENTS: usize = 50;
     // Events start leaving 8 s after their receipt (the retention; their ids expire 3 s after
-    // delivery): on a slow machine many may be gone before the count below is taken. The comparison is only meaningful with many events still stored,
-    // so a round with too few is run again with new events.
+    // delivery): on a slow machine many may be gone before the count below is taken. The
+    // comparison is only meaningful with many events still stored, so a round with too few is
+    // run again with new events.
     for round in 1..=4 {
         let prefix = unique("gone");
         for i in 0..EVENTS {

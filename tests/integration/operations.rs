@@ -1,7 +1,9 @@
 //! SPEC section 4, through the running worker: capture and replay, dead-letter replay, kill
 //! switches, metrics, in-worker handlers, retention, and health with its alerts.
 
-use crate::harness::{now_secs, series, signed, stripe_body, unique, wait_status, wait_until, Action, Worker, WAIT};
+use crate::harness::{
+    ids_in_shard_of, now_secs, series, signed, stripe_body, unique, wait_status, wait_until, Action, Worker, WAIT,
+};
 use crate::{World, STANDARD_SECRET, STRIPE_SECRET};
 use edgehook_core::providers::Provider;
 use serde_json::{json, Value};
@@ -256,8 +258,12 @@ fn replays_stop_at_their_limit_and_say_more_are_left(w: &World) {
         letters["dead_letters"].as_array().unwrap().len() == ids.len()
     });
     w.dest.always("/capped", 200);
-    let limit = w.faults.post("/__faults/replay-limit?n=2", &Default::default(), b"");
-    assert_eq!(limit.status, 200, "{}", limit.body);
+    // `n` empty restores the limit of 1,000.
+    let set_limit = |n: &str| {
+        let reply = w.faults.post(&format!("/__faults/replay-limit?n={n}"), &Default::default(), b"");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    };
+    set_limit("2");
     let replay = |path: &str| {
         let reply = w.faults.admin("POST", path, b"");
         assert_eq!(reply.status, 202, "{}", reply.body);
@@ -273,31 +279,23 @@ fn replays_stop_at_their_limit_and_say_more_are_left(w: &World) {
     // The same for a replay of events by filter (three match, two per call).
     let events = "/admin/events/replay?source=capped";
     assert_eq!(replay(events), (2, true));
-    let restore = || {
-        let restored = w.faults.post("/__faults/replay-limit?n=", &Default::default(), b"");
-        assert_eq!(restored.status, 200, "{}", restored.body);
-    };
-    restore();
+    set_limit("");
     assert_eq!(replay(events), (3, false));
     for id in &ids {
         w.dest.wait_deliveries("/capped", id, 3, WAIT);
     }
     // Resumptions, with the same limit: what is released is not hidden behind older events
     // still paused (of the same shard, past the limit), and what is left goes on a later call.
-    let limit = w.faults.post("/__faults/replay-limit?n=2", &Default::default(), b"");
-    assert_eq!(limit.status, 200, "{}", limit.body);
+    set_limit("2");
     released_events_are_not_hidden_behind_paused_ones(w);
-    restore();
+    set_limit("");
 }
 
 /// Runs with the replay limit at 2 (see above): each shard offers at most 2 held events.
 fn released_events_are_not_hidden_behind_paused_ones(w: &World) {
-    let shard_of =
-        |id: &str| edgehook_core::idempotency::shard_of(&edgehook_core::ingest::idempotency_key("capped", id));
     let released = unique("evt");
     // Three older events of the same shard, of a type that stays paused.
-    let paused: Vec<String> =
-        std::iter::repeat_with(|| unique("evt")).filter(|id| shard_of(id) == shard_of(&released)).take(3).collect();
+    let paused: Vec<String> = ids_in_shard_of("capped", &released).take(3).collect();
     set_flag(&w.faults, "capped", "held.stays", "paused");
     set_flag(&w.faults, "capped", "held.goes", "paused");
     // Effective within a second or so (each consumer isolate rereads the switches every second).
