@@ -34,7 +34,7 @@ use edgehook_core::ordering::{entity_key, StalePolicy};
 use edgehook_core::retry::{AfterFailure, MAX_QUEUE_DELAY_SECS};
 use edgehook_core::slots::Slots;
 use edgehook_core::turns::Turns;
-use futures_util::future::{select, Either};
+use futures_util::future::{join, select, Either};
 use futures_util::lock::Mutex;
 use js_sys::Uint8Array;
 use std::cell::RefCell;
@@ -236,7 +236,46 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
         Message { id: &message_id, attempts: delivery.attempts, retry_token: meta.retry_token, replay: meta.replay };
     let capture = Capture::of(meta, captured.clone());
     let count = |outcome| b.tally.borrow_mut().count(&meta.source, meta.event_type.as_deref(), outcome);
-    match b.store.begin(&key, asking, LEASE_MS, capture).await? {
+    let handler = handlers::find(&meta.source, meta.event_type.as_deref());
+    // Out of order: older than what was delivered for its entity (replays are not judged).
+    let version_key = meta.position.as_ref().map(|p| entity_key(&meta.source, &p.entity));
+    let ordered = match (&source.ordering, &meta.position, &version_key, meta.replay) {
+        (Some(ordering), Some(position), Some(vkey), false) => Some((ordering, position, vkey)),
+        _ => None,
+    };
+
+    // What is known before the event is taken is recorded in the write that takes it: outside
+    // the allow-list, switched off, or (in a source with nowhere to deliver and no handler, for
+    // an event without an entity version to judge or record) complete once captured. A
+    // claim-checked body still takes the long way, where it is loaded as for a delivery: a body
+    // missing from storage is dead-lettered.
+    let settled = if meta.filtered {
+        Some((Outcome::Filtered, Counted::Filtered))
+    } else {
+        match flags.mode_for(&meta.source, meta.event_type.as_deref()) {
+            Mode::On => None,
+            Mode::Paused => Some((Outcome::Paused { attempt: meta.attempt }, Counted::Paused)),
+            Mode::Dropped => Some((Outcome::Dropped, Counted::Dropped)),
+        }
+    };
+    let settled = settled.or_else(|| {
+        let complete = source.destination.is_none()
+            && handler.is_none()
+            && meta.position.is_none()
+            && !matches!(meta.body, BodyRef::Stored { .. });
+        complete.then_some((Outcome::Delivered, Counted::Delivered))
+    });
+    // The entity's newest version is asked in the same round of requests as the lease (it is
+    // wasted if the event is not taken, one read).
+    let newest = async {
+        match ordered {
+            Some((_, _, vkey)) if settled.is_none() => b.store.newest(vkey).await,
+            _ => Ok(None),
+        }
+    };
+    let (begun, newest) =
+        join(b.store.begin(&key, asking, LEASE_MS, capture, settled.map(|(outcome, _)| outcome)), newest).await;
+    match begun? {
         Begin::Go => {}
         // A skipped copy's claim-checked body is left alone: it is the captured body of the
         // event (or of the copy's own retries), kept until the retention sweep.
@@ -252,31 +291,15 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
         }
     }
     crash_point!(CrashTaken, &meta.id);
-    let finish = |outcome, attempt| finish(b.store, &key, &message_id, outcome, attempt);
-
-    // Recorded without delivery: outside the allow-list, or switched off.
-    let held = if meta.filtered {
-        Some((Outcome::Filtered, Counted::Filtered))
-    } else {
-        match flags.mode_for(&meta.source, meta.event_type.as_deref()) {
-            Mode::On => None,
-            Mode::Paused => Some((Outcome::Paused { attempt: meta.attempt }, Counted::Paused)),
-            Mode::Dropped => Some((Outcome::Dropped, Counted::Dropped)),
-        }
-    };
-    if let Some((outcome, counted)) = held {
-        finish(outcome, None).await?;
+    if let Some((_, counted)) = settled {
         count(counted);
         return Ok(Decision::Ack);
     }
+    let finish = |outcome, attempt| finish(b.store, &key, &message_id, outcome, attempt);
 
-    // Out of order: older than what was delivered for its entity (replays are not judged).
-    let version_key = meta.position.as_ref().map(|p| entity_key(&meta.source, &p.entity));
     let mut stale = false;
-    if let (Some(ordering), Some(position), Some(vkey), false) =
-        (&source.ordering, &meta.position, &version_key, meta.replay)
-    {
-        if b.store.newest(vkey).await?.is_some_and(|newest| position.version.is_older_than(&newest)) {
+    if let (Some((ordering, position, _)), Some(newest)) = (ordered, newest?) {
+        if position.version.is_older_than(&newest) {
             count(Counted::Stale);
             if ordering.stale == StalePolicy::Skip {
                 finish(Outcome::Stale, None).await?;
@@ -290,7 +313,6 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     if meta.resumed {
         b.resumed_lane.wait_turn(index).await;
     }
-    let handler = handlers::find(&meta.source, meta.event_type.as_deref());
     // The destination's rate limit and circuit breaker: wait for a turn that is close, defer
     // (without using an attempt) one that is not, or one the open circuit holds back.
     let gate = match (&source.destination, &handler) {
@@ -371,16 +393,17 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     }
     let record_version = || async {
         if let (Some(vkey), Some(position)) = (&version_key, &meta.position) {
-            // Best effort, after the outcome is recorded: losing it only lets a later, older
-            // event through.
+            // Best effort, and asked in the same round of requests as the outcome: losing it
+            // only lets a later, older event through. Should the outcome be lost instead, the
+            // retried event finds its own version, which is not older than itself.
             if let Err(e) = b.store.delivered(vkey, &position.version).await {
                 console_error!("could not record the delivered version of {vkey}: {e}");
             }
         }
     };
     let Some(Tried { result, status }) = tried else {
-        finish(Outcome::Delivered, None).await?;
-        record_version().await;
+        let (finished, ()) = join(finish(Outcome::Delivered, None), record_version()).await;
+        finished?;
         count(Counted::Delivered);
         return Ok(Decision::Ack);
     };
@@ -395,9 +418,9 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
 
     match result {
         AttemptResult::Delivered => {
-            finish(Outcome::Delivered, Some(attempt(None))).await?;
+            let (finished, ()) = join(finish(Outcome::Delivered, Some(attempt(None))), record_version()).await;
+            finished?;
             crash_point!(CrashRecorded, &meta.id);
-            record_version().await;
             let mut tally = b.tally.borrow_mut();
             tally.count(&meta.source, meta.event_type.as_deref(), Counted::Delivered);
             tally.metrics.observe_latency(&meta.source, latency_ms);

@@ -42,6 +42,9 @@ enum Op {
         replay: bool,
         lease_ms: i64,
         capture: Option<Box<Capture>>,
+        /// The outcome, when it is known before the event is taken: recorded in the same write.
+        #[serde(default)]
+        settle: Option<Outcome>,
     },
     /// `attempt` is appended to the event's captured attempts.
     Finish {
@@ -181,8 +184,16 @@ impl Idempotency {
     }
 
     /// Asks to deliver `key` on behalf of `message`, holding the lease for `lease_ms`; a new
-    /// record stores `capture`.
-    pub async fn begin(&self, key: &str, message: Message<'_>, lease_ms: i64, capture: Capture) -> Result<Begin> {
+    /// record stores `capture`. With `settle`, a message let go is at once finished with that
+    /// outcome (`core::begin_settled`).
+    pub async fn begin(
+        &self,
+        key: &str,
+        message: Message<'_>,
+        lease_ms: i64,
+        capture: Capture,
+        settle: Option<Outcome>,
+    ) -> Result<Begin> {
         let op = Op::Begin {
             key: key.to_owned(),
             message_id: message.id.to_owned(),
@@ -191,6 +202,7 @@ impl Idempotency {
             replay: message.replay,
             lease_ms,
             capture: Some(Box::new(capture)),
+            settle,
         };
         from_json(&self.submit(op).await?)
     }
@@ -761,14 +773,17 @@ impl IdempotencyShard {
         let clock = Clock { now_ms: now_ms(), ttl_ms: self.ttl_ms };
         let now = clock.now_ms;
         match op {
-            Op::Begin { key, message_id, attempts, retry_token, replay, lease_ms, capture } => {
+            Op::Begin { key, message_id, attempts, retry_token, replay, lease_ms, capture, settle } => {
                 let found = self.find(&key)?;
                 let record = match &found {
                     Some((_, row)) => row.record(now)?,
                     None => None,
                 };
                 let message = Message { id: &message_id, attempts, retry_token, replay };
-                let (write, begin) = core::begin(record.as_ref(), message, lease_ms, clock);
+                let (write, begin) = match settle {
+                    Some(outcome) => core::begin_settled(record.as_ref(), message, lease_ms, clock, outcome),
+                    None => core::begin(record.as_ref(), message, lease_ms, clock),
+                };
                 // A new record is a new event (or one received again after its id expired): its
                 // row starts afresh. Otherwise a capture is only filled in if missing.
                 let fresh = record.is_none();

@@ -257,6 +257,27 @@ pub fn finish(record: Option<&Record>, message_id: &str, outcome: Outcome, clock
     }
 }
 
+/// `begin`, and when it lets the message go, `finish` with `outcome` in the same write: for an
+/// event whose outcome is known before it is taken (filtered, held or dropped by a kill switch,
+/// or captured with nowhere to deliver it). One row written instead of two, one request to the
+/// object instead of two, and no moment in between in which the event is taken but not settled.
+pub fn begin_settled(
+    record: Option<&Record>,
+    message: Message<'_>,
+    lease_ms: i64,
+    clock: Clock,
+    outcome: Outcome,
+) -> (Write, Begin) {
+    match begin(record, message, lease_ms, clock) {
+        (Write::Put(taken), Begin::Go) => match finish(Some(&taken), message.id, outcome, clock) {
+            Write::Put(settled) => (Write::Put(settled), Begin::Go),
+            // Every outcome counts from the lease holder, which this message now is.
+            Write::Keep => (Write::Put(taken), Begin::Go),
+        },
+        other => other,
+    }
+}
+
 /// What `mark_dead` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -350,6 +371,48 @@ mod tests {
         assert_eq!(state(&r), State::Completed);
         assert_eq!(r.as_ref().unwrap().expires_ms, 10 + TTL, "expiry moves with the last change");
         assert_eq!(start(&mut r, fresh("m2"), 20), Begin::Skip { state: State::Completed });
+    }
+
+    #[test]
+    fn settling_at_begin_writes_what_begin_then_finish_would() {
+        let outcomes =
+            [Outcome::Delivered, Outcome::Filtered, Outcome::Paused { attempt: 3 }, Outcome::Dropped, Outcome::Stale];
+        let delivered = {
+            let mut r = None;
+            start(&mut r, fresh("m1"), 0);
+            end(&mut r, "m1", Outcome::Delivered, 0);
+            r
+        };
+        // Every state a record can be in, and none: where `begin` lets the message go, the
+        // one write equals the two; elsewhere it is `begin`'s own answer, untouched.
+        let records = [None, Some(clock_record(State::Delivering, "other", 5 * LEASE)), delivered];
+        for record in &records {
+            for message in [fresh("m2"), replay("m2"), again("other", 2)] {
+                for outcome in outcomes {
+                    let (write, answer) = begin_settled(record.as_ref(), message, LEASE, at(1), outcome);
+                    let mut two = record.clone();
+                    let expected = start(&mut two, message, 1);
+                    assert_eq!(answer, expected);
+                    if expected == Begin::Go {
+                        end(&mut two, message.id, outcome, 1);
+                        assert_eq!(write, Write::Put(two.unwrap()), "{record:?} {message:?} {outcome:?}");
+                    } else {
+                        assert_eq!(write, Write::Keep, "{record:?} {message:?} {outcome:?}");
+                    }
+                }
+            }
+        }
+        // A duplicate of a settled event is skipped, as after two writes.
+        let mut r = None;
+        if let (Write::Put(settled), Begin::Go) = begin_settled(None, fresh("m1"), LEASE, at(0), Outcome::Filtered) {
+            r = Some(settled);
+        }
+        assert_eq!(state(&r), State::Filtered);
+        assert_eq!(start(&mut r, fresh("m2"), 1), Begin::Skip { state: State::Filtered });
+    }
+
+    fn clock_record(state: State, owner: &str, lease_until_ms: i64) -> Record {
+        at(0).record(state, owner, 0, lease_until_ms)
     }
 
     #[test]
