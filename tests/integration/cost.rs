@@ -86,10 +86,10 @@ fn stripe_event(id: &str, i: usize) -> Vec<u8> {
 
 const EVENTS: usize = 200;
 
-/// Sends `n` distinct events from 8 connections and waits until each was delivered once.
-fn send_and_deliver(w: &World, n: usize) {
+/// Sends `n` distinct events to `source` from 8 connections; the prefix of their ids.
+fn send(w: &World, source: &str, n: usize) -> String {
     const SENDERS: usize = 8;
-    let prefix = unique("priced");
+    let prefix = unique(source);
     std::thread::scope(|scope| {
         for sender in 0..SENDERS {
             let prefix = &prefix;
@@ -98,16 +98,39 @@ fn send_and_deliver(w: &World, n: usize) {
                     let id = format!("{prefix}_{i}");
                     let body = stripe_event(&id, i);
                     let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body);
-                    let reply = w.faults.post("/webhooks/priced", &headers, &body);
+                    let reply = w.faults.post(&format!("/webhooks/{source}"), &headers, &body);
                     assert_eq!((reply.status, reply.json()["status"].clone()), (200, "accepted".into()), "{id}");
                 }
             });
         }
     });
+    prefix
+}
+
+/// Sends `n` distinct events and waits until each was delivered once.
+fn send_and_deliver(w: &World, n: usize) {
+    let prefix = send(w, "priced", n);
     let got = w.dest.wait_for("/priced", n, Duration::from_secs(60), |r| {
         r.header("webhook-id").is_some_and(|id| id.starts_with(&prefix))
     });
     assert_eq!(got.len(), n, "every event delivered once");
+}
+
+/// Prints the counts per event as BENCHMARKS.md shows them; the total in USD per million.
+fn price(what: &str, counts: &BTreeMap<String, u64>) -> f64 {
+    println!("cost of {what}, averaged over {EVENTS}:");
+    println!("| operation | per event | USD per million events |");
+    println!("| --- | --- | --- |");
+    let mut total = 0.0;
+    for (key, label, price) in PRICES {
+        let per_event = counts[*key] as f64 / EVENTS as f64;
+        let dollars = per_event * price * 1e6;
+        total += dollars;
+        println!("| {label} | {per_event:.3} | {dollars:.3} |");
+    }
+    println!("| total | | {total:.2} |");
+    println!("raw counts: {counts:?}");
+    total
 }
 
 fn one_event_costs(w: &World) {
@@ -121,19 +144,7 @@ fn one_event_costs(w: &World) {
     let mut meter = Meter::reset(w);
     send_and_deliver(w, EVENTS);
     let counts = meter.settled(Duration::from_secs(60));
-
-    println!("cost of one accepted and delivered 1 KB Stripe event, averaged over {EVENTS}:");
-    println!("| operation | per event | USD per million events |");
-    println!("| --- | --- | --- |");
-    let mut total = 0.0;
-    for (key, label, price) in PRICES {
-        let per_event = counts[*key] as f64 / EVENTS as f64;
-        let dollars = per_event * price * 1e6;
-        total += dollars;
-        println!("| {label} | {per_event:.3} | {dollars:.3} |");
-    }
-    println!("| total | | {total:.2} |");
-    println!("raw counts: {counts:?}");
+    let total = price("one accepted and delivered 1 KB Stripe event", &counts);
 
     // Sanity: the counting works (a broken counter would make any budget look met).
     let at_least =
@@ -150,4 +161,23 @@ fn one_event_costs(w: &World) {
     let rows = counts["do_rows_written"] as f64 / EVENTS as f64;
     assert!(rows < 3.5, "{rows:.2} rows written per event");
     assert!(total <= CEILING_PER_MILLION, "an event costs ${total:.2} per million, over ${CEILING_PER_MILLION}");
+
+    // A source with nowhere to deliver (capture only, ordering off): an event is complete once
+    // captured, and the write that takes it says so. One row per event, not two.
+    let mut meter = Meter::reset(w);
+    let prefix = send(w, "archived", EVENTS);
+    let counts = meter.settled(Duration::from_secs(60));
+    price("one accepted 1 KB Stripe event captured without a destination", &counts);
+    let listed = w.faults.admin_json(&format!("/admin/events?source=archived&limit={EVENTS}"));
+    let statuses: Vec<(&str, &str)> = listed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap(), e["status"].as_str().unwrap()))
+        .filter(|(id, _)| id.starts_with(&prefix))
+        .collect();
+    assert_eq!(statuses.len(), EVENTS, "every event captured");
+    assert!(statuses.iter().all(|(_, status)| *status == "delivered"), "{statuses:?}");
+    let rows = counts["do_rows_written"] as f64 / EVENTS as f64;
+    assert!(rows < 1.5, "{rows:.2} rows written per captured event");
 }

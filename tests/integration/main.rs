@@ -197,6 +197,7 @@ fn start_world() -> World {
     let faults_toml = format!(
         "[vars.SOURCES.fragile]\nprovider = \"stripe\"\ndestination = {:?}\n\n\
          [vars.SOURCES.priced]\nprovider = \"stripe\"\ndestination = {:?}\n\n\
+         [vars.SOURCES.archived]\nprovider = \"stripe\"\nordering = false\n\n\
          [vars.SOURCES.capped]\nprovider = \"stripe\"\ndestination = {:?}\nmax_attempts = 1\n\n\
          [vars.SOURCES.jepsen]\nprovider = \"stripe\"\ndestination = {:?}\n{fault_suite}\n\
          [vars.SOURCES.jepsen-refused]\nprovider = \"stripe\"\n\
@@ -209,6 +210,7 @@ fn start_world() -> World {
     let faults_secrets = common(vec![
         ("WEBHOOK_SECRET_FRAGILE", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_PRICED", STRIPE_SECRET.into()),
+        ("WEBHOOK_SECRET_ARCHIVED", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_CAPPED", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_JEPSEN", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_JEPSEN_REFUSED", STRIPE_SECRET.into()),
