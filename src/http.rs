@@ -41,6 +41,17 @@ impl CoreHeaders for RequestHeaders<'_> {
 }
 
 /// A JSON response with the given status and exact body.
+/// The path of a serialized URL (as the runtime gives a request's): from the first `/` after the
+/// host to the query or fragment. Serialization never leaves `?` or `#` unescaped in a path.
+pub fn path_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |at| at + 3);
+    let Some(start) = url[after_scheme..].find('/').map(|at| after_scheme + at) else {
+        return "/";
+    };
+    let path = &url[start..];
+    &path[..path.find(['?', '#']).unwrap_or(path.len())]
+}
+
 pub fn json(status: u16, body: impl Into<String>) -> Result<Response> {
     json_with(status, body, &[])
 }

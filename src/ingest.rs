@@ -17,10 +17,13 @@ use edgehook_core::providers::Handshake;
 use edgehook_core::recent::RecentIds;
 use edgehook_core::Rejection;
 use futures_util::StreamExt;
+use js_sys::Uint8Array;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::time::Duration;
-use worker::{console_error, Context, Delay, Env, Method, Request, Response, Result};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::worker_sys::web_sys;
+use worker::{console_error, Context, Delay, Env, Headers, Request, Response, Result};
 
 /// Ids remembered per isolate for `duplicate` answers: about 100 bytes each, so a few MB.
 const RECENT_CAPACITY: usize = 50_000;
@@ -42,8 +45,14 @@ enum Answer {
     Handshake(Handshake),
 }
 
-pub async fn receive(req: Request, env: &Env, ctx: &Context, source_name: &str) -> Result<Response> {
-    let answer = answer(req, env, source_name).await?;
+pub async fn receive(
+    req: web_sys::Request,
+    url: &str,
+    env: &Env,
+    ctx: &Context,
+    source_name: &str,
+) -> Result<Response> {
+    let answer = answer(req, url, env, source_name).await?;
     match &answer {
         Ok(Answer::Event { status, event_type, .. }) => {
             tally::count(ctx, env, source_name, event_type.as_deref(), *status, "");
@@ -63,32 +72,36 @@ pub async fn receive(req: Request, env: &Env, ctx: &Context, source_name: &str) 
     }
 }
 
-async fn answer(mut req: Request, env: &Env, source_name: &str) -> Result<std::result::Result<Answer, Rejection>> {
+async fn answer(
+    req: web_sys::Request,
+    url: &str,
+    env: &Env,
+    source_name: &str,
+) -> Result<std::result::Result<Answer, Rejection>> {
     let config = env::config(env);
     let source = match config.source(source_name) {
         Ok(source) => source,
         Err(rejection) => return Ok(Err(rejection)),
     };
-    if req.method() != Method::Post {
+    let method = req.method();
+    if method != "POST" {
         return Ok(Err(Rejection::MethodNotAllowed));
     }
-    let headers = req.headers().clone();
+    let headers = Headers(req.headers());
     let declared = headers.get("content-length")?;
     if let Err(rejection) = ingest::check_declared_length(source, declared.as_deref()) {
         return Ok(Err(rejection));
     }
     let body = match declared {
         // The declared length frames the body, and it is within the limit.
-        Some(_) => req.bytes().await?,
+        Some(_) => Uint8Array::new(&JsFuture::from(req.array_buffer()?).await?).to_vec(),
         // No length (chunked): read no more than the limit allows.
-        None => match read_at_most(&mut req, source.max_body_bytes).await? {
+        None => match read_at_most(&mut Request::from(req), source.max_body_bytes).await? {
             Some(body) => body,
             None => return Ok(Err(Rejection::PayloadTooLarge)),
         },
     };
-    let url = req.url()?;
-    let method = req.method().to_string();
-    let request = ingest::Request { method: &method, url: url.as_str(), headers: &RequestHeaders(&headers) };
+    let request = ingest::Request { method: &method, url, headers: &RequestHeaders(&headers) };
     let now_ms = env::now_ms();
     #[cfg(feature = "faults")]
     let now_ms = crate::faults::verification_clock_ms(source_name).unwrap_or(now_ms);
