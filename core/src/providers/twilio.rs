@@ -80,9 +80,13 @@ fn signed_params(body: &[u8]) -> Option<Vec<u8>> {
         params.push(Param { prefix: sort_prefix(&decoded[name.clone()]), name, value });
     }
     let field = |range: &Range<usize>| &decoded[range.clone()];
-    params.sort_unstable_by(|a, b| {
-        a.prefix.cmp(&b.prefix).then_with(|| (field(&a.name), field(&a.value)).cmp(&(field(&b.name), field(&b.value))))
-    });
+    // By the prefixes alone first (a sort of integers), then each run of equal prefixes by the
+    // whole name and value: the same order as comparing names and values, at a fraction of the
+    // cost when parameters are many.
+    params.sort_unstable_by_key(|p| p.prefix);
+    for same_prefix in params.chunk_by_mut(|a, b| a.prefix == b.prefix).filter(|run| run.len() > 1) {
+        same_prefix.sort_unstable_by(|a, b| (field(&a.name), field(&a.value)).cmp(&(field(&b.name), field(&b.value))));
+    }
     params.dedup_by(|a, b| field(&a.name) == field(&b.name) && field(&a.value) == field(&b.value));
     let mut signed = Vec::with_capacity(end);
     for param in &params {
@@ -95,8 +99,8 @@ fn signed_params(body: &[u8]) -> Option<Vec<u8>> {
 /// One parameter, as ranges of the decoded buffer.
 struct Param {
     /// The name's first eight bytes, big-endian and zero-padded: comparing it orders names as
-    /// comparing them does wherever it differs, so most comparisons in the sort are one
-    /// instruction instead of a call to `memcmp`.
+    /// comparing them does wherever it differs, so most of the sort compares integers instead of
+    /// calling `memcmp`.
     prefix: u64,
     name: Range<usize>,
     value: Range<usize>,
@@ -132,49 +136,77 @@ fn all_visible_ascii(bytes: &[u8]) -> bool {
 }
 
 /// Writes `encoded` decoded (`+` a space, `%XX` a byte) into `out` from `start`, and returns
-/// where it ends, or `None` when the result is not valid UTF-8. `encoded` is visible ASCII, so
-/// only an escape can make it anything else. `out` must have room for `encoded` and one word
-/// more: whole words are written, and the bytes past the end overwritten later.
+/// where it ends, or `None` when the result is not valid UTF-8. `out` must have room for
+/// `encoded` and one word more: whole words are written, and the bytes past the end overwritten
+/// later.
+///
+/// `encoded` is visible ASCII, so only escapes can produce other bytes, and a multi-byte UTF-8
+/// sequence can only come from consecutive escapes (an ASCII byte can be neither its start nor
+/// its continuation). So the result is valid UTF-8 exactly when every run of consecutive escapes
+/// decodes to valid UTF-8, and only those runs are checked, only when one produced a non-ASCII
+/// byte.
 fn decode_utf8_into(encoded: &[u8], out: &mut [u8], start: usize) -> Option<usize> {
     let mut at = start;
-    let mut escaped_non_ascii = false;
     let mut i = 0;
     while i < encoded.len() {
-        if let Some(word) = encoded.get(i..i + 8) {
-            // Up to the next '%', eight bytes at a time, each '+' turned into a space.
+        // Up to the next '%', eight bytes at a time, each '+' turned into a space.
+        while let Some(word) = encoded.get(i..i + 8) {
             let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
             let percent = bytes_equal(w, b'%');
-            let plain = if percent == 0 { 8 } else { percent.trailing_zeros() as usize / 8 };
             let w = w ^ ((bytes_equal(w, b'+') >> 7) * u64::from(b'+' ^ b' '));
             out[at..at + 8].copy_from_slice(&w.to_le_bytes());
+            let plain = if percent == 0 { 8 } else { percent.trailing_zeros() as usize / 8 };
             at += plain;
             i += plain;
-            if plain == 8 {
-                continue;
+            if plain < 8 {
+                break;
             }
         }
-        let (byte, read) = match encoded[i] {
-            b'%' => match (encoded.get(i + 1).and_then(hex_digit), encoded.get(i + 2).and_then(hex_digit)) {
-                (Some(high), Some(low)) => (high << 4 | low, 3),
-                _ => (b'%', 1),
-            },
-            b'+' => (b' ', 1),
-            b => (b, 1),
-        };
-        escaped_non_ascii |= !byte.is_ascii();
-        out[at] = byte;
-        at += 1;
-        i += read;
-    }
-    if escaped_non_ascii {
-        std::str::from_utf8(&out[start..at]).ok()?;
+        let Some(&byte) = encoded.get(i) else { break };
+        if byte != b'%' {
+            // The last few bytes, fewer than a word.
+            out[at] = if byte == b'+' { b' ' } else { byte };
+            at += 1;
+            i += 1;
+            continue;
+        }
+        // A run of escapes.
+        let run = at;
+        let mut high = 0;
+        while let Some(&[b'%', h, l]) = encoded.get(i..i + 3) {
+            let (h, l) = (HEX[usize::from(h)], HEX[usize::from(l)]);
+            if (h | l) > 0xf {
+                break;
+            }
+            out[at] = h << 4 | l;
+            high |= out[at];
+            at += 1;
+            i += 3;
+        }
+        if high >= 0x80 {
+            std::str::from_utf8(&out[run..at]).ok()?;
+        }
+        if at == run {
+            // A '%' that starts no escape stands for itself.
+            out[at] = b'%';
+            at += 1;
+            i += 1;
+        }
     }
     Some(at)
 }
 
-fn hex_digit(b: &u8) -> Option<u8> {
-    (*b as char).to_digit(16).map(|d| d as u8)
-}
+/// Each byte's value as a hex digit, or 0xff.
+const HEX: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[b"0123456789abcdef"[i] as usize] = i as u8;
+        table[b"0123456789ABCDEF"[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// The URL as given, and the same URL with the scheme's default port added (or removed).
 fn url_variants(url: &str) -> Vec<String> {
