@@ -246,9 +246,12 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
 
     // What is known before the event is taken is recorded in the write that takes it: outside
     // the allow-list, switched off, or (in a source with nowhere to deliver and no handler, for
-    // an event without an entity version to judge or record) complete once captured. A
-    // claim-checked body still takes the long way, where it is loaded as for a delivery: a body
-    // missing from storage is dead-lettered.
+    // an event without an entity version to judge or record, arriving with its body inline)
+    // complete once captured. A body kept elsewhere (claim-checked in R2, or a replayed or
+    // resumed event's captured segment) still takes the long way, where it is loaded as for a
+    // delivery: a body missing from storage is dead-lettered. The cost of settling here: if the
+    // object's answer is lost after it settled, the message's retry finds the event settled and
+    // is counted as a duplicate rather than with its outcome (the record itself is right).
     let settled = if meta.filtered {
         Some((Outcome::Filtered, Counted::Filtered))
     } else {
@@ -262,7 +265,7 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
         let complete = source.destination.is_none()
             && handler.is_none()
             && meta.position.is_none()
-            && !matches!(meta.body, BodyRef::Stored { .. });
+            && matches!(meta.body, BodyRef::Inline);
         complete.then_some((Outcome::Delivered, Counted::Delivered))
     });
     // The entity's newest version is asked in the same round of requests as the lease (it is
@@ -275,8 +278,9 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     };
     let (begun, newest) =
         join(b.store.begin(&key, asking, LEASE_MS, capture, settled.map(|(outcome, _)| outcome)), newest).await;
-    match begun? {
-        Begin::Go => {}
+    let begun = begun?;
+    match begun {
+        Begin::Go | Begin::Settled => {}
         // A skipped copy's claim-checked body is left alone: it is the captured body of the
         // event (or of the copy's own retries), kept until the retention sweep.
         Begin::Skip { .. } => {
@@ -291,11 +295,16 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
         }
     }
     crash_point!(CrashTaken, &meta.id);
-    if let Some((_, counted)) = settled {
+    let finish = |outcome, attempt| finish(b.store, &key, &message_id, outcome, attempt);
+    if let Some((outcome, counted)) = settled {
+        if begun == Begin::Go {
+            // An object still running code from before settling existed (a deploy in progress)
+            // took the event without settling it.
+            finish(outcome, None).await?;
+        }
         count(counted);
         return Ok(Decision::Ack);
     }
-    let finish = |outcome, attempt| finish(b.store, &key, &message_id, outcome, attempt);
 
     let mut stale = false;
     if let (Some((ordering, position, _)), Some(newest)) = (ordered, newest?) {

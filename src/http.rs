@@ -40,7 +40,6 @@ impl CoreHeaders for RequestHeaders<'_> {
     }
 }
 
-/// A JSON response with the given status and exact body.
 /// The path of a serialized URL (as the runtime gives a request's): from the first `/` after the
 /// host to the query or fragment. Serialization never leaves `?` or `#` unescaped in a path.
 pub fn path_of(url: &str) -> &str {
@@ -52,6 +51,7 @@ pub fn path_of(url: &str) -> &str {
     &path[..path.find(['?', '#']).unwrap_or(path.len())]
 }
 
+/// A JSON response with the given status and exact body.
 pub fn json(status: u16, body: impl Into<String>) -> Result<Response> {
     json_with(status, body, &[])
 }

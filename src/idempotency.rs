@@ -531,7 +531,8 @@ impl Tracked {
 /// One shard of the idempotency store: every event's record and capture in one row.
 ///
 /// An event costs two rows written: one when the consumer takes it (record and capture
-/// together), one when its outcome is known (state and attempt together). There is no
+/// together), one when its outcome is known (state and attempt together); one in all when the
+/// outcome is known as it is taken (`settle`). There is no
 /// secondary index (each index entry is billed as a row too): rows live in time-partitioned
 /// tables, and whole tables are dropped by the alarm once everything in them has outlived the
 /// TTL and the retention (see the core's `partition` module). Expiry is still exact: reads
@@ -796,7 +797,7 @@ impl IdempotencyShard {
                     row.set_record(r);
                     changed = true;
                 }
-                if let (Begin::Go, Some(capture)) = (begin, capture) {
+                if let (Begin::Go | Begin::Settled, Some(capture)) = (begin, capture) {
                     if !row.captured() {
                         row.set_capture(&capture, self.retention_ms)?;
                         changed = true;
