@@ -95,6 +95,8 @@ async fn answer(
     let body = match declared {
         // The declared length frames the body, and it is within the limit.
         Some(_) => Uint8Array::new(&JsFuture::from(req.array_buffer()?).await?).to_vec(),
+        // Neither a length nor a body: an empty body (reading a stream that is not there fails).
+        None if req.body().is_none() => Vec::new(),
         // No length (chunked): read no more than the limit allows.
         None => match read_at_most(&mut Request::from(req), source.max_body_bytes).await? {
             Some(body) => body,

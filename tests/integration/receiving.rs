@@ -202,6 +202,19 @@ pub fn chunked_bodies_are_limited_while_read(w: &World) {
     };
     assert_eq!(chunked(&stripe_body(&unique("evt"), &"x".repeat(10_000))), 413);
     assert_eq!(chunked(br#"{"id":"evt_chunked_ok"}"#), 200);
+    // Neither a length nor a body: read as empty, so verified and refused for what it is (no
+    // event id), not failed as a body that could not be read.
+    let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), b"");
+    let mut req = ureq::post(&w.main.url("/webhooks/small"));
+    for (k, v) in &headers.0 {
+        req = req.set(k, v);
+    }
+    let (status, answer) = match req.call() {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!((status, answer.as_str()), (400, r#"{"error":"malformed_request"}"#));
 }
 
 fn misconfigured_sources_name_the_field(w: &World) {
