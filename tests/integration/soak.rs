@@ -37,6 +37,8 @@ const CYCLE_SECS: u64 = 30;
 pub fn config(dest: &Destination) -> Vec<(String, String)> {
     let sources = serde_json::json!({
         "crashy": {"provider": "stripe", "destination": dest.url("/crashy")},
+        // Capture only: each event is settled by the `begin` that takes it.
+        "crashy-kept": {"provider": "stripe", "ordering": false},
         SOURCE: {"provider": "stripe", "destination": dest.url("/soak"), "max_attempts": 8,
                  "retry_base_secs": 1, "retry_max_secs": 4, "delivery_timeout_secs": 2,
                  "breaker_failures": 5, "breaker_cooldown_secs": 1, "breaker_max_cooldown_secs": 4},
@@ -48,7 +50,7 @@ pub fn config(dest: &Destination) -> Vec<(String, String)> {
         ("DESTINATION_SECRET", DESTINATION_SECRET.into()),
         ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
     ]);
-    config.extend(["crashy", SOURCE, DOOMED].map(|name| (secret_var(name), STRIPE_SECRET.to_owned())));
+    config.extend(["crashy", "crashy-kept", SOURCE, DOOMED].map(|name| (secret_var(name), STRIPE_SECRET.to_owned())));
     config
 }
 
