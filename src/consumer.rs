@@ -4,7 +4,8 @@
 //! This is where "delivered once" is enforced: every message `begin`s in the event's Durable
 //! Object record before anything is sent, and a copy of an event already in hand is acknowledged
 //! without delivery. The same call captures the event (headers and where its body is) the
-//! first time it is taken.
+//! first time it is taken, and records its outcome when that is known before delivery
+//! (filtered, switched off, or nowhere to deliver it).
 //!
 //! Every message is acknowledged or retried individually, and the handler never returns an error
 //! (in workers-rs that would fail and retry the whole batch): one poison message goes to the
@@ -298,8 +299,8 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     let finish = |outcome, attempt| finish(b.store, &key, &message_id, outcome, attempt);
     if let Some((outcome, counted)) = settled {
         if begun == Begin::Go {
-            // An object still running code from before settling existed (a deploy in progress)
-            // took the event without settling it.
+            // An object still running the code from before `settle` existed (a deploy in
+            // progress) took the event but did not settle it.
             finish(outcome, None).await?;
         }
         count(counted);
