@@ -294,12 +294,29 @@ pub fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     }
     let mut out = [0u8; N];
     for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
+        out[i] = hex_byte(pair[0], pair[1])?;
     }
     Some(out)
 }
+
+/// The byte two hex digits (either case) spell, or `None` when either is not a hex digit.
+pub fn hex_byte(high: u8, low: u8) -> Option<u8> {
+    let (high, low) = (HEX[usize::from(high)], HEX[usize::from(low)]);
+    ((high | low) <= 0xf).then_some(high << 4 | low)
+}
+
+/// Each byte's value as a hex digit, or 0xff: one load per digit, where form decoding meets
+/// thousands of escapes (`twilio`).
+const HEX: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[b"0123456789abcdef"[i] as usize] = i as u8;
+        table[b"0123456789ABCDEF"[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {

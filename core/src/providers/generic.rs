@@ -17,7 +17,7 @@ use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::json_path::scalar;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{check_tolerance, parse_timestamp, parse_timestamp_ms, sha256_hex, to_hex, HashFn};
+use crate::signature::{check_tolerance, hex_byte, parse_timestamp, parse_timestamp_ms, sha256_hex, to_hex, HashFn};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
@@ -78,10 +78,7 @@ fn hex_decode(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
     }
-    text.as_bytes()
-        .chunks_exact(2)
-        .map(|pair| Some(((pair[0] as char).to_digit(16)? * 16 + (pair[1] as char).to_digit(16)?) as u8))
-        .collect()
+    text.as_bytes().chunks_exact(2).map(|pair| hex_byte(pair[0], pair[1])).collect()
 }
 
 /// A timestamp in seconds, or milliseconds when it has 13 digits or more.

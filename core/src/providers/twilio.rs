@@ -18,7 +18,7 @@ use super::{header, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{hmac_sha1, matches, sha256_hex, HashFn};
+use crate::signature::{hex_byte, hmac_sha1, matches, sha256_hex, HashFn};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::ops::Range;
@@ -174,11 +174,8 @@ fn decode_utf8_into(encoded: &[u8], out: &mut [u8], start: usize) -> Option<usiz
         let run = at;
         let mut high = 0;
         while let Some(&[b'%', h, l]) = encoded.get(i..i + 3) {
-            let (h, l) = (HEX[usize::from(h)], HEX[usize::from(l)]);
-            if (h | l) > 0xf {
-                break;
-            }
-            out[at] = h << 4 | l;
+            let Some(byte) = hex_byte(h, l) else { break };
+            out[at] = byte;
             high |= out[at];
             at += 1;
             i += 3;
@@ -195,18 +192,6 @@ fn decode_utf8_into(encoded: &[u8], out: &mut [u8], start: usize) -> Option<usiz
     }
     Some(at)
 }
-
-/// Each byte's value as a hex digit, or 0xff.
-const HEX: [u8; 256] = {
-    let mut table = [0xff; 256];
-    let mut i = 0;
-    while i < 16 {
-        table[b"0123456789abcdef"[i] as usize] = i as u8;
-        table[b"0123456789ABCDEF"[i] as usize] = i as u8;
-        i += 1;
-    }
-    table
-};
 
 /// The URL as given, and the same URL with the scheme's default port added (or removed).
 fn url_variants(url: &str) -> Vec<String> {
