@@ -281,20 +281,9 @@ fn a_consumer_crash_mid_batch_loses_nothing(w: &World) {
     let rounds = [("taken", "CrashTaken", 1), ("delivered", "CrashDelivered", 2), ("recorded", "CrashRecorded", 1)];
     let (mut acknowledged, mut delivered, mut again, mut without_cause) = (0, 0, 0, Vec::new());
     for (at, name, expected) in rounds {
-        let prefix = unique("crash");
-        let ids: Vec<String> = (0..10).map(|i| format!("{prefix}_{i}")).collect();
+        let (ids, acked) = crash_a_batch(w, "crashy", at);
         let crashing = &ids[4];
-        let reply = w.chaos.post(&format!("/__faults/crash?id={crashing}&at={at}"), &HeaderList::new(), b"");
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        // All at once, so that they share a batch with the crashing one.
-        let acked: Mutex<BTreeSet<(String, String)>> = Mutex::default();
-        std::thread::scope(|scope| {
-            for id in &ids {
-                let acked = &acked;
-                scope.spawn(move || send_until_acknowledged(&w.chaos, "crashy", id, acked));
-            }
-        });
-        acknowledged += acked.lock().unwrap().len();
+        acknowledged += acked;
         let deliveries = |id: &str| w.dest.deliveries("/crashy", id).len();
         // The failed invocation's messages come back after the queue's retry delay (30 s); the
         // round is over when no event waits to be taken up again.
@@ -330,19 +319,9 @@ fn a_consumer_crash_mid_batch_loses_nothing(w: &World) {
     // A source with nowhere to deliver settles each event in the `begin` that takes it: the
     // consumer dying right after leaves the event settled, and the queue's redelivery of the
     // batch finds it so (a crash at "taken" is the only point this path has).
-    let prefix = unique("crashkept");
-    let ids: Vec<String> = (0..10).map(|i| format!("{prefix}_{i}")).collect();
+    let (ids, acked) = crash_a_batch(w, "crashy-kept", "taken");
     let crashing = &ids[4];
-    let reply = w.chaos.post(&format!("/__faults/crash?id={crashing}&at=taken"), &HeaderList::new(), b"");
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let acked: Mutex<BTreeSet<(String, String)>> = Mutex::default();
-    std::thread::scope(|scope| {
-        for id in &ids {
-            let acked = &acked;
-            scope.spawn(move || send_until_acknowledged(&w.chaos, "crashy-kept", id, acked));
-        }
-    });
-    acknowledged += acked.lock().unwrap().len();
+    acknowledged += acked;
     let status = |id: &str| {
         let reply = w.chaos.admin("GET", &format!("/admin/events/crashy-kept/{id}"), b"");
         if reply.status == 200 {
@@ -367,6 +346,24 @@ fn a_consumer_crash_mid_batch_loses_nothing(w: &World) {
     );
     assert_eq!(delivered, acknowledged, "every acknowledged event delivered");
     assert!(without_cause.is_empty(), "delivered twice without cause: {without_cause:?}");
+}
+
+/// Ten events for `source` sent at once, so that they share a batch, with the consumer armed to
+/// die at `at` of the fifth (`ids[4]`); their ids and how many were acknowledged.
+fn crash_a_batch(w: &World, source: &str, at: &str) -> (Vec<String>, usize) {
+    let prefix = unique(source);
+    let ids: Vec<String> = (0..10).map(|i| format!("{prefix}_{i}")).collect();
+    let reply = w.chaos.post(&format!("/__faults/crash?id={}&at={at}", ids[4]), &HeaderList::new(), b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let acked: Mutex<BTreeSet<(String, String)>> = Mutex::default();
+    std::thread::scope(|scope| {
+        for id in &ids {
+            let acked = &acked;
+            scope.spawn(move || send_until_acknowledged(&w.chaos, source, id, acked));
+        }
+    });
+    let acked = acked.lock().unwrap().len();
+    (ids, acked)
 }
 
 /// `wrangler dev` stopped and started again with the same `--persist-to` folder. Locally, what
