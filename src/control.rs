@@ -59,10 +59,13 @@ impl Tally {
 pub struct Measured {
     /// The probe it puts on the queue.
     pub probe_id: String,
-    pub dead_letters: u64,
+    /// `None` when they could not be counted.
+    pub dead_letters: Option<u64>,
     pub oldest_open_ms: Option<i64>,
     /// Sources whose destination's circuit is open.
     pub open_circuits: Vec<String>,
+    /// What could not be read: health is degraded while anything is (see `health::Inputs`).
+    pub unmeasured: Vec<String>,
 }
 
 /// The heartbeat's findings, and the alert they call for.
@@ -94,9 +97,11 @@ enum Op {
     Metrics,
     Heartbeat {
         probe_id: String,
-        dead_letters: u64,
+        dead_letters: Option<u64>,
         oldest_open_ms: Option<i64>,
         open_circuits: Vec<String>,
+        #[serde(default)]
+        unmeasured: Vec<String>,
         max_lag_ms: i64,
     },
     Health {
@@ -176,8 +181,8 @@ impl Control {
     /// Records a heartbeat with what the cron trigger measured, evaluates health, and says
     /// which alert to send.
     pub async fn heartbeat(&self, measured: Measured, max_lag_ms: i64) -> Result<Beat> {
-        let Measured { probe_id, dead_letters, oldest_open_ms, open_circuits } = measured;
-        let op = Op::Heartbeat { probe_id, dead_letters, oldest_open_ms, open_circuits, max_lag_ms };
+        let Measured { probe_id, dead_letters, oldest_open_ms, open_circuits, unmeasured } = measured;
+        let op = Op::Heartbeat { probe_id, dead_letters, oldest_open_ms, open_circuits, unmeasured, max_lag_ms };
         self.call(&op).await
     }
 
@@ -290,8 +295,18 @@ impl DurableObject for ControlObject {
                 to_json(&())?
             }
             Op::Metrics => to_json(&self.metrics()?)?,
-            Op::Heartbeat { probe_id, dead_letters, oldest_open_ms, open_circuits, max_lag_ms } => {
+            Op::Heartbeat { probe_id, dead_letters, oldest_open_ms, open_circuits, unmeasured, max_lag_ms } => {
                 let window: Window = self.get_state("window")?.unwrap_or_default();
+                // Dead letters that could not be counted are the last count plus those the
+                // consumer reported since: their growth still shows, and a failed count never
+                // reads as every letter gone (the reasons say it was not measured).
+                let dead_letters = match dead_letters {
+                    Some(n) => n,
+                    None => {
+                        let previous: Inputs = self.get_state("inputs")?.unwrap_or_default();
+                        previous.dead_letters + window.dead_letters_added
+                    }
+                };
                 self.put_state("window", &Window::default())?;
                 self.sql.exec(
                     "INSERT INTO probes (id, sent_ms, seen_ms) VALUES (?, ?, NULL)
@@ -312,6 +327,7 @@ impl DurableObject for ControlObject {
                     attempts_succeeded: window.attempts_succeeded,
                     attempts_failed: window.attempts_failed,
                     open_circuits,
+                    unmeasured,
                 };
                 self.put_state("inputs", &inputs)?;
                 let report = health::evaluate(&inputs, &thresholds(max_lag_ms));

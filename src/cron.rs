@@ -37,24 +37,33 @@ pub async fn tick(env: &Env) {
         (Ok(store), Ok(control)) => (store, control),
         (Err(e), _) | (_, Err(e)) => return console_error!("cron: bindings unavailable: {e}"),
     };
-    // Unknown when a shard cannot be read: health then sees no open event, and this run
-    // neither sweeps (it cannot tell which bodies held events still need) nor resumes.
-    let known = match store.oldest().await {
+    // What cannot be read is named in `unmeasured`, which keeps health degraded: a broken
+    // shard or bucket must not read as "nothing open, no dead letters".
+    let mut unmeasured = Vec::new();
+    // Unknown when a shard cannot be read: this run then neither sweeps (it cannot tell which
+    // bodies held events still need) nor resumes.
+    let known = match oldest_events(&store).await {
         Ok(oldest) => Some(oldest),
         Err(e) => {
             console_error!("cron: could not read the oldest open and held events: {e}");
+            unmeasured.push("the open events (an idempotency shard could not be read)".to_owned());
             None
         }
     };
     let oldest = known.unwrap_or_default();
-    let dead_letters = count_dead_letters(env).await.unwrap_or_else(|e| {
-        console_error!("cron: could not count dead letters: {e}");
-        0
-    });
-    let open_circuits = open_circuits(env, &config).await;
+    let dead_letters = match count_dead_letters(env).await {
+        Ok(n) => Some(n),
+        Err(e) => {
+            console_error!("cron: could not count dead letters: {e}");
+            unmeasured.push("the dead letters (the bucket could not be listed)".to_owned());
+            None
+        }
+    };
+    let open_circuits = open_circuits(env, &config, &mut unmeasured).await;
     let probe_id = env::random_id();
     let max_lag_ms = (config.settings.health_max_lag_secs as i64).saturating_mul(1000);
-    let measured = Measured { probe_id: probe_id.clone(), dead_letters, oldest_open_ms: oldest.open, open_circuits };
+    let measured =
+        Measured { probe_id: probe_id.clone(), dead_letters, oldest_open_ms: oldest.open, open_circuits, unmeasured };
     match control.heartbeat(measured, max_lag_ms).await {
         Ok(beat) => {
             if let Some(kind) = beat.alert {
@@ -92,13 +101,24 @@ pub async fn tick(env: &Env) {
     }
 }
 
-/// Sources whose destination's circuit breaker is open (a gate that cannot be read is logged
-/// and left out).
-async fn open_circuits(env: &Env, config: &Config) -> Vec<String> {
+/// The oldest open and held events, from every shard. Test builds: fails once when a test
+/// armed `POST /__faults/measure`.
+async fn oldest_events(store: &Idempotency) -> Result<crate::idempotency::Oldest> {
+    #[cfg(feature = "faults")]
+    if crate::faults::fails(crate::faults::Fault::Measure, "") {
+        return Err(worker::Error::RustError("injected fault: a shard cannot be read".into()));
+    }
+    store.oldest().await
+}
+
+/// Sources whose destination's circuit breaker is open. A gate that cannot be read is logged
+/// and named in `unmeasured`.
+async fn open_circuits(env: &Env, config: &Config, unmeasured: &mut Vec<String>) -> Vec<String> {
     let gates = match Gates::new(env) {
         Ok(gates) => gates,
         Err(e) => {
             console_error!("cron: gates unavailable: {e}");
+            unmeasured.push("the circuits (the gates are unavailable)".to_owned());
             return Vec::new();
         }
     };
@@ -107,15 +127,22 @@ async fn open_circuits(env: &Env, config: &Config) -> Vec<String> {
         let (name, url) = (source.name.as_str(), source.destination.clone()?);
         Some(async move {
             match gates.state(&url).await {
-                Ok(state) => state.is_open().then_some(name.to_owned()),
+                Ok(state) => Ok(state.is_open().then_some(name.to_owned())),
                 Err(e) => {
                     console_error!("cron: could not read the gate of {name}: {e}");
-                    None
+                    Err(format!("the circuit of source {name}"))
                 }
             }
         })
     });
-    futures_util::future::join_all(checks).await.into_iter().flatten().collect()
+    let mut open = Vec::new();
+    for check in futures_util::future::join_all(checks).await {
+        match check {
+            Ok(name) => open.extend(name),
+            Err(what) => unmeasured.push(what),
+        }
+    }
+    open
 }
 
 async fn send_probe(env: &Env, probe_id: &str) -> Result<()> {

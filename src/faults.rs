@@ -13,6 +13,8 @@
 //!   replayed through the worker;
 //! - `POST /__faults/probe` makes the cron trigger's next heartbeat probe fail to enqueue, as if
 //!   it were lost;
+//! - `POST /__faults/measure` makes the cron trigger's next reading of the oldest open events
+//!   fail, as if an idempotency shard could not be read;
 //! - `POST /__faults/forget?key=SOURCE:ID` removes one id from this isolate's memory of accepted
 //!   ids, so the next copy of that event is enqueued and must be caught by the consumer;
 //! - `POST /__faults/copies?source=S&id=I&n=N` puts N copies of one event on the queue at once,
@@ -60,6 +62,9 @@ pub enum Fault {
     CrashRecorded,
     /// The cron trigger's next heartbeat probe is not enqueued (armed for no event: id "").
     Probe,
+    /// The cron trigger's next reading of the oldest open events fails, as when a shard cannot
+    /// be read (armed for no event: id "").
+    Measure,
 }
 
 thread_local! {
@@ -108,6 +113,10 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
         "/__faults/probe" => {
             ARMED.with(|a| a.borrow_mut().insert((Fault::Probe, String::new())));
             http::json(200, r#"{"armed":"probe"}"#)
+        }
+        "/__faults/measure" => {
+            ARMED.with(|a| a.borrow_mut().insert((Fault::Measure, String::new())));
+            http::json(200, r#"{"armed":"measure"}"#)
         }
         "/__faults/crash" => match param("at").as_deref() {
             Some("taken") => arm(Fault::CrashTaken),

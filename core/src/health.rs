@@ -9,7 +9,9 @@
 //! - the heartbeat is old (the cron trigger is not running);
 //! - the lag is over `HEALTH_MAX_LAG_SECS` (default 300);
 //! - dead letters grew since the previous evaluation;
-//! - deliveries are failing (most attempts of the last window failed).
+//! - deliveries are failing (most attempts of the last window failed);
+//! - something could not be measured (a shard, the dead letters, a circuit): a state nobody can
+//!   see is not a healthy one, and whatever broke the measurement is likely breaking deliveries.
 //!
 //! Alerts go out on changes only: one when the state turns degraded, one when it has recovered
 //! (two evaluations in a row healthy, so that a flapping state does not page twice a minute).
@@ -42,6 +44,9 @@ pub struct Inputs {
     /// Sources whose destination's circuit breaker is open.
     #[serde(default)]
     pub open_circuits: Vec<String>,
+    /// What this heartbeat could not measure (read failures), each as a short description.
+    #[serde(default)]
+    pub unmeasured: Vec<String>,
 }
 
 /// When to call it degraded.
@@ -112,6 +117,9 @@ pub fn evaluate(inputs: &Inputs, thresholds: &Thresholds) -> Report {
     }
     for source in &inputs.open_circuits {
         reasons.push(format!("circuit open: the destination of source {source} is failing; its deliveries wait"));
+    }
+    for what in &inputs.unmeasured {
+        reasons.push(format!("could not measure {what}: the state is unknown"));
     }
     let attempts = inputs.attempts_succeeded + inputs.attempts_failed;
     if attempts >= thresholds.min_attempts
@@ -200,6 +208,10 @@ mod tests {
             (
                 Inputs { open_circuits: vec!["stripe".into()], ..healthy() },
                 "circuit open: the destination of source stripe",
+            ),
+            (
+                Inputs { unmeasured: vec!["the open events".into()], ..healthy() },
+                "could not measure the open events: the state is unknown",
             ),
         ];
         for (inputs, reason) in cases {

@@ -279,6 +279,7 @@ const SOLO: &[Test] = &[
     ("chunked_bodies_are_limited_while_read", receiving::chunked_bodies_are_limited_while_read),
     (operations::SOLO[0].0, operations::SOLO[0].1),
     (operations::SOLO[1].0, operations::SOLO[1].1),
+    (operations::SOLO[2].0, operations::SOLO[2].1),
     (
         "a_burst_of_5000_is_delivered_once_within_the_rate_limit",
         bursts::a_burst_of_5000_is_delivered_once_within_the_rate_limit,

@@ -35,6 +35,7 @@ pub const SOLO: &[crate::Test] = &[
         hanging_destination_degrades_health_alerts_once_and_recovers,
     ),
     ("a_lost_heartbeat_probe_does_not_keep_health_degraded", a_lost_heartbeat_probe_does_not_keep_health_degraded),
+    ("a_failed_measurement_degrades_health", a_failed_measurement_degrades_health),
 ];
 
 fn send_stripe(worker: &Worker, source: &str, id: &str, event_type: &str) -> Vec<u8> {
@@ -648,4 +649,30 @@ fn a_lost_heartbeat_probe_does_not_keep_health_degraded(w: &World) {
     wait_until(WAIT, "health to be ok", || status() == 200);
     let report = ops.admin_json("/admin/health");
     assert!(report["processing_lag_secs"].as_f64().unwrap() < 5.0, "{report}");
+}
+
+/// A heartbeat that cannot read what health needs (here a shard, by an injected fault) is
+/// degraded and names what it could not measure. It used to read as "nothing open" and report
+/// healthy. The fault fires once: the next heartbeat reads again and is healthy.
+fn a_failed_measurement_degrades_health(w: &World) {
+    let ops = &w.ops;
+    let status = || ops.get("/health", &Default::default()).status;
+    ops.scheduled();
+    wait_until(WAIT, "a healthy start", || status() == 200);
+
+    let armed = ops.post("/__faults/measure", &Default::default(), b"");
+    assert_eq!(armed.status, 200, "{}", armed.body);
+    ops.scheduled();
+    wait_until(WAIT, "health to be degraded", || status() == 503);
+    let report = ops.admin_json("/admin/health");
+    assert_eq!(report["status"], "degraded", "{report}");
+    let reasons = report["reasons"].to_string();
+    assert!(reasons.contains("could not measure the open events"), "{report}");
+    wait_until(WAIT, "the failed read to be logged", || {
+        ops.logs().contains("could not read the oldest open and held events")
+    });
+
+    ops.scheduled();
+    wait_until(WAIT, "health to be ok again", || status() == 200);
+    assert_eq!(ops.admin_json("/admin/health")["reasons"], serde_json::json!([]));
 }
