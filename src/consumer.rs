@@ -250,9 +250,9 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     // an event without an entity version to judge or record, arriving with its body inline)
     // complete once captured. A body kept elsewhere (claim-checked in R2, or a replayed or
     // resumed event's captured segment) still takes the long way, where it is loaded as for a
-    // delivery: a body missing from storage is dead-lettered. The cost of settling here: if the
-    // object's answer is lost after it settled, the message's retry finds the event settled and
-    // is counted as a duplicate rather than with its outcome (the record itself is right).
+    // delivery: a body missing from storage is dead-lettered. If the object's answer is lost
+    // after it settled, the message's retry is answered `Settled` again (the record keeps the
+    // settling message as its owner) and counted with its outcome, once.
     let settled = if meta.filtered {
         Some((Outcome::Filtered, Counted::Filtered))
     } else {
@@ -280,6 +280,11 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     let (begun, newest) =
         join(b.store.begin(&key, asking, LEASE_MS, capture, settled.map(|(outcome, _)| outcome)), newest).await;
     let begun = begun?;
+    #[cfg(feature = "faults")]
+    if crate::faults::fails(crate::faults::Fault::LoseAnswer, &meta.id) {
+        console_error!("injected fault: the answer to {}'s begin is lost", meta.id);
+        return Err(worker::Error::RustError("injected fault: the answer was lost".into()));
+    }
     match begun {
         Begin::Go | Begin::Settled => {}
         // A skipped copy's claim-checked body is left alone: it is the captured body of the

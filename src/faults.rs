@@ -4,6 +4,8 @@
 //! Every fault names the event it hits, so tests running in parallel never trip each other's:
 //! - `POST /__faults/enqueue?id=ID` makes the next enqueue of event ID fail, as if the queue
 //!   were unavailable; `POST /__faults/blob?id=ID` does the same to its R2 write (large bodies);
+//! - `POST /__faults/crash?id=ID&at=answer` loses the answer to the consumer's `begin` for
+//!   event ID, after the object acted on it, so that the message is retried;
 //! - `POST /__faults/crash?id=ID&at=taken|delivered|recorded` kills the consumer invocation
 //!   that handles event ID at that point: every other message of its batch stops wherever it
 //!   is, nothing more is settled, the handler fails, and the queue redelivers what was left;
@@ -62,6 +64,9 @@ pub enum Fault {
     CrashRecorded,
     /// The cron trigger's next heartbeat probe is not enqueued (armed for no event: id "").
     Probe,
+    /// The object's answer to the consumer's `begin` for the event is lost (after the object
+    /// acted on it): the message is retried, as after any failed request.
+    LoseAnswer,
     /// The cron trigger's next reading of the oldest open events fails, as when a shard cannot
     /// be read (armed for no event: id "").
     Measure,
@@ -122,7 +127,8 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             Some("taken") => arm(Fault::CrashTaken),
             Some("delivered") => arm(Fault::CrashDelivered),
             Some("recorded") => arm(Fault::CrashRecorded),
-            _ => http::json(400, r#"{"error":"at must be taken, delivered or recorded"}"#),
+            Some("answer") => arm(Fault::LoseAnswer),
+            _ => http::json(400, r#"{"error":"at must be taken, delivered, recorded or answer"}"#),
         },
         "/__faults/clock" => {
             let now_ms = param("now").and_then(|n| n.parse::<i64>().ok()).map(|secs| secs * 1000);

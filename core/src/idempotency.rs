@@ -261,10 +261,30 @@ pub fn finish(record: Option<&Record>, message_id: &str, outcome: Outcome, clock
     }
 }
 
+/// The state an event is left in by `outcome`.
+fn state_after(outcome: Outcome) -> State {
+    match outcome {
+        Outcome::Delivered => State::Completed,
+        Outcome::Retrying { .. } => State::Retrying,
+        Outcome::Dead => State::Dead,
+        Outcome::Filtered => State::Filtered,
+        Outcome::Paused { .. } => State::Paused,
+        Outcome::Dropped => State::Dropped,
+        Outcome::Stale => State::Stale,
+    }
+}
+
 /// `begin`, and when it lets the message go, `finish` with `outcome` in the same write: for an
 /// event whose outcome is known before it is taken (filtered, held or dropped by a kill switch,
 /// or captured with nowhere to deliver it). One row written instead of two, one request to the
 /// object instead of two, and no moment in between in which the event is taken but not settled.
+///
+/// The settled record keeps the settling message as its owner, with its delivery count (except
+/// a `Paused` record, whose count is the attempt it resumes with). When the queue delivers that
+/// same message again, because the object's answer was lost or its consumer died before
+/// acknowledging it, it gets the same answer again and is counted with its outcome, not as a
+/// duplicate of itself. The queue's own duplicate of one delivery has the same count, and stays
+/// a duplicate.
 pub fn begin_settled(
     record: Option<&Record>,
     message: Message<'_>,
@@ -272,9 +292,22 @@ pub fn begin_settled(
     clock: Clock,
     outcome: Outcome,
 ) -> (Write, Begin) {
+    if let Some(r) = record {
+        let settled_before = r.state == state_after(outcome)
+            && r.state != State::Paused
+            && r.owner == message.id
+            && message.attempts > r.owner_attempts;
+        if settled_before {
+            return (Write::Keep, Begin::Settled);
+        }
+    }
     match begin(record, message, lease_ms, clock) {
         (Write::Put(taken), Begin::Go) => match finish(Some(&taken), message.id, outcome, clock) {
-            Write::Put(settled) => (Write::Put(settled), Begin::Settled),
+            Write::Put(settled) if settled.state == State::Paused => (Write::Put(settled), Begin::Settled),
+            Write::Put(settled) => (
+                Write::Put(Record { owner: message.id.to_owned(), owner_attempts: message.attempts, ..settled }),
+                Begin::Settled,
+            ),
             // Every outcome counts from the lease holder, which this message now is.
             Write::Keep => (Write::Put(taken), Begin::Go),
         },
@@ -399,7 +432,13 @@ mod tests {
                     if expected == Begin::Go {
                         assert_eq!(answer, Begin::Settled);
                         end(&mut two, message.id, outcome, 1);
-                        assert_eq!(write, Write::Put(two.unwrap()), "{record:?} {message:?} {outcome:?}");
+                        let mut two = two.unwrap();
+                        // The settling message is kept as the owner (a held event keeps the
+                        // attempt it resumes with instead).
+                        if two.state != State::Paused {
+                            (two.owner, two.owner_attempts) = (message.id.to_owned(), message.attempts);
+                        }
+                        assert_eq!(write, Write::Put(two), "{record:?} {message:?} {outcome:?}");
                     } else {
                         assert_eq!(answer, expected);
                         assert_eq!(write, Write::Keep, "{record:?} {message:?} {outcome:?}");
@@ -415,6 +454,36 @@ mod tests {
         }
         assert_eq!(state(&r), State::Filtered);
         assert_eq!(start(&mut r, fresh("m2"), 1), Begin::Skip { state: State::Filtered });
+    }
+
+    #[test]
+    fn a_settling_message_delivered_again_is_answered_settled_again() {
+        let settle = |r: &Option<Record>, m: Message<'_>, outcome| begin_settled(r.as_ref(), m, LEASE, at(5), outcome);
+        for outcome in [Outcome::Delivered, Outcome::Filtered, Outcome::Dropped] {
+            let (Write::Put(settled), Begin::Settled) = settle(&None, fresh("m1"), outcome) else {
+                panic!("{outcome:?} settles a new event")
+            };
+            let r = Some(settled);
+            // The queue delivers m1 again (its answer was lost): the same answer, nothing written.
+            assert_eq!(settle(&r, again("m1", 2), outcome), (Write::Keep, Begin::Settled), "{outcome:?}");
+            // The queue's duplicate of the first delivery, another message, or m1 again with
+            // another outcome (a kill switch changed in between): duplicates, as before.
+            let state = state_after(outcome);
+            assert_eq!(settle(&r, fresh("m1"), outcome), (Write::Keep, Begin::Skip { state }), "{outcome:?}");
+            assert_eq!(settle(&r, again("m2", 2), outcome), (Write::Keep, Begin::Skip { state }), "{outcome:?}");
+            let other = if outcome == Outcome::Dropped { Outcome::Filtered } else { Outcome::Dropped };
+            assert_eq!(settle(&r, again("m1", 2), other), (Write::Keep, Begin::Skip { state }), "{outcome:?}");
+            // Plain `begin` (a consumer delivering) still finds a final event.
+            assert_eq!(begin(r.as_ref(), again("m1", 2), LEASE, at(6)).1, Begin::Skip { state });
+        }
+        // A held event keeps the attempt it resumes with: its redelivery is a duplicate, as before.
+        let (Write::Put(held), Begin::Settled) = settle(&None, fresh("m1"), Outcome::Paused { attempt: 3 }) else {
+            panic!("pausing settles a new event")
+        };
+        assert_eq!(held.owner_attempts, 3);
+        let r = Some(held);
+        let paused = Begin::Skip { state: State::Paused };
+        assert_eq!(settle(&r, again("m1", 2), Outcome::Paused { attempt: 3 }), (Write::Keep, paused));
     }
 
     fn clock_record(state: State, owner: &str, lease_until_ms: i64) -> Record {

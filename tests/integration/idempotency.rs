@@ -19,6 +19,7 @@ pub const TESTS: &[crate::Test] = &[
         "copies_the_receiver_does_not_know_are_dropped_by_the_consumer",
         copies_the_receiver_does_not_know_are_dropped_by_the_consumer,
     ),
+    ("a_lost_answer_to_a_settling_begin_is_counted_once", a_lost_answer_to_a_settling_begin_is_counted_once),
     ("ids_expire_after_the_ttl", ids_expire_after_the_ttl),
     ("records_are_found_in_older_partitions", records_are_found_in_older_partitions),
     ("admin_api_requires_the_token", admin_api_requires_the_token),
@@ -118,6 +119,34 @@ fn copies_the_receiver_does_not_know_are_dropped_by_the_consumer(w: &World) {
         series(&w.faults.admin("GET", "/admin/metrics", b"").body, &duplicate) == Some(1)
     });
     assert_eq!(w.dest.deliveries("/fragile", &id).len(), 1);
+}
+
+/// A source with nowhere to deliver: the object takes and settles the event (complete once
+/// captured) in one write, and here its answer is lost (an injected fault), so the queue retries
+/// the message. The retry is answered `Settled` again and the event is counted once, delivered.
+/// It used to be counted as a duplicate of itself, and never as delivered.
+fn a_lost_answer_to_a_settling_begin_is_counted_once(w: &World) {
+    let id = unique("evt");
+    // A type of its own, so that the counts below are this event's alone.
+    let event_type = unique("answer.lost");
+    let armed = w.faults.post(&format!("/__faults/crash?id={id}&at=answer"), &HeaderList::new(), b"");
+    assert_eq!(armed.status, 200, "{}", armed.body);
+    let body = stripe_body(&id, &event_type);
+    let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body);
+    w.faults.post("/webhooks/archived", &headers, &body).expect(200, json!({"status": "accepted", "id": id}));
+    let count = |outcome: &str| {
+        let labels = format!(r#"source="archived",type="{event_type}",outcome="{outcome}",reason="""#);
+        series(&w.faults.admin("GET", "/admin/metrics", b"").body, &labels)
+    };
+    // The message comes back after the consumer's retry delay for a failed request (30 s).
+    crate::harness::wait_until(Duration::from_secs(120), "the retried message to be counted", || {
+        count("delivered") == Some(1)
+    });
+    assert!(w.faults.logs().contains(&format!("injected fault: the answer to {id}'s begin is lost")));
+    let record = w.faults.get(&format!("/__faults/record?source=archived&id={id}"), &HeaderList::new()).json();
+    assert_eq!(record["status"], "delivered", "{record}");
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!((count("delivered"), count("duplicate")), (Some(1), None));
 }
 
 fn ids_expire_after_the_ttl(w: &World) {
