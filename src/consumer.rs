@@ -252,7 +252,8 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     // resumed event's captured segment) still takes the long way, where it is loaded as for a
     // delivery: a body missing from storage is dead-lettered. If the object's answer is lost
     // after it settled, the message's retry is answered `Settled` again (the record keeps the
-    // settling message as its owner) and counted with its outcome, once.
+    // settling message as its owner) and counted with its outcome, once (see `begin_settled`
+    // for the rarer case this counts twice).
     let settled = if meta.filtered {
         Some((Outcome::Filtered, Counted::Filtered))
     } else {

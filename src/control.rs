@@ -304,7 +304,7 @@ impl DurableObject for ControlObject {
                     Some(n) => n,
                     None => {
                         let previous: Inputs = self.get_state("inputs")?.unwrap_or_default();
-                        previous.dead_letters + window.dead_letters_added
+                        previous.dead_letters.saturating_add(window.dead_letters_added)
                     }
                 };
                 self.put_state("window", &Window::default())?;

@@ -102,10 +102,10 @@ pub async fn tick(env: &Env) {
 }
 
 /// The oldest open and held events, from every shard. Test builds: fails once when a test
-/// armed `POST /__faults/measure`.
+/// armed `POST /__faults/measure?what=shard`.
 async fn oldest_events(store: &Idempotency) -> Result<crate::idempotency::Oldest> {
     #[cfg(feature = "faults")]
-    if crate::faults::fails(crate::faults::Fault::Measure, "") {
+    if crate::faults::fails(crate::faults::Fault::Measure, "shard") {
         return Err(worker::Error::RustError("injected fault: a shard cannot be read".into()));
     }
     store.oldest().await
@@ -156,6 +156,10 @@ async fn send_probe(env: &Env, probe_id: &str) -> Result<()> {
 
 /// Stored dead letters (poison included: each one is something nobody has dealt with).
 async fn count_dead_letters(env: &Env) -> Result<u64> {
+    #[cfg(feature = "faults")]
+    if crate::faults::fails(crate::faults::Fault::Measure, "dead-letters") {
+        return Err(worker::Error::RustError("injected fault: the bucket cannot be listed".into()));
+    }
     let bucket = env.bucket(bindings::BLOBS)?;
     let mut count = 0;
     let mut cursor = None;

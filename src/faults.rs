@@ -4,8 +4,6 @@
 //! Every fault names the event it hits, so tests running in parallel never trip each other's:
 //! - `POST /__faults/enqueue?id=ID` makes the next enqueue of event ID fail, as if the queue
 //!   were unavailable; `POST /__faults/blob?id=ID` does the same to its R2 write (large bodies);
-//! - `POST /__faults/crash?id=ID&at=answer` loses the answer to the consumer's `begin` for
-//!   event ID, after the object acted on it, so that the message is retried;
 //! - `POST /__faults/crash?id=ID&at=taken|delivered|recorded` kills the consumer invocation
 //!   that handles event ID at that point: every other message of its batch stops wherever it
 //!   is, nothing more is settled, the handler fails, and the queue redelivers what was left;
@@ -15,8 +13,11 @@
 //!   replayed through the worker;
 //! - `POST /__faults/probe` makes the cron trigger's next heartbeat probe fail to enqueue, as if
 //!   it were lost;
-//! - `POST /__faults/measure` makes the cron trigger's next reading of the oldest open events
-//!   fail, as if an idempotency shard could not be read;
+//! - `POST /__faults/lose-answer?id=ID` loses the answer to the consumer's `begin` for event
+//!   ID, after the object acted on it, so that the message is retried;
+//! - `POST /__faults/measure?what=shard|dead-letters` makes the cron trigger's next reading of
+//!   the oldest open events (or its next count of dead letters) fail, as if an idempotency shard
+//!   (or the bucket) could not be read;
 //! - `POST /__faults/forget?key=SOURCE:ID` removes one id from this isolate's memory of accepted
 //!   ids, so the next copy of that event is enqueued and must be caught by the consumer;
 //! - `POST /__faults/copies?source=S&id=I&n=N` puts N copies of one event on the queue at once,
@@ -67,8 +68,8 @@ pub enum Fault {
     /// The object's answer to the consumer's `begin` for the event is lost (after the object
     /// acted on it): the message is retried, as after any failed request.
     LoseAnswer,
-    /// The cron trigger's next reading of the oldest open events fails, as when a shard cannot
-    /// be read (armed for no event: id "").
+    /// The cron trigger's next reading of the oldest open events (armed with id "shard") or its
+    /// next count of dead letters (id "dead-letters") fails, as when storage cannot be read.
     Measure,
 }
 
@@ -119,16 +120,19 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             ARMED.with(|a| a.borrow_mut().insert((Fault::Probe, String::new())));
             http::json(200, r#"{"armed":"probe"}"#)
         }
-        "/__faults/measure" => {
-            ARMED.with(|a| a.borrow_mut().insert((Fault::Measure, String::new())));
-            http::json(200, r#"{"armed":"measure"}"#)
-        }
+        "/__faults/lose-answer" => arm(Fault::LoseAnswer),
+        "/__faults/measure" => match param("what").as_deref() {
+            Some(what @ ("shard" | "dead-letters")) => {
+                ARMED.with(|a| a.borrow_mut().insert((Fault::Measure, what.to_owned())));
+                http::json(200, r#"{"armed":"measure"}"#)
+            }
+            _ => http::json(400, r#"{"error":"what must be shard or dead-letters"}"#),
+        },
         "/__faults/crash" => match param("at").as_deref() {
             Some("taken") => arm(Fault::CrashTaken),
             Some("delivered") => arm(Fault::CrashDelivered),
             Some("recorded") => arm(Fault::CrashRecorded),
-            Some("answer") => arm(Fault::LoseAnswer),
-            _ => http::json(400, r#"{"error":"at must be taken, delivered, recorded or answer"}"#),
+            _ => http::json(400, r#"{"error":"at must be taken, delivered or recorded"}"#),
         },
         "/__faults/clock" => {
             let now_ms = param("now").and_then(|n| n.parse::<i64>().ok()).map(|secs| secs * 1000);

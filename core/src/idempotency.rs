@@ -114,11 +114,13 @@ impl State {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub state: State,
-    /// The queue message holding a `Delivering` lease (for `Dead`: the message that the queue
-    /// gave up on, if that is how the event died).
+    /// The queue message holding a `Delivering` lease; for `Dead`: the message that the queue
+    /// gave up on, if that is how the event died; for a record `begin_settled` wrote (except
+    /// `Paused`): the message that settled it. Empty otherwise.
     pub owner: String,
-    /// The owner's delivery count when it took the lease. For a `Paused` record (no owner): the
-    /// attempt the event resumes with, the one its holding message would have made.
+    /// The owner's delivery count when it took the lease (or settled the event). For a `Paused`
+    /// record (no owner): the attempt the event resumes with, the one its holding message would
+    /// have made.
     pub owner_attempts: u32,
     /// The token of the retry message a `Retrying` record waits for.
     pub token: u64,
@@ -281,10 +283,14 @@ fn state_after(outcome: Outcome) -> State {
 ///
 /// The settled record keeps the settling message as its owner, with its delivery count (except
 /// a `Paused` record, whose count is the attempt it resumes with). When the queue delivers that
-/// same message again, because the object's answer was lost or its consumer died before
-/// acknowledging it, it gets the same answer again and is counted with its outcome, not as a
-/// duplicate of itself. The queue's own duplicate of one delivery has the same count, and stays
-/// a duplicate.
+/// same message again with a higher count, it gets the same answer again and is counted with
+/// its outcome: that is right when the object's answer was lost (nothing was counted), and
+/// counts the event twice when the consumer counted it but its acknowledgement was lost (the
+/// invocation died after reporting its counts). The first is an ordinary failed request, the
+/// second a crash at one exact point, so the answer favours the first; before, the first was
+/// counted as a duplicate and never with its outcome. A duplicate the queue makes of one delivery
+/// has the same count and stays a duplicate. Only metrics depend on this: the record is right
+/// either way, and a settled event is never sent anywhere.
 pub fn begin_settled(
     record: Option<&Record>,
     message: Message<'_>,
@@ -473,8 +479,11 @@ mod tests {
             assert_eq!(settle(&r, again("m2", 2), outcome), (Write::Keep, Begin::Skip { state }), "{outcome:?}");
             let other = if outcome == Outcome::Dropped { Outcome::Filtered } else { Outcome::Dropped };
             assert_eq!(settle(&r, again("m1", 2), other), (Write::Keep, Begin::Skip { state }), "{outcome:?}");
-            // Plain `begin` (a consumer delivering) still finds a final event.
+            // Plain `begin` (a consumer delivering) still finds a final event, a replay still
+            // takes it, and the queue moving m1 to the dead letters finds it final.
             assert_eq!(begin(r.as_ref(), again("m1", 2), LEASE, at(6)).1, Begin::Skip { state });
+            assert_eq!(begin(r.as_ref(), replay("r1"), LEASE, at(6)).1, Begin::Go);
+            assert_eq!(mark_dead(r.as_ref(), again("m1", 3), at(6)), (Write::Keep, DeadMark::Final { state }));
         }
         // A held event keeps the attempt it resumes with: its redelivery is a duplicate, as before.
         let (Write::Put(held), Begin::Settled) = settle(&None, fresh("m1"), Outcome::Paused { attempt: 3 }) else {

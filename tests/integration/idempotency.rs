@@ -129,7 +129,7 @@ fn a_lost_answer_to_a_settling_begin_is_counted_once(w: &World) {
     let id = unique("evt");
     // A type of its own, so that the counts below are this event's alone.
     let event_type = unique("answer.lost");
-    let armed = w.faults.post(&format!("/__faults/crash?id={id}&at=answer"), &HeaderList::new(), b"");
+    let armed = w.faults.post(&format!("/__faults/lose-answer?id={id}"), &HeaderList::new(), b"");
     assert_eq!(armed.status, 200, "{}", armed.body);
     let body = stripe_body(&id, &event_type);
     let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body);

@@ -651,28 +651,45 @@ fn a_lost_heartbeat_probe_does_not_keep_health_degraded(w: &World) {
     assert!(report["processing_lag_secs"].as_f64().unwrap() < 5.0, "{report}");
 }
 
-/// A heartbeat that cannot read what health needs (here a shard, by an injected fault) is
-/// degraded and names what it could not measure. It used to read as "nothing open" and report
-/// healthy. The fault fires once: the next heartbeat reads again and is healthy.
+/// A heartbeat that cannot read what health needs (here a shard and the dead letters, by
+/// injected faults) is degraded and names what it could not measure. It used to read as
+/// "nothing open, no dead letters" and report healthy. Dead letters that could not be counted
+/// keep the last count. Each fault fires once: the next heartbeats read again, health is ok,
+/// and the recovery is announced (leaving the instance as the test found it).
 fn a_failed_measurement_degrades_health(w: &World) {
     let ops = &w.ops;
     let status = || ops.get("/health", &Default::default()).status;
     ops.scheduled();
     wait_until(WAIT, "a healthy start", || status() == 200);
+    let before = ops.admin_json("/admin/health");
 
-    let armed = ops.post("/__faults/measure", &Default::default(), b"");
-    assert_eq!(armed.status, 200, "{}", armed.body);
+    for what in ["shard", "dead-letters"] {
+        let armed = ops.post(&format!("/__faults/measure?what={what}"), &Default::default(), b"");
+        assert_eq!(armed.status, 200, "{}", armed.body);
+    }
     ops.scheduled();
     wait_until(WAIT, "health to be degraded", || status() == 503);
     let report = ops.admin_json("/admin/health");
     assert_eq!(report["status"], "degraded", "{report}");
     let reasons = report["reasons"].to_string();
     assert!(reasons.contains("could not measure the open events"), "{report}");
-    wait_until(WAIT, "the failed read to be logged", || {
-        ops.logs().contains("could not read the oldest open and held events")
+    assert!(reasons.contains("could not measure the dead letters"), "{report}");
+    assert_eq!(report["dead_letters"], before["dead_letters"], "{report}");
+    assert_eq!(report["dead_letter_growth"], 0, "{report}");
+    wait_until(WAIT, "the failed reads to be logged", || {
+        let logs = ops.logs();
+        logs.contains("could not read the oldest open and held events") && logs.contains("could not count dead letters")
     });
 
     ops.scheduled();
     wait_until(WAIT, "health to be ok again", || status() == 200);
     assert_eq!(ops.admin_json("/admin/health")["reasons"], serde_json::json!([]));
+    let recovered = || {
+        w.dest.received("/ops-alerts", |r| {
+            serde_json::from_slice::<Value>(&r.body).is_ok_and(|a| a["health"] == "recovered")
+        })
+    };
+    let recoveries = recovered().len();
+    ops.scheduled();
+    wait_until(WAIT, "the recovery alert", || recovered().len() > recoveries);
 }
