@@ -90,6 +90,8 @@ struct BatchContext<'a> {
     store: &'a Idempotency,
     /// The kill switches, or why they could not be read.
     flags: std::result::Result<Rc<Flags>, String>,
+    /// Where they are read without the isolate's cache.
+    control: Option<&'a Control>,
     large_bodies: &'a Mutex<()>,
     connections: &'a Slots,
     gates: &'a Gates,
@@ -133,6 +135,7 @@ pub async fn consume(batch: Batch, env: Env) -> bool {
         config: &config,
         store: &store,
         flags,
+        control: control.as_ref().ok(),
         large_bodies: &large_bodies,
         connections: &connections,
         gates: &gates,
@@ -146,7 +149,7 @@ pub async fn consume(batch: Batch, env: Env) -> bool {
     if crashed {
         return true;
     }
-    if let Ok(control) = control {
+    if let Ok(control) = &control {
         if let Err(e) = control.report(context.tally.take()).await {
             console_error!("could not report consumer metrics: {e}");
         }
@@ -164,6 +167,30 @@ macro_rules! crash_point {
             return Ok(Decision::Crash);
         }
     };
+}
+
+/// The kill switch for the event. A resumption is only sent once its switch has left `paused`,
+/// but the switches this batch read are up to a second old (each isolate caches them) and can
+/// predate that change: holding the event again would leave it until the next resumption, five
+/// minutes later. So a resumed event meeting `paused` asks the control object itself (strongly
+/// consistent: it sees the change the resumption followed), and is held again only if the
+/// switch really is paused again.
+async fn switch(b: &BatchContext<'_>, flags: &Flags, meta: &EventMeta) -> Mode {
+    let event_type = meta.event_type.as_deref();
+    let mode = flags.mode_for(&meta.source, event_type);
+    #[cfg(feature = "faults")]
+    let mode = crate::faults::stale_switch(&meta.source, event_type).unwrap_or(mode);
+    if mode != Mode::Paused || !meta.resumed {
+        return mode;
+    }
+    let Some(control) = b.control else { return mode };
+    match control.flags_now().await {
+        Ok(now) => now.mode_for(&meta.source, event_type),
+        Err(e) => {
+            console_error!("kill switches unreadable ({e}): holding resumed {}/{} again", meta.source, meta.id);
+            mode
+        }
+    }
 }
 
 /// Decodes every message and writes the batch's inline bodies to one capture segment.
@@ -257,7 +284,7 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     let settled = if meta.filtered {
         Some((Outcome::Filtered, Counted::Filtered))
     } else {
-        match flags.mode_for(&meta.source, meta.event_type.as_deref()) {
+        match switch(b, flags, meta).await {
             Mode::On => None,
             Mode::Paused => Some((Outcome::Paused { attempt: meta.attempt }, Counted::Paused)),
             Mode::Dropped => Some((Outcome::Dropped, Counted::Dropped)),

@@ -15,6 +15,9 @@
 //!   it were lost;
 //! - `POST /__faults/lose-answer?id=ID` loses the answer to the consumer's `begin` for event
 //!   ID, after the object acted on it, so that the message is retried;
+//! - `POST /__faults/stale-switch?source=S&type=T&mode=M` makes the consumer's cached kill
+//!   switches show mode M for S's events of type T, once, as a switch changed a moment ago in
+//!   another isolate would;
 //! - `POST /__faults/measure?what=shard|dead-letters` makes the cron trigger's next reading of
 //!   the oldest open events (or its next count of dead letters) fail, as if an idempotency shard
 //!   (or the bucket) could not be read;
@@ -46,6 +49,7 @@
 use crate::env::bindings;
 use crate::{http, queue};
 use edgehook_core::envelope::{self, BodyRef, EventMeta};
+use edgehook_core::flags::Mode;
 use edgehook_core::providers::Provider;
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -79,8 +83,16 @@ thread_local! {
     static WEB_CRYPTO: RefCell<std::collections::HashMap<String, usize>> = RefCell::default();
     /// Verification clocks set by tests (Unix ms): per source, and for every other source.
     static CLOCKS: RefCell<(std::collections::HashMap<String, i64>, Option<i64>)> = RefCell::default();
+    /// Kill switches the consumer reads as stale (source, event type) -> mode, once each.
+    static STALE_SWITCHES: RefCell<std::collections::HashMap<(String, String), Mode>> = RefCell::default();
     /// A test's replay limit in place of `replay::MAX_PER_CALL`.
     static REPLAY_LIMIT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The mode a test made the consumer's cached switches show for this event type, once.
+pub fn stale_switch(source: &str, event_type: Option<&str>) -> Option<Mode> {
+    let key = (source.to_owned(), event_type.unwrap_or_default().to_owned());
+    STALE_SWITCHES.with(|s| s.borrow_mut().remove(&key))
 }
 
 /// The replay limit a test set, if any.
@@ -121,6 +133,17 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             http::json(200, r#"{"armed":"probe"}"#)
         }
         "/__faults/lose-answer" => arm(Fault::LoseAnswer),
+        "/__faults/stale-switch" => {
+            let mode = match param("mode").as_deref() {
+                Some("on") => Mode::On,
+                Some("paused") => Mode::Paused,
+                Some("dropped") => Mode::Dropped,
+                _ => return http::json(400, r#"{"error":"mode must be on, paused or dropped"}"#),
+            };
+            let key = (param("source").unwrap_or_default(), param("type").unwrap_or_default());
+            STALE_SWITCHES.with(|s| s.borrow_mut().insert(key, mode));
+            http::json(200, r#"{"armed":"stale-switch"}"#)
+        }
         "/__faults/measure" => match param("what").as_deref() {
             Some(what @ ("shard" | "dead-letters")) => {
                 ARMED.with(|a| a.borrow_mut().insert((Fault::Measure, what.to_owned())));

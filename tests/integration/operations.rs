@@ -12,6 +12,7 @@ use std::time::Duration;
 
 pub const TESTS: &[crate::Test] = &[
     ("captured_events_keep_headers_body_and_attempts", captured_events_keep_headers_body_and_attempts),
+    ("a_resumption_is_not_held_again_by_stale_switches", a_resumption_is_not_held_again_by_stale_switches),
     ("captured_headers_never_hold_secrets", captured_headers_never_hold_secrets),
     ("event_listing_filters_and_pages_newest_first", event_listing_filters_and_pages_newest_first),
     ("one_event_is_replayed_and_recorded_as_a_replay", one_event_is_replayed_and_recorded_as_a_replay),
@@ -692,4 +693,25 @@ fn a_failed_measurement_degrades_health(w: &World) {
     let recoveries = recovered().len();
     ops.scheduled();
     wait_until(WAIT, "the recovery alert", || recovered().len() > recoveries);
+}
+
+/// A resumed event whose consumer still sees its switch `paused` (that isolate's cached
+/// switches predate the change; here an injected fault makes them stale) asks the control
+/// object, which has the change, and is delivered at once. It used to be held again and wait
+/// five minutes for the next resumption.
+fn a_resumption_is_not_held_again_by_stale_switches(w: &World) {
+    let id = unique("evt");
+    let event_type = unique("stale.switch");
+    set_flag(&w.faults, "fragile", &event_type, "paused");
+    // Effective within a second or so (each consumer isolate rereads the switches every second).
+    thread::sleep(Duration::from_secs(2));
+    send_stripe(&w.faults, "fragile", &id, &event_type);
+    wait_status(&w.faults, "fragile", &id, "paused");
+    let stale = format!("/__faults/stale-switch?source=fragile&type={event_type}&mode=paused");
+    let armed = w.faults.post(&stale, &Default::default(), b"");
+    assert_eq!(armed.status, 200, "{}", armed.body);
+    let resumed = set_flag(&w.faults, "fragile", &event_type, "on");
+    assert_eq!(resumed["resumed"], 1, "{resumed}");
+    wait_status(&w.faults, "fragile", &id, "delivered");
+    assert_eq!(w.dest.deliveries("/fragile", &id).len(), 1);
 }
