@@ -92,6 +92,9 @@ struct BatchContext<'a> {
     flags: std::result::Result<Rc<Flags>, String>,
     /// Where they are read without the isolate's cache.
     control: Option<&'a Control>,
+    /// The switches as the control object had them after this batch arrived, once read (see
+    /// `switch`): one read serves every resumed event of the batch.
+    current_flags: RefCell<Option<Rc<Flags>>>,
     large_bodies: &'a Mutex<()>,
     connections: &'a Slots,
     gates: &'a Gates,
@@ -136,6 +139,7 @@ pub async fn consume(batch: Batch, env: Env) -> bool {
         store: &store,
         flags,
         control: control.as_ref().ok(),
+        current_flags: RefCell::default(),
         large_bodies: &large_bodies,
         connections: &connections,
         gates: &gates,
@@ -174,7 +178,8 @@ macro_rules! crash_point {
 /// predate that change: holding the event again would leave it until the next resumption, five
 /// minutes later. So a resumed event meeting `paused` asks the control object itself (strongly
 /// consistent: it sees the change the resumption followed), and is held again only if the
-/// switch really is paused again.
+/// switch really is paused again. The resumption was sent before this batch arrived, so one
+/// such read per batch serves all its resumed events.
 async fn switch(b: &BatchContext<'_>, flags: &Flags, meta: &EventMeta) -> Mode {
     let event_type = meta.event_type.as_deref();
     let mode = flags.mode_for(&meta.source, event_type);
@@ -183,14 +188,19 @@ async fn switch(b: &BatchContext<'_>, flags: &Flags, meta: &EventMeta) -> Mode {
     if mode != Mode::Paused || !meta.resumed {
         return mode;
     }
-    let Some(control) = b.control else { return mode };
-    match control.flags_now().await {
-        Ok(now) => now.mode_for(&meta.source, event_type),
-        Err(e) => {
-            console_error!("kill switches unreadable ({e}): holding resumed {}/{} again", meta.source, meta.id);
-            mode
-        }
-    }
+    let known = b.current_flags.borrow().clone();
+    let current = match (known, b.control) {
+        (Some(current), _) => current,
+        (None, None) => return mode,
+        (None, Some(control)) => match control.flags_now().await {
+            Ok(current) => b.current_flags.borrow_mut().insert(Rc::new(current)).clone(),
+            Err(e) => {
+                console_error!("kill switches unreadable ({e}): holding resumed {}/{} again", meta.source, meta.id);
+                return mode;
+            }
+        },
+    };
+    current.mode_for(&meta.source, event_type)
 }
 
 /// Decodes every message and writes the batch's inline bodies to one capture segment.
