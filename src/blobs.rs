@@ -10,10 +10,24 @@ use crate::billing::{self, Op as Billed};
 use crate::env::{self, bindings};
 use edgehook_core::capture::{expired_key, timed_key, BODY_PREFIX, SEGMENT_PREFIX};
 use edgehook_core::envelope::BodyRef;
+use wasm_bindgen::JsCast;
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::{console_error, Env, Range, Result};
 
 /// Most objects one sweep deletes per prefix (one list call, one bulk delete).
 const SWEEP_BATCH: u32 = 1_000;
+
+/// Writes a body to R2 at `key`, copied once, straight from wasm memory into the buffer the
+/// write sends. (workers-rs's `Bucket::put` takes a `Vec`, so a borrowed body would first be
+/// copied within wasm: for a 25 MB body, 25 MB more linear memory, which wasm never gives back,
+/// under the isolate's 128 MB.)
+pub async fn put_body(env: &Env, key: &str, body: &[u8]) -> Result<()> {
+    let bucket = js_sys::Reflect::get(env, &bindings::BLOBS.into())?;
+    let put: js_sys::Function = js_sys::Reflect::get(&bucket, &"put".into())?.dyn_into()?;
+    let written = put.call2(&bucket, &key.into(), &js_sys::Uint8Array::from(body))?;
+    JsFuture::from(written.dyn_into::<js_sys::Promise>()?).await?;
+    Ok(())
+}
 
 /// A new key for a claim-checked body of `source`.
 pub fn body_key(source: &str) -> String {

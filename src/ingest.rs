@@ -242,7 +242,6 @@ async fn enqueue(env: &Env, event: &Verified, filtered: bool) -> Result<()> {
     if crate::faults::fails(crate::faults::Fault::Enqueue, event.id()) {
         return Err(worker::Error::RustError("injected fault: queue unavailable".into()));
     }
-    let bucket = env.bucket(bindings::BLOBS)?;
     let stored_key = if event.fits_inline() {
         None
     } else {
@@ -252,7 +251,7 @@ async fn enqueue(env: &Env, event: &Verified, filtered: bool) -> Result<()> {
         }
         let key = blobs::body_key(event.source());
         billing::count(Billed::R2ClassA, 1);
-        bucket.put(&key, event.body().to_vec()).execute().await?;
+        blobs::put_body(env, &key, event.body()).await?;
         Some(key)
     };
     // When the send fails, the stored body stays: a send that failed by timing out may have

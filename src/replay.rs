@@ -41,7 +41,7 @@ async fn enqueue(env: &Env, meta: EventMeta, body: &[u8]) -> Result<()> {
     } else {
         let key = blobs::body_key(&meta.source);
         billing::count(Billed::R2ClassA, 1);
-        env.bucket(bindings::BLOBS)?.put(&key, body.to_vec()).execute().await?;
+        blobs::put_body(env, &key, body).await?;
         EventMeta { body: BodyRef::Stored { key, len: body.len() as u64 }, ..meta }
     };
     queue::send(&env.queue(bindings::EVENTS)?, &envelope::encode(&meta, body), 0).await
