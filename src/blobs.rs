@@ -17,11 +17,12 @@ use worker::{console_error, Env, Range, Result};
 /// Most objects one sweep deletes per prefix (one list call, one bulk delete).
 const SWEEP_BATCH: u32 = 1_000;
 
-/// Writes a body to R2 at `key`, copied once, straight from wasm memory into the buffer the
+/// Writes a body to R2 at `key` (one billed write), copied once, straight from wasm memory into the buffer the
 /// write sends. (workers-rs's `Bucket::put` takes a `Vec`, so a borrowed body would first be
 /// copied within wasm: for a 25 MB body, 25 MB more linear memory, which wasm never gives back,
 /// under the isolate's 128 MB.)
 pub async fn put_body(env: &Env, key: &str, body: &[u8]) -> Result<()> {
+    billing::count(Billed::R2ClassA, 1);
     let bucket = js_sys::Reflect::get(env, &bindings::BLOBS.into())?;
     let put: js_sys::Function = js_sys::Reflect::get(&bucket, &"put".into())?.dyn_into()?;
     let written = put.call2(&bucket, &key.into(), &js_sys::Uint8Array::from(body))?;

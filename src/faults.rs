@@ -134,11 +134,8 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
         }
         "/__faults/lose-answer" => arm(Fault::LoseAnswer),
         "/__faults/stale-switch" => {
-            let mode = match param("mode").as_deref() {
-                Some("on") => Mode::On,
-                Some("paused") => Mode::Paused,
-                Some("dropped") => Mode::Dropped,
-                _ => return http::json(400, r#"{"error":"mode must be on, paused or dropped"}"#),
+            let Some(mode) = param("mode").as_deref().and_then(Mode::parse) else {
+                return http::json(400, r#"{"error":"mode must be on, paused or dropped"}"#);
             };
             let key = (param("source").unwrap_or_default(), param("type").unwrap_or_default());
             STALE_SWITCHES.with(|s| s.borrow_mut().insert(key, mode));

@@ -6,7 +6,6 @@
 //! receiver answers `duplicate` for ids this isolate accepted lately, and lets concurrent copies
 //! of one event wait (briefly) for the first copy's enqueue instead of enqueueing it again.
 
-use crate::billing::{self, Op as Billed};
 use crate::env::{self, bindings};
 use crate::http::{self, RequestHeaders};
 use crate::{blobs, queue, tally, web_crypto};
@@ -250,7 +249,6 @@ async fn enqueue(env: &Env, event: &Verified, filtered: bool) -> Result<()> {
             return Err(worker::Error::RustError("injected fault: R2 unavailable".into()));
         }
         let key = blobs::body_key(event.source());
-        billing::count(Billed::R2ClassA, 1);
         blobs::put_body(env, &key, event.body()).await?;
         Some(key)
     };

@@ -6,7 +6,6 @@
 //! attempts). A resumption is a continuation the held record accepts; the consumer checks the
 //! kill switch again, so an event whose switch was paused again in the meantime is held again.
 
-use crate::billing::{self, Op as Billed};
 use crate::blobs;
 use crate::dead_letters::{self, POISON_DIR};
 use crate::env::{self, bindings};
@@ -40,7 +39,6 @@ async fn enqueue(env: &Env, meta: EventMeta, body: &[u8]) -> Result<()> {
         EventMeta { body: BodyRef::Inline, ..meta }
     } else {
         let key = blobs::body_key(&meta.source);
-        billing::count(Billed::R2ClassA, 1);
         blobs::put_body(env, &key, body).await?;
         EventMeta { body: BodyRef::Stored { key, len: body.len() as u64 }, ..meta }
     };
