@@ -28,7 +28,7 @@ use edgehook_core::envelope::{self, BodyRef, EventMeta};
 use edgehook_core::flags::{Flags, Mode};
 use edgehook_core::forward::{self, AttemptResult};
 use edgehook_core::gate::{Answer, Limits, Pass};
-use edgehook_core::idempotency::{Begin, Message, Outcome};
+use edgehook_core::idempotency::{Begin, Message, Outcome, SealClaim};
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::metrics::Outcome as Counted;
 use edgehook_core::ordering::{entity_key, StalePolicy};
@@ -42,7 +42,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 use worker::{
-    console_error, AbortController, Delay, Env, Fetch, Headers, MessageExt, Method, Request, RequestInit,
+    console_error, console_warn, AbortController, Delay, Env, Fetch, Headers, MessageExt, Method, Request, RequestInit,
     RequestRedirect, Result,
 };
 
@@ -281,6 +281,22 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
         (Some(ordering), Some(position), Some(vkey), false) => Some((ordering, position, vkey)),
         _ => None,
     };
+
+    // A signed request presented again under another id (for providers whose ids travel
+    // outside the signature): the event it authenticated first keeps its seal, and this copy is
+    // dropped as a duplicate of that event, before anything of it is recorded. Only a first
+    // attempt claims: whatever carries an event on was claimed before the event was taken.
+    if let Some(seal) = meta.seal.as_deref().filter(|_| meta.retry_token.is_none() && !meta.replay && !meta.resumed) {
+        if let SealClaim::Held { by } = b.store.claim_seal(&meta.source, seal, &key).await? {
+            console_warn!(
+                "event {}/{}: its signed request already authenticated {by}; dropped as a replay of it",
+                meta.source,
+                meta.id
+            );
+            count(Counted::Duplicate);
+            return Ok(Decision::Ack);
+        }
+    }
 
     // What is known before the event is taken is recorded in the write that takes it: outside
     // the allow-list, switched off, or (in a source with nowhere to deliver and no handler, for
@@ -563,8 +579,15 @@ async fn hand_on(
 ) -> Result<Decision> {
     let token = env::random_token();
     // Later messages need not carry the headers: the capture has them.
-    let next =
-        EventMeta { attempt, retry_token: Some(token), replay: false, resumed: false, headers: Vec::new(), ..meta };
+    let next = EventMeta {
+        attempt,
+        retry_token: Some(token),
+        replay: false,
+        resumed: false,
+        headers: Vec::new(),
+        seal: None,
+        ..meta
+    };
     let queue = b.env.queue(bindings::EVENTS)?;
     if let Err(e) = queue::send(&queue, &envelope::encode(&next, inline), delay_secs).await {
         // This message comes back instead, with the same attempt number.

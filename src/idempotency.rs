@@ -14,7 +14,7 @@ use crate::http::{from_json, request_json, to_json, Json};
 use edgehook_core::capture::{resumable, Attempt, Capture, EventStatus, EventSummary, Held, HeldEntry};
 use edgehook_core::flags::Flags;
 use edgehook_core::idempotency::{
-    self as core, shard_of, Begin, Clock, DeadMark, Message, Outcome, Record, State, Write, SHARDS,
+    self as core, seal_key, shard_of, Begin, Clock, DeadMark, Message, Outcome, Record, SealClaim, State, Write, SHARDS,
 };
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::ordering::Version;
@@ -94,6 +94,11 @@ enum Op {
         key: String,
         version: Version,
     },
+    /// Claims a signature's seal (`key` from `core::seal_key`) for the event `event`.
+    Seal {
+        key: String,
+        event: String,
+    },
     /// The shard's live partitions and how many events they hold (tests watch expiry with it).
     #[cfg(feature = "faults")]
     Storage,
@@ -109,7 +114,8 @@ impl Op {
             | Op::Get { key }
             | Op::Replayed { key }
             | Op::Newest { key }
-            | Op::Delivered { key, .. } => Some(key),
+            | Op::Delivered { key, .. }
+            | Op::Seal { key, .. } => Some(key),
             Op::Resumed { .. } | Op::List { .. } | Op::Held { .. } | Op::Oldest => None,
             #[cfg(feature = "faults")]
             Op::Storage => None,
@@ -226,6 +232,12 @@ impl Idempotency {
     /// Records that `version` of the entity `key` was delivered.
     pub async fn delivered(&self, key: &str, version: &Version) -> Result<()> {
         self.submit(Op::Delivered { key: key.to_owned(), version: version.clone() }).await.map(drop)
+    }
+
+    /// Claims the seal `seal` (a signature's, `ingest::seal_of`) of `source` for the event
+    /// `key`: granted to the first event to claim it, held by it for every other.
+    pub async fn claim_seal(&self, source: &str, seal: &str, key: &str) -> Result<SealClaim> {
+        from_json(&self.submit(Op::Seal { key: seal_key(source, seal), event: key.to_owned() }).await?)
     }
 
     /// Counts an explicit replay of `key`.
@@ -532,7 +544,8 @@ impl Tracked {
 ///
 /// An event costs two rows written: one when the consumer takes it (record and capture
 /// together), one when its outcome is known (state and attempt together); one in all when the
-/// outcome is known as it is taken (`settle`). There is no
+/// outcome is known as it is taken (`settle`). An event whose provider does not sign its id
+/// costs one more, its signature's seal (`Op::Seal`). There is no
 /// secondary index (each index entry is billed as a row too): rows live in time-partitioned
 /// tables, and whole tables are dropped by the alarm once everything in them has outlived the
 /// TTL and the retention (see the core's `partition` module). Expiry is still exact: reads
@@ -960,18 +973,17 @@ impl IdempotencyShard {
                     None => true,
                 };
                 if newer {
-                    let current = self.current(now).await?;
-                    self.sql.exec(
-                        &format!(
-                            "INSERT INTO {} (key, version, expires_ms) VALUES (?, ?, ?)
-                             ON CONFLICT (key) DO UPDATE SET version = excluded.version,
-                               expires_ms = excluded.expires_ms",
-                            Partitions::versions_table(current)
-                        ),
-                        vec![key.into(), version.0.into(), (now + self.ttl_ms).into()],
-                    )?;
+                    self.put_value(&key, &version.0, now + self.ttl_ms, now).await?;
                 }
                 to_json(&())
+            }
+            Op::Seal { key, event } => {
+                let found = self.value(&key)?;
+                let (write, answer) = core::claim_seal(found.as_ref().map(|(v, e)| (v.as_str(), *e)), &event, clock);
+                if let Some((holder, expires_ms)) = write {
+                    self.put_value(&key, &holder, expires_ms, now).await?;
+                }
+                to_json(&answer)
             }
             #[cfg(feature = "faults")]
             Op::Storage => {
@@ -999,16 +1011,37 @@ impl IdempotencyShard {
         }
     }
 
-    /// The newest delivered version of an entity, within the TTL: the newest partition holding
-    /// the entity has its latest write.
+    /// The newest delivered version of an entity, within the TTL.
     fn newest(&self, key: &str, now_ms: i64) -> Result<Option<Version>> {
+        let found = self.value(key)?;
+        Ok(found.and_then(|(version, expires_ms)| (expires_ms > now_ms).then(|| Version::new(version))))
+    }
+
+    /// A small keyed value and when it expires: an entity's newest delivered version (`v:`
+    /// keys) or who holds a seal (`s:` keys), in the partitions' `versions` tables (the column
+    /// is named for the first). The newest partition holding the key has its latest write.
+    fn value(&self, key: &str) -> Result<Option<(String, i64)>> {
         #[derive(Deserialize)]
         struct Row {
             version: String,
             expires_ms: i64,
         }
         let found: Option<(i64, Row)> = self.lookup(Partitions::versions_table, "version, expires_ms", key)?;
-        Ok(found.and_then(|(_, row)| (row.expires_ms > now_ms).then(|| Version::new(row.version))))
+        Ok(found.map(|(_, row)| (row.version, row.expires_ms)))
+    }
+
+    /// Writes a small keyed value ([`Self::value`]) into the current partition: one row.
+    async fn put_value(&self, key: &str, value: &str, expires_ms: i64, now_ms: i64) -> Result<()> {
+        let current = self.current(now_ms).await?;
+        self.sql.exec(
+            &format!(
+                "INSERT INTO {} (key, version, expires_ms) VALUES (?, ?, ?)
+                 ON CONFLICT (key) DO UPDATE SET version = excluded.version, expires_ms = excluded.expires_ms",
+                Partitions::versions_table(current)
+            ),
+            vec![key.into(), value.into(), expires_ms.into()],
+        )?;
+        Ok(())
     }
 
     /// Sets the alarm for `at`, unless one is already set no later.

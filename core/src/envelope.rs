@@ -115,6 +115,11 @@ pub struct EventMeta {
     /// The entity and version it carries, for sources with `ordering`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<Position>,
+    /// The seal of its signature, where the event id travels outside the signature (see
+    /// `ingest::seal_of`): the consumer lets one event id, and no other, be taken under it.
+    /// First attempts only; what carries an event on after it was taken has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
 }
 
 impl EventMeta {
@@ -136,6 +141,7 @@ impl EventMeta {
             resumed: false,
             headers: Vec::new(),
             position: None,
+            seal: None,
         }
     }
 }

@@ -354,6 +354,35 @@ pub fn mark_dead(record: Option<&Record>, message: Message<'_>, clock: Clock) ->
     }
 }
 
+/// Where a seal is kept (`ingest::seal_of`): beside entities' versions (`v:`), in the same
+/// small keyed rows with an expiry.
+pub fn seal_key(source: &str, seal: &str) -> String {
+    format!("s:{source}:{seal}")
+}
+
+/// The answer to an event claiming its signature's seal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SealClaim {
+    /// The seal is this event's: claimed now, or by the same event before (a copy of it, or
+    /// the message again).
+    Granted,
+    /// Another event took it first (its idempotency key): this one presents that event's
+    /// signed request under another id.
+    Held { by: String },
+}
+
+/// Decides a claim of a seal by the event `event_key`, given who holds it now and until when
+/// (a claim lasts as long as an idempotency record: a resend after both expired is new again,
+/// as the record alone would have it). Returns the holder to write, if it changes, and the answer.
+pub fn claim_seal(holder: Option<(&str, i64)>, event_key: &str, clock: Clock) -> (Option<(String, i64)>, SealClaim) {
+    match holder.filter(|&(_, expires_ms)| expires_ms > clock.now_ms) {
+        Some((by, _)) if by == event_key => (None, SealClaim::Granted),
+        Some((by, _)) => (None, SealClaim::Held { by: by.to_owned() }),
+        None => (Some((event_key.to_owned(), clock.now_ms + clock.ttl_ms)), SealClaim::Granted),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -676,5 +705,26 @@ mod tests {
             assert_eq!(State::parse(s.as_str()), Some(s));
         }
         assert_eq!(State::parse("gone"), None);
+    }
+
+    #[test]
+    fn a_seal_is_granted_to_its_first_event_only_until_it_expires() {
+        let clock = Clock { now_ms: 1_000, ttl_ms: 500 };
+        let (write, answer) = claim_seal(None, "github:d1", clock);
+        assert_eq!(answer, SealClaim::Granted);
+        assert_eq!(write, Some(("github:d1".to_owned(), 1_500)));
+        // The same event again (a copy, or its message redelivered): granted, nothing written.
+        assert_eq!(claim_seal(Some(("github:d1", 1_500)), "github:d1", clock), (None, SealClaim::Granted));
+        // Another id under the same seal: held by the first.
+        assert_eq!(
+            claim_seal(Some(("github:d1", 1_500)), "github:d2", clock),
+            (None, SealClaim::Held { by: "github:d1".into() })
+        );
+        // Once the claim has expired (with the first event's record), the seal is free again.
+        let later = Clock { now_ms: 1_500, ttl_ms: 500 };
+        assert_eq!(
+            claim_seal(Some(("github:d1", 1_500)), "github:d2", later),
+            (Some(("github:d2".to_owned(), 2_000)), SealClaim::Granted)
+        );
     }
 }

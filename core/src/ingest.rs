@@ -9,8 +9,8 @@ use crate::error::Rejection;
 use crate::headers::Headers;
 use crate::ordering::Position;
 use crate::pattern;
-use crate::providers::{Handshake, Identity, Inbound};
-use crate::signature::{HashFn, KnownMacs, MacRequest, Macs, NativeMacs, RecordMacs};
+use crate::providers::{Handshake, Identity, Inbound, SealScope};
+use crate::signature::{HashFn, KnownMacs, MacRequest, Macs, NativeMacs, RecordMacs, Sealing};
 
 /// Refuses a body by its declared `Content-Length` before reading it. An absent or unparseable
 /// length is checked after reading instead (chunked bodies have none).
@@ -32,6 +32,8 @@ pub struct Verified {
     headers: Vec<(String, String)>,
     /// Its entity and version, when the source orders events and the event carries both.
     position: Option<Position>,
+    /// Its signature's seal, where the id is not signed ([`seal_of`]).
+    seal: Option<String>,
     body: Vec<u8>,
 }
 
@@ -148,13 +150,19 @@ pub fn verify_with(
         Some(known) => known,
         None => &NativeMacs,
     };
-    let scheme = source.scheme().with_macs(macs);
+    let sealing = Sealing::new(macs);
+    let scheme = source.scheme().with_macs(&sealing);
     let key = source.provider.verify(req, scheme, now_ms.div_euclid(1000))?;
     if let Some(handshake) = source.provider.handshake(req, key) {
         return Ok(Intake::Handshake(handshake));
     }
     let identity = source.provider.identify(req, scheme)?;
     let position = source.ordering.as_ref().and_then(|o| o.position(request.headers, &body, now_ms));
+    let scope = source.provider.seal_scope(req, source.generic.as_ref());
+    let seal = match (scope, sealing.into_matched()) {
+        (Some(scope), Some(mac)) => Some(seal_of(&source.name, scope, identity.event_type.as_deref(), &mac)),
+        _ => None,
+    };
     Ok(Intake::Event(Verified {
         source: source.name.clone(),
         identity,
@@ -162,8 +170,31 @@ pub fn verify_with(
         received_at_ms: now_ms,
         headers: captured_headers(request.headers),
         position,
+        seal,
         body,
     }))
+}
+
+/// The seal of a request's signature, for a provider whose event id travels outside it
+/// ([`Provider::seal_scope`](crate::providers::Provider::seal_scope)): the MAC that verified
+/// it, with the event type where the signature covers the content (both unsigned headers
+/// otherwise left the attacker free to vary), hashed with the source's name. The consumer lets
+/// the first event id taken under a seal have it, and drops any other id presenting it as a
+/// duplicate: a signed request resent under a fresh id is a replay (or the provider sending the
+/// same content again). A hash, not the MAC itself, since captures redact signatures.
+pub fn seal_of(source: &str, scope: SealScope, event_type: Option<&str>, mac: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"edgehook seal\0");
+    hash.update(source.as_bytes());
+    hash.update(b"\0");
+    match scope {
+        SealScope::Content => hash.update(event_type.unwrap_or_default().as_bytes()),
+        SealScope::Token => {}
+    }
+    hash.update(b"\0");
+    hash.update(mac);
+    crate::signature::to_hex(&hash.finalize())
 }
 
 impl Verified {
@@ -177,6 +208,11 @@ impl Verified {
 
     pub fn event_type(&self) -> Option<&str> {
         self.identity.event_type.as_deref()
+    }
+
+    /// Its signature's seal, where its id is not signed ([`seal_of`]).
+    pub fn seal(&self) -> Option<&str> {
+        self.seal.as_deref()
     }
 
     pub fn body(&self) -> &[u8] {
@@ -205,6 +241,7 @@ impl Verified {
             content_type: self.content_type.clone(),
             headers: self.headers.clone(),
             position: self.position.clone(),
+            seal: self.seal.clone(),
             filtered,
             ..EventMeta::first_attempt(self.source.clone(), self.identity.id.clone(), self.received_at_ms, body)
         }
@@ -345,5 +382,88 @@ mod tests {
         let other = br#"{"id":"evt_2","type":"charge.failed"}"#.to_vec();
         assert!(event(s, &signed(&paid, 1), paid, 1000).unwrap().admitted_by(s));
         assert!(!event(s, &signed(&other, 1), other, 1000).unwrap().admitted_by(s));
+    }
+
+    /// Sources of three providers whose event ids are not signed, and Stripe, whose are.
+    fn sealing_config() -> Config {
+        let sources = r#"{"gh":{"provider":"github"},"mg":{"provider":"mailgun"},"gl":{"provider":"gitlab"},
+                          "st":{"provider":"stripe"}}"#;
+        Config::load(Some(sources), &|k| match k {
+            "WEBHOOK_SECRET_ST" => Some("whsec_k".into()),
+            k if k.starts_with("WEBHOOK_SECRET_") => Some("k3y".into()),
+            _ => None,
+        })
+    }
+
+    fn sealed(
+        c: &Config,
+        source: &str,
+        id: &str,
+        event_type: (&str, &str),
+        body: &[u8],
+        computed: bool,
+    ) -> Option<String> {
+        let s = c.source(source).unwrap();
+        let key =
+            SigningKey::parse(if source == "st" { "whsec_k" } else { "k3y" }, s.provider.secret_encoding()).unwrap();
+        let unsigned = Unsigned { method: "POST", url: "", body, id, timestamp: 1_000 };
+        let signed = s.provider.sign(&key, unsigned, None);
+        let headers = signed.headers.with(event_type.0, event_type.1);
+        let request = Request { method: "POST", url: "https://example.com/webhooks/x", headers: &headers };
+        // The two-pass verification (HMACs from Web Crypto) seals alike.
+        let computed = computed.then(|| {
+            let requests = mac_requests(s, request, &signed.body, 1_000_000);
+            requests.into_iter().map(|r| (r.clone(), r.compute(&signed.body))).collect()
+        });
+        match verify_with(s, request, signed.body.clone(), 1_000_000, computed).unwrap() {
+            Intake::Event(v) => {
+                let (meta, _) = envelope::decode(&v.envelope(None, false)).unwrap();
+                assert_eq!(meta.seal.as_deref(), v.seal(), "the seal travels with the first attempt");
+                v.seal().map(str::to_owned)
+            }
+            Intake::Handshake(h) => panic!("unexpected handshake {h:?}"),
+        }
+    }
+
+    #[test]
+    fn a_signature_is_sealed_where_the_id_is_not_signed() {
+        let c = sealing_config();
+        let push = ("X-GitHub-Event", "push");
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let first = sealed(&c, "gh", "d-1", push, body, false).expect("github's delivery id is unsigned");
+        assert_eq!(first.len(), 64);
+        // The same signed request under a fresh delivery id: the same seal, either way verified.
+        assert_eq!(sealed(&c, "gh", "d-2", push, body, false).as_ref(), Some(&first));
+        assert_eq!(sealed(&c, "gh", "d-2", push, body, true).as_ref(), Some(&first));
+        // Another body, or the same body sent as another type: another seal.
+        assert_ne!(sealed(&c, "gh", "d-3", push, br#"{"ref":"refs/heads/dev"}"#, false).as_ref(), Some(&first));
+        assert_ne!(sealed(&c, "gh", "d-4", ("X-GitHub-Event", "create"), body, false).as_ref(), Some(&first));
+
+        // Mailgun signs a token, not the content: any `event-data` of any type under the same
+        // signature object has the same seal.
+        let genuine = br#"{"event-data":{"id":"m-1","event":"delivered"}}"#;
+        let signed = Provider::Mailgun.sign(
+            &SigningKey::parse("k3y", Provider::Mailgun.secret_encoding()).unwrap(),
+            Unsigned { method: "POST", url: "", body: genuine, id: "tok-1", timestamp: 1_000 },
+            None,
+        );
+        let mut forged: serde_json::Value = serde_json::from_slice(&signed.body).unwrap();
+        forged["event-data"] = serde_json::json!({"id": "m-2", "event": "failed"});
+        let verify_mailgun = |body: Vec<u8>| {
+            let request = Request { method: "POST", url: "https://example.com/", headers: &signed.headers };
+            match verify(c.source("mg").unwrap(), request, body, 1_000_000).unwrap() {
+                Intake::Event(v) => (v.id().to_owned(), v.seal().map(str::to_owned)),
+                Intake::Handshake(_) => unreachable!(),
+            }
+        };
+        let (genuine_id, genuine_seal) = verify_mailgun(signed.body.clone());
+        let (forged_id, forged_seal) = verify_mailgun(forged.to_string().into_bytes());
+        assert_eq!((genuine_id.as_str(), forged_id.as_str()), ("m-1", "m-2"));
+        assert!(genuine_seal.is_some());
+        assert_eq!(genuine_seal, forged_seal);
+
+        // GitLab's token authenticates nothing about the request; Stripe signs its ids.
+        assert_eq!(sealed(&c, "gl", "g-1", ("X-Gitlab-Event", "Push Hook"), body, false), None);
+        assert_eq!(sealed(&c, "st", "", ("X-Other", "x"), br#"{"id":"evt_1","type":"a.b"}"#, false), None);
     }
 }

@@ -75,6 +75,39 @@ pub trait Macs: fmt::Debug {
     /// The HMAC of the concatenation of `parts` under `key`, or `None` when it is not known (yet):
     /// an unknown MAC matches no signature.
     fn hmac(&self, hash: HashFn, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>>;
+
+    /// Told which of the MACs it answered verified the request (see [`Sealing`]); nothing by
+    /// default.
+    fn matched(&self, _mac: &[u8]) {}
+}
+
+/// HMACs from another source, keeping the one that verified the request: where its seal comes
+/// from (`ingest`: a signature verifies one event id, and no other).
+#[derive(Debug)]
+pub struct Sealing<'m> {
+    inner: &'m dyn Macs,
+    matched: RefCell<Option<Vec<u8>>>,
+}
+
+impl<'m> Sealing<'m> {
+    pub fn new(inner: &'m dyn Macs) -> Self {
+        Sealing { inner, matched: RefCell::default() }
+    }
+
+    /// The MAC that verified the request, if one did (the last, if several were asked).
+    pub fn into_matched(self) -> Option<Vec<u8>> {
+        self.matched.into_inner()
+    }
+}
+
+impl Macs for Sealing<'_> {
+    fn hmac(&self, hash: HashFn, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
+        self.inner.hmac(hash, key, parts)
+    }
+
+    fn matched(&self, mac: &[u8]) {
+        *self.matched.borrow_mut() = Some(mac.to_vec());
+    }
 }
 
 /// HMACs computed here, in Rust: natively, and in the worker for small messages.
@@ -215,10 +248,14 @@ pub fn first_hmac_match<'s>(
     parts: &[&[u8]],
 ) -> Option<&'s Secret> {
     secrets.iter().find(|secret| {
-        secret.hmac_key().is_some_and(|key| {
-            macs.hmac(hash, key, parts)
-                .is_some_and(|expected| candidates.iter().any(|c| matches(&expected, c.as_ref())))
-        })
+        let Some(expected) = secret.hmac_key().and_then(|key| macs.hmac(hash, key, parts)) else {
+            return false;
+        };
+        let found = candidates.iter().any(|c| matches(&expected, c.as_ref()));
+        if found {
+            macs.matched(&expected);
+        }
+        found
     })
 }
 

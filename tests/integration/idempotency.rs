@@ -2,9 +2,10 @@
 //! worker never reveals.
 
 use crate::harness::{ids_in_shard_of, now_secs, series, signed, stripe_body, unique, Reply, WAIT};
-use crate::{World, ADMIN_TOKEN, ALL_SECRETS, RETENTION_SECS, STRIPE_SECRET, TTL_SECS};
+use crate::{World, ADMIN_TOKEN, ALL_SECRETS, GITHUB_SECRET, RETENTION_SECS, STRIPE_SECRET, TTL_SECS};
 use edgehook_core::headers::HeaderList;
-use edgehook_core::providers::Provider;
+use edgehook_core::providers::{Provider, Unsigned};
+use edgehook_core::secret::SigningKey;
 use serde_json::json;
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -20,6 +21,8 @@ pub const TESTS: &[crate::Test] = &[
         copies_the_receiver_does_not_know_are_dropped_by_the_consumer,
     ),
     ("a_lost_answer_to_a_settling_begin_is_counted_once", a_lost_answer_to_a_settling_begin_is_counted_once),
+    ("a_signed_request_resent_under_a_fresh_id_is_dropped", a_signed_request_resent_under_a_fresh_id_is_dropped),
+    ("a_mailgun_signature_carries_one_event", a_mailgun_signature_carries_one_event),
     ("ids_expire_after_the_ttl", ids_expire_after_the_ttl),
     ("records_are_found_in_older_partitions", records_are_found_in_older_partitions),
     ("admin_api_requires_the_token", admin_api_requires_the_token),
@@ -147,6 +150,67 @@ fn a_lost_answer_to_a_settling_begin_is_counted_once(w: &World) {
     assert_eq!(record["status"], "delivered", "{record}");
     thread::sleep(Duration::from_secs(2));
     assert_eq!((count("delivered"), count("duplicate")), (Some(1), None));
+}
+
+/// GitHub's delivery id travels outside its signature: whoever holds one signed request can
+/// send it again under fresh ids, and the receiver, which cannot tell, accepts each copy. The
+/// consumer lets only the first id have the signature, and drops the copy as a duplicate. The
+/// same body sent as another event type (as Shopify sends an unchanged order as
+/// `orders/create` and `orders/updated`) is another event, and is delivered.
+fn a_signed_request_resent_under_a_fresh_id_is_dropped(w: &World) {
+    let (first, replayed, retyped) = (unique("gh-first"), unique("gh-replayed"), unique("gh-retyped"));
+    // Types of their own, so that the counts below are this test's alone.
+    let (event, other_event) = (unique("sealed"), unique("resealed"));
+    let body = format!(r#"{{"action":"opened","nonce":"{first}"}}"#).into_bytes();
+    let headers = |id: &str, event: &str| {
+        let mut h = signed(Provider::Github, GITHUB_SECRET, id, 0, &body);
+        h.push("X-GitHub-Event", event);
+        h
+    };
+    let post = |id: &str, event: &str| w.main.post("/webhooks/github", &headers(id, event), &body);
+    post(&first, &event).expect(200, json!({"status": "accepted", "id": first}));
+    w.dest.wait_deliveries("/github", &first, 1, WAIT);
+    post(&replayed, &event).expect(200, json!({"status": "accepted", "id": replayed}));
+    post(&retyped, &other_event).expect(200, json!({"status": "accepted", "id": retyped}));
+    w.dest.wait_deliveries("/github", &retyped, 1, WAIT);
+    let duplicate = format!(r#"source="github",type="{event}.opened",outcome="duplicate",reason="""#);
+    crate::harness::wait_until(WAIT, "the consumer to drop the resent request", || {
+        series(&w.main.admin("GET", "/admin/metrics", b"").body, &duplicate) == Some(1)
+    });
+    assert!(
+        w.main.logs().contains(&format!("github/{replayed}: its signed request already authenticated github:{first}")),
+        "the drop is logged with the event it replays"
+    );
+    assert_eq!(w.dest.deliveries("/github", &replayed).len(), 0);
+    assert_eq!(w.main.admin("GET", &format!("/admin/events/github/{replayed}"), b"").status, 404, "nothing recorded");
+    assert_eq!(w.dest.deliveries("/github", &first).len(), 1);
+}
+
+/// Mailgun signs a timestamp and a one-time token, not `event-data`: a captured signature
+/// object could carry forged events of any id and type within the timestamp window. Each
+/// signature carries the first event presented with it, and no other.
+fn a_mailgun_signature_carries_one_event(w: &World) {
+    let source = crate::cli::cli_source(Provider::Mailgun);
+    let (genuine, forged) = (unique("mg-genuine"), unique("mg-forged"));
+    let forged_type = unique("forged");
+    let key = SigningKey::parse("cli secret for mailgun", Provider::Mailgun.secret_encoding()).unwrap();
+    let body = format!(r#"{{"event-data":{{"id":"{genuine}","event":"delivered"}}}}"#);
+    let token = unique("token");
+    let unsigned = Unsigned { method: "POST", url: "", body: body.as_bytes(), id: &token, timestamp: now_secs() };
+    let sent = Provider::Mailgun.sign(&key, unsigned, None);
+    let mut other: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    other["event-data"] = json!({"id": forged, "event": forged_type});
+    let other = other.to_string().into_bytes();
+    let path = format!("/webhooks/{source}");
+    w.main.post(&path, &sent.headers, &sent.body).expect(200, json!({"status": "accepted", "id": genuine}));
+    w.main.post(&path, &sent.headers, &other).expect(200, json!({"status": "accepted", "id": forged}));
+    let duplicate = format!(r#"source="{source}",type="{forged_type}",outcome="duplicate",reason="""#);
+    crate::harness::wait_until(WAIT, "the consumer to drop the forged event", || {
+        series(&w.main.admin("GET", "/admin/metrics", b"").body, &duplicate) == Some(1)
+    });
+    let event = |id: &str| w.main.admin("GET", &format!("/admin/events/{source}/{id}"), b"");
+    assert_eq!(event(&genuine).status, 200, "the genuine event is captured");
+    assert_eq!(event(&forged).status, 404, "the forged one is not");
 }
 
 fn ids_expire_after_the_ttl(w: &World) {

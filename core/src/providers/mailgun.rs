@@ -6,7 +6,9 @@
 //!
 //! Mailgun signs only the timestamp and token, never `event-data`: the body itself is not
 //! authenticated, only that Mailgun sent a request at that time. The timestamp must be within the
-//! source's tolerance, and the idempotency record on `event-data.id` stops replays.
+//! source's tolerance, the idempotency record on `event-data.id` stops replays of that id, and
+//! the signature's seal (`Provider::seal_scope`) lets each signature carry one event id: a
+//! captured signature object cannot carry forged `event-data` under another.
 //! Event id: `event-data.id`. Event type: `event-data.event` (`delivered`).
 
 use super::{json_identity, scalar_text, Identity, Inbound, Scheme, Unsigned};

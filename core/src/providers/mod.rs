@@ -129,6 +129,19 @@ pub struct Signed {
     pub body: Vec<u8>,
 }
 
+/// What a signature covers, for its seal (see [`Provider::seal_scope`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealScope {
+    /// The content, but not the event id or type (they travel in unsigned headers). A
+    /// provider may send one body as two event types (Shopify's `orders/create` and
+    /// `orders/updated` of an unchanged order), so the seal is the signature with the type:
+    /// those two are two events, while the same body and type under another id is a replay.
+    Content,
+    /// A one-time token, not the content (Mailgun): any content can travel with it, so the
+    /// seal is the signature alone, whatever the type.
+    Token,
+}
+
 /// The signature schemes edgehook understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Provider {
@@ -283,6 +296,24 @@ impl Provider {
             Provider::Intercom | Provider::Vercel => Some(HashFn::Sha1),
             Provider::Generic => generic.map(|g| g.algorithm),
             _ => Some(HashFn::Sha256),
+        }
+    }
+
+    /// What a request's signature must be kept from authenticating a second time, where the
+    /// event id travels outside it (an unsigned header, or Mailgun's unsigned `event-data`):
+    /// whoever holds one signed request could otherwise resend it under fresh ids, each copy a
+    /// new event. `None` where the signature covers the id (it cannot be changed), and for
+    /// GitLab, whose token authenticates nothing about the request.
+    pub fn seal_scope(self, req: Inbound<'_>, generic: Option<&GenericScheme>) -> Option<SealScope> {
+        match self {
+            Provider::Github | Provider::Shopify | Provider::Sentry | Provider::Linear => Some(SealScope::Content),
+            Provider::Twilio => header(req, "i-twilio-idempotency-token").map(|_| SealScope::Content),
+            Provider::Generic => match generic.and_then(|g| g.id.as_ref()) {
+                Some(generic::Locator::Header(_)) => Some(SealScope::Content),
+                _ => None,
+            },
+            Provider::Mailgun => Some(SealScope::Token),
+            _ => None,
         }
     }
 
