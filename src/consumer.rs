@@ -284,22 +284,23 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
 
     // A signed request presented again under another id (for providers whose ids travel
     // outside the signature): the event it authenticated first keeps its seal, and this copy is
-    // dropped as a duplicate of that event, before anything of it is recorded. Only a first
-    // attempt claims: whatever carries an event on was claimed before the event was taken.
+    // recorded as `dropped` (captured, so that it can be inspected, and replayed should it be
+    // the genuine one that lost a race) and counted as a duplicate, never delivered. Only a
+    // first attempt claims: whatever carries an event on was claimed before it was taken.
+    let mut replay_of = None;
     if let Some(seal) = meta.seal.as_deref().filter(|_| meta.retry_token.is_none() && !meta.replay && !meta.resumed) {
         if let SealClaim::Held { by } = b.store.claim_seal(&meta.source, seal, &key).await? {
             console_warn!(
-                "event {}/{}: its signed request already authenticated {by}; dropped as a replay of it",
+                "event {}/{}: its signed request already authenticated {by}; recorded as dropped, not delivered",
                 meta.source,
                 meta.id
             );
-            count(Counted::Duplicate);
-            return Ok(Decision::Ack);
+            replay_of = Some(by);
         }
     }
 
-    // What is known before the event is taken is recorded in the write that takes it: outside
-    // the allow-list, switched off, or (in a source with nowhere to deliver and no handler, for
+    // What is known before the event is taken is recorded in the write that takes it: a
+    // replay of another event's signature, outside the allow-list, switched off, or (in a source with nowhere to deliver and no handler, for
     // an event without an entity version to judge or record, arriving with its body inline)
     // complete once captured. A body kept elsewhere (claim-checked in R2, or a replayed or
     // resumed event's captured segment) still takes the long way, where it is loaded as for a
@@ -307,7 +308,9 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     // after it settled, the message's retry is answered `Settled` again (the record keeps the
     // settling message as its owner) and counted with its outcome, once (see `begin_settled`
     // for the rarer case this counts twice).
-    let settled = if meta.filtered {
+    let settled = if replay_of.is_some() {
+        Some((Outcome::Dropped, Counted::Duplicate))
+    } else if meta.filtered {
         Some((Outcome::Filtered, Counted::Filtered))
     } else {
         match switch(b, flags, meta).await {

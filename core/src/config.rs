@@ -129,6 +129,9 @@ pub struct SourceConfig {
     pub public_url: Option<String>,
     /// How a `generic` source signs (`None` for every other provider).
     pub generic: Option<GenericScheme>,
+    /// Where the provider's event ids travel outside its signature: whether a signed request
+    /// carries one event id only (`ingest::seal_of`). On unless the source turns it off.
+    pub one_event_per_signature: bool,
 }
 
 impl SourceConfig {
@@ -333,6 +336,7 @@ const FIELDS: &[&str] = &[
     "ordering",
     "stale",
     "public_url",
+    "one_event_per_signature",
 ];
 
 /// Fields only a `generic` source has.
@@ -466,6 +470,10 @@ fn parse_source(
         }
     };
 
+    // On by default: off only for a sender that sends byte-identical signed requests as distinct
+    // events under fresh ids (see `Provider::seal_by`).
+    let one_event_per_signature = field::<bool>(map, name, "one_event_per_signature")?.unwrap_or(true);
+
     let public_url: Option<String> = field(map, name, "public_url")?;
     if public_url.as_deref().is_some_and(|u| !is_http_url(u)) {
         return Err(err("public_url", "must be an http(s) URL"));
@@ -491,6 +499,7 @@ fn parse_source(
         ordering,
         public_url,
         generic,
+        one_event_per_signature,
     })
 }
 
@@ -895,6 +904,7 @@ mod tests {
                 "breaker_max_cooldown_secs",
             ),
             (r#"{"provider":"stripe","stale":"later"}"#, "stale"),
+            (r#"{"provider":"github","one_event_per_signature":"no"}"#, "one_event_per_signature"),
             (r#"{"provider":"stripe","ordering":{"entity":"id","version":"/v"}}"#, "ordering"),
             (r#"{"provider":"stripe","ordering":{"entity":"/id","version":"bad header"}}"#, "ordering"),
             (r#"{"provider":"stripe","ordering":true}"#, "ordering"),

@@ -9,7 +9,7 @@ use crate::error::Rejection;
 use crate::headers::Headers;
 use crate::ordering::Position;
 use crate::pattern;
-use crate::providers::{Handshake, Identity, Inbound, SealScope};
+use crate::providers::{Handshake, Identity, Inbound};
 use crate::signature::{HashFn, KnownMacs, MacRequest, Macs, NativeMacs, RecordMacs, Sealing};
 
 /// Refuses a body by its declared `Content-Length` before reading it. An absent or unparseable
@@ -150,7 +150,8 @@ pub fn verify_with(
         Some(known) => known,
         None => &NativeMacs,
     };
-    let sealing = Sealing::new(macs);
+    let seal_by = source.provider.seal_by(source.generic.as_ref()).filter(|_| source.one_event_per_signature);
+    let sealing = Sealing::new(macs, seal_by);
     let scheme = source.scheme().with_macs(&sealing);
     let key = source.provider.verify(req, scheme, now_ms.div_euclid(1000))?;
     if let Some(handshake) = source.provider.handshake(req, key) {
@@ -158,11 +159,7 @@ pub fn verify_with(
     }
     let identity = source.provider.identify(req, scheme)?;
     let position = source.ordering.as_ref().and_then(|o| o.position(request.headers, &body, now_ms));
-    let scope = source.provider.seal_scope(req, source.generic.as_ref());
-    let seal = match (scope, sealing.into_matched()) {
-        (Some(scope), Some(mac)) => Some(seal_of(&source.name, scope, identity.event_type.as_deref(), &mac)),
-        _ => None,
-    };
+    let seal = sealing.into_matched().map(|signature| seal_of(&source.name, &signature));
     Ok(Intake::Event(Verified {
         source: source.name.clone(),
         identity,
@@ -176,24 +173,20 @@ pub fn verify_with(
 }
 
 /// The seal of a request's signature, for a provider whose event id travels outside it
-/// ([`Provider::seal_scope`](crate::providers::Provider::seal_scope)): the MAC that verified
-/// it, with the event type where the signature covers the content (both unsigned headers
-/// otherwise left the attacker free to vary), hashed with the source's name. The consumer lets
-/// the first event id taken under a seal have it, and drops any other id presenting it as a
-/// duplicate: a signed request resent under a fresh id is a replay (or the provider sending the
-/// same content again). A hash, not the MAC itself, since captures redact signatures.
-pub fn seal_of(source: &str, scope: SealScope, event_type: Option<&str>, mac: &[u8]) -> String {
+/// ([`Provider::seal_by`](crate::providers::Provider::seal_by)): what identifies the signature
+/// that verified it ([`SealBy`](crate::signature::SealBy)), hashed with the source's name. The
+/// consumer lets the first event id taken under a seal have it, and drops any other id
+/// presenting it as a duplicate: a signed request resent under a fresh id is a replay (or the
+/// provider sending the same signed content again). The event type is left out: it travels
+/// unsigned too, and would let each resend under a new type pass as new. A hash, not the MAC
+/// itself, since captures redact signatures.
+pub fn seal_of(source: &str, signature: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     hash.update(b"edgehook seal\0");
     hash.update(source.as_bytes());
     hash.update(b"\0");
-    match scope {
-        SealScope::Content => hash.update(event_type.unwrap_or_default().as_bytes()),
-        SealScope::Token => {}
-    }
-    hash.update(b"\0");
-    hash.update(mac);
+    hash.update(signature);
     crate::signature::to_hex(&hash.finalize())
 }
 
@@ -384,38 +377,30 @@ mod tests {
         assert!(!event(s, &signed(&other, 1), other, 1000).unwrap().admitted_by(s));
     }
 
-    /// Sources of three providers whose event ids are not signed, and Stripe, whose are.
+    /// Sources of providers whose event ids are not signed (one with the check turned off), and
+    /// Stripe, whose are. The Mailgun source knows a subaccount's key and the primary account's.
     fn sealing_config() -> Config {
         let sources = r#"{"gh":{"provider":"github"},"mg":{"provider":"mailgun"},"gl":{"provider":"gitlab"},
-                          "st":{"provider":"stripe"}}"#;
+                          "st":{"provider":"stripe"},"tw":{"provider":"twilio"},
+                          "off":{"provider":"github","one_event_per_signature":false}}"#;
         Config::load(Some(sources), &|k| match k {
             "WEBHOOK_SECRET_ST" => Some("whsec_k".into()),
+            "WEBHOOK_SECRET_MG" => Some(r#"["sub-key","primary-key"]"#.into()),
             k if k.starts_with("WEBHOOK_SECRET_") => Some("k3y".into()),
             _ => None,
         })
     }
 
-    fn sealed(
-        c: &Config,
-        source: &str,
-        id: &str,
-        event_type: (&str, &str),
-        body: &[u8],
-        computed: bool,
-    ) -> Option<String> {
+    /// The seal of a request to `source` signed with `k3y` (Stripe: its own key).
+    fn sealed(c: &Config, source: &str, headers: &HeaderList, body: &[u8], computed: bool) -> Option<String> {
         let s = c.source(source).unwrap();
-        let key =
-            SigningKey::parse(if source == "st" { "whsec_k" } else { "k3y" }, s.provider.secret_encoding()).unwrap();
-        let unsigned = Unsigned { method: "POST", url: "", body, id, timestamp: 1_000 };
-        let signed = s.provider.sign(&key, unsigned, None);
-        let headers = signed.headers.with(event_type.0, event_type.1);
-        let request = Request { method: "POST", url: "https://example.com/webhooks/x", headers: &headers };
-        // The two-pass verification (HMACs from Web Crypto) seals alike.
+        let request = Request { method: "POST", url: "https://example.com/webhooks/x", headers };
+        // The two-pass verification (HMACs computed elsewhere) seals alike.
         let computed = computed.then(|| {
-            let requests = mac_requests(s, request, &signed.body, 1_000_000);
-            requests.into_iter().map(|r| (r.clone(), r.compute(&signed.body))).collect()
+            let requests = mac_requests(s, request, body, 1_000_000);
+            requests.into_iter().map(|r| (r.clone(), r.compute(body))).collect()
         });
-        match verify_with(s, request, signed.body.clone(), 1_000_000, computed).unwrap() {
+        match verify_with(s, request, body.to_vec(), 1_000_000, computed).unwrap() {
             Intake::Event(v) => {
                 let (meta, _) = envelope::decode(&v.envelope(None, false)).unwrap();
                 assert_eq!(meta.seal.as_deref(), v.seal(), "the seal travels with the first attempt");
@@ -425,45 +410,75 @@ mod tests {
         }
     }
 
+    fn signed_as(provider: Provider, key: &str, id: &str, body: &[u8]) -> crate::providers::Signed {
+        let key = SigningKey::parse(key, provider.secret_encoding()).unwrap();
+        let url = "https://example.com/webhooks/x";
+        provider.sign(&key, Unsigned { method: "POST", url, body, id, timestamp: 1_000 }, None)
+    }
+
     #[test]
     fn a_signature_is_sealed_where_the_id_is_not_signed() {
         let c = sealing_config();
-        let push = ("X-GitHub-Event", "push");
         let body = br#"{"ref":"refs/heads/main"}"#;
-        let first = sealed(&c, "gh", "d-1", push, body, false).expect("github's delivery id is unsigned");
+        let github = |source: &str, id: &str, event: &str, body: &[u8], computed: bool| {
+            let headers = signed_as(Provider::Github, "k3y", id, body).headers.with("X-GitHub-Event", event);
+            sealed(&c, source, &headers, body, computed)
+        };
+        let first = github("gh", "d-1", "push", body, false).expect("github's delivery id is unsigned");
         assert_eq!(first.len(), 64);
-        // The same signed request under a fresh delivery id: the same seal, either way verified.
-        assert_eq!(sealed(&c, "gh", "d-2", push, body, false).as_ref(), Some(&first));
-        assert_eq!(sealed(&c, "gh", "d-2", push, body, true).as_ref(), Some(&first));
-        // Another body, or the same body sent as another type: another seal.
-        assert_ne!(sealed(&c, "gh", "d-3", push, br#"{"ref":"refs/heads/dev"}"#, false).as_ref(), Some(&first));
-        assert_ne!(sealed(&c, "gh", "d-4", ("X-GitHub-Event", "create"), body, false).as_ref(), Some(&first));
+        // The same signed request under a fresh delivery id, or as another type (both unsigned
+        // headers): the same seal, however its HMAC was computed.
+        assert_eq!(github("gh", "d-2", "push", body, false).as_ref(), Some(&first));
+        assert_eq!(github("gh", "d-2", "push", body, true).as_ref(), Some(&first));
+        assert_eq!(github("gh", "d-3", "create", body, false).as_ref(), Some(&first));
+        // Another body: another seal. The same request to another source: another seal.
+        assert_ne!(github("gh", "d-4", "push", br#"{"ref":"refs/heads/dev"}"#, false).as_ref(), Some(&first));
+        // A source that turned the check off: none.
+        assert_eq!(github("off", "d-5", "push", body, false), None);
 
-        // Mailgun signs a token, not the content: any `event-data` of any type under the same
-        // signature object has the same seal.
+        // Mailgun signs a token, not the content: any `event-data` under the same signature
+        // object has the same seal, whichever of the source's keys is made to match it.
         let genuine = br#"{"event-data":{"id":"m-1","event":"delivered"}}"#;
-        let signed = Provider::Mailgun.sign(
-            &SigningKey::parse("k3y", Provider::Mailgun.secret_encoding()).unwrap(),
-            Unsigned { method: "POST", url: "", body: genuine, id: "tok-1", timestamp: 1_000 },
-            None,
-        );
-        let mut forged: serde_json::Value = serde_json::from_slice(&signed.body).unwrap();
+        let sub = signed_as(Provider::Mailgun, "sub-key", "tok-1", genuine);
+        let parent = signed_as(Provider::Mailgun, "primary-key", "tok-1", genuine);
+        let parent_mac: serde_json::Value = serde_json::from_slice(&parent.body).unwrap();
+        let parent_mac = parent_mac["signature"]["signature"].clone();
+        let mut original: serde_json::Value = serde_json::from_slice(&sub.body).unwrap();
+        original["signature"]["parent-signature"] = parent_mac.clone();
+        let mut forged = original.clone();
         forged["event-data"] = serde_json::json!({"id": "m-2", "event": "failed"});
-        let verify_mailgun = |body: Vec<u8>| {
-            let request = Request { method: "POST", url: "https://example.com/", headers: &signed.headers };
-            match verify(c.source("mg").unwrap(), request, body, 1_000_000).unwrap() {
+        let mut swapped = forged.clone();
+        swapped["signature"]["signature"] = parent_mac;
+        swapped["event-data"]["id"] = "m-3".into();
+        let mailgun = |body: &serde_json::Value| {
+            let bytes = body.to_string().into_bytes();
+            let request = Request { method: "POST", url: "https://example.com/", headers: &sub.headers };
+            match verify(c.source("mg").unwrap(), request, bytes, 1_000_000).unwrap() {
                 Intake::Event(v) => (v.id().to_owned(), v.seal().map(str::to_owned)),
                 Intake::Handshake(_) => unreachable!(),
             }
         };
-        let (genuine_id, genuine_seal) = verify_mailgun(signed.body.clone());
-        let (forged_id, forged_seal) = verify_mailgun(forged.to_string().into_bytes());
-        assert_eq!((genuine_id.as_str(), forged_id.as_str()), ("m-1", "m-2"));
+        let (genuine_id, genuine_seal) = mailgun(&original);
+        assert_eq!(genuine_id, "m-1");
         assert!(genuine_seal.is_some());
-        assert_eq!(genuine_seal, forged_seal);
+        assert_eq!(mailgun(&forged), ("m-2".to_owned(), genuine_seal.clone()));
+        assert_eq!(mailgun(&swapped), ("m-3".to_owned(), genuine_seal), "matched by the other key");
+
+        // Twilio, with and without its (unsigned) idempotency token: adding one to a request sent
+        // without changes its id, not its seal.
+        let form = b"MessageSid=SM1&MessageStatus=delivered";
+        let twilio = signed_as(Provider::Twilio, "k3y", "", form);
+        let without = sealed(&c, "tw", &twilio.headers, form, false).expect("twilio is always sealed");
+        let with_token = twilio.headers.clone().with("I-Twilio-Idempotency-Token", "tok-9");
+        assert_eq!(sealed(&c, "tw", &with_token, form, false), Some(without));
 
         // GitLab's token authenticates nothing about the request; Stripe signs its ids.
-        assert_eq!(sealed(&c, "gl", "g-1", ("X-Gitlab-Event", "Push Hook"), body, false), None);
-        assert_eq!(sealed(&c, "st", "", ("X-Other", "x"), br#"{"id":"evt_1","type":"a.b"}"#, false), None);
+        let gitlab = signed_as(Provider::Gitlab, "k3y", "g-1", body).headers.with("X-Gitlab-Event", "Push Hook");
+        assert_eq!(sealed(&c, "gl", &gitlab, body, false), None);
+        let stripe_body = br#"{"id":"evt_1","type":"a.b"}"#;
+        assert_eq!(
+            sealed(&c, "st", &signed_as(Provider::Stripe, "whsec_k", "", stripe_body).headers, stripe_body, false),
+            None
+        );
     }
 }

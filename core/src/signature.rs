@@ -76,25 +76,42 @@ pub trait Macs: fmt::Debug {
     /// an unknown MAC matches no signature.
     fn hmac(&self, hash: HashFn, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>>;
 
-    /// Told which of the MACs it answered verified the request (see [`Sealing`]); nothing by
-    /// default.
-    fn matched(&self, _mac: &[u8]) {}
+    /// Told which of the MACs it answered verified the request, and over what (see
+    /// [`Sealing`]); nothing by default.
+    fn matched(&self, _mac: &[u8], _parts: &[&[u8]]) {}
 }
 
-/// HMACs from another source, keeping the one that verified the request: where its seal comes
-/// from (`ingest`: a signature verifies one event id, and no other).
+/// What identifies a verified request's signature in its seal (`ingest::seal_of`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealBy {
+    /// The MAC that verified it: a keyed digest of everything it signs, body included, with no
+    /// second pass over the body. The request carries one signature, so no one without a key
+    /// can make another match.
+    Mac,
+    /// What was signed, whichever configured key signed it: for a short signed message that
+    /// one request may carry signatures of by two configured keys (Mailgun's `signature` and
+    /// `parent-signature`), either of which could be made to match.
+    Message,
+}
+
+/// HMACs from another source, noting what verified the request: where its seal comes from
+/// (`ingest`: a signature verifies one event id, and no other).
 #[derive(Debug)]
 pub struct Sealing<'m> {
     inner: &'m dyn Macs,
+    by: Option<SealBy>,
     matched: RefCell<Option<Vec<u8>>>,
 }
 
 impl<'m> Sealing<'m> {
-    pub fn new(inner: &'m dyn Macs) -> Self {
-        Sealing { inner, matched: RefCell::default() }
+    /// Passes `inner`'s HMACs through; with `by`, keeps what identifies the signature that
+    /// verified the request.
+    pub fn new(inner: &'m dyn Macs, by: Option<SealBy>) -> Self {
+        Sealing { inner, by, matched: RefCell::default() }
     }
 
-    /// The MAC that verified the request, if one did (the last, if several were asked).
+    /// What identifies the signature that verified the request, if one did (the last, if
+    /// several were asked).
     pub fn into_matched(self) -> Option<Vec<u8>> {
         self.matched.into_inner()
     }
@@ -105,8 +122,22 @@ impl Macs for Sealing<'_> {
         self.inner.hmac(hash, key, parts)
     }
 
-    fn matched(&self, mac: &[u8]) {
-        *self.matched.borrow_mut() = Some(mac.to_vec());
+    fn matched(&self, mac: &[u8], parts: &[&[u8]]) {
+        let identity = match self.by {
+            None => return,
+            Some(SealBy::Mac) => mac.to_vec(),
+            Some(SealBy::Message) => {
+                use sha2::Digest;
+                // Each part with its length, so that parts cut elsewhere are another message.
+                let mut hash = Sha256::new();
+                for part in parts {
+                    hash.update((part.len() as u64).to_be_bytes());
+                    hash.update(part);
+                }
+                hash.finalize().to_vec()
+            }
+        };
+        *self.matched.borrow_mut() = Some(identity);
     }
 }
 
@@ -253,7 +284,7 @@ pub fn first_hmac_match<'s>(
         };
         let found = candidates.iter().any(|c| matches(&expected, c.as_ref()));
         if found {
-            macs.matched(&expected);
+            macs.matched(&expected, parts);
         }
         found
     })

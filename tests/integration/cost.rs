@@ -6,7 +6,7 @@
 //! (`expired_events_leave_storage` in `idempotency.rs`).
 
 use crate::harness::{now_secs, signed, unique};
-use crate::{World, STRIPE_SECRET};
+use crate::{World, GITHUB_SECRET, STRIPE_SECRET};
 use edgehook_core::headers::HeaderList;
 use edgehook_core::providers::Provider;
 use std::collections::BTreeMap;
@@ -86,8 +86,9 @@ fn stripe_event(id: &str, i: usize) -> Vec<u8> {
 
 const EVENTS: usize = 200;
 
-/// Sends `n` distinct events to `source` from 8 connections; the prefix of their ids.
-fn send(w: &World, source: &str, n: usize) -> String {
+/// Sends `n` distinct events to `source` from 8 connections; the prefix of their ids. A
+/// `github` source gets the same bodies, signed as GitHub signs them, ids in their headers.
+fn send(w: &World, source: &str, provider: Provider, n: usize) -> String {
     const SENDERS: usize = 8;
     let prefix = unique(source);
     std::thread::scope(|scope| {
@@ -97,7 +98,12 @@ fn send(w: &World, source: &str, n: usize) -> String {
                 for i in (sender..n).step_by(SENDERS) {
                     let id = format!("{prefix}_{i}");
                     let body = stripe_event(&id, i);
-                    let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body);
+                    let headers = match provider {
+                        Provider::Github => {
+                            signed(Provider::Github, GITHUB_SECRET, &id, 0, &body).with("X-GitHub-Event", "invoice")
+                        }
+                        _ => signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body),
+                    };
                     let reply = w.faults.post(&format!("/webhooks/{source}"), &headers, &body);
                     assert_eq!((reply.status, reply.json()["status"].clone()), (200, "accepted".into()), "{id}");
                 }
@@ -107,10 +113,10 @@ fn send(w: &World, source: &str, n: usize) -> String {
     prefix
 }
 
-/// Sends `n` distinct events and waits until each was delivered once.
-fn send_and_deliver(w: &World, n: usize) {
-    let prefix = send(w, "priced", n);
-    let got = w.dest.wait_for("/priced", n, Duration::from_secs(60), |r| {
+/// Sends `n` distinct events to `source` and waits until each was delivered once.
+fn send_and_deliver(w: &World, source: &str, provider: Provider, n: usize) {
+    let prefix = send(w, source, provider, n);
+    let got = w.dest.wait_for(&format!("/{source}"), n, Duration::from_secs(60), |r| {
         r.header("webhook-id").is_some_and(|id| id.starts_with(&prefix))
     });
     assert_eq!(got.len(), n, "every event delivered once");
@@ -139,10 +145,10 @@ fn one_event_costs(w: &World) {
 
     // A first round sets the steady state up: each shard's current partition (created once a
     // week in production), the destination's gate, the metrics rows. The second is measured.
-    send_and_deliver(w, EVENTS);
+    send_and_deliver(w, "priced", Provider::Stripe, EVENTS);
     Meter::reset(w).settled(Duration::from_secs(60));
     let mut meter = Meter::reset(w);
-    send_and_deliver(w, EVENTS);
+    send_and_deliver(w, "priced", Provider::Stripe, EVENTS);
     let counts = meter.settled(Duration::from_secs(60));
     let total = price("one accepted and delivered 1 KB Stripe event", &counts);
 
@@ -162,10 +168,21 @@ fn one_event_costs(w: &World) {
     assert!(rows < 3.5, "{rows:.2} rows written per event");
     assert!(total <= CEILING_PER_MILLION, "an event costs ${total:.2} per million, over ${CEILING_PER_MILLION}");
 
+    // A source whose event ids are not signed (GitHub): each event's signature is sealed
+    // (`ingest::seal_of`), one more row per event, and one more round of requests per batch.
+    let mut meter = Meter::reset(w);
+    send_and_deliver(w, "priced-github", Provider::Github, EVENTS);
+    let counts = meter.settled(Duration::from_secs(60));
+    let total = price("one accepted and delivered 1 KB GitHub event, its signature sealed", &counts);
+    let rows = counts["do_rows_written"] as f64 / EVENTS as f64;
+    // Taken, its outcome, its seal (GitHub's payloads carry no version to order by).
+    assert!(rows > 2.5 && rows < 3.5, "{rows:.2} rows written per event");
+    assert!(total <= CEILING_PER_MILLION, "a GitHub event costs ${total:.2} per million, over ${CEILING_PER_MILLION}");
+
     // A source with nowhere to deliver (capture only, ordering off): an event is complete once
     // captured, and the write that takes it says so. One row per event, not two.
     let mut meter = Meter::reset(w);
-    let prefix = send(w, "archived", EVENTS);
+    let prefix = send(w, "archived", Provider::Stripe, EVENTS);
     let counts = meter.settled(Duration::from_secs(60));
     price("one accepted 1 KB Stripe event captured without a destination", &counts);
     let listed = w.faults.admin_json(&format!("/admin/events?source=archived&limit={EVENTS}"));

@@ -90,6 +90,7 @@ fn main_sources(dest: &Destination, cli_sources: serde_json::Map<String, serde_j
     let mut sources = serde_json::json!({
         "stripe": {"provider": "stripe", "destination": d("/stripe")},
         "github": {"provider": "github", "destination": d("/github")},
+        "github-unsealed": {"provider": "github", "destination": d("/github-unsealed"), "one_event_per_signature": false},
         "standard": {"provider": "standard", "destination": d("/standard")},
         "rotating": {"provider": "stripe", "destination": d("/rotating")},
         "small": {"provider": "stripe", "max_body_bytes": 64},
@@ -182,6 +183,7 @@ fn start_world() -> World {
     }
     main_vars.push(("WEBHOOK_SECRET_GITHUB".into(), GITHUB_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_HUGE".into(), GITHUB_SECRET.into()));
+    main_vars.push(("WEBHOOK_SECRET_GITHUB_UNSEALED".into(), GITHUB_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_STANDARD".into(), STANDARD_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_ROTATING".into(), format!(r#"["{ROTATION_NEW}","{ROTATION_OLD}"]"#)));
     main_vars.push(("WEBHOOK_SECRET_BROKEN".into(), STRIPE_SECRET.into()));
@@ -197,6 +199,7 @@ fn start_world() -> World {
     let faults_toml = format!(
         "[vars.SOURCES.fragile]\nprovider = \"stripe\"\ndestination = {:?}\n\n\
          [vars.SOURCES.priced]\nprovider = \"stripe\"\ndestination = {:?}\n\n\
+         [vars.SOURCES.priced-github]\nprovider = \"github\"\ndestination = {:?}\n\n\
          [vars.SOURCES.archived]\nprovider = \"stripe\"\nordering = false\n\n\
          [vars.SOURCES.capped]\nprovider = \"stripe\"\ndestination = {:?}\nmax_attempts = 1\n\n\
          [vars.SOURCES.jepsen]\nprovider = \"stripe\"\ndestination = {:?}\n{fault_suite}\n\
@@ -204,12 +207,14 @@ fn start_world() -> World {
          destination = \"http://127.0.0.1:{refused_port}/refused\"\n{fault_suite}",
         dest.url("/fragile"),
         dest.url("/priced"),
+        dest.url("/priced-github"),
         dest.url("/capped"),
         dest.url("/jepsen")
     );
     let faults_secrets = common(vec![
         ("WEBHOOK_SECRET_FRAGILE", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_PRICED", STRIPE_SECRET.into()),
+        ("WEBHOOK_SECRET_PRICED_GITHUB", GITHUB_SECRET.into()),
         ("WEBHOOK_SECRET_ARCHIVED", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_CAPPED", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_JEPSEN", STRIPE_SECRET.into()),

@@ -43,7 +43,7 @@ mod zoom;
 use crate::error::Rejection;
 use crate::headers::{HeaderList, Headers};
 use crate::secret::{Secret, SecretEncoding, SecretSet, SigningKey};
-use crate::signature::{self, HashFn, Macs, NativeMacs};
+use crate::signature::{self, HashFn, Macs, NativeMacs, SealBy};
 use generic::GenericScheme;
 
 pub use standard::sign as sign_standard_webhooks;
@@ -127,19 +127,6 @@ pub struct Unsigned<'a> {
 pub struct Signed {
     pub headers: HeaderList,
     pub body: Vec<u8>,
-}
-
-/// What a signature covers, for its seal (see [`Provider::seal_scope`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SealScope {
-    /// The content, but not the event id or type (they travel in unsigned headers). A
-    /// provider may send one body as two event types (Shopify's `orders/create` and
-    /// `orders/updated` of an unchanged order), so the seal is the signature with the type:
-    /// those two are two events, while the same body and type under another id is a replay.
-    Content,
-    /// A one-time token, not the content (Mailgun): any content can travel with it, so the
-    /// seal is the signature alone, whatever the type.
-    Token,
 }
 
 /// The signature schemes edgehook understands.
@@ -302,17 +289,19 @@ impl Provider {
     /// What a request's signature must be kept from authenticating a second time, where the
     /// event id travels outside it (an unsigned header, or Mailgun's unsigned `event-data`):
     /// whoever holds one signed request could otherwise resend it under fresh ids, each copy a
-    /// new event. `None` where the signature covers the id (it cannot be changed), and for
-    /// GitLab, whose token authenticates nothing about the request.
-    pub fn seal_scope(self, req: Inbound<'_>, generic: Option<&GenericScheme>) -> Option<SealScope> {
+    /// new event. Twilio always: its id is the unsigned `I-Twilio-Idempotency-Token` when sent,
+    /// and adding one to a request sent without gives it a new id. `None` where the signature
+    /// covers the id, and for GitLab, whose token authenticates nothing about the request.
+    pub fn seal_by(self, generic: Option<&GenericScheme>) -> Option<SealBy> {
         match self {
-            Provider::Github | Provider::Shopify | Provider::Sentry | Provider::Linear => Some(SealScope::Content),
-            Provider::Twilio => header(req, "i-twilio-idempotency-token").map(|_| SealScope::Content),
+            Provider::Github | Provider::Shopify | Provider::Sentry | Provider::Linear | Provider::Twilio => {
+                Some(SealBy::Mac)
+            }
             Provider::Generic => match generic.and_then(|g| g.id.as_ref()) {
-                Some(generic::Locator::Header(_)) => Some(SealScope::Content),
+                Some(generic::Locator::Header(_)) => Some(SealBy::Mac),
                 _ => None,
             },
-            Provider::Mailgun => Some(SealScope::Token),
+            Provider::Mailgun => Some(SealBy::Message),
             _ => None,
         }
     }
