@@ -295,3 +295,20 @@ fn send(args: &Args) -> Result<(), String> {
     println!("{status} {text}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sample sent twice must be two signed requests where the provider's ids are unsigned:
+    /// edgehook records a resent one as `dropped` (one signature, one event).
+    #[test]
+    fn samples_of_sealed_providers_differ_from_send_to_send() {
+        for provider in Provider::ALL {
+            let (body, _) = samples::sample(provider);
+            if provider.seal_by(None).is_some() {
+                assert!(body.contains("{{id}}") || body.contains("{{now_ms}}"), "{}: {body}", provider.name());
+            }
+        }
+    }
+}

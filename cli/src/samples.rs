@@ -1,6 +1,8 @@
 //! A sample event body for each provider, shaped like that provider's real payloads, so that
 //! `edgehook send <source>` works without a file. `{{id}}` is replaced with a fresh event id and
-//! `{{now_ms}}` with the current time in milliseconds.
+//! `{{now_ms}}` with the current time in milliseconds. Every body that a signature is sealed by
+//! (providers whose ids are unsigned: `Provider::seal_by`) has one of them, so that each send is
+//! a new signed request, not a resend that edgehook would record as `dropped`.
 
 use edgehook_core::providers::Provider;
 
@@ -13,12 +15,12 @@ pub fn sample(provider: Provider) -> (&'static str, &'static [(&'static str, &'s
             &[JSON],
         ),
         Provider::Github => (
-            r#"{"action":"opened","issue":{"number":1,"title":"edgehook sample"},"repository":{"full_name":"octo/hello"}}"#,
+            r#"{"action":"opened","issue":{"number":1,"node_id":"{{id}}","title":"edgehook sample"},"repository":{"full_name":"octo/hello"}}"#,
             &[JSON, ("X-GitHub-Event", "issues")],
         ),
         Provider::Standard => (r#"{"type":"user.created","timestamp":"2024-01-01T00:00:00Z","data":{"id":"user_1"}}"#, &[JSON]),
         Provider::Shopify => (
-            r#"{"id":820982911946154508,"email":"jon@example.com","total_price":"199.00","currency":"USD"}"#,
+            r#"{"id":820982911946154508,"token":"{{id}}","email":"jon@example.com","total_price":"199.00","currency":"USD"}"#,
             &[JSON, ("X-Shopify-Topic", "orders/create"), ("X-Shopify-Shop-Domain", "sample.myshopify.com")],
         ),
         Provider::Slack => (
@@ -74,7 +76,7 @@ pub fn sample(provider: Provider) -> (&'static str, &'static [(&'static str, &'s
             &[JSON],
         ),
         Provider::Sentry => (
-            r#"{"action":"created","installation":{"uuid":"sample"},"data":{"issue":{"id":"1","title":"edgehook sample"}}}"#,
+            r#"{"action":"created","installation":{"uuid":"sample"},"data":{"issue":{"id":"{{id}}","title":"edgehook sample"}}}"#,
             &[JSON, ("Sentry-Hook-Resource", "issue")],
         ),
         Provider::Vercel => (

@@ -52,13 +52,17 @@ fn dev_command_serves_the_readme_example(_: &World) {
     let id = unique("evt_demo");
     assert_eq!(send("stripe", &id), format!(r#"{{"status":"accepted","id":"{id}"}}"#));
     assert_eq!(send("stripe", &id), format!(r#"{{"status":"duplicate","id":"{id}"}}"#));
-    for source in ["github", "standard"] {
-        let other = unique("demo");
-        assert_eq!(send(source, &other), format!(r#"{{"status":"accepted","id":"{other}"}}"#));
+    // Two GitHub demo events: each a signed request of its own (GitHub's delivery id is not
+    // signed, and a resent request would be recorded as dropped), so both are delivered.
+    let github = [unique("demo"), unique("demo")];
+    for (source, other) in [("github", &github[0]), ("github", &github[1]), ("standard", &unique("demo"))] {
+        assert_eq!(send(source, other), format!(r#"{{"status":"accepted","id":"{other}"}}"#));
     }
-    wait_until(Duration::from_secs(60), "the demo destination to print the delivery", || {
+    wait_until(Duration::from_secs(60), "the demo destination to print the deliveries", || {
         let out = std::fs::read_to_string(&log).unwrap_or_default();
-        out.contains(&format!("id={id} type=invoice.paid attempt=1 bytes=")) && out.contains("signature=valid")
+        out.contains(&format!("id={id} type=invoice.paid attempt=1 bytes="))
+            && github.iter().all(|g| out.contains(&format!("id={g} ")))
+            && out.contains("signature=valid")
     });
     let out = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!out.contains("signature=INVALID"), "{out}");
