@@ -237,7 +237,12 @@ impl Idempotency {
     /// Claims the seal `seal` (a signature's, `ingest::seal_of`) of `source` for the event
     /// `key`: granted to the first event to claim it, held by it for every other.
     pub async fn claim_seal(&self, source: &str, seal: &str, key: &str) -> Result<SealClaim> {
-        from_json(&self.submit(Op::Seal { key: seal_key(source, seal), event: key.to_owned() }).await?)
+        let held: Option<String> =
+            from_json(&self.submit(Op::Seal { key: seal_key(source, seal), event: key.to_owned() }).await?)?;
+        Ok(match held {
+            None => SealClaim::Granted,
+            Some(by) => SealClaim::Held { by },
+        })
     }
 
     /// Counts an explicit replay of `key`.
@@ -983,7 +988,11 @@ impl IdempotencyShard {
                 if let Some((holder, expires_ms)) = write {
                     self.put_value(&key, &holder, expires_ms, now).await?;
                 }
-                to_json(&answer)
+                let held = match answer {
+                    SealClaim::Granted => None,
+                    SealClaim::Held { by } => Some(by),
+                };
+                to_json(&held)
             }
             #[cfg(feature = "faults")]
             Op::Storage => {

@@ -360,9 +360,10 @@ pub fn seal_key(source: &str, seal: &str) -> String {
     format!("s:{source}:{seal}")
 }
 
-/// The answer to an event claiming its signature's seal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// The answer to an event claiming its signature's seal. (Sent between the worker's objects as
+/// the holder's key when it is another event's, `null` otherwise: `Option<String>`, whose serde
+/// code the bundle already has.)
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SealClaim {
     /// The seal is this event's: claimed now, or by the same event before (a copy of it, or
     /// the message again).
