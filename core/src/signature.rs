@@ -128,10 +128,10 @@ impl Macs for Sealing<'_> {
             Some(SealBy::Mac) => mac.to_vec(),
             Some(SealBy::Message) => {
                 use sha2::Digest;
-                // Each part with its length, so that parts cut elsewhere are another message.
+                // The parts run together, as the MAC covers them: the same bytes cut elsewhere
+                // are the same signed message.
                 let mut hash = Sha256::new();
                 for part in parts {
-                    hash.update((part.len() as u64).to_be_bytes());
                     hash.update(part);
                 }
                 hash.finalize().to_vec()

@@ -7,7 +7,7 @@
 //! Mailgun signs only the timestamp and token, never `event-data`: the body itself is not
 //! authenticated, only that Mailgun sent a request at that time. The timestamp must be within the
 //! source's tolerance, the idempotency record on `event-data.id` stops replays of that id, and
-//! the signature's seal (`Provider::seal_scope`) lets each signature carry one event id: a
+//! the signature's seal (`Provider::seal_by`) lets each signature carry one event id: a
 //! captured signature object cannot carry forged `event-data` under another.
 //! Event id: `event-data.id`. Event type: `event-data.event` (`delivered`).
 
