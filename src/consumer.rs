@@ -71,6 +71,10 @@ const MAX_ERROR_LEN: usize = 300;
 /// How often a resumed event waiting for its turn looks again.
 const TURN_POLL: Duration = Duration::from_millis(5);
 
+/// Added to the captured headers of a copy dropped as a resend of another event's signed
+/// request: that event's idempotency key (`source:id`).
+pub const REPLAY_OF_HEADER: &str = "x-edgehook-replay-of";
+
 /// The source name of heartbeat probes (not a valid source name, so never a real event's).
 pub const PROBE_SOURCE: &str = "_probe";
 
@@ -272,7 +276,7 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     let message_id = delivery.message.id();
     let asking =
         Message { id: &message_id, attempts: delivery.attempts, retry_token: meta.retry_token, replay: meta.replay };
-    let capture = Capture::of(meta, captured.clone());
+    let mut capture = Capture::of(meta, captured.clone());
     let count = |outcome| b.tally.borrow_mut().count(&meta.source, meta.event_type.as_deref(), outcome);
     let handler = handlers::find(&meta.source, meta.event_type.as_deref());
     // Out of order: older than what was delivered for its entity (replays are not judged).
@@ -295,6 +299,9 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
                 meta.source,
                 meta.id
             );
+            // Shown with its captured headers (as `x-edgehook-headers-truncated` is): why it
+            // was dropped, and for which event, without a look at the logs.
+            capture.headers.push((REPLAY_OF_HEADER.to_owned(), by.clone()));
             replay_of = Some(by);
         }
     }

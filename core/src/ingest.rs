@@ -181,8 +181,8 @@ pub fn verify_with(
 /// consumer lets the first event id taken under a seal have it, and drops any other id
 /// presenting it as a duplicate: a signed request resent under a fresh id is a replay (or the
 /// provider sending the same signed content again). The event type is left out: it travels
-/// unsigned too, and would let each resend under a new type pass as new. A hash, not the MAC
-/// itself, since captures redact signatures.
+/// unsigned too, and would let each resend under a new type pass as new. A hash: one length
+/// for every kind of signature, and Mailgun's signed token is never stored.
 pub fn seal_of(source: &str, signature: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
