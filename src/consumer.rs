@@ -291,7 +291,7 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     // recorded as `dropped` (captured, so that it can be inspected, and replayed should it be
     // the genuine one that lost a race) and counted as a duplicate, never delivered. Only a
     // first attempt claims: whatever carries an event on was claimed before it was taken.
-    let mut replay_of = None;
+    let mut resent = false;
     if let Some(seal) = meta.seal.as_deref().filter(|_| meta.retry_token.is_none() && !meta.replay && !meta.resumed) {
         if let SealClaim::Held { by } = b.store.claim_seal(&meta.source, seal, &key).await? {
             console_warn!(
@@ -301,21 +301,21 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
             );
             // Shown with its captured headers (as `x-edgehook-headers-truncated` is): why it
             // was dropped, and for which event, without a look at the logs.
-            capture.headers.push((REPLAY_OF_HEADER.to_owned(), by.clone()));
-            replay_of = Some(by);
+            capture.headers.push((REPLAY_OF_HEADER.to_owned(), by));
+            resent = true;
         }
     }
 
-    // What is known before the event is taken is recorded in the write that takes it: a
-    // replay of another event's signature, outside the allow-list, switched off, or (in a source with nowhere to deliver and no handler, for
-    // an event without an entity version to judge or record, arriving with its body inline)
-    // complete once captured. A body kept elsewhere (claim-checked in R2, or a replayed or
-    // resumed event's captured segment) still takes the long way, where it is loaded as for a
-    // delivery: a body missing from storage is dead-lettered. If the object's answer is lost
-    // after it settled, the message's retry is answered `Settled` again (the record keeps the
-    // settling message as its owner) and counted with its outcome, once (see `begin_settled`
-    // for the rarer case this counts twice).
-    let settled = if replay_of.is_some() {
+    // What is known before the event is taken is recorded in the write that takes it: a resend
+    // of another event's signed request, outside the allow-list, switched off, or (in a source
+    // with nowhere to deliver and no handler, for an event without an entity version to judge
+    // or record, arriving with its body inline) complete once captured. A body kept elsewhere
+    // (claim-checked in R2, or a replayed or resumed event's captured segment) still takes the
+    // long way, where it is loaded as for a delivery: a body missing from storage is
+    // dead-lettered. If the object's answer is lost after it settled, the message's retry is
+    // answered `Settled` again (the record keeps the settling message as its owner) and counted
+    // with its outcome, once (see `begin_settled` for the rarer case this counts twice).
+    let settled = if resent {
         Some((Outcome::Dropped, Counted::Duplicate))
     } else if meta.filtered {
         Some((Outcome::Filtered, Counted::Filtered))
