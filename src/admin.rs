@@ -165,10 +165,10 @@ async fn get_event(env: &Env, source: &str, id: &str) -> Result<Response> {
     let Some(event) = store(env)?.get(&idempotency_key(source, id)).await? else {
         return not_found();
     };
-    let body = blobs::load(env, &event.capture.body, &[]).await?;
+    let (headers, body) = blobs::load_capture(env, &event.capture).await?;
     let c = &event.capture;
     let headers: Vec<_> =
-        c.headers.iter().map(|(name, value)| serde_json::json!({ "name": name, "value": value })).collect();
+        headers.iter().map(|(name, value)| serde_json::json!({ "name": name, "value": value })).collect();
     let reply = serde_json::json!({
         "source": c.source,
         "id": c.id,

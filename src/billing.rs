@@ -24,10 +24,13 @@ pub enum Op {
     R2ClassA,
     /// R2 get and head.
     R2ClassB,
+    /// Bytes put into R2 (segments and claim-checked bodies): billed as stored data, per
+    /// GB-month, for as long as they are kept.
+    R2BytesStored,
 }
 
 #[cfg(feature = "faults")]
-const OPS: [(Op, &str); 9] = [
+const OPS: [(Op, &str); 10] = [
     (Op::WorkerRequest, "worker_requests"),
     (Op::WorkerInvocation, "worker_invocations"),
     (Op::DoRequest, "do_requests"),
@@ -37,11 +40,12 @@ const OPS: [(Op, &str); 9] = [
     (Op::QueueDelete, "queue_deletes"),
     (Op::R2ClassA, "r2_class_a"),
     (Op::R2ClassB, "r2_class_b"),
+    (Op::R2BytesStored, "r2_bytes_stored"),
 ];
 
 #[cfg(feature = "faults")]
 thread_local! {
-    static COUNTS: std::cell::RefCell<[u64; 9]> = const { std::cell::RefCell::new([0; 9]) };
+    static COUNTS: std::cell::RefCell<[u64; 10]> = const { std::cell::RefCell::new([0; 10]) };
 }
 
 /// Records `n` operations of kind `op`.
@@ -66,7 +70,7 @@ pub fn snapshot(reset: bool) -> String {
         let fields: Vec<String> =
             OPS.iter().zip(counts.iter()).map(|((_, name), n)| format!(r#""{name}":{n}"#)).collect();
         if reset {
-            *counts = [0; 9];
+            *counts = [0; 10];
         }
         format!("{{{}}}", fields.join(","))
     })
@@ -90,5 +94,11 @@ impl Sql {
         #[cfg(feature = "faults")]
         count(Op::DoRowWritten, cursor.rows_written() as u64);
         Ok(cursor)
+    }
+
+    /// The database's size in bytes: what Cloudflare bills as stored data.
+    #[cfg(feature = "faults")]
+    pub fn database_size(&self) -> usize {
+        self.0.database_size()
     }
 }

@@ -8,7 +8,7 @@
 
 use crate::billing::{self, Op as Billed};
 use crate::env::{self, bindings};
-use edgehook_core::capture::{expired_key, timed_key, BODY_PREFIX, SEGMENT_PREFIX};
+use edgehook_core::capture::{self, expired_key, timed_key, Capture, HeaderPairs, BODY_PREFIX, SEGMENT_PREFIX};
 use edgehook_core::envelope::BodyRef;
 use wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
@@ -23,6 +23,7 @@ const SWEEP_BATCH: u32 = 1_000;
 /// under the isolate's 128 MB.)
 pub async fn put_body(env: &Env, key: &str, body: &[u8]) -> Result<()> {
     billing::count(Billed::R2ClassA, 1);
+    billing::count(Billed::R2BytesStored, body.len() as u64);
     let bucket = js_sys::Reflect::get(env, &bindings::BLOBS.into())?;
     let put: js_sys::Function = js_sys::Reflect::get(&bucket, &"put".into())?.dyn_into()?;
     let written = put.call2(&bucket, &key.into(), &js_sys::Uint8Array::from(body))?;
@@ -47,12 +48,15 @@ impl Segment {
         Segment { key: timed_key(SEGMENT_PREFIX, env::now_ms(), &env::random_id()), bytes: Vec::new(), bodies: 0 }
     }
 
-    /// Appends `body`; returns where it will be once the segment is stored.
-    pub fn push(&mut self, body: &[u8]) -> BodyRef {
+    /// Appends `headers` (unless there are none) and then `body`; returns where the body will
+    /// be once the segment is stored, and how many bytes right before it hold the headers.
+    pub fn push(&mut self, headers: &[(String, String)], body: &[u8]) -> (BodyRef, u64) {
+        let stored_headers = if headers.is_empty() { Vec::new() } else { capture::headers_json(headers) };
+        self.bytes.extend_from_slice(&stored_headers);
         let offset = self.bytes.len() as u64;
         self.bytes.extend_from_slice(body);
         self.bodies += 1;
-        BodyRef::Segment { key: self.key.clone(), offset, len: body.len() as u64 }
+        (BodyRef::Segment { key: self.key.clone(), offset, len: body.len() as u64 }, stored_headers.len() as u64)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -61,6 +65,7 @@ impl Segment {
 
     pub async fn store(self, env: &Env) -> Result<()> {
         billing::count(Billed::R2ClassA, 1);
+        billing::count(Billed::R2BytesStored, self.bytes.len() as u64);
         env.bucket(bindings::BLOBS)?.put(&self.key, self.bytes).execute().await?;
         Ok(())
     }
@@ -86,6 +91,27 @@ pub async fn load(env: &Env, body: &BodyRef, inline: &[u8]) -> Result<Option<Vec
         None => Ok(None),
         Some(body) => Ok(Some(body.bytes().await?)),
     }
+}
+
+/// A captured event's headers and body: the headers its record keeps and, when the segment
+/// holds the others right before the body, those first, read with the body in one request.
+/// The body is `None` when it is gone from storage (the headers kept elsewhere with it).
+pub async fn load_capture(env: &Env, capture: &Capture) -> Result<(HeaderPairs, Option<Vec<u8>>)> {
+    let (BodyRef::Segment { key, offset, len }, stored @ 1..) = (&capture.body, capture.stored_headers) else {
+        return Ok((capture.headers.clone(), load(env, &capture.body, &[]).await?));
+    };
+    billing::count(Billed::R2ClassB, 1);
+    let range = Range::OffsetWithLength { offset: offset.saturating_sub(stored), length: len + stored };
+    let object = env.bucket(bindings::BLOBS)?.get(key).range(range).execute().await?;
+    let Some(read) = object.as_ref().and_then(|o| o.body()) else {
+        return Ok((capture.headers.clone(), None));
+    };
+    let bytes = read.bytes().await?;
+    let Some((mut headers, body)) = capture::split_stored(&bytes, stored) else {
+        return Err(worker::Error::RustError(format!("capture segment {key}: its headers do not read back")));
+    };
+    headers.extend(capture.headers.iter().cloned());
+    Ok((headers, Some(body.to_vec())))
 }
 
 /// Deletes segments and claim-checked bodies written in hours before `cutoff_ms`, a bounded

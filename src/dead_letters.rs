@@ -209,6 +209,7 @@ async fn keep(env: &Env, letter: &DeadLetter, settled: &[u8]) -> Result<()> {
     let bucket = env.bucket(bindings::BLOBS)?;
     let stored = self_contained(env, settled).await?;
     billing::count(Billed::R2ClassA, 1);
+    billing::count(Billed::R2BytesStored, stored.len() as u64);
     bucket.put(letter.storage_key(), stored).custom_metadata(letter.to_metadata()).execute().await?;
     Ok(())
 }

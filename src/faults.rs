@@ -33,7 +33,8 @@
 //! - `GET /__faults/record?source=S&id=I` answers an event's status as the idempotency store
 //!   reads it (`null` when it holds none), for the instance without an admin token;
 //! - `GET /__faults/storage` says how many time partitions and stored events the idempotency
-//!   shards hold, so tests can watch expiry drop them;
+//!   shards hold, and the bytes of their databases, so tests can watch expiry drop them and
+//!   measure what an event occupies;
 //! - `GET /__faults/web-crypto?source=S` says how many HMACs Web Crypto computed to verify
 //!   S's requests (large bodies only), so tests can tell which path verified them;
 //! - `POST /__faults/verify?provider=P&impl=rust|webcrypto&size=BYTES&n=N` verifies a request
@@ -223,8 +224,8 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             http::json(200, serde_json::json!({ "status": status }).to_string())
         }
         "/__faults/storage" => {
-            let (partitions, events) = crate::idempotency::Idempotency::new(env)?.storage().await?;
-            http::json(200, format!(r#"{{"partitions":{partitions},"events":{events}}}"#))
+            let (partitions, events, bytes) = crate::idempotency::Idempotency::new(env)?.storage().await?;
+            http::json(200, format!(r#"{{"partitions":{partitions},"events":{events},"bytes":{bytes}}}"#))
         }
         "/__faults/billing" => http::json(200, crate::billing::snapshot(req.method() == worker::Method::Post)),
         "/__faults/object" => {

@@ -304,11 +304,12 @@ impl Idempotency {
         })
     }
 
-    /// Live partitions and events stored, summed over the shards.
+    /// Live partitions, events stored and the bytes of the shards' databases, summed over the
+    /// shards.
     #[cfg(feature = "faults")]
-    pub async fn storage(&self) -> Result<(usize, u64)> {
-        let answers = self.ask_all::<(usize, u64)>(&Op::Storage).await?;
-        Ok(answers.iter().fold((0, 0), |(p, n), (q, m)| (p + q, n + m)))
+    pub async fn storage(&self) -> Result<(usize, u64, u64)> {
+        let answers = self.ask_all::<(usize, u64, u64)>(&Op::Storage).await?;
+        Ok(answers.iter().fold((0, 0, 0), |(p, n, b), (q, m, c)| (p + q, n + m, b + c)))
     }
 
     /// Records a dead letter that the queue moved to the dead-letter queue by itself, and says
@@ -428,7 +429,7 @@ impl EventRow {
         self.event_type.clone_from(&capture.event_type);
         self.content_type.clone_from(&capture.content_type);
         self.received_at_ms = Some(capture.received_at_ms);
-        self.headers = Some(serde_json::to_string(&capture.headers)?);
+        self.headers = Some(edgehook_core::capture::record_headers(capture));
         self.body = Some(serde_json::to_string(&capture.body)?);
         self.position = capture.position.as_ref().map(serde_json::to_string).transpose()?;
         self.retained_until_ms = Some(capture.received_at_ms.saturating_add(retention_ms));
@@ -446,15 +447,18 @@ impl EventRow {
 
     fn capture(&self) -> Result<Capture> {
         let text = |field: &Option<String>| field.clone().unwrap_or_default();
+        let (headers, stored_headers) =
+            edgehook_core::capture::parse_record_headers(self.headers.as_deref().unwrap_or("[]"))?;
         Ok(Capture {
             source: text(&self.source),
             id: text(&self.event_id),
             event_type: self.event_type.clone(),
             content_type: self.content_type.clone(),
             received_at_ms: self.received_at_ms.unwrap_or(0),
-            headers: serde_json::from_str(self.headers.as_deref().unwrap_or("[]"))?,
+            headers,
             body: serde_json::from_str(self.body.as_deref().unwrap_or("null"))?,
             position: self.position.as_deref().map(serde_json::from_str).transpose()?,
+            stored_headers,
         })
     }
 
@@ -1008,7 +1012,9 @@ impl IdempotencyShard {
                         .to_array()?;
                     events += counted.first().map_or(0, |c| c.n);
                 }
-                to_json(&(self.live.borrow().len(), events))
+                // The database's size is what Cloudflare bills as stored data (and caps at 10 GB
+                // an object): the cost test divides its growth by the events it stored.
+                to_json(&(self.live.borrow().len(), events, self.sql.database_size() as u64))
             }
             Op::Oldest => {
                 let answer = self.with_tracked(|t| Oldest {

@@ -1,10 +1,13 @@
 //! Capture: what edgehook keeps of every event it accepted, for inspection and replay.
 //!
-//! Each event's record (in its idempotency shard) carries the request headers (secrets redacted),
-//! where its exact body is in R2, its status and every delivery attempt. Bodies are written to R2
-//! in segments, one object per consumer batch holding every new body of the batch, so capture
-//! costs one R2 write per batch rather than per event; a body already claim-checked in R2 is
-//! referenced where it is. Everything is kept for `CAPTURE_RETENTION_SECS` (default 30 days).
+//! Each event's record (in its idempotency shard) carries where its exact body is in R2, its
+//! status and every delivery attempt. Bodies are written to R2 in segments, one object per
+//! consumer batch holding every new body of the batch, so capture costs one R2 write per batch
+//! rather than per event; a body already claim-checked in R2 is referenced where it is. The
+//! request headers (secrets redacted) go into the segment too, right before the body: they are
+//! most of what a record would otherwise hold, and a Durable Object's storage costs over ten
+//! times R2's and ends at 10 GB an object ([`record_headers`]). Everything is kept for
+//! `CAPTURE_RETENTION_SECS` (default 30 days).
 
 use crate::envelope::{BodyRef, EventMeta};
 use crate::flags::{Flags, Mode};
@@ -95,12 +98,68 @@ pub struct Capture {
     pub event_type: Option<String>,
     pub content_type: Option<String>,
     pub received_at_ms: i64,
-    /// Request headers, credentials redacted.
+    /// Request headers, credentials redacted: those the record keeps. When `stored_headers` is
+    /// not 0, the headers as received are in the capture segment instead, and these are only
+    /// what edgehook added once it took the event (`x-edgehook-replay-of`).
     pub headers: Vec<(String, String)>,
     pub body: BodyRef,
     /// Its entity and version, for sources with `ordering`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<Position>,
+    /// How many bytes of the segment, right before the body, hold the received headers (their
+    /// JSON, as [`headers_json`] writes it); 0 when the record holds them all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stored_headers: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Captured headers: names and values, in the order received.
+pub type HeaderPairs = Vec<(String, String)>;
+
+/// Headers as stored in a capture segment: a JSON array of `[name, value]` pairs.
+pub fn headers_json(headers: &[(String, String)]) -> Vec<u8> {
+    serde_json::to_vec(headers).unwrap_or_else(|_| b"[]".to_vec())
+}
+
+/// A capture's headers as its record's `headers` column holds them: the JSON array of the
+/// headers themselves when the record holds them all (as every record did before segments held
+/// them, so older rows read as they are); the number of bytes the segment holds them in; or, when
+/// edgehook also added some, `{"stored": <bytes>, "added": [...]}`.
+pub fn record_headers(capture: &Capture) -> String {
+    let listed = || String::from_utf8(headers_json(&capture.headers)).unwrap_or_else(|_| "[]".to_owned());
+    match (capture.stored_headers, capture.headers.is_empty()) {
+        (0, _) => listed(),
+        (stored, true) => stored.to_string(),
+        (stored, false) => format!(r#"{{"stored":{stored},"added":{}}}"#, listed()),
+    }
+}
+
+#[derive(Deserialize)]
+struct StoredAndAdded {
+    stored: u64,
+    added: HeaderPairs,
+}
+
+/// A record's `headers` column read back ([`record_headers`]): the headers it holds, and how many
+/// bytes of the segment hold the others.
+pub fn parse_record_headers(column: &str) -> serde_json::Result<(HeaderPairs, u64)> {
+    match column.trim_start().as_bytes().first() {
+        Some(b'{') => serde_json::from_str::<StoredAndAdded>(column).map(|s| (s.added, s.stored)),
+        Some(b'[') => Ok((serde_json::from_str(column)?, 0)),
+        _ => Ok((Vec::new(), serde_json::from_str(column)?)),
+    }
+}
+
+/// What a segment holds for a capture with `stored` bytes of headers, read from the start of
+/// its headers to the end of its body: the headers and the body. `None` when the bytes are not
+/// what was written (too short, or headers that do not parse).
+pub fn split_stored(bytes: &[u8], stored: u64) -> Option<(HeaderPairs, &[u8])> {
+    let at = usize::try_from(stored).ok().filter(|&at| at <= bytes.len())?;
+    let (headers, body) = bytes.split_at(at);
+    Some((serde_json::from_slice(headers).ok()?, body))
 }
 
 impl Capture {
@@ -115,7 +174,18 @@ impl Capture {
             headers: meta.headers.clone(),
             body,
             position: meta.position.clone(),
+            stored_headers: 0,
         }
+    }
+
+    /// The same capture with its received headers in the segment, the `len` bytes before its
+    /// body, rather than in its record.
+    pub fn with_stored_headers(mut self, len: u64) -> Capture {
+        if len > 0 {
+            self.headers.clear();
+            self.stored_headers = len;
+        }
+        self
     }
 
     /// A message that carries the captured event on: a `replay` (delivered whatever its record
@@ -373,6 +443,42 @@ mod tests {
         ];
         let ids: Vec<String> = to_resume(rows, &flags, now).into_iter().map(|h| h.capture.id).collect();
         assert_eq!(ids, ["a", "long-ago", "c"]);
+    }
+
+    #[test]
+    fn headers_stored_in_the_segment_leave_the_record_a_length() {
+        let received =
+            vec![("content-type".to_owned(), "application/json".to_owned()), ("x-a".to_owned(), "1".to_owned())];
+        let meta = EventMeta { headers: received.clone(), ..EventMeta::first_attempt("s", "e", 1, BodyRef::Inline) };
+        let body = BodyRef::Segment { key: "captures/h1/x".into(), offset: 40, len: 3 };
+        let stored = headers_json(&received);
+
+        // Held in the record: the column is the list, as rows written before segments held
+        // headers are, and reads back as it was.
+        let kept = Capture::of(&meta, body.clone());
+        assert_eq!(record_headers(&kept), String::from_utf8(stored.clone()).unwrap());
+        assert_eq!(parse_record_headers(&record_headers(&kept)).unwrap(), (received.clone(), 0));
+        assert_eq!(Capture::of(&meta, body.clone()).with_stored_headers(0), kept, "0: nothing stored elsewhere");
+
+        // In the segment: the record keeps a length, and what was added later beside it.
+        let mut moved = Capture::of(&meta, body).with_stored_headers(stored.len() as u64);
+        assert!(moved.headers.is_empty());
+        assert_eq!(record_headers(&moved), stored.len().to_string());
+        assert_eq!(parse_record_headers(&record_headers(&moved)).unwrap(), (vec![], stored.len() as u64));
+        moved.headers.push(("x-edgehook-replay-of".into(), "s:first".into()));
+        let column = record_headers(&moved);
+        assert_eq!(parse_record_headers(&column).unwrap(), (moved.headers.clone(), stored.len() as u64));
+        // A capture travels to its shard as JSON: the length goes with it.
+        let travelled: Capture = serde_json::from_str(&serde_json::to_string(&moved).unwrap()).unwrap();
+        assert_eq!(travelled, moved);
+
+        // Read back from the segment: the headers, then the body.
+        let mut segment = stored.clone();
+        segment.extend_from_slice(b"abc");
+        assert_eq!(split_stored(&segment, stored.len() as u64), Some((received, &b"abc"[..])));
+        assert_eq!(split_stored(&segment, segment.len() as u64 + 1), None, "shorter than its headers");
+        assert_eq!(split_stored(&segment, 5), None, "not where the headers end");
+        assert!(parse_record_headers("{").is_err() && parse_record_headers("x").is_err());
     }
 
     #[test]

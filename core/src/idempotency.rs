@@ -45,9 +45,12 @@ use serde::{Deserialize, Serialize};
 /// locally, a SQLite file per event); one object for everything would serialise all traffic
 /// through a single thread. With 16 shards the consumer sends one request per shard for all the
 /// operations of a batch (about 6 records per request for a batch of 100), and each object's
-/// load stays far below its limits at queue-scale rates (5,000 events/s per queue is about 310
-/// records/s per shard, in about 50 requests). Every key still has exactly one strongly
-/// consistent owner. Changing it re-homes keys, so it is a constant, not a setting.
+/// request load stays far below its limits at queue-scale rates (5,000 events/s per queue is
+/// about 310 records/s per shard, in about 50 requests). Storage is what ends first: 10 GB an
+/// object, about 500-700 bytes an event held for the TTL (or the retention, if longer) plus
+/// half a time partition, which is a sustained average of roughly 80 events/s in all at the
+/// 30-day defaults (README, "What the idempotency shards can hold"). Every key still has exactly
+/// one strongly consistent owner. Changing it re-homes keys, so it is a constant, not a setting.
 pub const SHARDS: u32 = 16;
 
 /// The shard that owns `key`: the first 8 bytes of its SHA-256, modulo [`SHARDS`].

@@ -291,6 +291,7 @@ const SOLO: &[Test] = &[
         bursts::a_burst_of_5000_is_delivered_once_within_the_rate_limit,
     ),
     cost::SOLO,
+    cost::HEADERS,
     ("expired_events_leave_storage", idempotency::expired_events_leave_storage),
     // Alone, so that its crashes cut no other test's batches and its latencies are its own.
     soak::SOLO,
