@@ -101,7 +101,7 @@ pub fn dashboard() -> Result<Response> {
 pub async fn public_health(env: &Env) -> Result<Response> {
     let config = env::config(env);
     let report = match Control::new(env) {
-        Ok(control) => control.health((config.settings.health_max_lag_secs as i64).saturating_mul(1000)).await,
+        Ok(control) => control.health(&config.settings).await,
         Err(e) => Err(e),
     };
     match report {
@@ -333,6 +333,6 @@ async fn metrics(env: &Env, json: bool) -> Result<Response> {
 /// `GET /admin/health`: the full report.
 async fn health(env: &Env) -> Result<Response> {
     let config = env::config(env);
-    let report = Control::new(env)?.health((config.settings.health_max_lag_secs as i64).saturating_mul(1000)).await?;
+    let report = Control::new(env)?.health(&config.settings).await?;
     http::json(200, serde_json::to_string(&report)?)
 }

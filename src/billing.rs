@@ -96,8 +96,7 @@ impl Sql {
         Ok(cursor)
     }
 
-    /// The database's size in bytes: what Cloudflare bills as stored data.
-    #[cfg(feature = "faults")]
+    /// The database's size in bytes: what Cloudflare bills as stored data, and caps at 10 GB.
     pub fn database_size(&self) -> usize {
         self.0.database_size()
     }

@@ -9,6 +9,7 @@
 use crate::billing::Sql;
 use crate::env::{bindings, now_ms};
 use crate::http::{request_json, to_json};
+use edgehook_core::config::Settings;
 use edgehook_core::flags::{Flag, Flags, Mode};
 use edgehook_core::health::{self, Alert, AlertState, Inputs, Report, Thresholds};
 use edgehook_core::metrics::{Histogram, Metrics, Outcome, Series, MAX_SERIES};
@@ -66,6 +67,8 @@ pub struct Measured {
     pub open_circuits: Vec<String>,
     /// What could not be read: health is degraded while anything is (see `health::Inputs`).
     pub unmeasured: Vec<String>,
+    /// The storage of the fullest idempotency shard (0 when the shards could not be read).
+    pub fullest_shard_bytes: u64,
 }
 
 /// The heartbeat's findings, and the alert they call for.
@@ -102,10 +105,13 @@ enum Op {
         open_circuits: Vec<String>,
         #[serde(default)]
         unmeasured: Vec<String>,
+        fullest_shard_bytes: u64,
         max_lag_ms: i64,
+        max_shard_bytes: u64,
     },
     Health {
         max_lag_ms: i64,
+        max_shard_bytes: u64,
     },
 }
 
@@ -180,15 +186,27 @@ impl Control {
 
     /// Records a heartbeat with what the cron trigger measured, evaluates health, and says
     /// which alert to send.
-    pub async fn heartbeat(&self, measured: Measured, max_lag_ms: i64) -> Result<Beat> {
-        let Measured { probe_id, dead_letters, oldest_open_ms, open_circuits, unmeasured } = measured;
-        let op = Op::Heartbeat { probe_id, dead_letters, oldest_open_ms, open_circuits, unmeasured, max_lag_ms };
+    pub async fn heartbeat(&self, measured: Measured, settings: &Settings) -> Result<Beat> {
+        let Measured { probe_id, dead_letters, oldest_open_ms, open_circuits, unmeasured, fullest_shard_bytes } =
+            measured;
+        let (max_lag_ms, max_shard_bytes) = limits(settings);
+        let op = Op::Heartbeat {
+            probe_id,
+            dead_letters,
+            oldest_open_ms,
+            open_circuits,
+            unmeasured,
+            fullest_shard_bytes,
+            max_lag_ms,
+            max_shard_bytes,
+        };
         self.call(&op).await
     }
 
     /// The health as of now (the last heartbeat's measurements, aged to now).
-    pub async fn health(&self, max_lag_ms: i64) -> Result<Report> {
-        self.call(&Op::Health { max_lag_ms }).await
+    pub async fn health(&self, settings: &Settings) -> Result<Report> {
+        let (max_lag_ms, max_shard_bytes) = limits(settings);
+        self.call(&Op::Health { max_lag_ms, max_shard_bytes }).await
     }
 }
 
@@ -295,7 +313,16 @@ impl DurableObject for ControlObject {
                 to_json(&())?
             }
             Op::Metrics => to_json(&self.metrics()?)?,
-            Op::Heartbeat { probe_id, dead_letters, oldest_open_ms, open_circuits, unmeasured, max_lag_ms } => {
+            Op::Heartbeat {
+                probe_id,
+                dead_letters,
+                oldest_open_ms,
+                open_circuits,
+                unmeasured,
+                fullest_shard_bytes,
+                max_lag_ms,
+                max_shard_bytes,
+            } => {
                 let window: Window = self.get_state("window")?.unwrap_or_default();
                 // Dead letters that could not be counted are the last count plus those the
                 // consumer reported since: their growth still shows, and a failed count never
@@ -328,9 +355,10 @@ impl DurableObject for ControlObject {
                     attempts_failed: window.attempts_failed,
                     open_circuits,
                     unmeasured,
+                    fullest_shard_bytes,
                 };
                 self.put_state("inputs", &inputs)?;
-                let report = health::evaluate(&inputs, &thresholds(max_lag_ms));
+                let report = health::evaluate(&inputs, &thresholds(max_lag_ms, max_shard_bytes));
                 let alerts: AlertState = self.get_state("alerts")?.unwrap_or_default();
                 let (alerts, alert) = health::next_alert(alerts, report.status);
                 self.put_state("alerts", &alerts)?;
@@ -340,21 +368,26 @@ impl DurableObject for ControlObject {
                 });
                 to_json(&Beat { report, alert })?
             }
-            Op::Health { max_lag_ms } => {
+            Op::Health { max_lag_ms, max_shard_bytes } => {
                 // The last heartbeat's measurements, aged to now: a stopped cron trigger or
                 // consumer shows here even though nothing new was measured.
                 let mut inputs: Inputs = self.get_state("inputs")?.unwrap_or_default();
                 inputs.now_ms = now;
                 inputs.oldest_unseen_probe_ms = self.oldest_unseen_probe()?;
-                to_json(&health::evaluate(&inputs, &thresholds(max_lag_ms)))?
+                to_json(&health::evaluate(&inputs, &thresholds(max_lag_ms, max_shard_bytes)))?
             }
         };
         Response::ok(reply.get())
     }
 }
 
-fn thresholds(max_lag_ms: i64) -> Thresholds {
-    Thresholds { max_lag_ms, ..Thresholds::default() }
+fn thresholds(max_lag_ms: i64, max_shard_bytes: u64) -> Thresholds {
+    Thresholds { max_lag_ms, max_shard_bytes, ..Thresholds::default() }
+}
+
+/// The configured health limits, as the control object's operations carry them.
+fn limits(settings: &Settings) -> (i64, u64) {
+    ((settings.health_max_lag_secs as i64).saturating_mul(1000), settings.health_max_shard_bytes)
 }
 
 impl ControlObject {

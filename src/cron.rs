@@ -1,7 +1,8 @@
 //! The cron trigger (every minute): heartbeat and health, alerts, retention, resumption.
 //!
 //! Each run:
-//! 1. measures what health needs: the oldest open event (all shards), the stored dead letters;
+//! 1. measures what health needs: the oldest open event and the fullest storage (all shards),
+//!    the stored dead letters;
 //! 2. records the heartbeat in the control object, which evaluates health and says whether the
 //!    state changed enough to alert (one alert on degrading, one on recovering);
 //! 3. puts a probe on the event queue: the consumer reports it, and a probe nobody reports is
@@ -61,10 +62,15 @@ pub async fn tick(env: &Env) {
     };
     let open_circuits = open_circuits(env, &config, &mut unmeasured).await;
     let probe_id = env::random_id();
-    let max_lag_ms = (config.settings.health_max_lag_secs as i64).saturating_mul(1000);
-    let measured =
-        Measured { probe_id: probe_id.clone(), dead_letters, oldest_open_ms: oldest.open, open_circuits, unmeasured };
-    match control.heartbeat(measured, max_lag_ms).await {
+    let measured = Measured {
+        probe_id: probe_id.clone(),
+        dead_letters,
+        oldest_open_ms: oldest.open,
+        open_circuits,
+        unmeasured,
+        fullest_shard_bytes: oldest.stored_bytes,
+    };
+    match control.heartbeat(measured, &config.settings).await {
         Ok(beat) => {
             if let Some(kind) = beat.alert {
                 let text = match kind {

@@ -141,6 +141,9 @@ pub struct Oldest {
     pub open: Option<i64>,
     /// Held by a `paused` kill switch: bodies this old must outlive the retention sweep.
     pub held: Option<i64>,
+    /// The shard's database size (over all shards: the largest), which ends at 10 GB.
+    #[serde(default)]
+    pub stored_bytes: u64,
 }
 
 /// One captured event as the admin API shows it.
@@ -301,6 +304,7 @@ impl Idempotency {
         Ok(Oldest {
             open: answers.iter().filter_map(|o| o.open).min(),
             held: answers.iter().filter_map(|o| o.held).min(),
+            stored_bytes: answers.iter().map(|o| o.stored_bytes).max().unwrap_or(0),
         })
     }
 
@@ -1020,6 +1024,7 @@ impl IdempotencyShard {
                 let answer = self.with_tracked(|t| Oldest {
                     open: t.open.values().min().copied(),
                     held: t.held.values().map(|(at, _, _)| *at).min(),
+                    stored_bytes: self.sql.database_size() as u64,
                 })?;
                 to_json(&answer)
             }

@@ -28,6 +28,7 @@ pub mod vars {
     pub const ALERT_URL: &str = "ALERT_URL";
     pub const CAPTURE_RETENTION_SECS: &str = "CAPTURE_RETENTION_SECS";
     pub const HEALTH_MAX_LAG_SECS: &str = "HEALTH_MAX_LAG_SECS";
+    pub const HEALTH_MAX_SHARD_BYTES: &str = "HEALTH_MAX_SHARD_BYTES";
 }
 
 /// Defaults, from SPEC section 1.
@@ -38,6 +39,8 @@ pub mod defaults {
     pub const IDEMPOTENCY_TTL_SECS: u64 = 30 * 24 * 3600;
     pub const CAPTURE_RETENTION_SECS: u64 = 30 * 24 * 3600;
     pub const HEALTH_MAX_LAG_SECS: u64 = 300;
+    /// 80% of what a Durable Object may store: time to act before a shard refuses new records.
+    pub const HEALTH_MAX_SHARD_BYTES: u64 = 8_000_000_000;
     pub const BREAKER_FAILURES: u32 = 5;
     pub const BREAKER_COOLDOWN_SECS: u64 = 10;
     pub const BREAKER_MAX_COOLDOWN_SECS: u64 = 300;
@@ -61,6 +64,9 @@ pub mod limits {
     /// arithmetic stays far from overflowing (a TTL that overflowed would expire every id at
     /// once, and deduplicate nothing).
     pub const MAX_DURATION_SECS: u64 = 10 * 365 * 24 * 3600;
+    /// What a SQLite-backed Durable Object may store (Cloudflare's limit per object): an
+    /// idempotency shard this full refuses new records.
+    pub const SHARD_STORAGE_BYTES: u64 = 10_000_000_000;
     /// Longest allowed source name (`[a-z0-9][a-z0-9_-]{0,63}`).
     pub const MAX_SOURCE_NAME: usize = 64;
 }
@@ -150,6 +156,8 @@ pub struct Settings {
     pub capture_retention_secs: u64,
     /// Processing lag past which `/health` is degraded.
     pub health_max_lag_secs: u64,
+    /// Storage of the fullest idempotency shard past which `/health` is degraded.
+    pub health_max_shard_bytes: u64,
     /// Key that signs forwarded requests; required as soon as one source has a destination.
     pub destination_secret: Option<Secret>,
     pub alert_url: Option<String>,
@@ -281,6 +289,20 @@ impl Settings {
         let idempotency_ttl_secs = seconds(vars::IDEMPOTENCY_TTL_SECS, defaults::IDEMPOTENCY_TTL_SECS);
         let capture_retention_secs = seconds(vars::CAPTURE_RETENTION_SECS, defaults::CAPTURE_RETENTION_SECS);
         let health_max_lag_secs = seconds(vars::HEALTH_MAX_LAG_SECS, defaults::HEALTH_MAX_LAG_SECS);
+        let health_max_shard_bytes = match var(vars::HEALTH_MAX_SHARD_BYTES) {
+            None => defaults::HEALTH_MAX_SHARD_BYTES,
+            Some(text) => match text.trim().parse::<u64>() {
+                Ok(n) if n > 0 && n <= limits::SHARD_STORAGE_BYTES => n,
+                _ => {
+                    errors.push(ConfigError::new(
+                        "*",
+                        vars::HEALTH_MAX_SHARD_BYTES,
+                        "must be a number of bytes from 1 to 10000000000 (what a Durable Object may store)",
+                    ));
+                    defaults::HEALTH_MAX_SHARD_BYTES
+                }
+            },
+        };
         let destination_secret = match var(vars::DESTINATION_SECRET) {
             None => None,
             Some(text) => match secret::decode(&text, SecretEncoding::StandardWebhooks) {
@@ -311,6 +333,7 @@ impl Settings {
             idempotency_ttl_secs,
             capture_retention_secs,
             health_max_lag_secs,
+            health_max_shard_bytes,
             destination_secret,
             alert_url,
         };
@@ -755,8 +778,17 @@ mod tests {
         assert_eq!(c.settings.idempotency_ttl_secs, 5);
         assert_eq!(c.settings.capture_retention_secs, 2_592_000);
         assert_eq!(c.settings.health_max_lag_secs, 300);
-        let set = Config::load(None, &env(&[("CAPTURE_RETENTION_SECS", "86400"), ("HEALTH_MAX_LAG_SECS", "60")]));
+        assert_eq!(c.settings.health_max_shard_bytes, 8_000_000_000);
+        let set = Config::load(
+            None,
+            &env(&[
+                ("CAPTURE_RETENTION_SECS", "86400"),
+                ("HEALTH_MAX_LAG_SECS", "60"),
+                ("HEALTH_MAX_SHARD_BYTES", "5000"),
+            ]),
+        );
         assert_eq!((set.settings.capture_retention_secs, set.settings.health_max_lag_secs), (86_400, 60));
+        assert_eq!(set.settings.health_max_shard_bytes, 5000);
         assert_eq!(c.settings.alert_url.as_deref(), Some("https://hooks.slack.com/x"));
         assert!(c.problems().is_empty());
         let bad = Config::load(
@@ -766,6 +798,8 @@ mod tests {
                 ("CAPTURE_RETENTION_SECS", "-1"),
                 // "Forever": past ten years, its milliseconds would overflow.
                 ("HEALTH_MAX_LAG_SECS", "99999999999999999"),
+                // Past what a Durable Object may store: never reached, so never degraded.
+                ("HEALTH_MAX_SHARD_BYTES", "10000000001"),
                 ("DESTINATION_SECRET", "whsec_%"),
                 ("ALERT_URL", "nope"),
             ]),
@@ -777,11 +811,13 @@ mod tests {
                 "IDEMPOTENCY_TTL_SECS",
                 "CAPTURE_RETENTION_SECS",
                 "HEALTH_MAX_LAG_SECS",
+                "HEALTH_MAX_SHARD_BYTES",
                 "DESTINATION_SECRET",
                 "ALERT_URL"
             ]
         );
         assert_eq!(bad.settings.health_max_lag_secs, 300, "the default instead");
+        assert_eq!(bad.settings.health_max_shard_bytes, 8_000_000_000);
         let forever = Config::load(None, &env(&[("IDEMPOTENCY_TTL_SECS", "99999999999999999")]));
         assert_eq!(forever.settings.idempotency_ttl_secs, 2_592_000);
         let longest = Config::load(None, &env(&[("IDEMPOTENCY_TTL_SECS", "315360000")]));

@@ -11,7 +11,10 @@
 //! - dead letters grew since the previous evaluation;
 //! - deliveries are failing (most attempts of the last window failed);
 //! - something could not be measured (a shard, the dead letters, a circuit): a state nobody can
-//!   see is not a healthy one, and whatever broke the measurement is likely breaking deliveries.
+//!   see is not a healthy one, and whatever broke the measurement is likely breaking deliveries;
+//! - an idempotency shard's storage is past `HEALTH_MAX_SHARD_BYTES` (default 8 GB, 80% of the
+//!   10 GB a Durable Object may store): a full shard refuses new records, and its events are
+//!   then not delivered, so this warns while there is time to shorten the TTL and retention.
 //!
 //! Alerts go out on changes only: one when the state turns degraded, one when it has recovered
 //! (two evaluations in a row healthy, so that a flapping state does not page twice a minute).
@@ -47,6 +50,9 @@ pub struct Inputs {
     /// What this heartbeat could not measure (read failures), each as a short description.
     #[serde(default)]
     pub unmeasured: Vec<String>,
+    /// The storage of the fullest idempotency shard, in bytes (0 when none could be read).
+    #[serde(default)]
+    pub fullest_shard_bytes: u64,
 }
 
 /// When to call it degraded.
@@ -59,11 +65,19 @@ pub struct Thresholds {
     pub min_attempts: u64,
     /// ...and at most this share of them succeeded.
     pub max_success_share: f64,
+    /// The storage an idempotency shard may reach before it is a reason.
+    pub max_shard_bytes: u64,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { max_lag_ms: 300_000, max_heartbeat_age_ms: 180_000, min_attempts: 5, max_success_share: 0.1 }
+        Thresholds {
+            max_lag_ms: 300_000,
+            max_heartbeat_age_ms: 180_000,
+            min_attempts: 5,
+            max_success_share: 0.1,
+            max_shard_bytes: crate::config::defaults::HEALTH_MAX_SHARD_BYTES,
+        }
     }
 }
 
@@ -81,6 +95,9 @@ pub struct Report {
     pub attempts_failed: u64,
     /// Sources whose destination's circuit is open: their deliveries wait.
     pub open_circuits: Vec<String>,
+    /// The storage of the fullest idempotency shard, in bytes.
+    #[serde(default)]
+    pub fullest_shard_bytes: u64,
 }
 
 pub fn evaluate(inputs: &Inputs, thresholds: &Thresholds) -> Report {
@@ -121,6 +138,15 @@ pub fn evaluate(inputs: &Inputs, thresholds: &Thresholds) -> Report {
     for what in &inputs.unmeasured {
         reasons.push(format!("could not measure {what}: the state is unknown"));
     }
+    if inputs.fullest_shard_bytes > thresholds.max_shard_bytes {
+        reasons.push(format!(
+            "an idempotency shard stores {} bytes, over {} (HEALTH_MAX_SHARD_BYTES): at {} it refuses new \
+             events; shorten IDEMPOTENCY_TTL_SECS and CAPTURE_RETENTION_SECS",
+            inputs.fullest_shard_bytes,
+            thresholds.max_shard_bytes,
+            crate::config::limits::SHARD_STORAGE_BYTES
+        ));
+    }
     let attempts = inputs.attempts_succeeded + inputs.attempts_failed;
     if attempts >= thresholds.min_attempts
         && (inputs.attempts_succeeded as f64) <= thresholds.max_success_share * attempts as f64
@@ -137,6 +163,7 @@ pub fn evaluate(inputs: &Inputs, thresholds: &Thresholds) -> Report {
         attempts_succeeded: inputs.attempts_succeeded,
         attempts_failed: inputs.attempts_failed,
         open_circuits: inputs.open_circuits.clone(),
+        fullest_shard_bytes: inputs.fullest_shard_bytes,
     }
 }
 
@@ -213,6 +240,10 @@ mod tests {
                 Inputs { unmeasured: vec!["the open events".into()], ..healthy() },
                 "could not measure the open events: the state is unknown",
             ),
+            (
+                Inputs { fullest_shard_bytes: 8_000_000_001, ..healthy() },
+                "an idempotency shard stores 8000000001 bytes, over 8000000000 (HEALTH_MAX_SHARD_BYTES)",
+            ),
         ];
         for (inputs, reason) in cases {
             let r = evaluate(&inputs, &t);
@@ -225,9 +256,14 @@ mod tests {
             oldest_open_event_ms: Some(1_000_000 - 200_000),
             attempts_failed: 3,
             dead_letters_before: 4,
+            fullest_shard_bytes: 8_000_000_000,
             ..healthy()
         };
         assert_eq!(evaluate(&fine, &t).status, Status::Ok);
+        assert_eq!(evaluate(&fine, &t).fullest_shard_bytes, 8_000_000_000, "shown whatever the status");
+        let lower = Thresholds { max_shard_bytes: 5_000, ..t };
+        assert_eq!(evaluate(&Inputs { fullest_shard_bytes: 5_001, ..healthy() }, &lower).status, Status::Degraded);
+        assert_eq!(evaluate(&Inputs { fullest_shard_bytes: 5_000, ..healthy() }, &lower).status, Status::Ok);
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub const TESTS: &[crate::Test] = &[
     ("in_worker_handler_processes_and_retries", in_worker_handler_processes_and_retries),
     ("admin_api_refuses_bad_input_clearly", admin_api_refuses_bad_input_clearly),
     ("captures_expire_after_retention_and_old_bodies_are_swept", captures_expire_and_old_bodies_are_swept),
+    ("a_shard_past_its_storage_limit_degrades_health", a_shard_past_its_storage_limit_degrades_health),
 ];
 
 /// Tests that must run alone on their instance (see `main`).
@@ -693,6 +694,28 @@ fn a_failed_measurement_degrades_health(w: &World) {
     let recoveries = recovered().len();
     ops.scheduled();
     wait_until(WAIT, "the recovery alert", || recovered().len() > recoveries);
+}
+
+/// An idempotency shard whose storage is past `HEALTH_MAX_SHARD_BYTES` makes health degraded,
+/// naming the size it measured: a shard that fills up (10 GB) refuses new records, so health
+/// warns first (default 8 GB). On the `chaos` instance the limit is one byte, so the shard
+/// holding one event's record is past it. (The `ops` instance, at the default, is shown healthy
+/// by the health tests.)
+fn a_shard_past_its_storage_limit_degrades_health(w: &World) {
+    let chaos = &w.chaos;
+    let id = unique("evt_sized");
+    let body = stripe_body(&id, "invoice.paid");
+    let reply = chaos.post("/webhooks/sized", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    wait_status(chaos, "sized", &id, "delivered");
+    chaos.scheduled();
+    wait_until(WAIT, "health to be degraded", || chaos.get("/health", &Default::default()).status == 503);
+    let report = chaos.admin_json("/admin/health");
+    let bytes = report["fullest_shard_bytes"].as_u64().unwrap_or(0);
+    // Measured: a database that holds a record is at least a few pages.
+    assert!(bytes >= 8192, "{report}");
+    let reason = format!("an idempotency shard stores {bytes} bytes, over 1 (HEALTH_MAX_SHARD_BYTES)");
+    assert!(report["reasons"].to_string().contains(&reason), "{report}");
 }
 
 /// A resumed event whose consumer still sees its switch `paused` (that isolate's cached

@@ -33,7 +33,9 @@ const POISON_EVERY: usize = 500;
 /// The destination's failure cycle.
 const CYCLE_SECS: u64 = 30;
 
-/// The `chaos` instance's configuration: the crash test's source and the soak's two.
+/// The `chaos` instance's configuration: the crash test's source and the soak's two, and one
+/// for the shard-storage health test, with a storage limit for health of one byte (any shard
+/// that holds anything is past it; no other test reads this instance's health).
 pub fn config(dest: &Destination) -> Vec<(String, String)> {
     let sources = serde_json::json!({
         "crashy": {"provider": "stripe", "destination": dest.url("/crashy")},
@@ -44,13 +46,17 @@ pub fn config(dest: &Destination) -> Vec<(String, String)> {
                  "breaker_failures": 5, "breaker_cooldown_secs": 1, "breaker_max_cooldown_secs": 4},
         DOOMED: {"provider": "stripe", "destination": dest.url("/soak-doomed"), "max_attempts": 2,
                  "retry_base_secs": 1, "retry_max_secs": 1, "breaker_failures": 0},
+        "sized": {"provider": "stripe", "ordering": false},
     });
     let mut config = vars([
         ("SOURCES", sources.to_string()),
         ("DESTINATION_SECRET", DESTINATION_SECRET.into()),
         ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
+        ("HEALTH_MAX_SHARD_BYTES", "1".into()),
     ]);
-    config.extend(["crashy", "crashy-kept", SOURCE, DOOMED].map(|name| (secret_var(name), STRIPE_SECRET.to_owned())));
+    config.extend(
+        ["crashy", "crashy-kept", SOURCE, DOOMED, "sized"].map(|name| (secret_var(name), STRIPE_SECRET.to_owned())),
+    );
     config
 }
 
