@@ -97,18 +97,21 @@ pub async fn load(env: &Env, body: &BodyRef, inline: &[u8]) -> Result<Option<Vec
 /// holds the others right before the body, those first, read with the body in one request.
 /// The body is `None` when it is gone from storage (the headers kept elsewhere with it).
 pub async fn load_capture(env: &Env, capture: &Capture) -> Result<(HeaderPairs, Option<Vec<u8>>)> {
-    let (BodyRef::Segment { key, offset, len }, stored @ 1..) = (&capture.body, capture.stored_headers) else {
-        return Ok((capture.headers.clone(), load(env, &capture.body, &[]).await?));
+    let stored = capture.stored_headers;
+    let read = match &capture.body {
+        BodyRef::Segment { key, offset, len } if stored > 0 => {
+            BodyRef::Segment { key: key.clone(), offset: offset.saturating_sub(stored), len: len + stored }
+        }
+        body => body.clone(),
     };
-    billing::count(Billed::R2ClassB, 1);
-    let range = Range::OffsetWithLength { offset: offset.saturating_sub(stored), length: len + stored };
-    let object = env.bucket(bindings::BLOBS)?.get(key).range(range).execute().await?;
-    let Some(read) = object.as_ref().and_then(|o| o.body()) else {
+    let Some(bytes) = load(env, &read, &[]).await? else {
         return Ok((capture.headers.clone(), None));
     };
-    let bytes = read.bytes().await?;
+    if read == capture.body {
+        return Ok((capture.headers.clone(), Some(bytes)));
+    }
     let Some((mut headers, body)) = capture::split_stored(&bytes, stored) else {
-        return Err(worker::Error::RustError(format!("capture segment {key}: its headers do not read back")));
+        return Err(worker::Error::RustError("a capture segment's headers do not read back".into()));
     };
     headers.extend(capture.headers.iter().cloned());
     Ok((headers, Some(body.to_vec())))

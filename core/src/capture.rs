@@ -126,31 +126,26 @@ pub fn headers_json(headers: &[(String, String)]) -> Vec<u8> {
 
 /// A capture's headers as its record's `headers` column holds them: the JSON array of the
 /// headers themselves when the record holds them all (as every record did before segments held
-/// them, so older rows read as they are); the number of bytes the segment holds them in; or, when
-/// edgehook also added some, `{"stored": <bytes>, "added": [...]}`.
+/// them, so older rows read as they are); otherwise the number of bytes the segment holds them
+/// in, followed by the JSON array of those edgehook added, if any (`412` or
+/// `412[["x-edgehook-replay-of","..."]]`).
 pub fn record_headers(capture: &Capture) -> String {
     let listed = || String::from_utf8(headers_json(&capture.headers)).unwrap_or_else(|_| "[]".to_owned());
     match (capture.stored_headers, capture.headers.is_empty()) {
         (0, _) => listed(),
         (stored, true) => stored.to_string(),
-        (stored, false) => format!(r#"{{"stored":{stored},"added":{}}}"#, listed()),
+        (stored, false) => format!("{stored}{}", listed()),
     }
-}
-
-#[derive(Deserialize)]
-struct StoredAndAdded {
-    stored: u64,
-    added: HeaderPairs,
 }
 
 /// A record's `headers` column read back ([`record_headers`]): the headers it holds, and how many
 /// bytes of the segment hold the others.
 pub fn parse_record_headers(column: &str) -> serde_json::Result<(HeaderPairs, u64)> {
-    match column.trim_start().as_bytes().first() {
-        Some(b'{') => serde_json::from_str::<StoredAndAdded>(column).map(|s| (s.added, s.stored)),
-        Some(b'[') => Ok((serde_json::from_str(column)?, 0)),
-        _ => Ok((Vec::new(), serde_json::from_str(column)?)),
-    }
+    let digits = column.bytes().take_while(u8::is_ascii_digit).count();
+    let (stored, listed) = column.split_at(digits);
+    let stored = if digits == 0 { 0 } else { serde_json::from_str(stored)? };
+    let listed = if listed.is_empty() && digits > 0 { Vec::new() } else { serde_json::from_str(listed)? };
+    Ok((listed, stored))
 }
 
 /// What a segment holds for a capture with `stored` bytes of headers, read from the start of
@@ -479,6 +474,7 @@ mod tests {
         assert_eq!(split_stored(&segment, segment.len() as u64 + 1), None, "shorter than its headers");
         assert_eq!(split_stored(&segment, 5), None, "not where the headers end");
         assert!(parse_record_headers("{").is_err() && parse_record_headers("x").is_err());
+        assert!(parse_record_headers("12x").is_err() && parse_record_headers("").is_err());
     }
 
     #[test]

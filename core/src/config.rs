@@ -272,37 +272,28 @@ impl Config {
 impl Settings {
     fn load(var: &dyn Fn(&str) -> Option<String>) -> (Settings, Vec<ConfigError>) {
         let mut errors = Vec::new();
-        let mut seconds = |name: &str, default: u64| match var(name) {
+        let mut number = |name: &str, default: u64, max: u64, what: &str| match var(name) {
             None => default,
             Some(text) => match text.trim().parse::<u64>() {
-                Ok(n) if n > 0 && n <= limits::MAX_DURATION_SECS => n,
+                Ok(n) if n > 0 && n <= max => n,
                 _ => {
-                    errors.push(ConfigError::new(
-                        "*",
-                        name,
-                        "must be a number of seconds from 1 to 315360000 (ten years)",
-                    ));
+                    errors.push(ConfigError::new("*", name, format!("must be a number of {what}")));
                     default
                 }
             },
         };
+        let mut seconds = |name: &str, default: u64| {
+            number(name, default, limits::MAX_DURATION_SECS, "seconds from 1 to 315360000 (ten years)")
+        };
         let idempotency_ttl_secs = seconds(vars::IDEMPOTENCY_TTL_SECS, defaults::IDEMPOTENCY_TTL_SECS);
         let capture_retention_secs = seconds(vars::CAPTURE_RETENTION_SECS, defaults::CAPTURE_RETENTION_SECS);
         let health_max_lag_secs = seconds(vars::HEALTH_MAX_LAG_SECS, defaults::HEALTH_MAX_LAG_SECS);
-        let health_max_shard_bytes = match var(vars::HEALTH_MAX_SHARD_BYTES) {
-            None => defaults::HEALTH_MAX_SHARD_BYTES,
-            Some(text) => match text.trim().parse::<u64>() {
-                Ok(n) if n > 0 && n <= limits::SHARD_STORAGE_BYTES => n,
-                _ => {
-                    errors.push(ConfigError::new(
-                        "*",
-                        vars::HEALTH_MAX_SHARD_BYTES,
-                        "must be a number of bytes from 1 to 10000000000 (what a Durable Object may store)",
-                    ));
-                    defaults::HEALTH_MAX_SHARD_BYTES
-                }
-            },
-        };
+        let health_max_shard_bytes = number(
+            vars::HEALTH_MAX_SHARD_BYTES,
+            defaults::HEALTH_MAX_SHARD_BYTES,
+            limits::SHARD_STORAGE_BYTES,
+            "bytes from 1 to 10000000000 (what a Durable Object may store)",
+        );
         let destination_secret = match var(vars::DESTINATION_SECRET) {
             None => None,
             Some(text) => match secret::decode(&text, SecretEncoding::StandardWebhooks) {
