@@ -97,7 +97,10 @@ impl Sql {
     }
 
     /// The database's size in bytes: what Cloudflare bills as stored data, and caps at 10 GB.
-    pub fn database_size(&self) -> usize {
-        self.0.database_size()
+    /// Read as the JavaScript number it is: workers-rs's `database_size` casts it to a `usize`,
+    /// which on wasm32 saturates at 4 GiB, below any limit that matters here.
+    pub fn database_size(&self) -> u64 {
+        let size = js_sys::Reflect::get(self.0.as_ref(), &wasm_bindgen::JsValue::from_str("databaseSize"));
+        size.ok().and_then(|v| v.as_f64()).map_or(0, |bytes| bytes as u64)
     }
 }

@@ -93,9 +93,10 @@ pub async fn load(env: &Env, body: &BodyRef, inline: &[u8]) -> Result<Option<Vec
     }
 }
 
-/// A captured event's headers and body: the headers its record keeps and, when the segment
-/// holds the others right before the body, those first, read with the body in one request.
-/// The body is `None` when it is gone from storage (the headers kept elsewhere with it).
+/// A captured event's headers and body: when the segment holds its received headers right
+/// before the body, those (read with the body in one request) and then the ones its record
+/// holds; otherwise the record's. The body is `None` when it is gone from storage (and the
+/// headers stored with it).
 pub async fn load_capture(env: &Env, capture: &Capture) -> Result<(HeaderPairs, Option<Vec<u8>>)> {
     let stored = capture.stored_headers;
     let read = match &capture.body {
@@ -110,10 +111,9 @@ pub async fn load_capture(env: &Env, capture: &Capture) -> Result<(HeaderPairs, 
     if read == capture.body {
         return Ok((capture.headers.clone(), Some(bytes)));
     }
-    let Some((mut headers, body)) = capture::split_stored(&bytes, stored) else {
-        return Err(worker::Error::RustError("a capture segment's headers do not read back".into()));
-    };
-    headers.extend(capture.headers.iter().cloned());
+    let (mut headers, body) = capture::split_stored(&bytes, stored);
+    let skip = usize::try_from(capture.stored_count).unwrap_or(usize::MAX);
+    headers.extend(capture.headers.iter().skip(skip).cloned());
     Ok((headers, Some(body.to_vec())))
 }
 

@@ -105,12 +105,17 @@ enum Op {
         open_circuits: Vec<String>,
         #[serde(default)]
         unmeasured: Vec<String>,
+        // Defaults for a worker isolate still running code from before these fields (during a
+        // deploy): its heartbeat and health calls keep working.
+        #[serde(default)]
         fullest_shard_bytes: u64,
         max_lag_ms: i64,
+        #[serde(default = "default_max_shard_bytes")]
         max_shard_bytes: u64,
     },
     Health {
         max_lag_ms: i64,
+        #[serde(default = "default_max_shard_bytes")]
         max_shard_bytes: u64,
     },
 }
@@ -383,6 +388,10 @@ impl DurableObject for ControlObject {
 
 fn thresholds(max_lag_ms: i64, max_shard_bytes: u64) -> Thresholds {
     Thresholds { max_lag_ms, max_shard_bytes, ..Thresholds::default() }
+}
+
+fn default_max_shard_bytes() -> u64 {
+    edgehook_core::config::defaults::HEALTH_MAX_SHARD_BYTES
 }
 
 /// The configured health limits, as the control object's operations carry them.

@@ -463,6 +463,7 @@ impl EventRow {
             body: serde_json::from_str(self.body.as_deref().unwrap_or("null"))?,
             position: self.position.as_deref().map(serde_json::from_str).transpose()?,
             stored_headers,
+            stored_count: 0,
         })
     }
 
@@ -1018,13 +1019,13 @@ impl IdempotencyShard {
                 }
                 // The database's size is what Cloudflare bills as stored data (and caps at 10 GB
                 // an object): the cost test divides its growth by the events it stored.
-                to_json(&(self.live.borrow().len(), events, self.sql.database_size() as u64))
+                to_json(&(self.live.borrow().len(), events, self.sql.database_size()))
             }
             Op::Oldest => {
                 let answer = self.with_tracked(|t| Oldest {
                     open: t.open.values().min().copied(),
                     held: t.held.values().map(|(at, _, _)| *at).min(),
-                    stored_bytes: self.sql.database_size() as u64,
+                    stored_bytes: self.sql.database_size(),
                 })?;
                 to_json(&answer)
             }

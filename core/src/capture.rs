@@ -98,10 +98,13 @@ pub struct Capture {
     pub event_type: Option<String>,
     pub content_type: Option<String>,
     pub received_at_ms: i64,
-    /// Request headers, credentials redacted: those the record keeps. When `stored_headers` is
-    /// not 0, the headers as received are in the capture segment instead, and these are only
-    /// what edgehook added once it took the event (`x-edgehook-replay-of`).
-    pub headers: Vec<(String, String)>,
+    /// Request headers, credentials redacted. As the consumer sends a capture to its shard:
+    /// every header, the first `stored_count` (those received) also in the segment, so that a
+    /// shard still running code from before segments held headers keeps them all, as it did.
+    /// As read back from a record that keeps only their length: just the headers the record
+    /// holds itself (those edgehook added once it took the event, `x-edgehook-replay-of`), and
+    /// `stored_count` is 0.
+    pub headers: HeaderPairs,
     pub body: BodyRef,
     /// Its entity and version, for sources with `ordering`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,6 +113,9 @@ pub struct Capture {
     /// JSON, as [`headers_json`] writes it); 0 when the record holds them all.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub stored_headers: u64,
+    /// How many of `headers` are the ones in the segment (see `headers`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stored_count: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -130,11 +136,12 @@ pub fn headers_json(headers: &[(String, String)]) -> Vec<u8> {
 /// in, followed by the JSON array of those edgehook added, if any (`412` or
 /// `412[["x-edgehook-replay-of","..."]]`).
 pub fn record_headers(capture: &Capture) -> String {
-    let listed = || String::from_utf8(headers_json(&capture.headers)).unwrap_or_else(|_| "[]".to_owned());
-    match (capture.stored_headers, capture.headers.is_empty()) {
-        (0, _) => listed(),
+    let skip = usize::try_from(capture.stored_count).unwrap_or(usize::MAX);
+    let held = capture.headers.get(skip..).unwrap_or_default();
+    match (capture.stored_headers, held.is_empty()) {
+        (0, _) => String::from_utf8(headers_json(&capture.headers)).unwrap_or_else(|_| "[]".to_owned()),
         (stored, true) => stored.to_string(),
-        (stored, false) => format!("{stored}{}", listed()),
+        (stored, false) => format!("{stored}{}", String::from_utf8_lossy(&headers_json(held))),
     }
 }
 
@@ -148,13 +155,18 @@ pub fn parse_record_headers(column: &str) -> serde_json::Result<(HeaderPairs, u6
     Ok((listed, stored))
 }
 
+/// Shown in place of a capture's stored headers when they do not read back (the segment is not
+/// what was written): the body and the rest of the capture are still shown.
+pub const UNREADABLE_HEADERS: &str = "x-edgehook-headers-unreadable";
+
 /// What a segment holds for a capture with `stored` bytes of headers, read from the start of
-/// its headers to the end of its body: the headers and the body. `None` when the bytes are not
-/// what was written (too short, or headers that do not parse).
-pub fn split_stored(bytes: &[u8], stored: u64) -> Option<(HeaderPairs, &[u8])> {
-    let at = usize::try_from(stored).ok().filter(|&at| at <= bytes.len())?;
+/// its headers to the end of its body: the headers and the body. Headers that do not parse are
+/// replaced by an [`UNREADABLE_HEADERS`] entry.
+pub fn split_stored(bytes: &[u8], stored: u64) -> (HeaderPairs, &[u8]) {
+    let at = usize::try_from(stored).map_or(bytes.len(), |at| at.min(bytes.len()));
     let (headers, body) = bytes.split_at(at);
-    Some((serde_json::from_slice(headers).ok()?, body))
+    let headers = serde_json::from_slice(headers).unwrap_or_else(|_| vec![(UNREADABLE_HEADERS.into(), "true".into())]);
+    (headers, body)
 }
 
 impl Capture {
@@ -170,15 +182,16 @@ impl Capture {
             body,
             position: meta.position.clone(),
             stored_headers: 0,
+            stored_count: 0,
         }
     }
 
-    /// The same capture with its received headers in the segment, the `len` bytes before its
-    /// body, rather than in its record.
+    /// The same capture with its received headers also in the segment, the `len` bytes before
+    /// its body, so that its record need not hold them.
     pub fn with_stored_headers(mut self, len: u64) -> Capture {
         if len > 0 {
-            self.headers.clear();
             self.stored_headers = len;
+            self.stored_count = self.headers.len() as u64;
         }
         self
     }
@@ -457,22 +470,33 @@ mod tests {
 
         // In the segment: the record keeps a length, and what was added later beside it.
         let mut moved = Capture::of(&meta, body).with_stored_headers(stored.len() as u64);
-        assert!(moved.headers.is_empty());
+        assert_eq!(moved.headers, received, "still sent to the shard");
         assert_eq!(record_headers(&moved), stored.len().to_string());
         assert_eq!(parse_record_headers(&record_headers(&moved)).unwrap(), (vec![], stored.len() as u64));
-        moved.headers.push(("x-edgehook-replay-of".into(), "s:first".into()));
+        let added = ("x-edgehook-replay-of".to_owned(), "s:first".to_owned());
+        moved.headers.push(added.clone());
         let column = record_headers(&moved);
-        assert_eq!(parse_record_headers(&column).unwrap(), (moved.headers.clone(), stored.len() as u64));
-        // A capture travels to its shard as JSON: the length goes with it.
-        let travelled: Capture = serde_json::from_str(&serde_json::to_string(&moved).unwrap()).unwrap();
-        assert_eq!(travelled, moved);
+        assert_eq!(column, format!(r#"{}[["x-edgehook-replay-of","s:first"]]"#, stored.len()));
+        assert_eq!(parse_record_headers(&column).unwrap(), (vec![added.clone()], stored.len() as u64));
+        // A capture travels to its shard as JSON: the lengths go with it, and a shard running
+        // code from before (which knows only `headers`) still gets every header.
+        let sent = serde_json::to_string(&moved).unwrap();
+        assert_eq!(serde_json::from_str::<Capture>(&sent).unwrap(), moved);
+        #[derive(Deserialize)]
+        struct Before {
+            headers: HeaderPairs,
+        }
+        let mut everything = received.clone();
+        everything.push(added);
+        assert_eq!(serde_json::from_str::<Before>(&sent).unwrap().headers, everything);
 
         // Read back from the segment: the headers, then the body.
         let mut segment = stored.clone();
         segment.extend_from_slice(b"abc");
-        assert_eq!(split_stored(&segment, stored.len() as u64), Some((received, &b"abc"[..])));
-        assert_eq!(split_stored(&segment, segment.len() as u64 + 1), None, "shorter than its headers");
-        assert_eq!(split_stored(&segment, 5), None, "not where the headers end");
+        assert_eq!(split_stored(&segment, stored.len() as u64), (received, &b"abc"[..]));
+        let unreadable = vec![(UNREADABLE_HEADERS.to_owned(), "true".to_owned())];
+        assert_eq!(split_stored(&segment, segment.len() as u64 + 1), (unreadable.clone(), &b""[..]), "too short");
+        assert_eq!(split_stored(&segment, 5), (unreadable, &segment[5..]), "not where the headers end");
         assert!(parse_record_headers("{").is_err() && parse_record_headers("x").is_err());
         assert!(parse_record_headers("12x").is_err() && parse_record_headers("").is_err());
     }

@@ -186,7 +186,11 @@ fn a_signed_request_resent_under_a_fresh_id_is_dropped(w: &World) {
         let recorded = w.main.admin_json(&format!("/admin/events/github/{id}"));
         assert_eq!(recorded["status"], "dropped", "{recorded}");
         let why = json!({"name": "x-edgehook-replay-of", "value": format!("github:{first}")});
-        assert!(recorded["headers"].as_array().unwrap().contains(&why), "the capture says why: {recorded}");
+        let headers = recorded["headers"].as_array().unwrap();
+        assert!(headers.contains(&why), "the capture says why: {recorded}");
+        // Beside the headers it was received with (kept in R2, the added one in its record).
+        let received = json!({"name": "x-github-delivery", "value": id});
+        assert!(headers.contains(&received), "{recorded}");
         assert_eq!(w.dest.deliveries("/github", id).len(), 0);
     }
     assert_eq!(w.dest.deliveries("/github", &first).len(), 1);

@@ -292,6 +292,7 @@ const SOLO: &[Test] = &[
     ),
     cost::SOLO,
     cost::HEADERS,
+    operations::SHARD_HEALTH,
     ("expired_events_leave_storage", idempotency::expired_events_leave_storage),
     // Alone, so that its crashes cut no other test's batches and its latencies are its own.
     soak::SOLO,

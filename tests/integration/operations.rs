@@ -27,10 +27,13 @@ pub const TESTS: &[crate::Test] = &[
     ("in_worker_handler_processes_and_retries", in_worker_handler_processes_and_retries),
     ("admin_api_refuses_bad_input_clearly", admin_api_refuses_bad_input_clearly),
     ("captures_expire_after_retention_and_old_bodies_are_swept", captures_expire_and_old_bodies_are_swept),
-    ("a_shard_past_its_storage_limit_degrades_health", a_shard_past_its_storage_limit_degrades_health),
 ];
 
 /// Tests that must run alone on their instance (see `main`).
+/// Alone: it uses the `chaos` instance, whose queue the crash test's killed batches share.
+pub const SHARD_HEALTH: crate::Test =
+    ("a_shard_past_its_storage_limit_degrades_health", a_shard_past_its_storage_limit_degrades_health);
+
 pub const SOLO: &[crate::Test] = &[
     (
         "hanging_destination_degrades_health_alerts_once_and_recovers",
