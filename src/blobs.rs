@@ -98,17 +98,17 @@ pub async fn load(env: &Env, body: &BodyRef, inline: &[u8]) -> Result<Option<Vec
 /// holds; otherwise the record's. The body is `None` when it is gone from storage (and the
 /// headers stored with it).
 pub async fn load_capture(env: &Env, capture: &Capture) -> Result<(HeaderPairs, Option<Vec<u8>>)> {
-    let stored = capture.stored_headers;
-    let read = match &capture.body {
-        BodyRef::Segment { key, offset, len } if stored > 0 => {
-            BodyRef::Segment { key: key.clone(), offset: offset.saturating_sub(stored), len: len + stored }
+    let (read, stored) = match &capture.body {
+        BodyRef::Segment { key, offset, len } if capture.stored_headers > 0 => {
+            let stored = capture.stored_headers;
+            (BodyRef::Segment { key: key.clone(), offset: offset.saturating_sub(stored), len: len + stored }, stored)
         }
-        body => body.clone(),
+        body => (body.clone(), 0),
     };
     let Some(bytes) = load(env, &read, &[]).await? else {
         return Ok((capture.headers.clone(), None));
     };
-    if read == capture.body {
+    if stored == 0 {
         return Ok((capture.headers.clone(), Some(bytes)));
     }
     let (mut headers, body) = capture::split_stored(&bytes, stored);

@@ -82,10 +82,10 @@ pub const PROBE_SOURCE: &str = "_probe";
 enum Parsed {
     /// Not an edgehook envelope: the bytes to dead-letter.
     Poison(Vec<u8>),
-    /// An event; its inline body starts at `inline_at`. `captured` is its capture (where its
-    /// body, and its headers if they are not in the record, are kept), `None` when that could
-    /// not be written.
-    Event { bytes: Vec<u8>, meta: Box<EventMeta>, inline_at: usize, captured: Option<Box<Capture>> },
+    /// An event; its inline body starts at `inline_at`. `captured` is where its body is kept
+    /// for capture, and how many bytes before it in a segment hold its headers (0: none);
+    /// `None` when that could not be written.
+    Event { bytes: Vec<u8>, meta: Box<EventMeta>, inline_at: usize, captured: Option<(BodyRef, u64)> },
 }
 
 /// What every message of one batch shares.
@@ -227,11 +227,8 @@ async fn parse_and_capture(batch: &Batch, env: &Env) -> Vec<Parsed> {
                 _ if meta.source == PROBE_SOURCE => None,
                 // Its headers go into the segment with it, right before it: R2 keeps them for
                 // a fraction of what the record's storage would cost (`capture::record_headers`).
-                BodyRef::Inline => {
-                    let (body, stored_headers) = segment.push(&meta.headers, inline);
-                    Some(Box::new(Capture::of(&meta, body).with_stored_headers(stored_headers)))
-                }
-                stored => Some(Box::new(Capture::of(&meta, stored.clone()))),
+                BodyRef::Inline => Some(segment.push(&meta.headers, inline)),
+                stored => Some((stored.clone(), 0)),
             };
             Parsed::Event { meta: Box::new(meta), inline_at, captured, bytes }
         })
@@ -242,10 +239,8 @@ async fn parse_and_capture(batch: &Batch, env: &Env) -> Vec<Parsed> {
             // an event is never taken without being captured.
             console_error!("could not write the capture segment, retrying its events: {e}");
             for p in &mut parsed {
-                if let Parsed::Event { captured, .. } = p {
-                    if captured.as_ref().is_some_and(|c| matches!(c.body, BodyRef::Segment { .. })) {
-                        *captured = None;
-                    }
+                if let Parsed::Event { captured: captured @ Some((BodyRef::Segment { .. }, _)), .. } = p {
+                    *captured = None;
                 }
             }
         }
@@ -270,7 +265,7 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
         console_error!("event {}/{}: source is not configured; holding the event", meta.source, meta.id);
         return put_back(b.env, bytes, UNCONFIGURED_RETRY_SECS).await;
     };
-    let Some(captured) = captured else {
+    let Some((captured, stored_headers)) = captured else {
         return Ok(Decision::RetryIn(INFRA_RETRY_SECS));
     };
     let flags = match &b.flags {
@@ -284,7 +279,7 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     let message_id = delivery.message.id();
     let asking =
         Message { id: &message_id, attempts: delivery.attempts, retry_token: meta.retry_token, replay: meta.replay };
-    let mut capture = Capture::clone(captured);
+    let mut capture = Capture::of(meta, captured.clone()).with_stored_headers(*stored_headers);
     let count = |outcome| b.tally.borrow_mut().count(&meta.source, meta.event_type.as_deref(), outcome);
     let handler = handlers::find(&meta.source, meta.event_type.as_deref());
     // Out of order: older than what was delivered for its entity (replays are not judged).
