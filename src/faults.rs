@@ -76,12 +76,14 @@ pub enum Fault {
     /// The cron trigger's next reading of the oldest open events (armed with id "shard") or its
     /// next count of dead letters (id "dead-letters") fails, as when storage cannot be read.
     Measure,
+    /// Web Crypto fails the next computation for the source named as the id.
+    WebCrypto,
 }
 
 thread_local! {
     static ARMED: RefCell<HashSet<(Fault, String)>> = RefCell::default();
-    /// HMACs computed by Web Crypto, per source.
-    static WEB_CRYPTO: RefCell<std::collections::HashMap<String, usize>> = RefCell::default();
+    /// HMACs computed and public-key signatures checked by Web Crypto, per source.
+    static WEB_CRYPTO: RefCell<std::collections::HashMap<String, (usize, usize)>> = RefCell::default();
     /// Verification clocks set by tests (Unix ms): per source, and for every other source.
     static CLOCKS: RefCell<(std::collections::HashMap<String, i64>, Option<i64>)> = RefCell::default();
     /// Kill switches the consumer reads as stale (source, event type) -> mode, once each.
@@ -109,9 +111,14 @@ pub fn verification_clock_ms(source: &str) -> Option<i64> {
     })
 }
 
-/// Counts HMACs Web Crypto computes for `source`'s requests.
-pub fn count_web_crypto(source: &str, macs: usize) {
-    WEB_CRYPTO.with(|w| *w.borrow_mut().entry(source.to_owned()).or_default() += macs);
+/// Counts what Web Crypto computes for `source`'s requests.
+pub fn count_web_crypto(source: &str, needed: &edgehook_core::signature::Needed) {
+    WEB_CRYPTO.with(|w| {
+        let mut counts = w.borrow_mut();
+        let (macs, checks) = counts.entry(source.to_owned()).or_default();
+        *macs += needed.macs.len();
+        *checks += needed.checks.len();
+    });
 }
 
 /// Whether `fault` is armed for event `id`; disarms it.
@@ -134,6 +141,7 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             http::json(200, r#"{"armed":"probe"}"#)
         }
         "/__faults/lose-answer" => arm(Fault::LoseAnswer),
+        "/__faults/fail-web-crypto" => arm(Fault::WebCrypto),
         "/__faults/stale-switch" => {
             let Some(mode) = param("mode").as_deref().and_then(Mode::parse) else {
                 return http::json(400, r#"{"error":"mode must be on, paused or dropped"}"#);
@@ -211,8 +219,9 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             http::json(200, format!(r#"{{"verified":{verified}}}"#))
         }
         "/__faults/web-crypto" => {
-            let macs = WEB_CRYPTO.with(|w| w.borrow().get(&param("source").unwrap_or_default()).copied());
-            http::json(200, format!(r#"{{"macs":{}}}"#, macs.unwrap_or(0)))
+            let (macs, checks) =
+                WEB_CRYPTO.with(|w| w.borrow().get(&param("source").unwrap_or_default()).copied().unwrap_or_default());
+            http::json(200, format!(r#"{{"macs":{macs},"checks":{checks}}}"#))
         }
         "/__faults/record" => {
             let key = edgehook_core::ingest::idempotency_key(
@@ -280,7 +289,7 @@ async fn verify_benchmark(provider: Provider, web_crypto: bool, size: usize, n: 
         let verified = if web_crypto {
             let record = RecordMacs::new(&signed.body);
             let _ = provider.verify(req, scheme.with_macs(&record), now);
-            let computed = crate::web_crypto::hmacs(record.into_requests(), &signed.body).await?;
+            let computed = crate::web_crypto::compute(record.into_needed(), &signed.body).await?;
             provider.verify(req, scheme.with_macs(&KnownMacs::new(&signed.body, computed)), now).is_ok()
         } else {
             provider.verify(req, scheme, now).is_ok()
@@ -309,7 +318,8 @@ async fn hmac_benchmark(web_crypto: bool, size: usize, n: usize) -> Result<usize
     }
     let request = MacRequest { hash: HashFn::Sha256, key: key.to_vec(), parts: vec![Part::Body] };
     for _ in 0..n {
-        std::hint::black_box(crate::web_crypto::hmacs(vec![request.clone()], &data).await?);
+        let needed = edgehook_core::signature::Needed { macs: vec![request.clone()], checks: vec![] };
+        std::hint::black_box(crate::web_crypto::compute(needed, &data).await?);
     }
     Ok(n)
 }

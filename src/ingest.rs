@@ -123,8 +123,10 @@ async fn answer(
 }
 
 /// Verifies the request, with the HMACs of a large body computed by Web Crypto (faster than
-/// Rust's in wasm for large messages; section 3 of BENCHMARKS.md). Should Web Crypto fail, the
-/// HMACs are computed here instead: the answer is the same either way.
+/// Rust's in wasm for large messages; section 3 of BENCHMARKS.md), and public-key signatures
+/// checked there. Should Web Crypto fail, HMACs are computed here instead (the answer is the
+/// same either way); a public-key check, which this build cannot make, answers 503: the
+/// provider retries, where a 401 would turn a genuine event away.
 async fn verify(
     source: &SourceConfig,
     request: ingest::Request<'_>,
@@ -134,14 +136,28 @@ async fn verify(
     if !ingest::prefers_web_crypto(source, body.len()) {
         return ingest::verify(source, request, body, now_ms);
     }
-    let requests = ingest::mac_requests(source, request, &body, now_ms);
-    if requests.is_empty() {
+    let needed = ingest::web_crypto_requests(source, request, &body, now_ms);
+    if needed.is_empty() {
         return ingest::verify(source, request, body, now_ms);
     }
+    let checks = !needed.checks.is_empty();
     #[cfg(feature = "faults")]
-    crate::faults::count_web_crypto(&source.name, requests.len());
-    let computed = match web_crypto::hmacs(requests, &body).await {
+    crate::faults::count_web_crypto(&source.name, &needed);
+    #[cfg(feature = "faults")]
+    let failed = crate::faults::fails(crate::faults::Fault::WebCrypto, &source.name);
+    #[cfg(not(feature = "faults"))]
+    let failed = false;
+    let computed = if failed {
+        Err(worker::Error::RustError("armed fault".into()))
+    } else {
+        web_crypto::compute(needed, &body).await
+    };
+    let computed = match computed {
         Ok(computed) => Some(computed),
+        Err(e) if checks && !edgehook_core::signature::NATIVE_CURVES => {
+            console_error!("Web Crypto failed checking a signature of source {}, answering 503: {e}", source.name);
+            return Err(Rejection::Unavailable);
+        }
         Err(e) => {
             console_error!("Web Crypto failed, verifying with Rust's HMAC instead: {e}");
             None

@@ -10,7 +10,8 @@ use crate::headers::Headers;
 use crate::ordering::Position;
 use crate::pattern;
 use crate::providers::{Handshake, Identity, Inbound};
-use crate::signature::{HashFn, KnownMacs, MacRequest, Macs, NativeMacs, RecordMacs, Sealing};
+use crate::secret::Secret;
+use crate::signature::{Answers, HashFn, KnownMacs, Macs, NativeMacs, Needed, RecordMacs, Sealing};
 
 /// Refuses a body by its declared `Content-Length` before reading it. An absent or unparseable
 /// length is checked after reading instead (chunked bodies have none).
@@ -106,39 +107,48 @@ pub fn web_crypto_pays_off(hash: HashFn, body_len: usize) -> bool {
     body_len >= if hash == HashFn::Sha1 { WEB_CRYPTO_SHA1_FROM_BYTES } else { WEB_CRYPTO_FROM_BYTES }
 }
 
-/// Whether the HMACs verifying this request are better computed by Web Crypto: the source
-/// signs the body as it is, and the body is large enough. Not Twilio (which signs its form
-/// parameters decoded and sorted: that work would be done twice), not the providers that sign
-/// a few bytes or use public keys.
+/// Whether this request is better verified with Web Crypto's help: the source has public keys
+/// (Web Crypto's curves are native code, and the worker has no others), or it signs the body as
+/// it is with HMAC and the body is large enough. Not Twilio's HMAC (it signs its form parameters
+/// decoded and sorted: that work would be done twice), not the providers that sign a few bytes.
 pub fn prefers_web_crypto(source: &SourceConfig, body_len: usize) -> bool {
-    source.provider.body_hmac(source.generic.as_ref()).is_some_and(|hash| web_crypto_pays_off(hash, body_len))
-        && source.secrets.iter().any(|secret| secret.hmac_key().is_some())
+    source.secrets.iter().any(Secret::is_public_key)
+        || (source.provider.body_hmac(source.generic.as_ref()).is_some_and(|hash| web_crypto_pays_off(hash, body_len))
+            && source.secrets.iter().any(|secret| secret.hmac_key().is_some()))
 }
 
-/// The HMACs verifying this request needs, found by running the verification without them
-/// (its answer, always a rejection, is thrown away). The worker has them computed, then calls
-/// [`verify_with`] with the results.
-pub fn mac_requests(source: &SourceConfig, request: Request<'_>, body: &[u8], now_ms: i64) -> Vec<MacRequest> {
+/// What Web Crypto should compute to verify this request: every public-key check, and the HMACs
+/// for which it is faster than Rust ([`web_crypto_pays_off`]). The worker has them computed,
+/// then calls [`verify_with`] with the results.
+pub fn web_crypto_requests(source: &SourceConfig, request: Request<'_>, body: &[u8], now_ms: i64) -> Needed {
+    let mut needed = needed(source, request, body, now_ms);
+    needed.macs.retain(|mac| web_crypto_pays_off(mac.hash, body.len()));
+    needed
+}
+
+/// Every HMAC and public-key check verifying this request needs, found by running the
+/// verification without them (its answer, always a rejection, is thrown away).
+pub fn needed(source: &SourceConfig, request: Request<'_>, body: &[u8], now_ms: i64) -> Needed {
     if body.len() as u64 > source.max_body_bytes {
-        return Vec::new();
+        return Needed::default();
     }
     let url = signed_url(source.public_url.as_deref(), request.url);
     let req = Inbound { method: request.method, url: &url, headers: request.headers, body };
     let record = RecordMacs::new(body);
     let _ = source.provider.verify(req, source.scheme().with_macs(&record), now_ms.div_euclid(1000));
-    record.into_requests()
+    record.into_needed()
 }
 
-/// [`verify`], with the HMACs `computed` elsewhere for the requests [`mac_requests`] returned.
-/// Provided each computed HMAC is right, the result is that of [`verify`], whichever requests
-/// `computed` covers: an HMAC is taken from it only for exactly the request it was computed for
-/// (see [`KnownMacs`]), and the rest are computed here.
+/// [`verify`], with the HMACs and checks `computed` elsewhere for what [`web_crypto_requests`]
+/// returned. Provided each computed answer is right, the result is that of [`verify`] in a build
+/// with the curves, whichever requests `computed` covers: an answer is taken from it only for
+/// exactly the request it was computed for (see [`KnownMacs`]), and the rest are computed here.
 pub fn verify_with(
     source: &SourceConfig,
     request: Request<'_>,
     body: Vec<u8>,
     now_ms: i64,
-    computed: Option<Vec<(MacRequest, Vec<u8>)>>,
+    computed: Option<Answers>,
 ) -> Result<Intake, Rejection> {
     if body.len() as u64 > source.max_body_bytes {
         return Err(Rejection::PayloadTooLarge);
@@ -399,10 +409,7 @@ mod tests {
         let s = c.source(source).unwrap();
         let request = Request { method: "POST", url: "https://example.com/webhooks/x", headers };
         // The two-pass verification (HMACs computed elsewhere) seals alike.
-        let computed = computed.then(|| {
-            let requests = mac_requests(s, request, body, 1_000_000);
-            requests.into_iter().map(|r| (r.clone(), r.compute(body))).collect()
-        });
+        let computed = computed.then(|| needed(s, request, body, 1_000_000).answer_here(body));
         match verify_with(s, request, body.to_vec(), 1_000_000, computed).unwrap() {
             Intake::Event(v) => {
                 let (meta, _) = envelope::decode(&v.envelope(None, false)).unwrap();

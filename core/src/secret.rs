@@ -8,6 +8,7 @@
 //!
 //! [`SigningKey`] is the other half, for tests and the CLI: what a provider signs with.
 
+use crate::signature::{KeyAlgorithm, P256_SPKI_PREFIX};
 use base64::Engine;
 use std::fmt;
 use thiserror::Error;
@@ -17,10 +18,13 @@ use thiserror::Error;
 pub enum Secret {
     /// A shared HMAC key (or a token compared as is, for GitLab).
     Hmac(Vec<u8>),
-    /// An Ed25519 public key.
-    Ed25519(ed25519_dalek::VerifyingKey),
-    /// An ECDSA P-256 public key.
-    P256(p256::ecdsa::VerifyingKey),
+    /// An Ed25519 public key: the 32 bytes of its point. Whether they are a point of the curve
+    /// shows when a signature is checked (Web Crypto, in the worker, has no other way to tell):
+    /// a key that is not matches nothing.
+    Ed25519([u8; 32]),
+    /// An ECDSA P-256 public key: its DER `SubjectPublicKeyInfo`, which has the structure of one
+    /// ([`P256_SPKI_PREFIX`] and a point); whether the point is on the curve shows as for Ed25519.
+    P256(Vec<u8>),
 }
 
 impl Secret {
@@ -31,6 +35,20 @@ impl Secret {
             return Err(SecretError::Empty);
         }
         Ok(Secret::Hmac(bytes))
+    }
+
+    /// The key's bytes, if this is a public key for `algorithm`.
+    pub fn public_key(&self, algorithm: KeyAlgorithm) -> Option<&[u8]> {
+        match (self, algorithm) {
+            (Secret::Ed25519(point), KeyAlgorithm::Ed25519) => Some(point),
+            (Secret::P256(der), KeyAlgorithm::EcdsaP256) => Some(der),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a public key (checked by Web Crypto in the worker).
+    pub fn is_public_key(&self) -> bool {
+        matches!(self, Secret::Ed25519(_) | Secret::P256(_))
     }
 
     /// The HMAC key bytes, if this is an HMAC key.
@@ -80,7 +98,7 @@ pub enum SecretError {
     BadBase64,
     #[error("the key is not a valid Ed25519 public key (32 bytes)")]
     BadEd25519,
-    #[error("the key is not a valid P-256 public key")]
+    #[error("the key is not a P-256 public key (base64 DER SubjectPublicKeyInfo, uncompressed point)")]
     BadP256,
     #[error("the signing key is not a valid private key for this provider")]
     BadPrivateKey,
@@ -142,31 +160,33 @@ pub fn decode(text: &str, encoding: SecretEncoding) -> Result<Secret, SecretErro
         SecretEncoding::StandardWebhooks => match text.strip_prefix("whpk_") {
             Some(b64) => {
                 let bytes: [u8; 32] = base64_decode(b64)?.try_into().map_err(|_| SecretError::BadEd25519)?;
-                let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| SecretError::BadEd25519)?;
-                Ok(Secret::Ed25519(key))
+                Ok(Secret::Ed25519(bytes))
             }
             None => Secret::hmac(base64_decode(text.strip_prefix("whsec_").unwrap_or(text))?),
         },
         SecretEncoding::Ed25519Hex => {
             let bytes = crate::signature::from_hex::<32>(text.trim()).ok_or(SecretError::BadEd25519)?;
-            let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| SecretError::BadEd25519)?;
-            Ok(Secret::Ed25519(key))
+            Ok(Secret::Ed25519(bytes))
         }
         SecretEncoding::P256Public => {
-            use p256::pkcs8::DecodePublicKey;
             let der = base64_decode(&unarmour(text))?;
-            let key = p256::ecdsa::VerifyingKey::from_public_key_der(&der).map_err(|_| SecretError::BadP256)?;
-            Ok(Secret::P256(key))
+            if der.len() != P256_SPKI_PREFIX.len() + 65 || !der.starts_with(&P256_SPKI_PREFIX) || der[26] != 0x04 {
+                return Err(SecretError::BadP256);
+            }
+            Ok(Secret::P256(der))
         }
     }
 }
 
 /// What a provider signs with: the same HMAC secret, or the private half of a key pair. Used by
-/// tests and the CLI; the worker only verifies.
+/// tests and the CLI; the worker only verifies (and, built without the curves, signs with HMAC
+/// keys only: its test build's benchmarks).
 #[derive(Clone)]
 pub enum SigningKey {
     Hmac(Vec<u8>),
+    #[cfg(feature = "native-curves")]
     Ed25519(ed25519_dalek::SigningKey),
+    #[cfg(feature = "native-curves")]
     P256(p256::ecdsa::SigningKey),
 }
 
@@ -184,6 +204,7 @@ impl SigningKey {
     /// - P-256 (SendGrid): base64 of the PKCS#8 DER private key, with or without PEM armour.
     pub fn parse(text: &str, encoding: SecretEncoding) -> Result<Self, SecretError> {
         match encoding {
+            #[cfg(feature = "native-curves")]
             SecretEncoding::StandardWebhooks if text.starts_with("whsk_") => {
                 let seed: [u8; 32] = base64_decode(&text[5..])?
                     .get(..32)
@@ -195,16 +216,20 @@ impl SigningKey {
                 Secret::Hmac(bytes) => Ok(SigningKey::Hmac(bytes)),
                 _ => Err(SecretError::BadPrivateKey),
             },
+            #[cfg(feature = "native-curves")]
             SecretEncoding::Ed25519Hex => {
                 let seed = crate::signature::from_hex::<32>(text.trim()).ok_or(SecretError::BadPrivateKey)?;
                 Ok(SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed)))
             }
+            #[cfg(feature = "native-curves")]
             SecretEncoding::P256Public => {
                 use p256::pkcs8::DecodePrivateKey;
                 let der = base64_decode(&unarmour(text))?;
                 let key = p256::ecdsa::SigningKey::from_pkcs8_der(&der).map_err(|_| SecretError::BadPrivateKey)?;
                 Ok(SigningKey::P256(key))
             }
+            #[cfg(not(feature = "native-curves"))]
+            SecretEncoding::Ed25519Hex | SecretEncoding::P256Public => Err(SecretError::BadPrivateKey),
         }
     }
 
@@ -212,6 +237,8 @@ impl SigningKey {
     pub fn hmac_key(&self) -> Option<&[u8]> {
         match self {
             SigningKey::Hmac(bytes) => Some(bytes),
+            // Unreachable in a build without the curves, where HMAC keys are the only kind.
+            #[allow(unreachable_patterns)]
             _ => None,
         }
     }
@@ -271,10 +298,10 @@ mod tests {
     #[test]
     fn public_keys() {
         let signing = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-        let public = signing.verifying_key();
-        let b64 = base64::engine::general_purpose::STANDARD.encode(public.as_bytes());
+        let public = signing.verifying_key().to_bytes();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(public);
         assert_eq!(decode(&format!("whpk_{b64}"), SecretEncoding::StandardWebhooks), Ok(Secret::Ed25519(public)));
-        let hex = crate::signature::to_hex(public.as_bytes());
+        let hex = crate::signature::to_hex(&public);
         assert_eq!(decode(&hex, SecretEncoding::Ed25519Hex), Ok(Secret::Ed25519(public)));
         assert_eq!(decode("whpk_AAAA", SecretEncoding::StandardWebhooks), Err(SecretError::BadEd25519));
         assert_eq!(decode("abcd", SecretEncoding::Ed25519Hex), Err(SecretError::BadEd25519));
@@ -287,13 +314,24 @@ mod tests {
         let signing = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap();
         let public_der = signing.verifying_key().to_public_key_der().unwrap();
         let public_b64 = base64::engine::general_purpose::STANDARD.encode(public_der.as_bytes());
-        assert_eq!(decode(&public_b64, SecretEncoding::P256Public), Ok(Secret::P256(*signing.verifying_key())));
+        let expected = Ok(Secret::P256(public_der.as_bytes().to_vec()));
+        assert_eq!(decode(&public_b64, SecretEncoding::P256Public), expected);
         let pem = format!(
             "-----BEGIN PUBLIC KEY-----\n{}\n{}\n-----END PUBLIC KEY-----\n",
             &public_b64[..40],
             &public_b64[40..]
         );
-        assert_eq!(decode(&pem, SecretEncoding::P256Public), Ok(Secret::P256(*signing.verifying_key())));
+        assert_eq!(decode(&pem, SecretEncoding::P256Public), expected);
+        // Another curve's key, a compressed point, a key cut short: not P-256 keys as SendGrid
+        // publishes them.
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let mut compressed = public_der.as_bytes().to_vec();
+        compressed[26] = 0x02;
+        let mut other_curve = public_der.as_bytes().to_vec();
+        other_curve[22] = 0x22;
+        for bad in [compressed, other_curve, public_der.as_bytes()[..90].to_vec()] {
+            assert_eq!(decode(&b64(&bad), SecretEncoding::P256Public), Err(SecretError::BadP256));
+        }
         let private_der = signing.to_pkcs8_der().unwrap();
         let private_b64 = base64::engine::general_purpose::STANDARD.encode(private_der.as_bytes());
         assert!(matches!(SigningKey::parse(&private_b64, SecretEncoding::P256Public), Ok(SigningKey::P256(_))));

@@ -1,6 +1,6 @@
 //! The primitives every signature scheme is built from: HMAC over several byte slices (so the
-//! signed content is never copied into one buffer), constant-time comparison, and strict
-//! timestamp handling.
+//! signed content is never copied into one buffer), public-key checks (Ed25519, ECDSA P-256),
+//! constant-time comparison, and strict timestamp handling.
 
 use crate::error::Rejection;
 use crate::secret::{Secret, SecretSet};
@@ -67,14 +67,35 @@ impl HashFn {
     }
 }
 
-/// Where verification gets its HMACs from. Verifiers are synchronous core code, but inside the
-/// wasm runtime Web Crypto (native code, asynchronous) is several times faster than Rust's HMAC
-/// for large messages; so the worker runs a verification twice: once with [`RecordMacs`], which
-/// only notes the HMACs asked for, then, once Web Crypto has computed them, with [`KnownMacs`].
+/// The public-key signature schemes providers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyAlgorithm {
+    /// Ed25519 (RFC 8032): Discord, Standard Webhooks `v1a`. Keys are the 32 bytes of the point;
+    /// signatures 64 bytes.
+    Ed25519,
+    /// ECDSA over P-256 with SHA-256: SendGrid. Keys are DER `SubjectPublicKeyInfo`; signatures
+    /// the 64 bytes of `r` and `s` ([`ecdsa_der_to_raw`] converts the DER form providers send).
+    EcdsaP256,
+}
+
+/// Whether this build checks public-key signatures in Rust. The worker is built without
+/// (`native-curves` off): Web Crypto checks them there, and a check it could not make is an
+/// error, not a mismatch.
+pub const NATIVE_CURVES: bool = cfg!(feature = "native-curves");
+
+/// Where verification gets its HMACs and public-key checks from. Verifiers are synchronous core
+/// code, but inside the wasm runtime Web Crypto (native code, asynchronous) is several times
+/// faster than Rust's HMAC for large messages, and the only public-key code the worker has; so
+/// the worker runs a verification twice: once with [`RecordMacs`], which only notes what was
+/// asked for, then, once Web Crypto has computed it, with [`KnownMacs`].
 pub trait Macs: fmt::Debug {
     /// The HMAC of the concatenation of `parts` under `key`, or `None` when it is not known (yet):
     /// an unknown MAC matches no signature.
     fn hmac(&self, hash: HashFn, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>>;
+
+    /// Whether `signature` is `key`'s signature of the concatenation of `parts`, or `None` when
+    /// that is not known (yet): an unknown answer verifies nothing.
+    fn check(&self, algorithm: KeyAlgorithm, key: &[u8], signature: &[u8], parts: &[&[u8]]) -> Option<bool>;
 
     /// Told which of the MACs it answered verified the request, and over what (see
     /// [`Sealing`]); nothing by default.
@@ -122,6 +143,10 @@ impl Macs for Sealing<'_> {
         self.inner.hmac(hash, key, parts)
     }
 
+    fn check(&self, algorithm: KeyAlgorithm, key: &[u8], signature: &[u8], parts: &[&[u8]]) -> Option<bool> {
+        self.inner.check(algorithm, key, signature, parts)
+    }
+
     fn matched(&self, mac: &[u8], parts: &[&[u8]]) {
         let identity = match self.by {
             None => return,
@@ -141,7 +166,8 @@ impl Macs for Sealing<'_> {
     }
 }
 
-/// HMACs computed here, in Rust: natively, and in the worker for small messages.
+/// HMACs computed here, in Rust: natively, and in the worker for small messages; public-key
+/// checks too where the build has them ([`NATIVE_CURVES`]).
 #[derive(Debug)]
 pub struct NativeMacs;
 
@@ -149,6 +175,95 @@ impl Macs for NativeMacs {
     fn hmac(&self, hash: HashFn, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
         Some(hash.hmac(key, parts))
     }
+
+    fn check(&self, algorithm: KeyAlgorithm, key: &[u8], signature: &[u8], parts: &[&[u8]]) -> Option<bool> {
+        check_here(algorithm, key, signature, parts)
+    }
+}
+
+/// A public-key check made in Rust, or `None` in a build without the curves.
+///
+/// Ed25519 is checked as Web Crypto (BoringSSL) checks it, so that the worker and native code
+/// agree: `s` must be canonical, and the equation is checked without the cofactor; unlike
+/// `verify_strict`, small-order keys and `R` are not refused (a configured key is the provider's
+/// own, and neither lets anyone without its private half sign).
+#[cfg(feature = "native-curves")]
+pub fn check_here(algorithm: KeyAlgorithm, key: &[u8], signature: &[u8], parts: &[&[u8]]) -> Option<bool> {
+    let message = parts.concat();
+    Some(match algorithm {
+        KeyAlgorithm::Ed25519 => {
+            use ed25519_dalek::Verifier;
+            let (Ok(key), Ok(signature)) = (<[u8; 32]>::try_from(key), ed25519_dalek::Signature::from_slice(signature))
+            else {
+                return Some(false);
+            };
+            ed25519_dalek::VerifyingKey::from_bytes(&key).is_ok_and(|key| key.verify(&message, &signature).is_ok())
+        }
+        KeyAlgorithm::EcdsaP256 => {
+            use p256::ecdsa::signature::Verifier;
+            let Some(point) = key.strip_prefix(P256_SPKI_PREFIX.as_slice()) else {
+                return Some(false);
+            };
+            let (Ok(key), Ok(signature)) =
+                (p256::ecdsa::VerifyingKey::from_sec1_bytes(point), p256::ecdsa::Signature::from_slice(signature))
+            else {
+                return Some(false);
+            };
+            key.verify(&message, &signature).is_ok()
+        }
+    })
+}
+
+/// A public-key check made in Rust, or `None` in a build without the curves.
+#[cfg(not(feature = "native-curves"))]
+pub fn check_here(_: KeyAlgorithm, _: &[u8], _: &[u8], _: &[&[u8]]) -> Option<bool> {
+    None
+}
+
+/// The DER `SubjectPublicKeyInfo` of a P-256 key up to its point: the `id-ecPublicKey` and
+/// `prime256v1` object identifiers, then a bit string of 66 bytes holding `04`, x and y (the
+/// uncompressed form, which SendGrid publishes and `openssl pkey -pubout` writes).
+pub const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// The 64 bytes of `r` and `s` (each big-endian, 32 bytes) of an ECDSA P-256 signature in DER
+/// (`SEQUENCE { INTEGER r, INTEGER s }`), the form SendGrid sends; Web Crypto takes the raw
+/// form. Strict DER: minimal lengths and integers, nothing after; `None` for anything else.
+/// Whether `r` and `s` are in range is the check's business.
+pub fn ecdsa_der_to_raw(der: &[u8]) -> Option<[u8; 64]> {
+    // SEQUENCE, its length in one byte (at most 70 here, so the short form is the only DER).
+    let [0x30, length, rest @ ..] = der else { return None };
+    if usize::from(*length) != rest.len() {
+        return None;
+    }
+    let mut raw = [0u8; 64];
+    let rest = der_integer(rest, &mut raw[..32])?;
+    let rest = der_integer(rest, &mut raw[32..])?;
+    rest.is_empty().then_some(raw)
+}
+
+/// Reads one DER INTEGER, non-negative and of at most 32 bytes of value, into `out`
+/// (right-aligned); returns what follows it.
+fn der_integer<'a>(der: &'a [u8], out: &mut [u8]) -> Option<&'a [u8]> {
+    let [0x02, length, rest @ ..] = der else { return None };
+    let length = usize::from(*length);
+    if length == 0 || length > rest.len() {
+        return None;
+    }
+    let (value, rest) = rest.split_at(length);
+    // Negative, or a leading zero that is not needed to keep the value positive: not DER.
+    if value[0] & 0x80 != 0 || (value.len() > 1 && value[0] == 0 && value[1] & 0x80 == 0) {
+        return None;
+    }
+    let value = if value.len() > 1 && value[0] == 0 { &value[1..] } else { value };
+    if value.len() > out.len() {
+        return None;
+    }
+    let start = out.len() - value.len();
+    out[start..].copy_from_slice(value);
+    Some(rest)
 }
 
 /// A piece of a message to MAC: the request's body (by far the largest, and never copied), or a
@@ -167,6 +282,106 @@ pub struct MacRequest {
     pub parts: Vec<Part>,
 }
 
+/// One public-key check a verification needs: whether `signature` is `key`'s signature of the
+/// concatenation of `parts`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyCheck {
+    pub algorithm: KeyAlgorithm,
+    pub key: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub parts: Vec<Part>,
+}
+
+impl fmt::Debug for KeyCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyCheck({:?}, {} parts)", self.algorithm, self.parts.len())
+    }
+}
+
+impl KeyCheck {
+    /// The message's pieces, with the body's bytes in place of [`Part::Body`].
+    pub fn pieces<'a>(&'a self, body: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        pieces(&self.parts, body)
+    }
+
+    /// Made here, in Rust; `None` in a build without the curves.
+    pub fn check_here(&self, body: &[u8]) -> Option<bool> {
+        check_here(self.algorithm, &self.key, &self.signature, &self.pieces(body).collect::<Vec<_>>())
+    }
+
+    fn is(&self, algorithm: KeyAlgorithm, key: &[u8], signature: &[u8], parts: &[&[u8]], body: &[u8]) -> bool {
+        self.algorithm == algorithm
+            && self.key == key
+            && self.signature == signature
+            && same_parts(&self.parts, parts, body)
+    }
+}
+
+/// What a verification asked for, noted by [`RecordMacs`], to be computed elsewhere.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needed {
+    pub macs: Vec<MacRequest>,
+    pub checks: Vec<KeyCheck>,
+}
+
+impl Needed {
+    pub fn is_empty(&self) -> bool {
+        self.macs.is_empty() && self.checks.is_empty()
+    }
+
+    /// Everything computed here, in Rust, as Web Crypto would: for tests and benchmarks (a
+    /// check a build without the curves cannot make answers `false`).
+    pub fn answer_here(self, body: &[u8]) -> Answers {
+        Answers {
+            macs: self
+                .macs
+                .into_iter()
+                .map(|request| {
+                    let mac = request.compute(body);
+                    (request, mac)
+                })
+                .collect(),
+            checks: self
+                .checks
+                .into_iter()
+                .map(|check| {
+                    let valid = check.check_here(body).unwrap_or(false);
+                    (check, valid)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What was computed elsewhere for a [`Needed`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answers {
+    pub macs: Vec<(MacRequest, Vec<u8>)>,
+    pub checks: Vec<(KeyCheck, bool)>,
+}
+
+fn pieces<'a>(parts: &'a [Part], body: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    parts.iter().map(move |part| match part {
+        Part::Body => body,
+        Part::Bytes(bytes) => bytes.as_slice(),
+    })
+}
+
+/// Whether `recorded` are `parts`, `body` being the request's body, recognised by address (it is
+/// borrowed, unchanged, by both passes), so it is never compared byte by byte; everything else is.
+fn same_parts(recorded: &[Part], parts: &[&[u8]], body: &[u8]) -> bool {
+    recorded.len() == parts.len()
+        && recorded.iter().zip(parts).all(|(recorded, part)| match recorded {
+            Part::Body => is_body(part, body),
+            Part::Bytes(bytes) => !is_body(part, body) && bytes.as_slice() == *part,
+        })
+}
+
+/// `parts` to note, the body named rather than copied.
+fn record_parts(parts: &[&[u8]], body: &[u8]) -> Vec<Part> {
+    parts.iter().map(|part| if is_body(part, body) { Part::Body } else { Part::Bytes(part.to_vec()) }).collect()
+}
+
 impl fmt::Debug for MacRequest {
     // The key is a secret: never printed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -182,10 +397,7 @@ fn is_body(part: &[u8], body: &[u8]) -> bool {
 impl MacRequest {
     /// The message's pieces, with the body's bytes in place of [`Part::Body`].
     pub fn pieces<'a>(&'a self, body: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.parts.iter().map(move |part| match part {
-            Part::Body => body,
-            Part::Bytes(bytes) => bytes.as_slice(),
-        })
+        pieces(&self.parts, body)
     }
 
     /// Computed here, in Rust.
@@ -197,73 +409,80 @@ impl MacRequest {
     /// body. The body is recognised by address (it is borrowed, unchanged, by both passes), so
     /// it is never compared byte by byte; everything else is.
     fn is(&self, hash: HashFn, key: &[u8], parts: &[&[u8]], body: &[u8]) -> bool {
-        self.hash == hash
-            && self.key == key
-            && self.parts.len() == parts.len()
-            && self.parts.iter().zip(parts).all(|(recorded, part)| match recorded {
-                Part::Body => is_body(part, body),
-                Part::Bytes(bytes) => !is_body(part, body) && bytes.as_slice() == *part,
-            })
+        self.hash == hash && self.key == key && same_parts(&self.parts, parts, body)
     }
 }
 
-/// Answers no HMAC, and notes every one asked for. A verification run with it always fails
-/// (nothing matches): it is run only to learn which HMACs the real one will need. Its result
-/// must be thrown away.
+/// Answers no HMAC and no check, and notes every one asked for. A verification run with it
+/// always fails (nothing matches): it is run only to learn what the real one will need. Its
+/// result must be thrown away.
 #[derive(Debug)]
 pub struct RecordMacs<'b> {
     body: &'b [u8],
-    requests: RefCell<Vec<MacRequest>>,
+    needed: RefCell<Needed>,
 }
 
 impl<'b> RecordMacs<'b> {
     /// For the verification of a request with this body.
     pub fn new(body: &'b [u8]) -> Self {
-        RecordMacs { body, requests: RefCell::default() }
+        RecordMacs { body, needed: RefCell::default() }
     }
 
-    pub fn into_requests(self) -> Vec<MacRequest> {
-        self.requests.into_inner()
+    pub fn into_needed(self) -> Needed {
+        self.needed.into_inner()
     }
 }
 
 impl Macs for RecordMacs<'_> {
     fn hmac(&self, hash: HashFn, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
-        let mut requests = self.requests.borrow_mut();
+        let requests = &mut self.needed.borrow_mut().macs;
         if !requests.iter().any(|r| r.is(hash, key, parts, self.body)) {
-            let parts = parts
-                .iter()
-                .map(|part| if is_body(part, self.body) { Part::Body } else { Part::Bytes(part.to_vec()) })
-                .collect();
-            requests.push(MacRequest { hash, key: key.to_vec(), parts });
+            requests.push(MacRequest { hash, key: key.to_vec(), parts: record_parts(parts, self.body) });
+        }
+        None
+    }
+
+    fn check(&self, algorithm: KeyAlgorithm, key: &[u8], signature: &[u8], parts: &[&[u8]]) -> Option<bool> {
+        let checks = &mut self.needed.borrow_mut().checks;
+        if !checks.iter().any(|c| c.is(algorithm, key, signature, parts, self.body)) {
+            let parts = record_parts(parts, self.body);
+            checks.push(KeyCheck { algorithm, key: key.to_vec(), signature: signature.to_vec(), parts });
         }
         None
     }
 }
 
-/// HMACs computed elsewhere (by Web Crypto) for the requests [`RecordMacs`] noted. A request is
-/// answered only when its hash, key and parts are those of a computed one; anything else is
-/// computed here, so a verification run with it gives exactly the answer of [`NativeMacs`],
-/// whatever the requests were.
+/// HMACs and checks computed elsewhere (by Web Crypto) for what [`RecordMacs`] noted. A request
+/// is answered only when its algorithm, key and parts (and signature, for a check) are those of
+/// a computed one; anything else is computed here, so a verification run with it gives exactly
+/// the answer of [`NativeMacs`], whatever was computed (in a build without the curves, a check
+/// not computed elsewhere verifies nothing).
 #[derive(Debug)]
 pub struct KnownMacs<'b> {
     body: &'b [u8],
-    computed: Vec<(MacRequest, Vec<u8>)>,
+    computed: Answers,
 }
 
 impl<'b> KnownMacs<'b> {
     /// For the verification of a request with this body (the same bytes the requests were
     /// recorded with).
-    pub fn new(body: &'b [u8], computed: Vec<(MacRequest, Vec<u8>)>) -> Self {
+    pub fn new(body: &'b [u8], computed: Answers) -> Self {
         KnownMacs { body, computed }
     }
 }
 
 impl Macs for KnownMacs<'_> {
     fn hmac(&self, hash: HashFn, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
-        match self.computed.iter().find(|(request, _)| request.is(hash, key, parts, self.body)) {
+        match self.computed.macs.iter().find(|(request, _)| request.is(hash, key, parts, self.body)) {
             Some((_, mac)) => Some(mac.clone()),
             None => Some(hash.hmac(key, parts)),
+        }
+    }
+
+    fn check(&self, algorithm: KeyAlgorithm, key: &[u8], signature: &[u8], parts: &[&[u8]]) -> Option<bool> {
+        match self.computed.checks.iter().find(|(check, _)| check.is(algorithm, key, signature, parts, self.body)) {
+            Some((_, valid)) => Some(*valid),
+            None => check_here(algorithm, key, signature, parts),
         }
     }
 }
@@ -287,6 +506,23 @@ pub fn first_hmac_match<'s>(
             macs.matched(&expected, parts);
         }
         found
+    })
+}
+
+/// The first public key of `secrets` for `algorithm` of which one of `signatures` (at most a
+/// few: each is a full check) is a signature of `parts`, as `macs` answers. Every key is tried:
+/// rotation.
+pub fn first_key_match<'s>(
+    secrets: &'s SecretSet,
+    macs: &dyn Macs,
+    algorithm: KeyAlgorithm,
+    signatures: &[impl AsRef<[u8]>],
+    parts: &[&[u8]],
+) -> Option<&'s Secret> {
+    secrets.iter().find(|secret| {
+        secret.public_key(algorithm).is_some_and(|key| {
+            signatures.iter().any(|signature| macs.check(algorithm, key, signature.as_ref(), parts) == Some(true))
+        })
     })
 }
 
@@ -405,7 +641,7 @@ mod tests {
         assert_eq!(record.hmac(HashFn::Sha256, b"k", &[b"t=1.", &body]), None);
         assert_eq!(record.hmac(HashFn::Sha256, b"k", &[b"t=1.", &equal_copy]), None);
         assert_eq!(record.hmac(HashFn::Sha1, b"k", &[&body]), None);
-        let requests = record.into_requests();
+        let requests = record.into_needed().macs;
         assert_eq!(requests.len(), 3, "the same request is noted once");
         assert!(requests[0].parts == [Part::Bytes(b"t=1.".to_vec()), Part::Body]);
         assert!(
@@ -426,7 +662,7 @@ mod tests {
             key: b"k".to_vec(),
             parts: vec![Part::Bytes(b"t.".to_vec()), Part::Body],
         };
-        let known = KnownMacs::new(&body, vec![(request, vec![7; 32])]);
+        let known = KnownMacs::new(&body, Answers { macs: vec![(request, vec![7; 32])], checks: vec![] });
         assert_eq!(known.hmac(HashFn::Sha256, b"k", &[b"t.", &body]), Some(vec![7; 32]));
         // Anything else is computed here: another part, key, hash, or equal bytes elsewhere.
         for (hash, key, parts) in [
@@ -438,6 +674,104 @@ mod tests {
             (HashFn::Sha256, b"k", &[b"t.", &body, b""]),
         ] {
             assert_eq!(known.hmac(hash, key, parts), Some(hash.hmac(key, parts)), "{hash:?} {parts:?}");
+        }
+    }
+
+    #[test]
+    fn key_checks_are_noted_once_and_answered_only_for_the_exact_check() {
+        let body = b"the body".to_vec();
+        let other = b"the body".to_vec();
+        let record = RecordMacs::new(&body);
+        let ed = KeyAlgorithm::Ed25519;
+        assert_eq!(record.check(ed, b"key", b"sig", &[b"t", &body]), None);
+        assert_eq!(record.check(ed, b"key", b"sig", &[b"t", &body]), None);
+        assert_eq!(record.check(ed, b"key", b"SIG", &[b"t", &body]), None);
+        assert_eq!(record.check(ed, b"key", b"sig", &[b"t", &other]), None);
+        let needed = record.into_needed();
+        assert!(needed.macs.is_empty());
+        assert_eq!(needed.checks.len(), 3, "the same check is noted once");
+        assert!(needed.checks[0].parts == [Part::Bytes(b"t".to_vec()), Part::Body]);
+        assert!(needed.checks[2].parts == [Part::Bytes(b"t".to_vec()), Part::Bytes(other.clone())]);
+        assert_eq!(format!("{:?}", needed.checks[0]), "KeyCheck(Ed25519, 2 parts)");
+
+        // Web Crypto's answer (true, whatever Rust would say) is used for exactly that check.
+        let answered = Answers { macs: vec![], checks: vec![(needed.checks[0].clone(), true)] };
+        let known = KnownMacs::new(&body, answered);
+        assert_eq!(known.check(ed, b"key", b"sig", &[b"t", &body]), Some(true));
+        for (algorithm, key, signature, parts) in [
+            (KeyAlgorithm::EcdsaP256, &b"key"[..], &b"sig"[..], &[&b"t"[..], &body[..]][..]),
+            (ed, b"KEY", b"sig", &[b"t", &body]),
+            (ed, b"key", b"SIG", &[b"t", &body]),
+            (ed, b"key", b"sig", &[b"u", &body]),
+            (ed, b"key", b"sig", &[b"t", &other]),
+            (ed, b"key", b"sig", &[b"t", &body, b""]),
+        ] {
+            // Anything else is checked here: no key of this test is valid, so never `true`.
+            let expected = NATIVE_CURVES.then_some(false);
+            assert_eq!(known.check(algorithm, key, signature, parts), expected, "{algorithm:?} {parts:?}");
+        }
+    }
+
+    #[test]
+    fn ecdsa_signatures_are_read_from_strict_der() {
+        let der = |r: &[u8], s: &[u8]| {
+            let mut out = vec![0x30, (r.len() + s.len() + 4) as u8, 0x02, r.len() as u8];
+            out.extend_from_slice(r);
+            out.extend_from_slice(&[0x02, s.len() as u8]);
+            out.extend_from_slice(s);
+            out
+        };
+        let mut expected = [0u8; 64];
+        expected[31] = 1;
+        expected[32..].copy_from_slice(&[0xff; 32]);
+        let mut s = vec![0x00];
+        s.extend_from_slice(&[0xff; 32]);
+        assert_eq!(ecdsa_der_to_raw(&der(&[1], &s)), Some(expected));
+        for (bad, why) in [
+            (der(&[0x00, 0x01], &s), "a needless leading zero"),
+            (der(&[0x80], &s), "negative"),
+            (der(&[], &s), "an empty integer"),
+            (der(&[1], &[0xff; 32]), "negative s"),
+            (der(&[1; 33], &s), "33 bytes of value"),
+            ([der(&[1], &s), vec![0]].concat(), "a byte after"),
+            (der(&[1], &s)[..39].to_vec(), "cut short"),
+            ([&[0x30, 0x81, 0x26][..], &der(&[1], &s)[2..]].concat(), "a long-form length"),
+            (vec![0x31, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01], "not a sequence"),
+        ] {
+            assert_eq!(ecdsa_der_to_raw(&bad), None, "{why}");
+        }
+    }
+
+    #[cfg(feature = "native-curves")]
+    proptest::proptest! {
+        /// What p256 reads from DER, this reads alike; what only this reads has an `r` or `s` out
+        /// of range (zero, or the order or more), which the check refuses.
+        #[test]
+        fn ecdsa_der_reads_as_p256_does(
+            seed in proptest::array::uniform32(1u8..),
+            message in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            flips in proptest::collection::vec((0usize..80, proptest::num::u8::ANY), 0..3),
+            cut in 0usize..80,
+        ) {
+            use p256::ecdsa::signature::Signer;
+            let Ok(signing) = p256::ecdsa::SigningKey::from_slice(&seed) else { return Ok(()) };
+            let signature: p256::ecdsa::Signature = signing.sign(&message);
+            let der = signature.to_der().as_bytes().to_vec();
+            proptest::prop_assert_eq!(ecdsa_der_to_raw(&der).map(|raw| raw.to_vec()), Some(signature.to_bytes().to_vec()));
+            let mut mangled = der.clone();
+            for (at, byte) in flips {
+                if let Some(b) = mangled.get_mut(at) {
+                    *b = byte;
+                }
+            }
+            mangled.truncate(cut.max(1));
+            let theirs = p256::ecdsa::Signature::from_der(&mangled);
+            match (ecdsa_der_to_raw(&mangled), theirs) {
+                (Some(ours), Ok(theirs)) => proptest::prop_assert_eq!(ours.to_vec(), theirs.to_bytes().to_vec()),
+                (None, Ok(_)) => proptest::prop_assert!(false, "p256 reads {:?}", mangled),
+                (Some(ours), Err(_)) => proptest::prop_assert!(p256::ecdsa::Signature::from_slice(&ours).is_err(), "{:?}", mangled),
+                (None, Err(_)) => {}
+            }
         }
     }
 

@@ -40,7 +40,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use edgehook_core::config::{Config, SourceConfig};
 use edgehook_core::headers::HeaderList;
-use edgehook_core::ingest::{mac_requests, verify, verify_with, Intake, Request};
+use edgehook_core::ingest::{needed, verify, verify_with, Intake, Request};
 use edgehook_core::providers::{Provider, Signed, Unsigned};
 use edgehook_core::secret::SigningKey;
 use edgehook_core::signature::to_hex;
@@ -1691,16 +1691,13 @@ fn describe(result: &Result<Intake, Rejection>) -> String {
     }
 }
 
-/// Verifies as the worker does, both ways: with Rust's HMACs, and in two passes with the HMACs
-/// computed in between (Web Crypto's, in the worker): the two must agree on every case.
+/// Verifies as the worker does, both ways: with Rust's HMACs and curves, and in two passes with
+/// the HMACs and public-key checks computed in between (Web Crypto's, in the worker): the two
+/// must agree on every case.
 fn run(source: &SourceConfig, case: &Case, body: Vec<u8>) -> Result<Intake, Rejection> {
     let request = Request { method: &case.method, url: &case.url, headers: &case.headers };
-    let requests = mac_requests(source, request, &body, NOW_MS);
-    let computed = requests.into_iter().map(|r| {
-        let mac = r.compute(&body);
-        (r, mac)
-    });
-    let two_pass = verify_with(source, request, body.clone(), NOW_MS, Some(computed.collect()));
+    let computed = needed(source, request, &body, NOW_MS).answer_here(&body);
+    let two_pass = verify_with(source, request, body.clone(), NOW_MS, Some(computed));
     let native = verify(source, request, body, NOW_MS);
     assert_eq!(native, two_pass, "{}: the two-pass verification disagrees", source.name);
     native

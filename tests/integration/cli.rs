@@ -15,6 +15,7 @@ pub const TESTS: &[crate::Test] = &[
     ("cli_sign_prints_verifiable_headers", cli_sign_prints_verifiable_headers),
     ("cli_operates_edgehook_through_the_admin_api", cli_operates_edgehook_through_the_admin_api),
     ("large_bodies_are_verified_by_web_crypto", large_bodies_are_verified_by_web_crypto),
+    ("public_keys_are_checked_by_web_crypto", public_keys_are_checked_by_web_crypto),
 ];
 
 /// RFC 8032 test 1: the Ed25519 seed and public key the Discord source uses.
@@ -103,7 +104,34 @@ pub fn cli_sources(keys: &CliKeys) -> (serde_json::Map<String, serde_json::Value
         };
         secrets.push((edgehook_core::config::secret_var(&name), secret));
     }
+    // SendGrid sources whose key Web Crypto refuses (a point off the curve, in a well-formed
+    // key): alone, and first in a rotation list before the real key.
+    let off_curve = off_curve_p256_key();
+    for (name, secret) in [
+        (BAD_KEY_SOURCE, off_curve.clone()),
+        (ROTATED_SOURCE, format!(r#"["{off_curve}","{}"]"#, keys.sendgrid_public)),
+    ] {
+        sources.insert(name.to_owned(), serde_json::json!({ "provider": "sendgrid" }));
+        secrets.push((edgehook_core::config::secret_var(name), secret));
+    }
     (sources, secrets)
+}
+
+/// A SendGrid source whose only key is not a point of P-256.
+const BAD_KEY_SOURCE: &str = "cli-sendgrid-bad-key";
+/// A SendGrid source with that key first and the real one second.
+const ROTATED_SOURCE: &str = "cli-sendgrid-rotated";
+
+/// A P-256 public key, well-formed DER, whose point (1, 1) is not on the curve (base64).
+fn off_curve_p256_key() -> String {
+    use base64::Engine;
+    let mut der = hex_bytes("3059301306072a8648ce3d020106082a8648ce3d030107034200");
+    der.push(0x04);
+    for _ in 0..2 {
+        der.extend_from_slice(&[0; 31]);
+        der.push(1);
+    }
+    base64::engine::general_purpose::STANDARD.encode(der)
 }
 
 fn cli() -> PathBuf {
@@ -352,3 +380,94 @@ fn large_bodies_are_verified_by_web_crypto(w: &World) {
     }
     assert_eq!(checked, 2 * 17, "every provider signing the body with HMAC, on both builds");
 }
+
+/// How many public-key signatures Web Crypto checked for `source` on a test-build worker.
+fn web_crypto_checks(worker: &crate::harness::Worker, source: &str) -> u64 {
+    let reply = worker.get(&format!("/__faults/web-crypto?source={source}"), &HeaderList::new());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["checks"].as_u64().unwrap()
+}
+
+/// The worker is built without Rust's curves: Ed25519 (Discord, Standard Webhooks `v1a`) and
+/// ECDSA P-256 (SendGrid) signatures are checked by Web Crypto, small bodies and large, on the
+/// test build (where the checks are counted) and on the release build. Signed with another key,
+/// refused. Should Web Crypto fail, the request is answered 503 and leaves no trace (the same
+/// event is accepted when sent again); a configured key Web Crypto refuses verifies nothing,
+/// and does not stop the next key of a rotation list from verifying.
+fn public_keys_are_checked_by_web_crypto(w: &World) {
+    let dir = std::env::temp_dir().join(unique("edgehook-public-keys"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dev_vars = write_dev_vars(&dir, &w.cli_vars);
+    let dev_vars = dev_vars.to_str().unwrap();
+    let body_path = dir.join("body.json");
+    let body_file = body_path.to_str().unwrap();
+    let other_sendgrid = cli_keys().sendgrid_private;
+    // (source, the key it is signed with, another key, the provider whose sample is sent)
+    let cases = [
+        ("cli-discord", DISCORD_SEED, RFC8032_TEST_2_SEED, Provider::Discord),
+        ("cli-sendgrid", w.cli_keys.sendgrid_private.as_str(), other_sendgrid.as_str(), Provider::Sendgrid),
+        ("cli-standard", STANDARD_V1A_SIGNING, "whsk_CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=", Provider::Standard),
+        (ROTATED_SOURCE, w.cli_keys.sendgrid_private.as_str(), other_sendgrid.as_str(), Provider::Sendgrid),
+    ];
+    for (source, key, other_key, provider) in cases {
+        for (worker, counted) in [(&w.ops, true), (&w.main, false)] {
+            for size in [0, 64 * 1024] {
+                let id = unique("evt_pk");
+                let mut args = vec!["send", source, "--url", &worker.base, "--dev-vars", dev_vars, "--id", &id];
+                if size > 0 {
+                    std::fs::write(&body_path, padded_sample(provider, &id, size)).unwrap();
+                    args.extend(["--body", body_file]);
+                }
+                let before = counted.then(|| web_crypto_checks(worker, source));
+                let out = run(&[args.as_slice(), &["--signing-key", key]].concat());
+                assert!(out.starts_with("200 {\"status\":\"accepted\""), "{source} ({size} bytes): {out}");
+                let out = run(&[args.as_slice(), &["--signing-key", other_key]].concat());
+                assert_eq!(out.trim(), r#"401 {"error":"invalid_signature"}"#, "{source} ({size} bytes, another key)");
+                if let Some(before) = before {
+                    let checked = web_crypto_checks(worker, source) - before;
+                    assert!(checked >= 2, "{source} ({size} bytes): Web Crypto checked {checked} signatures");
+                }
+            }
+        }
+    }
+
+    // A key Web Crypto refuses verifies nothing: 401, not an error.
+    for worker in [&w.ops, &w.main] {
+        let out = run(&[
+            "send",
+            BAD_KEY_SOURCE,
+            "--url",
+            &worker.base,
+            "--dev-vars",
+            dev_vars,
+            "--signing-key",
+            &w.cli_keys.sendgrid_private,
+        ]);
+        assert_eq!(out.trim(), r#"401 {"error":"invalid_signature"}"#, "a key off the curve");
+    }
+
+    // Web Crypto failing: 503, and nothing kept of the attempt.
+    let id = unique("evt_pk_retry");
+    let send = || {
+        run(&[
+            "send",
+            "cli-discord",
+            "--url",
+            &w.ops.base,
+            "--dev-vars",
+            dev_vars,
+            "--id",
+            &id,
+            "--signing-key",
+            DISCORD_SEED,
+        ])
+    };
+    let armed = w.ops.get("/__faults/fail-web-crypto?id=cli-discord", &HeaderList::new());
+    assert_eq!(armed.status, 200, "{}", armed.body);
+    assert_eq!(send().trim(), r#"503 {"error":"unavailable"}"#, "Web Crypto failed");
+    let out = send();
+    assert!(out.starts_with("200 {\"status\":\"accepted\""), "sent again: {out}");
+}
+
+/// RFC 8032 test 2's seed: a key the Discord source does not have.
+const RFC8032_TEST_2_SEED: &str = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";

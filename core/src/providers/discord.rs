@@ -12,7 +12,7 @@ use super::{header, json_body, json_identity, Handshake, Identity, Inbound, Sche
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{check_tolerance, from_hex, parse_timestamp, to_hex};
+use crate::signature::{check_tolerance, from_hex, parse_timestamp, KeyAlgorithm};
 
 pub const SIGNATURE_HEADER: &str = "x-signature-ed25519";
 pub const TIMESTAMP_HEADER: &str = "x-signature-timestamp";
@@ -24,12 +24,8 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s 
     };
     let timestamp = parse_timestamp(&timestamp_text).ok_or(Rejection::InvalidSignature)?;
     let signature = from_hex::<64>(&signature).ok_or(Rejection::InvalidSignature)?;
-    let signature = ed25519_dalek::Signature::from_bytes(&signature);
-    let signed = [timestamp_text.as_bytes(), req.body].concat();
     let key = scheme
-        .secrets
-        .iter()
-        .find(|secret| matches!(secret, Secret::Ed25519(key) if key.verify_strict(&signed, &signature).is_ok()))
+        .first_key_match(KeyAlgorithm::Ed25519, &[signature], &[timestamp_text.as_bytes(), req.body])
         .ok_or(Rejection::InvalidSignature)?;
     check_tolerance(timestamp, now, scheme.tolerance_secs)?;
     Ok(key)
@@ -49,11 +45,13 @@ pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
 }
 
 pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {
-    use ed25519_dalek::Signer;
     let timestamp = unsigned.timestamp.to_string();
     let signature = match key {
+        #[cfg(feature = "native-curves")]
         SigningKey::Ed25519(signing) => {
-            to_hex(&signing.sign(&[timestamp.as_bytes(), unsigned.body].concat()).to_bytes())
+            use ed25519_dalek::Signer;
+            let signed = [timestamp.as_bytes(), unsigned.body].concat();
+            crate::signature::to_hex(&signing.sign(&signed).to_bytes())
         }
         _ => String::new(),
     };

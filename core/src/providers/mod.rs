@@ -43,7 +43,7 @@ mod zoom;
 use crate::error::Rejection;
 use crate::headers::{HeaderList, Headers};
 use crate::secret::{Secret, SecretEncoding, SecretSet, SigningKey};
-use crate::signature::{self, HashFn, Macs, NativeMacs, SealBy};
+use crate::signature::{self, HashFn, KeyAlgorithm, Macs, NativeMacs, SealBy};
 use generic::GenericScheme;
 
 pub use standard::sign as sign_standard_webhooks;
@@ -90,6 +90,16 @@ impl<'a> Scheme<'a> {
     /// The first key whose HMAC of `signed` (the parts, run together) is one of `candidates`.
     fn first_hmac_match(&self, hash: HashFn, candidates: &[impl AsRef<[u8]>], signed: &[&[u8]]) -> Option<&'a Secret> {
         signature::first_hmac_match(self.secrets, self.macs, hash, candidates, signed)
+    }
+
+    /// The first public key for `algorithm` of which one of `signatures` signs `signed`.
+    fn first_key_match(
+        &self,
+        algorithm: KeyAlgorithm,
+        signatures: &[impl AsRef<[u8]>],
+        signed: &[&[u8]],
+    ) -> Option<&'a Secret> {
+        signature::first_key_match(self.secrets, self.macs, algorithm, signatures, signed)
     }
 }
 

@@ -88,7 +88,8 @@ fn generic_scheme() -> GenericScheme {
 }
 
 /// Whether the request verifies; asserts on the way that the worker's two-pass verification
-/// (HMACs noted, computed elsewhere, then given back) says exactly the same.
+/// (HMACs and public-key checks noted, computed elsewhere, then given back) says exactly the
+/// same.
 fn verifies(provider: Provider, secrets: &SecretSet, headers: &HeaderList, body: &[u8]) -> bool {
     let generic = generic_scheme();
     let scheme = Scheme { generic: (provider == Provider::Generic).then_some(&generic), ..Scheme::new(secrets, 300) };
@@ -96,12 +97,8 @@ fn verifies(provider: Provider, secrets: &SecretSet, headers: &HeaderList, body:
     let native = provider.verify(req, scheme, NOW);
     let record = RecordMacs::new(body);
     let first_pass = provider.verify(req, scheme.with_macs(&record), NOW);
-    assert!(!signs_body_with_hmac(provider) || first_pass.is_err(), "{provider:?}: an unknown MAC matched");
-    let computed = record.into_requests().into_iter().map(|r| {
-        let mac = r.compute(body);
-        (r, mac)
-    });
-    let known = KnownMacs::new(body, computed.collect());
+    assert!(!answers_decide(provider) || first_pass.is_err(), "{provider:?}: an unknown MAC or check matched");
+    let known = KnownMacs::new(body, record.into_needed().answer_here(body));
     let two_pass = provider.verify(req, scheme.with_macs(&known), NOW);
     assert_eq!(
         native.as_ref().map(|k| *k as *const _),
@@ -112,24 +109,30 @@ fn verifies(provider: Provider, secrets: &SecretSet, headers: &HeaderList, body:
 }
 
 /// Whether the request verifies when every HMAC noted in the first pass is answered wrongly
-/// (one bit off): proves the second pass uses the answers it is given (so the worker's Web
-/// Crypto results are what decide), and `false` for a request that verifies natively.
+/// (one bit off), and every public-key check the other way round: proves the second pass uses
+/// the answers it is given (so the worker's Web Crypto results are what decide), and `false`
+/// for a request that verifies natively.
 fn verifies_with_wrong_answers(provider: Provider, secrets: &SecretSet, headers: &HeaderList, body: &[u8]) -> bool {
     let generic = generic_scheme();
     let scheme = Scheme { generic: (provider == Provider::Generic).then_some(&generic), ..Scheme::new(secrets, 300) };
     let req = Inbound { method: "POST", url: URL, headers, body };
     let record = RecordMacs::new(body);
     let _ = provider.verify(req, scheme.with_macs(&record), NOW);
-    let wrong = record.into_requests().into_iter().map(|r| {
-        let mut mac = r.compute(body);
+    let mut wrong = record.into_needed().answer_here(body);
+    for (_, mac) in &mut wrong.macs {
         mac[0] ^= 1;
-        (r, mac)
-    });
-    provider.verify(req, scheme.with_macs(&KnownMacs::new(body, wrong.collect())), NOW).is_ok()
+    }
+    for (_, valid) in &mut wrong.checks {
+        *valid = !*valid;
+    }
+    provider.verify(req, scheme.with_macs(&KnownMacs::new(body, wrong)), NOW).is_ok()
 }
 
-fn signs_body_with_hmac(provider: Provider) -> bool {
+/// Whether what the worker computes with Web Crypto decides: the provider signs the body with
+/// HMAC, or with a public key.
+fn answers_decide(provider: Provider) -> bool {
     provider.body_hmac(Some(&generic_scheme())).is_some()
+        || matches!(provider.secret_encoding(), SecretEncoding::Ed25519Hex | SecretEncoding::P256Public)
 }
 
 /// A form body's parameters, decoded.
@@ -184,10 +187,10 @@ fn check(provider: Provider, raw: &[u8], seed: u8, at: usize) -> Result<(), Test
             verifies(provider, &secrets, &headers, &signed.body),
             "{provider:?} does not verify its own signature"
         );
-        if signs_body_with_hmac(provider) {
+        if answers_decide(provider) {
             prop_assert!(
                 !verifies_with_wrong_answers(provider, &secrets, &headers, &signed.body),
-                "{provider:?} verified with wrong HMACs given for the second pass"
+                "{provider:?} verified with wrong HMACs or checks given for the second pass"
             );
         }
 

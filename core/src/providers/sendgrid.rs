@@ -10,10 +10,9 @@ use super::{header, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{check_tolerance, parse_timestamp, sha256_hex};
+use crate::signature::{check_tolerance, ecdsa_der_to_raw, parse_timestamp, sha256_hex, KeyAlgorithm};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use p256::ecdsa::signature::{Signer, Verifier};
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
 pub const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";
@@ -25,12 +24,9 @@ pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s 
     };
     let timestamp = parse_timestamp(&timestamp_text).ok_or(Rejection::InvalidSignature)?;
     let der = STANDARD.decode(signature).map_err(|_| Rejection::InvalidSignature)?;
-    let signature = p256::ecdsa::Signature::from_der(&der).map_err(|_| Rejection::InvalidSignature)?;
-    let signed = [timestamp_text.as_bytes(), req.body].concat();
+    let signature = ecdsa_der_to_raw(&der).ok_or(Rejection::InvalidSignature)?;
     let key = scheme
-        .secrets
-        .iter()
-        .find(|secret| matches!(secret, Secret::P256(key) if key.verify(&signed, &signature).is_ok()))
+        .first_key_match(KeyAlgorithm::EcdsaP256, &[signature], &[timestamp_text.as_bytes(), req.body])
         .ok_or(Rejection::InvalidSignature)?;
     check_tolerance(timestamp, now, scheme.tolerance_secs)?;
     Ok(key)
@@ -43,7 +39,9 @@ pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
 pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {
     let timestamp = unsigned.timestamp.to_string();
     let signature = match key {
+        #[cfg(feature = "native-curves")]
         SigningKey::P256(signing) => {
+            use p256::ecdsa::signature::Signer;
             let signature: p256::ecdsa::Signature = signing.sign(&[timestamp.as_bytes(), unsigned.body].concat());
             STANDARD.encode(signature.to_der().as_bytes())
         }

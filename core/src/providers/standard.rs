@@ -15,7 +15,7 @@ use super::{BodyFields, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
-use crate::signature::{check_tolerance, hmac_sha256, parse_timestamp, HashFn};
+use crate::signature::{check_tolerance, hmac_sha256, parse_timestamp, HashFn, KeyAlgorithm};
 use base64::Engine;
 
 pub const ID_HEADER: &str = "webhook-id";
@@ -82,19 +82,11 @@ fn first_ed25519_match<'s>(
     timestamp: &str,
     body: &[u8],
 ) -> Option<&'s Secret> {
-    if candidates.is_empty() {
+    let signatures: Vec<&Vec<u8>> = candidates.iter().filter(|c| c.len() == 64).take(MAX_ED25519_SIGNATURES).collect();
+    if signatures.is_empty() {
         return None;
     }
-    let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat();
-    let signatures: Vec<ed25519_dalek::Signature> = candidates
-        .iter()
-        .filter_map(|c| ed25519_dalek::Signature::from_slice(c).ok())
-        .take(MAX_ED25519_SIGNATURES)
-        .collect();
-    scheme.secrets.iter().find(|secret| match secret {
-        Secret::Ed25519(key) => signatures.iter().any(|sig| key.verify_strict(&signed, sig).is_ok()),
-        _ => false,
-    })
+    scheme.first_key_match(KeyAlgorithm::Ed25519, &signatures, &signed(id, timestamp, body))
 }
 
 pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
@@ -113,6 +105,7 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
 pub fn sign_headers(key: &SigningKey, unsigned: Unsigned<'_>) -> HeaderList {
     let Unsigned { id, timestamp, body, .. } = unsigned;
     let signature = match key {
+        #[cfg(feature = "native-curves")]
         SigningKey::Ed25519(signing) => {
             use ed25519_dalek::Signer;
             let signed = [id.as_bytes(), b".", timestamp.to_string().as_bytes(), b".", body].concat();
