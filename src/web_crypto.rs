@@ -23,7 +23,8 @@ enum KeyUse {
 
 thread_local! {
     /// Imported keys, by use and key bytes: importing is a promise of its own, and the same few
-    /// keys verify every request this isolate sees. Bounded: cleared when full.
+    /// keys verify every request this isolate sees. A key Web Crypto refused is kept as `null`
+    /// (refused once, logged once). Bounded: cleared when full.
     static KEYS: RefCell<Vec<(KeyUse, Vec<u8>, JsValue)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -70,7 +71,7 @@ async fn crypto_key(usage: KeyUse, key: &[u8]) -> Result<Option<JsValue>> {
     if let Some(found) =
         KEYS.with(|k| k.borrow().iter().find(|(u, bytes, _)| *u == usage && bytes == key).map(|(_, _, c)| c.clone()))
     {
-        return Ok(Some(found));
+        return Ok((!found.is_null()).then_some(found));
     }
     let subtle = subtle()?;
     let (format, uses) = match usage {
@@ -86,7 +87,7 @@ async fn crypto_key(usage: KeyUse, key: &[u8]) -> Result<Option<JsValue>> {
         // The key's bytes are not a key of the algorithm; anything else is Web Crypto failing.
         Err(e) if matches!(usage, KeyUse::Verify(_)) && error_name(&e).as_deref() == Some("DataError") => {
             console_error!("Web Crypto refused a configured public key ({}): it verifies nothing", error_text(&e));
-            return Ok(None);
+            JsValue::NULL
         }
         Err(e) => return Err(js(e)),
     };
@@ -97,7 +98,7 @@ async fn crypto_key(usage: KeyUse, key: &[u8]) -> Result<Option<JsValue>> {
         }
         keys.push((usage, key.to_vec(), crypto_key.clone()));
     });
-    Ok(Some(crypto_key))
+    Ok((!crypto_key.is_null()).then_some(crypto_key))
 }
 
 fn error_name(e: &JsValue) -> Option<String> {
@@ -108,8 +109,13 @@ fn error_text(e: &JsValue) -> String {
     Reflect::get(e, &"message".into()).ok().and_then(|m| m.as_string()).unwrap_or_default()
 }
 
-/// The message of `parts`, assembled in JavaScript memory: one copy of the body, made here.
-fn message(parts: &[Part], body: &[u8]) -> Uint8Array {
+/// The message of `parts`, assembled in JavaScript memory: one copy of the body, made here, and
+/// shared by every call over the same parts (Web Crypto copies what it is given): a request
+/// listing several signatures, or a source with several keys, costs one copy, not one each.
+fn message<'p>(messages: &mut Vec<(&'p [Part], Uint8Array)>, parts: &'p [Part], body: &[u8]) -> Uint8Array {
+    if let Some((_, data)) = messages.iter().find(|(p, _)| *p == parts) {
+        return data.clone();
+    }
     let pieces = || {
         parts.iter().map(move |part| match part {
             Part::Body => body,
@@ -122,48 +128,77 @@ fn message(parts: &[Part], body: &[u8]) -> Uint8Array {
         data.subarray(at, at + piece.len() as u32).copy_from(piece);
         at += piece.len() as u32;
     }
+    messages.push((parts, data.clone()));
     data
 }
 
+/// What Web Crypto computed for a [`Needed`]: the answers it had, and how many public-key checks
+/// it could not make (HMACs it could not compute are left to Rust).
+pub struct Computed {
+    pub answers: Answers,
+    pub unanswered_checks: usize,
+}
+
 /// Computes everything `needed` asks for with Web Crypto, all at once; `body` is the request's
-/// body (the requests' [`Part::Body`]). An error means an answer could not be had: the caller
-/// decides what then (Rust's HMAC, or 503 for a public-key check).
-pub async fn compute(needed: Needed, body: &[u8]) -> Result<Answers> {
+/// body (the requests' [`Part::Body`]). What could not be computed is left out: one failure
+/// costs only its own answer. An error means Web Crypto could not be reached at all.
+pub async fn compute(needed: Needed, body: &[u8]) -> Result<Computed> {
     let subtle = subtle()?;
+    let (sign, verify) = (method(&subtle, "sign")?, method(&subtle, "verify")?);
+    let mut messages = Vec::new();
+    // Settled one by one (`Promise.allSettled`, which takes plain values too): a rejection, or
+    // `undefined` in place of a promise, is no answer.
+    let unanswered = || JsValue::UNDEFINED;
     let mut pending = Vec::with_capacity(needed.macs.len() + needed.checks.len());
     for request in &needed.macs {
-        let key =
-            crypto_key(KeyUse::Hmac(request.hash), &request.key).await?.ok_or_else(|| js("an HMAC key".into()))?;
-        pending.push(
-            method(&subtle, "sign")?
-                .call3(&subtle, &"HMAC".into(), &key, &message(&request.parts, body))
-                .map_err(js)?,
-        );
+        let data = message(&mut messages, &request.parts, body);
+        pending.push(match crypto_key(KeyUse::Hmac(request.hash), &request.key).await {
+            Ok(Some(key)) => sign.call3(&subtle, &"HMAC".into(), &key, &data).unwrap_or_else(|_| unanswered()),
+            _ => unanswered(),
+        });
     }
     for check in &needed.checks {
-        let Some(key) = crypto_key(KeyUse::Verify(check.algorithm), &check.key).await? else {
-            // `Promise.all` takes plain values alongside promises.
-            pending.push(JsValue::FALSE);
-            continue;
+        let key = match crypto_key(KeyUse::Verify(check.algorithm), &check.key).await {
+            Ok(Some(key)) => key,
+            // Refused: the key verifies nothing.
+            Ok(None) => {
+                pending.push(JsValue::FALSE);
+                continue;
+            }
+            Err(_) => {
+                pending.push(unanswered());
+                continue;
+            }
         };
         let algorithm = match check.algorithm {
             KeyAlgorithm::Ed25519 => object(&[("name", "Ed25519")])?,
             KeyAlgorithm::EcdsaP256 => object(&[("name", "ECDSA"), ("hash", "SHA-256")])?,
         };
-        let args =
-            Array::of4(&algorithm, &key, &Uint8Array::from(check.signature.as_slice()), &message(&check.parts, body));
-        pending.push(method(&subtle, "verify")?.apply(&subtle, &args).map_err(js)?);
+        let data = message(&mut messages, &check.parts, body);
+        let args = Array::of4(&algorithm, &key, &Uint8Array::from(check.signature.as_slice()), &data);
+        pending.push(verify.apply(&subtle, &args).unwrap_or_else(|_| unanswered()));
     }
-    let all = JsFuture::from(Promise::all(&pending.into_iter().collect::<Array>())).await.map_err(js)?;
-    let all = Array::from(&all);
-    let mut results = all.iter();
+    let settled = JsFuture::from(Promise::all_settled(&pending.into_iter().collect::<Array>())).await.map_err(js)?;
+    let settled = Array::from(&settled);
+    // Each outcome's value, if it was fulfilled.
+    let mut results = settled.iter().map(|outcome| {
+        let status = Reflect::get(&outcome, &"status".into()).ok().and_then(|s| s.as_string());
+        let value = (status.as_deref() == Some("fulfilled")).then(|| Reflect::get(&outcome, &"value".into()).ok());
+        value.flatten().filter(|value| !value.is_undefined())
+    });
     let macs: Vec<(MacRequest, Vec<u8>)> = needed
         .macs
         .into_iter()
         .zip(results.by_ref())
-        .map(|(request, buffer)| (request, Uint8Array::new(&buffer).to_vec()))
+        .filter_map(|(request, buffer)| Some((request, Uint8Array::new(&buffer?).to_vec())))
         .collect();
-    let checks: Vec<(KeyCheck, bool)> =
-        needed.checks.into_iter().zip(results).map(|(check, valid)| (check, valid.as_bool() == Some(true))).collect();
-    Ok(Answers { macs, checks })
+    let mut unanswered_checks = 0;
+    let mut checks: Vec<(KeyCheck, bool)> = Vec::with_capacity(needed.checks.len());
+    for (check, valid) in needed.checks.into_iter().zip(results) {
+        match valid.and_then(|v| v.as_bool()) {
+            Some(valid) => checks.push((check, valid)),
+            None => unanswered_checks += 1,
+        }
+    }
+    Ok(Computed { answers: Answers { macs, checks }, unanswered_checks })
 }

@@ -700,7 +700,10 @@ mod tests {
     fn destination_secret_must_be_a_signing_secret() {
         let sources = r#"{"a":{"provider":"stripe","destination":"http://127.0.0.1:9/x"}}"#;
         use base64::{engine::general_purpose::STANDARD, Engine};
-        let point = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes();
+        // RFC 8032's test 1 public key.
+        let point =
+            crate::signature::from_hex::<32>("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        let point = point.unwrap();
         let public_key = format!("whpk_{}", STANDARD.encode(point));
         assert!(secret::decode(&public_key, SecretEncoding::StandardWebhooks).is_ok(), "a valid public key");
         for bad in [public_key.as_str(), "whsec_not base64!"] {

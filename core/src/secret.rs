@@ -96,7 +96,7 @@ pub enum SecretError {
     EmptyList,
     #[error("the secret is not valid base64")]
     BadBase64,
-    #[error("the key is not a valid Ed25519 public key (32 bytes)")]
+    #[error("the key is not a valid Ed25519 public key (32 bytes, not a point of small order)")]
     BadEd25519,
     #[error("the key is not a P-256 public key (base64 DER SubjectPublicKeyInfo, uncompressed point)")]
     BadP256,
@@ -160,13 +160,13 @@ pub fn decode(text: &str, encoding: SecretEncoding) -> Result<Secret, SecretErro
         SecretEncoding::StandardWebhooks => match text.strip_prefix("whpk_") {
             Some(b64) => {
                 let bytes: [u8; 32] = base64_decode(b64)?.try_into().map_err(|_| SecretError::BadEd25519)?;
-                Ok(Secret::Ed25519(bytes))
+                ed25519_key(bytes)
             }
             None => Secret::hmac(base64_decode(text.strip_prefix("whsec_").unwrap_or(text))?),
         },
         SecretEncoding::Ed25519Hex => {
             let bytes = crate::signature::from_hex::<32>(text.trim()).ok_or(SecretError::BadEd25519)?;
-            Ok(Secret::Ed25519(bytes))
+            ed25519_key(bytes)
         }
         SecretEncoding::P256Public => {
             let der = base64_decode(&unarmour(text))?;
@@ -177,6 +177,49 @@ pub fn decode(text: &str, encoding: SecretEncoding) -> Result<Secret, SecretErro
         }
     }
 }
+
+/// An Ed25519 public key, unless it is one of the points of small order. Neither Web Crypto
+/// (BoringSSL) nor the native check refuses those when verifying, and with one anyone can make a
+/// signature that verifies in a few tries: a placeholder key of zeros is one. The encodings are
+/// matched with the sign bit ignored, as libsodium does, non-canonical ones (`p`, `p + 1`)
+/// included (`small_order_keys_are_every_point_of_small_order`).
+fn ed25519_key(bytes: [u8; 32]) -> Result<Secret, SecretError> {
+    let mut masked = bytes;
+    masked[31] &= 0x7f;
+    if SMALL_ORDER_ED25519.contains(&masked) {
+        return Err(SecretError::BadEd25519);
+    }
+    Ok(Secret::Ed25519(bytes))
+}
+
+/// The y-coordinates (little-endian, sign bit clear) of the Ed25519 points of small order: 0 and
+/// `p` (order 4), 1 and `p + 1` (the identity), the two of order 8, and `p - 1` (order 2).
+const SMALL_ORDER_ED25519: [[u8; 32]; 7] = {
+    let mut p_minus_1 = [0xff; 32];
+    p_minus_1[0] = 0xec;
+    p_minus_1[31] = 0x7f;
+    let mut p = p_minus_1;
+    p[0] = 0xed;
+    let mut p_plus_1 = p_minus_1;
+    p_plus_1[0] = 0xee;
+    let mut one = [0; 32];
+    one[0] = 1;
+    [
+        [0; 32],
+        one,
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf,
+            0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05,
+        ],
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20,
+            0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a,
+        ],
+        p_minus_1,
+        p,
+        p_plus_1,
+    ]
+};
 
 /// What a provider signs with: the same HMAC secret, or the private half of a key pair. Used by
 /// tests and the CLI; the worker only verifies (and, built without the curves, signs with HMAC
@@ -295,6 +338,7 @@ mod tests {
         assert_eq!(decode("whsec_", SecretEncoding::StandardWebhooks), Err(SecretError::Empty));
     }
 
+    #[cfg(feature = "native-curves")]
     #[test]
     fn public_keys() {
         let signing = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
@@ -308,6 +352,36 @@ mod tests {
         assert_eq!(decode("MFkwEwYH", SecretEncoding::P256Public), Err(SecretError::BadP256));
     }
 
+    /// Every encoding the list refuses (with either sign bit) that decodes at all is a point of
+    /// small order, and among them are all eight such points: the list is right and complete.
+    /// A key of zeros (a placeholder) is refused in both encodings providers use.
+    #[cfg(feature = "native-curves")]
+    #[test]
+    fn small_order_keys_are_every_point_of_small_order() {
+        let mut points = std::collections::BTreeSet::new();
+        for y in SMALL_ORDER_ED25519 {
+            for sign in [0, 0x80] {
+                let mut bytes = y;
+                bytes[31] |= sign;
+                assert_eq!(ed25519_key(bytes), Err(SecretError::BadEd25519), "{bytes:02x?}");
+                if let Ok(point) = ed25519_dalek::VerifyingKey::from_bytes(&bytes) {
+                    assert!(point.is_weak(), "{bytes:02x?} is not of small order");
+                    // Compressed anew: the canonical encoding of the point decoded.
+                    points.insert(ed25519_dalek::VerifyingKey::from(point.to_edwards()).to_bytes());
+                }
+            }
+        }
+        assert_eq!(points.len(), 8, "the eight points of small order");
+        let zeros = "0".repeat(64);
+        assert_eq!(decode(&zeros, SecretEncoding::Ed25519Hex), Err(SecretError::BadEd25519));
+        let zeros = format!("whpk_{}", base64::engine::general_purpose::STANDARD.encode([0; 32]));
+        assert_eq!(decode(&zeros, SecretEncoding::StandardWebhooks), Err(SecretError::BadEd25519));
+        let genuine = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        assert!(!genuine.is_weak());
+        assert_eq!(ed25519_key(genuine.to_bytes()), Ok(Secret::Ed25519(genuine.to_bytes())));
+    }
+
+    #[cfg(feature = "native-curves")]
     #[test]
     fn p256_keys_round_trip_through_der() {
         use p256::pkcs8::{EncodePrivateKey, EncodePublicKey};

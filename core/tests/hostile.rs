@@ -34,6 +34,9 @@
 //! one line per hostile request with everything that must never show in an answer or a log
 //! (leaving out the few whose breaker HTTP itself would undo; see `breakers_survive_the_wire`).
 
+// Its corpus signs as Discord and SendGrid do, with the curves.
+#![cfg(feature = "native-curves")]
+
 #[path = "support/twilio_form.rs"]
 mod twilio_form;
 use base64::engine::general_purpose::STANDARD;

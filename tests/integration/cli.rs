@@ -4,7 +4,7 @@
 
 use crate::harness::{root, unique};
 use crate::World;
-use edgehook_core::headers::HeaderList;
+use edgehook_core::headers::{HeaderList, Headers};
 use edgehook_core::providers::{Inbound, Provider, Scheme};
 use edgehook_core::secret::SecretSet;
 use std::path::{Path, PathBuf};
@@ -467,6 +467,88 @@ fn public_keys_are_checked_by_web_crypto(w: &World) {
     assert_eq!(send().trim(), r#"503 {"error":"unavailable"}"#, "Web Crypto failed");
     let out = send();
     assert!(out.starts_with("200 {\"status\":\"accepted\""), "sent again: {out}");
+
+    // Web Crypto failing again, for a Standard Webhooks request carrying both an HMAC (`v1`)
+    // and an Ed25519 (`v1a`) signature: the HMAC, computed in Rust, verifies it.
+    let now = crate::harness::now_secs();
+    let id = unique("msg_both");
+    let body = format!(r#"{{"type":"user.created","id":"{id}"}}"#).into_bytes();
+    let hmac = crate::harness::signed(Provider::Standard, "whsec_Y2xpLXN0YW5kYXJkLXNlY3JldA==", &id, now, &body);
+    let v1a = crate::harness::signed(Provider::Standard, STANDARD_V1A_SIGNING, &id, now, &body);
+    let both = format!("{} {}", hmac.get("webhook-signature").unwrap(), v1a.get("webhook-signature").unwrap());
+    let headers = replaced(&hmac, "webhook-signature", &both);
+    let armed = w.ops.get("/__faults/fail-web-crypto?id=cli-standard", &HeaderList::new());
+    assert_eq!(armed.status, 200, "{}", armed.body);
+    let reply = w.ops.post("/webhooks/cli-standard", &headers, &body);
+    assert_eq!(reply.status, 200, "v1 and v1a, Web Crypto failing: {}", reply.body);
+    assert!(web_crypto_checks(&w.ops, "cli-standard") > 0);
+
+    // Where Rust and Web Crypto could disagree, the worker answers as the native check does:
+    // an Ed25519 signature whose `s` is not reduced (s + L) is refused; an ECDSA signature with
+    // the other `s` (n - s, "high S") is accepted.
+    for worker in [&w.ops, &w.main] {
+        let id = unique("evt_s_plus_l");
+        let body = format!(r#"{{"id":"{id}","type":2}}"#).into_bytes();
+        let mut headers = crate::harness::signed(Provider::Discord, DISCORD_SEED, &id, now, &body);
+        let reply = worker.post("/webhooks/cli-discord", &headers, &body);
+        assert_eq!(reply.status, 200, "as signed: {}", reply.body);
+        let signature = hex_bytes(&headers.get("x-signature-ed25519").unwrap());
+        let unreduced = [&signature[..32], &add_order_ed25519(&signature[32..])].concat();
+        headers = replaced(&headers, "x-signature-ed25519", &edgehook_core::signature::to_hex(&unreduced));
+        let reply = worker.post("/webhooks/cli-discord", &headers, &body);
+        assert_eq!((reply.status, reply.body.as_str()), (401, r#"{"error":"invalid_signature"}"#), "s + L");
+
+        let body = format!(r#"[{{"sg_event_id":"{}","event":"delivered"}}]"#, unique("sg")).into_bytes();
+        let headers = crate::harness::signed(Provider::Sendgrid, &w.cli_keys.sendgrid_private, "", now, &body);
+        let name = "x-twilio-email-event-webhook-signature";
+        let high_s = high_s_der(&headers.get(name).unwrap());
+        let reply = worker.post("/webhooks/cli-sendgrid", &replaced(&headers, name, &high_s), &body);
+        assert_eq!(reply.status, 200, "n - s: {}", reply.body);
+    }
+}
+
+/// `headers` with `name`'s value replaced.
+fn replaced(headers: &HeaderList, name: &str, value: &str) -> HeaderList {
+    let mut others = HeaderList(headers.0.iter().filter(|(n, _)| !n.eq_ignore_ascii_case(name)).cloned().collect());
+    others.push(name, value);
+    others
+}
+
+/// `s + L` (little-endian), L the order of Ed25519's base point: the same scalar, not reduced.
+fn add_order_ed25519(s: &[u8]) -> Vec<u8> {
+    let order = hex_bytes("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
+    let mut carry = 0u16;
+    s.iter()
+        .zip(&order)
+        .map(|(a, b)| {
+            let sum = u16::from(*a) + u16::from(*b) + carry;
+            carry = sum >> 8;
+            sum as u8
+        })
+        .collect()
+}
+
+/// A base64 DER ECDSA P-256 signature with `s` replaced by `n - s`: as valid, the other form.
+fn high_s_der(signature: &str) -> String {
+    use base64::Engine;
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let raw = edgehook_core::signature::ecdsa_der_to_raw(&b64.decode(signature).unwrap()).expect("DER");
+    let order = hex_bytes("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
+    let mut other = vec![0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let difference = i16::from(order[i]) - i16::from(raw[32 + i]) - borrow;
+        borrow = i16::from(difference < 0);
+        other[i] = difference.rem_euclid(256) as u8;
+    }
+    let integer = |value: &[u8]| {
+        let start = value.iter().position(|b| *b != 0).unwrap_or(31);
+        let value = &value[start..];
+        let pad = value[0] & 0x80 != 0;
+        [&[0x02, (value.len() + usize::from(pad)) as u8][..], if pad { &[0][..] } else { &[][..] }, value].concat()
+    };
+    let content = [integer(&raw[..32]), integer(&other)].concat();
+    b64.encode([&[0x30, content.len() as u8][..], &content].concat())
 }
 
 /// RFC 8032 test 2's seed: a key the Discord source does not have.

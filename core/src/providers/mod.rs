@@ -23,7 +23,7 @@ mod linear;
 mod mailgun;
 mod paddle;
 mod pagerduty;
-#[cfg(test)]
+#[cfg(all(test, feature = "native-curves"))]
 mod properties;
 mod sendgrid;
 mod sentry;
@@ -35,7 +35,8 @@ mod stripe;
 mod twilio;
 mod twitch;
 mod typeform;
-#[cfg(test)]
+// Discord's, SendGrid's and Standard Webhooks' `v1a` vectors need the curves.
+#[cfg(all(test, feature = "native-curves"))]
 mod vectors;
 mod vercel;
 mod zoom;

@@ -190,6 +190,7 @@ mod tests {
         assert_eq!(check(&v, &v.valid[0], &list, v.now), Ok(()));
     }
 
+    #[cfg(feature = "native-curves")]
     #[test]
     fn only_the_first_few_ed25519_signatures_are_tried() {
         use crate::headers::Headers;
