@@ -125,7 +125,8 @@ async fn answer(
 /// Verifies the request, with the HMACs of a large body computed by Web Crypto (faster than
 /// Rust's in wasm for large messages; section 3 of BENCHMARKS.md), and public-key signatures
 /// checked there. Should Web Crypto fail, HMACs are computed here instead (the answer is the
-/// same either way); a public-key check, which this build cannot make, answers 503: the
+/// same either way); a public-key check, which this build cannot make, leaves the request
+/// unverified, and when nothing else verified it (an HMAC beside it) it answers 503: the
 /// provider retries, where a 401 would turn a genuine event away.
 async fn verify(
     source: &SourceConfig,

@@ -372,6 +372,14 @@ mod tests {
             }
         }
         assert_eq!(points.len(), 8, "the eight points of small order");
+        // The only encodings above p - 1 are k + p for k < 19 (2^255 - 19 = p): those of the
+        // points 0 and 1 are refused, and no other.
+        for k in 0u8..19 {
+            let mut bytes = SMALL_ORDER_ED25519[5];
+            bytes[0] += k;
+            let refused = ed25519_key(bytes).is_err();
+            assert_eq!(refused, k < 2, "{k} + p");
+        }
         let zeros = "0".repeat(64);
         assert_eq!(decode(&zeros, SecretEncoding::Ed25519Hex), Err(SecretError::BadEd25519));
         let zeros = format!("whpk_{}", base64::engine::general_purpose::STANDARD.encode([0; 32]));

@@ -479,9 +479,10 @@ fn public_keys_are_checked_by_web_crypto(w: &World) {
     let headers = replaced(&hmac, "webhook-signature", &both);
     let armed = w.ops.get("/__faults/fail-web-crypto?id=cli-standard", &HeaderList::new());
     assert_eq!(armed.status, 200, "{}", armed.body);
+    let before = web_crypto_checks(&w.ops, "cli-standard");
     let reply = w.ops.post("/webhooks/cli-standard", &headers, &body);
     assert_eq!(reply.status, 200, "v1 and v1a, Web Crypto failing: {}", reply.body);
-    assert!(web_crypto_checks(&w.ops, "cli-standard") > 0);
+    assert!(web_crypto_checks(&w.ops, "cli-standard") > before, "the v1a signature went to Web Crypto");
 
     // Where Rust and Web Crypto could disagree, the worker answers as the native check does:
     // an Ed25519 signature whose `s` is not reduced (s + L) is refused; an ECDSA signature with
