@@ -33,6 +33,8 @@ use edgehook_core::ingest::idempotency_key;
 use edgehook_core::metrics::Outcome as Counted;
 use edgehook_core::ordering::{entity_key, StalePolicy};
 use edgehook_core::retry::{AfterFailure, MAX_QUEUE_DELAY_SECS};
+use edgehook_core::secret::Secret;
+use edgehook_core::signature::{HashFn, Needed};
 use edgehook_core::slots::Slots;
 use edgehook_core::turns::Turns;
 use futures_util::future::{join, select, Either};
@@ -445,7 +447,9 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
         Some(handler) => Some(run_handler(handler.as_ref(), meta, &body, b.env, source).await),
         None => match (&source.destination, &b.config.settings.destination_secret) {
             (Some(url), Some(secret)) => {
-                let headers = forward::delivery_headers(meta, &body, secret, env::now_ms() / 1000, stale);
+                let now_secs = env::now_ms() / 1000;
+                let mac = signature_by_web_crypto(meta, &body, secret, now_secs).await;
+                let headers = forward::delivery_headers(meta, &body, secret, now_secs, stale, mac.as_deref());
                 Some(deliver(url, headers, &body, source.delivery_timeout_secs).await)
             }
             // Configuration refuses this combination; should it ever happen, never forward
@@ -748,4 +752,18 @@ impl Drop for LeaveLane<'_> {
     fn drop(&mut self) {
         self.lane.0.borrow_mut().leave(self.index);
     }
+}
+
+/// The delivery's HMAC from Web Crypto, for a body long enough that it is faster than Rust's in
+/// wasm (`ingest::web_crypto_pays_off`, as in verification: 3x at 64 KB, BENCHMARKS.md section
+/// 3); `None`, and Rust computes it, for a shorter body or should Web Crypto fail.
+async fn signature_by_web_crypto(meta: &EventMeta, body: &[u8], secret: &Secret, now_secs: i64) -> Option<Vec<u8>> {
+    if !edgehook_core::ingest::web_crypto_pays_off(HashFn::Sha256, body.len()) {
+        return None;
+    }
+    let needed = Needed { macs: vec![forward::signature_request(meta, secret, now_secs)], checks: vec![] };
+    #[cfg(feature = "faults")]
+    crate::faults::count_web_crypto(&format!("delivery:{}", meta.source), &needed);
+    let computed = crate::web_crypto::compute(needed, body).await.ok()?;
+    computed.answers.macs.into_iter().next().map(|(_, mac)| mac)
 }

@@ -3,9 +3,10 @@
 
 use crate::envelope::EventMeta;
 use crate::headers::HeaderList;
-use crate::providers::sign_standard_webhooks;
+use crate::providers::{sign_standard_webhooks, standard_webhooks_signature};
 use crate::retry::parse_retry_after;
 use crate::secret::Secret;
+use crate::signature::{HashFn, MacRequest, Part};
 
 pub const SOURCE_HEADER: &str = "x-edgehook-source";
 pub const EVENT_TYPE_HEADER: &str = "x-edgehook-event-type";
@@ -13,18 +14,40 @@ pub const ATTEMPT_HEADER: &str = "x-edgehook-attempt";
 /// Set on a stale event delivered because its source says `stale = "deliver"`.
 pub const STALE_HEADER: &str = "x-edgehook-stale";
 
+/// The HMAC a delivery's signature is: `"<id>.<now>.<body>"` keyed with `DESTINATION_SECRET`,
+/// as a request Web Crypto can compute (the worker does, for a large body: faster than Rust's
+/// HMAC in wasm, as in verification).
+pub fn signature_request(meta: &EventMeta, key: &Secret, now_secs: i64) -> MacRequest {
+    let prefix = format!("{}.{now_secs}.", meta.id).into_bytes();
+    // `key` is `DESTINATION_SECRET`, which the configuration only accepts as an HMAC secret.
+    let key = key.hmac_key().unwrap_or_default().to_vec();
+    MacRequest { hash: HashFn::Sha256, key, parts: vec![Part::Bytes(prefix), Part::Body] }
+}
+
 /// The headers of one delivery attempt: the original content type, the Standard Webhooks
-/// signature over `"<id>.<now>.<body>"` keyed with `DESTINATION_SECRET`, and edgehook's own.
-/// `x-edgehook-event-type` is left out for events whose provider names no type.
-pub fn delivery_headers(meta: &EventMeta, body: &[u8], key: &Secret, now_secs: i64, stale: bool) -> HeaderList {
+/// signature over `"<id>.<now>.<body>"` keyed with `DESTINATION_SECRET` (its HMAC `mac` when
+/// computed already, from [`signature_request`]), and edgehook's own. `x-edgehook-event-type` is
+/// left out for events whose provider names no type.
+pub fn delivery_headers(
+    meta: &EventMeta,
+    body: &[u8],
+    key: &Secret,
+    now_secs: i64,
+    stale: bool,
+    mac: Option<&[u8]>,
+) -> HeaderList {
     let mut h = HeaderList::new();
     if let Some(ct) = &meta.content_type {
         h.push("content-type", ct.clone());
     }
     h.push("webhook-id", meta.id.clone());
     h.push("webhook-timestamp", now_secs.to_string());
-    // `key` is `DESTINATION_SECRET`, which the configuration only accepts as an HMAC secret.
-    h.push("webhook-signature", sign_standard_webhooks(key.hmac_key().unwrap_or_default(), &meta.id, now_secs, body));
+    let signature = match mac {
+        Some(mac) => standard_webhooks_signature(mac),
+        // `key` is `DESTINATION_SECRET`, which the configuration only accepts as an HMAC secret.
+        None => sign_standard_webhooks(key.hmac_key().unwrap_or_default(), &meta.id, now_secs, body),
+    };
+    h.push("webhook-signature", signature);
     h.push(SOURCE_HEADER, meta.source.clone());
     if let Some(t) = &meta.event_type {
         h.push(EVENT_TYPE_HEADER, t.clone());
@@ -76,19 +99,26 @@ mod tests {
             ..EventMeta::first_attempt("stripe", "evt_1", 0, BodyRef::Inline)
         };
         let body = br#"{"id":"evt_1"}"#;
-        let h = delivery_headers(&meta, body, &key, 1_700_000_000, false);
+        let h = delivery_headers(&meta, body, &key, 1_700_000_000, false, None);
+        // The HMAC computed elsewhere (Web Crypto, in the worker) makes the same signature.
+        let mac = signature_request(&meta, &key, 1_700_000_000).compute(body);
+        assert_eq!(delivery_headers(&meta, body, &key, 1_700_000_000, false, Some(&mac)), h);
+        let mut wrong = mac.clone();
+        wrong[0] ^= 1;
+        let other = delivery_headers(&meta, body, &key, 1_700_000_000, false, Some(&wrong));
+        assert_ne!(other.get("webhook-signature"), h.get("webhook-signature"), "the MAC given is the one used");
         assert_eq!(h.get("content-type").as_deref(), Some("application/json; charset=utf-8"));
         assert_eq!(h.get("webhook-id").as_deref(), Some("evt_1"));
         assert_eq!(h.get("x-edgehook-source").as_deref(), Some("stripe"));
         assert_eq!(h.get("x-edgehook-event-type").as_deref(), Some("invoice.paid"));
         assert_eq!(h.get("x-edgehook-attempt").as_deref(), Some("3"));
         assert_eq!(h.get("x-edgehook-stale"), None);
-        assert_eq!(delivery_headers(&meta, body, &key, 1, true).get("x-edgehook-stale").as_deref(), Some("true"));
+        assert_eq!(delivery_headers(&meta, body, &key, 1, true, None).get("x-edgehook-stale").as_deref(), Some("true"));
         let secrets = SecretSet::parse(key_text, SecretEncoding::StandardWebhooks).unwrap();
         let scheme = Scheme::new(&secrets, 300);
         assert!(Provider::Standard.verify(Inbound::post(&h, body), scheme, 1_700_000_000).is_ok());
         let untyped = EventMeta { event_type: None, content_type: None, ..meta };
-        let h = delivery_headers(&untyped, body, &key, 1, false);
+        let h = delivery_headers(&untyped, body, &key, 1, false, None);
         assert_eq!(h.get("x-edgehook-event-type"), None);
         assert_eq!(h.get("content-type"), None);
     }

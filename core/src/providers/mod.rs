@@ -48,6 +48,7 @@ use crate::signature::{self, HashFn, KeyAlgorithm, Macs, NativeMacs, SealBy};
 use generic::GenericScheme;
 
 pub use standard::sign as sign_standard_webhooks;
+pub use standard::signature_value as standard_webhooks_signature;
 
 /// A request as the provider sent it: method, the URL it was sent to (the public one, for
 /// providers that sign it), headers and the exact body bytes.

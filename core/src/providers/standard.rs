@@ -97,7 +97,11 @@ pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
 
 /// The `webhook-signature` value for one message with an HMAC key: `v1,<base64 HMAC>`.
 pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mac = hmac_sha256(key, &signed(id, &timestamp.to_string(), body));
+    signature_value(&hmac_sha256(key, &signed(id, &timestamp.to_string(), body)))
+}
+
+/// The `webhook-signature` value for an HMAC computed elsewhere: `v1,<base64 HMAC>`.
+pub fn signature_value(mac: &[u8]) -> String {
     format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac))
 }
 
