@@ -7,7 +7,7 @@
 //! ([`ingest::web_crypto_requests`](edgehook_core::ingest::web_crypto_requests)); this module
 //! only computes it.
 
-use edgehook_core::signature::{Answers, HashFn, KeyAlgorithm, KeyCheck, MacRequest, Needed, Part};
+use edgehook_core::signature::{pieces, Answers, HashFn, KeyAlgorithm, KeyCheck, MacRequest, Needed, Part};
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use std::cell::RefCell;
 use wasm_bindgen::{JsCast, JsValue};
@@ -116,15 +116,9 @@ fn message<'p>(messages: &mut Vec<(&'p [Part], Uint8Array)>, parts: &'p [Part], 
     if let Some((_, data)) = messages.iter().find(|(p, _)| *p == parts) {
         return data.clone();
     }
-    let pieces = || {
-        parts.iter().map(move |part| match part {
-            Part::Body => body,
-            Part::Bytes(bytes) => bytes.as_slice(),
-        })
-    };
-    let data = Uint8Array::new_with_length(pieces().map(|p| p.len() as u32).sum());
+    let data = Uint8Array::new_with_length(pieces(parts, body).map(|p| p.len() as u32).sum());
     let mut at = 0u32;
-    for piece in pieces() {
+    for piece in pieces(parts, body) {
         data.subarray(at, at + piece.len() as u32).copy_from(piece);
         at += piece.len() as u32;
     }

@@ -360,7 +360,8 @@ pub struct Answers {
     pub checks: Vec<(KeyCheck, bool)>,
 }
 
-fn pieces<'a>(parts: &'a [Part], body: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+/// The pieces of a message made of `parts`, with the body's bytes in place of [`Part::Body`].
+pub fn pieces<'a>(parts: &'a [Part], body: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
     parts.iter().map(move |part| match part {
         Part::Body => body,
         Part::Bytes(bytes) => bytes.as_slice(),

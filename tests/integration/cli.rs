@@ -314,11 +314,16 @@ fn padded_sample(provider: Provider, id: &str, size: usize) -> Vec<u8> {
     format!("{},\"padding\":\"{padding}\"{}", &sample[..end], &sample[end..]).into_bytes()
 }
 
-/// How many HMACs Web Crypto computed for `source` on a test-build worker.
-fn web_crypto_macs(worker: &crate::harness::Worker, source: &str) -> u64 {
+/// How many HMACs (`what` = "macs") or public-key checks ("checks") Web Crypto made for `source`
+/// on a test-build worker.
+pub fn web_crypto_count(worker: &crate::harness::Worker, source: &str, what: &str) -> u64 {
     let reply = worker.get(&format!("/__faults/web-crypto?source={source}"), &HeaderList::new());
     assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()["macs"].as_u64().unwrap()
+    reply.json()[what].as_u64().unwrap()
+}
+
+fn web_crypto_macs(worker: &crate::harness::Worker, source: &str) -> u64 {
+    web_crypto_count(worker, source, "macs")
 }
 
 /// For large bodies, the HMACs of providers signing the body are computed by Web Crypto, in two
@@ -381,11 +386,8 @@ fn large_bodies_are_verified_by_web_crypto(w: &World) {
     assert_eq!(checked, 2 * 17, "every provider signing the body with HMAC, on both builds");
 }
 
-/// How many public-key signatures Web Crypto checked for `source` on a test-build worker.
 fn web_crypto_checks(worker: &crate::harness::Worker, source: &str) -> u64 {
-    let reply = worker.get(&format!("/__faults/web-crypto?source={source}"), &HeaderList::new());
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()["checks"].as_u64().unwrap()
+    web_crypto_count(worker, source, "checks")
 }
 
 /// The worker is built without Rust's curves: Ed25519 (Discord, Standard Webhooks `v1a`) and

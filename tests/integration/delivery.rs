@@ -72,11 +72,7 @@ fn signed_by(got: &crate::harness::Received, secret: &str) -> bool {
 /// verification (counted by the test build), and verifies as Rust's does; a small one's is
 /// Rust's.
 fn large_deliveries_are_signed_by_web_crypto(w: &World) {
-    let counted = || {
-        let reply = w.faults.get("/__faults/web-crypto?source=delivery:fragile", &HeaderList::new());
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        reply.json()["macs"].as_u64().unwrap()
-    };
+    let counted = || crate::cli::web_crypto_count(&w.faults, "delivery:fragile", "macs");
     for (size, by_web_crypto) in [(64 * 1024, true), (0, false)] {
         let id = unique("evt_signed");
         let body = format!(r#"{{"id":"{id}","type":"invoice.paid","padding":"{}"}}"#, "s".repeat(size)).into_bytes();
