@@ -14,7 +14,9 @@
 //! object's metadata. A letter that cannot be stored once its event is marked dead goes back on
 //! the dead-letter queue, marked, so it is never given up; one whose event cannot be marked yet
 //! is retried, further and further apart (`dead_letter_retry_secs`), because the queue gives up
-//! on a message after 100 retries. The alert is tried three times and then only logged.
+//! on a message after 100 retries; should marking still fail on the queue's second-to-last
+//! delivery (its shard full, say), the letter is stored unconfirmed rather than lost
+//! (`retry::store_unmarked`). The alert is tried three times and then only logged.
 
 use crate::billing::{self, Op as Billed};
 use crate::control::{Control, Tally};
@@ -27,7 +29,7 @@ use edgehook_core::envelope::{self, BodyRef, EventMeta};
 use edgehook_core::idempotency::{DeadMark, Message};
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::metrics::Outcome;
-use edgehook_core::retry::dead_letter_retry_secs;
+use edgehook_core::retry::{dead_letter_retry_secs, store_unmarked, DEAD_LETTER_MAX_RETRIES};
 use serde::Serialize;
 use std::collections::HashMap;
 use worker::{console_error, console_log, Env, MessageExt, Result};
@@ -54,6 +56,10 @@ pub struct DeadLetter {
     pub error: String,
     pub received_at_ms: Option<i64>,
     pub dead_at_ms: i64,
+    /// The queue moved this message and its event's record could not be marked dead: stored so
+    /// as not to be lost, but another copy of the message may have completed the event (check
+    /// the event before replaying it).
+    pub unconfirmed: bool,
 }
 
 impl DeadLetter {
@@ -69,6 +75,7 @@ impl DeadLetter {
                 .unwrap_or_else(|| "the event consumer kept failing on this message (queue retries exhausted)".into()),
             received_at_ms: Some(meta.received_at_ms),
             dead_at_ms: now_ms,
+            unconfirmed: meta.unconfirmed,
         }
     }
 
@@ -81,6 +88,7 @@ impl DeadLetter {
             error: format!("undecodable queue message: {error}"),
             received_at_ms: None,
             dead_at_ms: now_ms,
+            unconfirmed: false,
         }
     }
 
@@ -102,6 +110,9 @@ impl DeadLetter {
             m.insert("received_at_ms".into(), at.to_string());
         }
         m.insert("dead_at_ms".into(), self.dead_at_ms.to_string());
+        if self.unconfirmed {
+            m.insert("unconfirmed".into(), "true".into());
+        }
         m
     }
 
@@ -114,13 +125,19 @@ impl DeadLetter {
             error: m.get("error")?.clone(),
             received_at_ms: m.get("received_at_ms").and_then(|v| v.parse().ok()),
             dead_at_ms: m.get("dead_at_ms")?.parse().ok()?,
+            unconfirmed: m.get("unconfirmed").is_some_and(|v| v == "true"),
         })
     }
 
     fn alert_text(&self) -> String {
         let kind = self.event_type.as_deref().map(|t| format!(" ({t})")).unwrap_or_default();
+        let unconfirmed = if self.unconfirmed {
+            " (unconfirmed: its record could not be marked dead, and another copy may have completed it)"
+        } else {
+            ""
+        };
         format!(
-            "edgehook: event {}/{}{kind} was dead-lettered after {} attempt(s): {}",
+            "edgehook: event {}/{}{kind} was dead-lettered after {} attempt(s): {}{unconfirmed}",
             self.source, self.id, self.attempts, self.error
         )
     }
@@ -161,17 +178,26 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempo
                 retry_token: meta.retry_token,
                 replay: meta.replay,
             };
-            match records.mark_dead(&key, moved).await? {
-                DeadMark::Marked => {}
-                DeadMark::Alive { state } | DeadMark::Final { state } => {
+            let unconfirmed = match mark_dead(records, &key, moved).await {
+                Ok(DeadMark::Marked) => false,
+                Ok(DeadMark::Alive { state } | DeadMark::Final { state }) => {
                     console_log!(
                         "queue gave up on a copy of {key} while the event is {}: not a dead letter",
                         state.as_str()
                     );
                     return Ok(Decision::Ack);
                 }
-            }
-            let marked = EventMeta { dead: true, ..meta };
+                Err(e) if store_unmarked(delivery.attempts, max_retries()) => {
+                    console_error!(
+                        "could not mark {key} dead in {} tries ({e}): storing its letter unconfirmed before the \
+                         queue deletes it",
+                        delivery.attempts
+                    );
+                    true
+                }
+                Err(e) => return Err(e),
+            };
+            let marked = EventMeta { dead: true, unconfirmed, ..meta };
             (DeadLetter::from_meta(&marked, now), envelope::encode(&marked, inline))
         }
         Err(e) => (DeadLetter::poison(&message.id(), e.to_string(), now), bytes),
@@ -201,6 +227,24 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempo
     let alert = serde_json::json!({ "text": letter.alert_text(), "dead_letter": letter });
     alerts::send(config.settings.alert_url.as_deref(), &alert).await;
     Ok(Decision::Ack)
+}
+
+/// Marks the event of a message the queue moved dead (see `core::idempotency::mark_dead`).
+async fn mark_dead(records: &Idempotency, key: &str, moved: Message<'_>) -> Result<DeadMark> {
+    #[cfg(feature = "faults")]
+    if crate::faults::fails(crate::faults::Fault::MarkDead, key) {
+        return Err(worker::Error::RustError("fault: the idempotency shard cannot write".into()));
+    }
+    records.mark_dead(key, moved).await
+}
+
+/// The dead-letter queue's `max_retries`, or in the test build the number a test set.
+fn max_retries() -> u32 {
+    #[cfg(feature = "faults")]
+    if let Some(n) = crate::faults::dead_letter_max_retries() {
+        return n;
+    }
+    DEAD_LETTER_MAX_RETRIES
 }
 
 /// Stores the letter. It is self-contained: a body kept in R2 is copied into it, so that it

@@ -41,6 +41,12 @@
 //!   signed by provider P N times, with Rust's HMAC or in two passes with Web Crypto's;
 //! - `POST /__faults/hmac?impl=rust|webcrypto&size=BYTES&n=N` computes N HMAC-SHA256s of a
 //!   SIZE-byte buffer with edgehook's Rust code or with Web Crypto, for the benchmarks;
+//! - `POST /__faults/moved?source=S&id=I` puts an event's envelope on the dead-letter queue
+//!   unmarked, as the queue moves a message after its `max_retries`;
+//!   `POST /__faults/mark-dead?key=SOURCE:ID` makes the dead-letter consumer's next marking of
+//!   that event dead fail, as with a full shard; `POST /__faults/dead-letter-retries?n=N` makes
+//!   the dead-letter consumer take the queue's `max_retries` to be N (empty `n` restores 100),
+//!   so tests reach its last tries without waiting three days;
 //! - `POST /__faults/replay-limit?n=N` makes a replay call stop after N events or dead letters
 //!   instead of 1,000 (empty `n` restores it), so tests can reach the limit;
 //! - `POST /__faults/object?key=K` writes a small R2 object at K (say, a capture segment from
@@ -78,6 +84,9 @@ pub enum Fault {
     Measure,
     /// Web Crypto fails the next computation for the source named as the id.
     WebCrypto,
+    /// The dead-letter consumer's next marking of the event (armed with its idempotency key)
+    /// fails, as when its shard cannot write.
+    MarkDead,
 }
 
 thread_local! {
@@ -90,6 +99,8 @@ thread_local! {
     static STALE_SWITCHES: RefCell<std::collections::HashMap<(String, String), Mode>> = RefCell::default();
     /// A test's replay limit in place of `replay::MAX_PER_CALL`.
     static REPLAY_LIMIT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    /// A test's dead-letter `max_retries` in place of `retry::DEAD_LETTER_MAX_RETRIES`.
+    static DEAD_LETTER_MAX_RETRIES: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
 }
 
 /// The mode a test made the consumer's cached switches show for this event type, once.
@@ -101,6 +112,11 @@ pub fn stale_switch(source: &str, event_type: Option<&str>) -> Option<Mode> {
 /// The replay limit a test set, if any.
 pub fn replay_limit() -> Option<usize> {
     REPLAY_LIMIT.with(|l| l.get())
+}
+
+/// The dead-letter queue's `max_retries` as a test set it.
+pub fn dead_letter_max_retries() -> Option<u32> {
+    DEAD_LETTER_MAX_RETRIES.with(|n| n.get())
 }
 
 /// The clock signature verification runs at for `source`, when a test set one (Unix ms).
@@ -174,6 +190,20 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
                 }
             });
             http::json(200, r#"{"clock":"set"}"#)
+        }
+        "/__faults/mark-dead" => {
+            ARMED.with(|a| a.borrow_mut().insert((Fault::MarkDead, param("key").unwrap_or_default())));
+            http::json(200, r#"{"armed":"mark-dead"}"#)
+        }
+        "/__faults/dead-letter-retries" => {
+            DEAD_LETTER_MAX_RETRIES.with(|n| n.set(param("n").and_then(|n| n.parse().ok())));
+            http::json(200, r#"{"max_retries":"set"}"#)
+        }
+        "/__faults/moved" => {
+            let meta = event_meta(param("source"), param("id"), BodyRef::Inline);
+            let bytes = envelope::encode(&meta, format!(r#"{{"id":"{}"}}"#, meta.id).as_bytes());
+            queue::send(&env.queue(bindings::DEAD_LETTERS)?, &bytes, 0).await?;
+            http::json(200, r#"{"sent":true}"#)
         }
         "/__faults/replay-limit" => {
             REPLAY_LIMIT.with(|l| l.set(param("n").and_then(|n| n.parse().ok())));

@@ -154,6 +154,7 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
                 retry_token: None,
                 replay: true,
                 dead: false,
+                unconfirmed: false,
                 filtered: false,
                 resumed: false,
                 ..meta

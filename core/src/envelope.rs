@@ -100,6 +100,11 @@ pub struct EventMeta {
     /// its attempts, or its body is gone). Anything else found there was moved by the queue.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dead: bool,
+    /// Set with `dead` by the dead-letter consumer on a letter the queue moved whose event it
+    /// could not mark dead (its shard could not write), stored so as not to be lost: another
+    /// copy of the message may have completed the event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unconfirmed: bool,
     /// Its type is not in the source's `events` allow-list: the consumer records it as
     /// `filtered` (captured, never delivered).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -137,6 +142,7 @@ impl EventMeta {
             retry_token: None,
             replay: false,
             dead: false,
+            unconfirmed: false,
             filtered: false,
             resumed: false,
             headers: Vec::new(),

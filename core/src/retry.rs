@@ -79,6 +79,23 @@ pub fn dead_letter_retry_secs(delivery: u32) -> u32 {
     FIRST_SECS.saturating_mul(delivery.max(1)).min(MAX_SECS)
 }
 
+/// The dead-letter queue's `max_retries` (every dead-letter consumer in `wrangler.toml`; a test
+/// holds them to it). The queue delivers a message at most this many times plus one, then
+/// deletes it.
+pub const DEAD_LETTER_MAX_RETRIES: u32 = 100;
+
+/// Whether the dead-letter consumer, on the `delivery`-th try (1-based) of a message the queue
+/// moved, should give up marking its event dead and store the letter unconfirmed. Marking can
+/// fail for as long as the event's idempotency shard cannot write (full, or broken by a bad
+/// deploy); retrying it until the queue deletes the message would lose the event, where a
+/// letter stored unconfirmed keeps it visible and replayable (the operator decides, since
+/// another copy of the message may have completed the event). Given up one delivery before the
+/// queue's last, so that a failure to store it still has the last one (and the letter then
+/// goes back on the queue, marked, as every letter that cannot be stored does).
+pub fn store_unmarked(delivery: u32, max_retries: u32) -> bool {
+    delivery >= max_retries.max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +108,21 @@ mod tests {
         let span: u64 = (1..=100).map(|d| u64::from(dead_letter_retry_secs(d))).sum();
         assert!(span > 2 * 24 * 3600 && span < 4 * 24 * 3600, "{span} s");
         assert!(u64::from(dead_letter_retry_secs(u32::MAX)) <= MAX_QUEUE_DELAY_SECS);
+    }
+
+    #[test]
+    fn an_unmarkable_dead_letter_is_stored_before_the_queue_deletes_it() {
+        // Tried to the queue's second-to-last delivery, stored on it; never on an earlier one.
+        assert!(!store_unmarked(1, DEAD_LETTER_MAX_RETRIES));
+        assert!(!store_unmarked(DEAD_LETTER_MAX_RETRIES - 1, DEAD_LETTER_MAX_RETRIES));
+        assert!(store_unmarked(DEAD_LETTER_MAX_RETRIES, DEAD_LETTER_MAX_RETRIES));
+        assert!(store_unmarked(DEAD_LETTER_MAX_RETRIES + 1, DEAD_LETTER_MAX_RETRIES), "the last delivery too");
+        // A queue configured with no retries still stores it on its only delivery.
+        assert!(store_unmarked(1, 0));
+        assert!(store_unmarked(1, 1));
+        // Those tries span days, as dead_letter_retry_secs promises.
+        let span: u64 = (1..DEAD_LETTER_MAX_RETRIES).map(|d| u64::from(dead_letter_retry_secs(d))).sum();
+        assert!(span > 2 * 24 * 3600, "{span} s");
     }
 
     const P: RetryPolicy = RetryPolicy { max_attempts: 8, base_secs: 10, max_secs: 21_600 };

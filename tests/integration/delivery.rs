@@ -23,6 +23,7 @@ pub const TESTS: &[crate::Test] = &[
     ("large_deliveries_are_signed_by_web_crypto", large_deliveries_are_signed_by_web_crypto),
     ("poison_messages_are_dead_lettered_alone", poison_messages_are_dead_lettered_alone),
     ("large_dead_letters_keep_their_body", large_dead_letters_keep_their_body),
+    ("moved_messages_are_dead_lettered_marked_or_unconfirmed", moved_messages_are_dead_lettered_marked_or_unconfirmed),
 ];
 
 fn accept_stripe(w: &World, source: &str, id: &str, event_type: &str) -> Vec<u8> {
@@ -286,6 +287,85 @@ fn poison_messages_are_dead_lettered_alone(w: &World) {
     let (_, raw) = dead_letter_detail(&w.faults, "_poison", garbage["id"].as_str().unwrap());
     assert_eq!(raw.as_deref(), Some(&b"this is not an edgehook envelope"[..]));
     assert!(w.dest.deliveries("/fragile", &missing).is_empty());
+}
+
+/// What the queue moves to the dead-letter queue on its own, after the event consumer failed on
+/// a message `max_retries` times: a letter when that message carried its event (whose record is
+/// then marked dead), nothing for a stray copy of an event already delivered, and, when the
+/// record cannot be marked by the queue's second-to-last delivery (its shard full, say), a
+/// letter stored unconfirmed rather than lost when the queue deletes the message.
+fn moved_messages_are_dead_lettered_marked_or_unconfirmed(w: &World) {
+    let fault = |path: &str| {
+        let reply = w.faults.post(path, &HeaderList::new(), b"");
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+    };
+    let record =
+        |id: &str| w.faults.get(&format!("/__faults/record?source=fragile&id={id}"), &HeaderList::new()).json();
+    // The consumer's patience is the dead-letter queue's `max_retries`, as configured.
+    let config = std::fs::read_to_string(crate::harness::root().join("wrangler.toml")).unwrap();
+    // Each consumer's settings: the lines after its table header, up to the next table.
+    let consumers: Vec<Vec<&str>> = config
+        .split("queues.consumers]]")
+        .skip(1)
+        .map(|block| block.lines().skip(1).take_while(|l| !l.starts_with('[')).collect())
+        .collect();
+    let dead_letters: Vec<&Vec<&str>> = consumers
+        .iter()
+        .filter(|c| c.iter().any(|l| l.starts_with("queue = ") && l.ends_with("dead-letters\"")))
+        .collect();
+    assert_eq!(dead_letters.len(), 3, "a dead-letter consumer per environment");
+    let want = format!("max_retries = {}", edgehook_core::retry::DEAD_LETTER_MAX_RETRIES);
+    for settings in dead_letters {
+        assert!(settings.contains(&want.as_str()), "{settings:?}");
+    }
+
+    // A stray copy of a delivered event, moved: not a dead letter.
+    let delivered = unique("evt");
+    let body = stripe_body(&delivered, "invoice.paid");
+    let reply =
+        w.faults.post("/webhooks/fragile", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+    reply.expect(200, json!({"status": "accepted", "id": delivered}));
+    wait_status(&w.faults, "fragile", &delivered, "delivered");
+    fault(&format!("/__faults/moved?source=fragile&id={delivered}"));
+    // An event's only message, moved before a consumer took it: dead, and marked so.
+    let lost = unique("evt");
+    fault(&format!("/__faults/moved?source=fragile&id={lost}"));
+    let stored = wait_dead_letter(&w.faults, "/admin/dead-letters?source=fragile", |d| d["id"] == lost.as_str());
+    assert_eq!(stored["error"], "the event consumer kept failing on this message (queue retries exhausted)");
+    assert_eq!(stored["unconfirmed"], false, "{stored}");
+    // Marked dead: a later copy of it is not delivered (checked once an event sent after it was).
+    fault(&format!("/__faults/copies?source=fragile&id={lost}&n=1"));
+    let after = unique("evt");
+    let body = stripe_body(&after, "invoice.paid");
+    let reply =
+        w.faults.post("/webhooks/fragile", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+    reply.expect(200, json!({"status": "accepted", "id": after}));
+    w.dest.wait_deliveries("/fragile", &after, 1, WAIT);
+    thread::sleep(Duration::from_secs(2));
+    assert!(w.dest.deliveries("/fragile", &lost).is_empty(), "a copy of a dead event was delivered");
+
+    // Its record cannot be marked, on the queue's second-to-last delivery (the first, here):
+    // stored unconfirmed, and alerted on as such; its record untouched.
+    let unmarkable = unique("evt");
+    fault("/__faults/dead-letter-retries?n=1");
+    fault(&format!("/__faults/mark-dead?key=fragile:{unmarkable}"));
+    fault(&format!("/__faults/moved?source=fragile&id={unmarkable}"));
+    let stored = wait_dead_letter(&w.faults, "/admin/dead-letters?source=fragile", |d| d["id"] == unmarkable.as_str());
+    fault("/__faults/dead-letter-retries?n=");
+    assert_eq!(stored["unconfirmed"], true, "{stored}");
+    let alerts = w.dest.wait_for("/alerts", 1, WAIT, |r| String::from_utf8_lossy(&r.body).contains(&unmarkable));
+    let alert: serde_json::Value = serde_json::from_slice(&alerts[0].body).unwrap();
+    assert!(alert["text"].as_str().unwrap().contains("unconfirmed"), "{alert}");
+    assert_eq!(alert["dead_letter"]["unconfirmed"], true, "{alert}");
+    let (detail, body) = dead_letter_detail(&w.faults, "fragile", &unmarkable);
+    assert_eq!(detail["dead_letter"]["unconfirmed"], true, "{detail}");
+    assert_eq!(body.as_deref(), Some(format!(r#"{{"id":"{unmarkable}"}}"#).as_bytes()), "the letter keeps its body");
+
+    // The stray copy, moved before both, left nothing.
+    let listed = admin_get_from(&w.faults, "/admin/dead-letters?source=fragile");
+    let ids: Vec<&str> = listed["dead_letters"].as_array().unwrap().iter().filter_map(|d| d["id"].as_str()).collect();
+    assert!(!ids.contains(&delivered.as_str()), "a stray copy was stored as a dead letter: {ids:?}");
+    assert_eq!(record(&delivered)["status"], "delivered");
 }
 
 fn large_dead_letters_keep_their_body(w: &World) {
