@@ -437,8 +437,8 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     }
     let Some(body) = blobs::load(b.env, &meta.body, inline).await? else {
         let meta = with_error(meta.clone(), "body missing from storage".into());
-        dead_letter(b.env, &meta, &[]).await?;
-        finish(Outcome::Dead, None).await?;
+        dead_letter(b.env, &meta, &[], &message_id).await?;
+        record_dead(finish(Outcome::Dead, None).await, &key);
         count(Counted::DeadLettered);
         return Ok(Decision::Ack);
     };
@@ -535,8 +535,14 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
                 AfterFailure::DeadLetter => {
                     // Hand over first, then record: if the hand-over fails the message is
                     // retried, and a record marked dead first would make the retry skip it.
-                    dead_letter(b.env, &meta, inline).await?;
-                    finish(Outcome::Dead, Some(record)).await?;
+                    dead_letter(b.env, &meta, inline, &message_id).await?;
+                    #[cfg(feature = "faults")]
+                    if crate::faults::fails(crate::faults::Fault::FinishDead, &key) {
+                        record_dead(Err(worker::Error::RustError("fault: the shard cannot write".into())), &key);
+                        count(Counted::DeadLettered);
+                        return Ok(Decision::Ack);
+                    }
+                    record_dead(finish(Outcome::Dead, Some(record)).await, &key);
                     count(Counted::DeadLettered);
                     Ok(Decision::Ack)
                 }
@@ -644,9 +650,19 @@ fn with_error(meta: EventMeta, error: String) -> EventMeta {
 }
 
 /// Hands the event to the dead-letter queue, whose consumer stores it and alerts.
-async fn dead_letter(env: &Env, meta: &EventMeta, inline: &[u8]) -> Result<()> {
-    let letter = EventMeta { dead: true, resumed: false, ..meta.clone() };
+async fn dead_letter(env: &Env, meta: &EventMeta, inline: &[u8], message_id: &str) -> Result<()> {
+    let letter = EventMeta { dead: true, resumed: false, handed_over_by: Some(message_id.to_owned()), ..meta.clone() };
     queue::send(&env.queue(bindings::DEAD_LETTERS)?, &envelope::encode(&letter, inline), 0).await
+}
+
+/// After the hand-over to the dead-letter queue, a failure to record the event dead is only
+/// logged: the message is acknowledged all the same, since retrying it would deliver the event
+/// again (its record still says this message holds it), and the dead-letter consumer marks the
+/// record dead as this message's (`EventMeta::handed_over_by`) before it stores the letter.
+fn record_dead(recorded: Result<()>, key: &str) {
+    if let Err(e) = recorded {
+        console_error!("could not record {key} dead after handing it over; the dead-letter consumer will: {e}");
+    }
 }
 
 /// Records an outcome, trying a few times (with a pause) before giving up to the queue's own

@@ -2,7 +2,8 @@
 //!
 //! Dead letters arrive three ways:
 //! - handed over by the event consumer (marked `dead`), which has recorded the event dead itself:
-//!   its last attempt failed, or its claim-checked body is gone;
+//!   its last attempt failed, or its claim-checked body is gone (should that recording have
+//!   failed after the hand-over, the record is marked dead here, as the message's that held it);
 //! - moved here by Cloudflare Queues after the event consumer kept failing on a message
 //!   (`max_retries`): the event's record decides whether that message was what carried the event
 //!   (then the event is dead now) or a stray copy of an event still alive or already final (then
@@ -26,7 +27,7 @@ use crate::queue::{self, Batch, Decision, Delivery};
 use crate::{alerts, blobs};
 use edgehook_core::config::Config;
 use edgehook_core::envelope::{self, BodyRef, EventMeta};
-use edgehook_core::idempotency::{DeadMark, Message};
+use edgehook_core::idempotency::{DeadMark, Message, State};
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::metrics::Outcome;
 use edgehook_core::retry::{dead_letter_retry_secs, store_unmarked, DEAD_LETTER_MAX_RETRIES};
@@ -169,7 +170,12 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempo
     let now = env::now_ms();
     let handed_over = matches!(envelope::decode(&bytes), Ok((meta, _)) if meta.dead);
     let (letter, settled) = match envelope::decode(&bytes) {
-        Ok((meta, _)) if meta.dead => (DeadLetter::from_meta(&meta, now), bytes),
+        Ok((meta, _)) if meta.dead => {
+            if let Some(carrier) = &meta.handed_over_by {
+                mark_handed_over(records, &meta, carrier, delivery).await?;
+            }
+            (DeadLetter::from_meta(&meta, now), bytes)
+        }
         Ok((meta, inline)) => {
             let key = idempotency_key(&meta.source, &meta.id);
             let moved = Message {
@@ -236,6 +242,28 @@ async fn mark_dead(records: &Idempotency, key: &str, moved: Message<'_>) -> Resu
         return Err(worker::Error::RustError("fault: the idempotency shard cannot write".into()));
     }
     records.mark_dead(key, moved).await
+}
+
+/// Marks the event of a letter the event consumer handed over dead, as the message that held it
+/// then: the consumer acknowledges that message even when its own recording of the event as dead
+/// failed after the hand-over, and this is what records it then. (Usually the record says `dead`
+/// already, and nothing is written.) The letter is stored whatever the record says, as the
+/// consumer decided; only a failure to ask is retried, up to the queue's second-to-last delivery.
+async fn mark_handed_over(records: &Idempotency, meta: &EventMeta, carrier: &str, delivery: &Delivery) -> Result<()> {
+    let key = idempotency_key(&meta.source, &meta.id);
+    let carried = Message { id: carrier, attempts: delivery.attempts, retry_token: None, replay: meta.replay };
+    match mark_dead(records, &key, carried).await {
+        Ok(DeadMark::Marked | DeadMark::Final { state: State::Dead }) => Ok(()),
+        Ok(DeadMark::Alive { state } | DeadMark::Final { state }) => {
+            console_log!("{key} was handed over dead while its record says {}; storing the letter", state.as_str());
+            Ok(())
+        }
+        Err(e) if store_unmarked(delivery.attempts, max_retries()) => {
+            console_error!("could not mark {key} dead in {} tries ({e}): storing its letter anyway", delivery.attempts);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The dead-letter queue's `max_retries`, or in the test build the number a test set.

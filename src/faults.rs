@@ -47,6 +47,8 @@
 //!   that event dead fail, as with a full shard; `POST /__faults/dead-letter-retries?n=N` makes
 //!   the dead-letter consumer take the queue's `max_retries` to be N (empty `n` restores 100),
 //!   so tests reach its last tries without waiting three days;
+//! - `POST /__faults/finish-dead?key=SOURCE:ID` makes the event consumer's recording of that
+//!   event as dead, after it handed it to the dead-letter queue, fail;
 //! - `POST /__faults/replay-limit?n=N` makes a replay call stop after N events or dead letters
 //!   instead of 1,000 (empty `n` restores it), so tests can reach the limit;
 //! - `POST /__faults/object?key=K` writes a small R2 object at K (say, a capture segment from
@@ -87,6 +89,9 @@ pub enum Fault {
     /// The dead-letter consumer's next marking of the event (armed with its idempotency key)
     /// fails, as when its shard cannot write.
     MarkDead,
+    /// The event consumer's recording of the event (armed with its idempotency key) as dead,
+    /// after it handed it to the dead-letter queue, fails.
+    FinishDead,
 }
 
 thread_local! {
@@ -194,6 +199,10 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
         "/__faults/mark-dead" => {
             ARMED.with(|a| a.borrow_mut().insert((Fault::MarkDead, param("key").unwrap_or_default())));
             http::json(200, r#"{"armed":"mark-dead"}"#)
+        }
+        "/__faults/finish-dead" => {
+            ARMED.with(|a| a.borrow_mut().insert((Fault::FinishDead, param("key").unwrap_or_default())));
+            http::json(200, r#"{"armed":"finish-dead"}"#)
         }
         "/__faults/dead-letter-retries" => {
             DEAD_LETTER_MAX_RETRIES.with(|n| n.set(param("n").and_then(|n| n.parse().ok())));

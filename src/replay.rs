@@ -155,6 +155,7 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
                 replay: true,
                 dead: false,
                 unconfirmed: false,
+                handed_over_by: None,
                 filtered: false,
                 resumed: false,
                 ..meta

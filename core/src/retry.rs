@@ -84,8 +84,9 @@ pub fn dead_letter_retry_secs(delivery: u32) -> u32 {
 /// deletes it.
 pub const DEAD_LETTER_MAX_RETRIES: u32 = 100;
 
-/// Whether the dead-letter consumer, on the `delivery`-th try (1-based) of a message the queue
-/// moved, should give up marking its event dead and store the letter unconfirmed. Marking can
+/// Whether the dead-letter consumer, on the `delivery`-th try (1-based) of a letter, should give
+/// up marking its event dead and store the letter all the same (unconfirmed, when the queue
+/// moved it rather than the event consumer handing it over). Marking can
 /// fail for as long as the event's idempotency shard cannot write (full, or broken by a bad
 /// deploy); retrying it until the queue deletes the message would lose the event, where a
 /// letter stored unconfirmed keeps it visible and replayable (the operator decides, since

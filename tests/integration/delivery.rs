@@ -24,6 +24,10 @@ pub const TESTS: &[crate::Test] = &[
     ("poison_messages_are_dead_lettered_alone", poison_messages_are_dead_lettered_alone),
     ("large_dead_letters_keep_their_body", large_dead_letters_keep_their_body),
     ("moved_messages_are_dead_lettered_marked_or_unconfirmed", moved_messages_are_dead_lettered_marked_or_unconfirmed),
+    (
+        "a_failed_recording_after_the_hand_over_delivers_nothing_again",
+        a_failed_recording_after_the_hand_over_delivers_nothing_again,
+    ),
 ];
 
 fn accept_stripe(w: &World, source: &str, id: &str, event_type: &str) -> Vec<u8> {
@@ -366,6 +370,32 @@ fn moved_messages_are_dead_lettered_marked_or_unconfirmed(w: &World) {
     let ids: Vec<&str> = listed["dead_letters"].as_array().unwrap().iter().filter_map(|d| d["id"].as_str()).collect();
     assert!(!ids.contains(&delivered.as_str()), "a stray copy was stored as a dead letter: {ids:?}");
     assert_eq!(record(&delivered)["status"], "delivered");
+}
+
+/// The event consumer hands an event over to the dead-letter queue, then fails to record it dead
+/// (its shard unavailable): the message is acknowledged all the same, since a retry would deliver
+/// the event again, and the dead-letter consumer records the event dead before it stores the
+/// letter.
+fn a_failed_recording_after_the_hand_over_delivers_nothing_again(w: &World) {
+    let id = unique("evt");
+    w.dest.always("/handed", 500);
+    let reply = w.faults.post(&format!("/__faults/finish-dead?key=handed:{id}"), &HeaderList::new(), b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = stripe_body(&id, "invoice.paid");
+    let reply =
+        w.faults.post("/webhooks/handed", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
+    reply.expect(200, json!({"status": "accepted", "id": id}));
+    let stored = wait_dead_letter(&w.faults, "/admin/dead-letters?source=handed", |d| d["id"] == id.as_str());
+    assert_eq!(stored["unconfirmed"], false, "{stored}");
+    // Recorded dead by the time its letter is listed.
+    let event = admin_get_from(&w.faults, &format!("/admin/events/handed/{id}"));
+    assert_eq!(event["status"], "dead", "{event}");
+    // Past the consumer's retry of a failed message (30 s): one delivery, one letter, one alert.
+    thread::sleep(Duration::from_secs(40));
+    assert_eq!(w.dest.deliveries("/handed", &id).len(), 1, "the event was delivered again");
+    let alerts = w.dest.wait_for("/alerts", 1, WAIT, |r| String::from_utf8_lossy(&r.body).contains(&id));
+    assert_eq!(alerts.len(), 1, "alerted on twice");
+    assert_eq!(admin_get_from(&w.faults, &format!("/admin/events/handed/{id}"))["status"], "dead");
 }
 
 fn large_dead_letters_keep_their_body(w: &World) {
