@@ -31,8 +31,13 @@ pub const TESTS: &[crate::Test] = &[
 ];
 
 fn accept_stripe(w: &World, source: &str, id: &str, event_type: &str) -> Vec<u8> {
+    accept_stripe_on(&w.main, source, id, event_type)
+}
+
+/// Sends a signed Stripe event of `event_type` to `source` on `worker`, and checks it is accepted.
+fn accept_stripe_on(worker: &crate::harness::Worker, source: &str, id: &str, event_type: &str) -> Vec<u8> {
     let body = stripe_body(id, event_type);
-    let reply = w.main.post(
+    let reply = worker.post(
         &format!("/webhooks/{source}"),
         &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body),
         &body,
@@ -325,10 +330,7 @@ fn moved_messages_are_dead_lettered_marked_or_unconfirmed(w: &World) {
 
     // A stray copy of a delivered event, moved: not a dead letter.
     let delivered = unique("evt");
-    let body = stripe_body(&delivered, "invoice.paid");
-    let reply =
-        w.faults.post("/webhooks/fragile", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
-    reply.expect(200, json!({"status": "accepted", "id": delivered}));
+    accept_stripe_on(&w.faults, "fragile", &delivered, "invoice.paid");
     wait_status(&w.faults, "fragile", &delivered, "delivered");
     fault(&format!("/__faults/moved?source=fragile&id={delivered}"));
     // An event's only message, moved before a consumer took it: dead, and marked so.
@@ -340,10 +342,7 @@ fn moved_messages_are_dead_lettered_marked_or_unconfirmed(w: &World) {
     // Marked dead: a later copy of it is not delivered (checked once an event sent after it was).
     fault(&format!("/__faults/copies?source=fragile&id={lost}&n=1"));
     let after = unique("evt");
-    let body = stripe_body(&after, "invoice.paid");
-    let reply =
-        w.faults.post("/webhooks/fragile", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
-    reply.expect(200, json!({"status": "accepted", "id": after}));
+    accept_stripe_on(&w.faults, "fragile", &after, "invoice.paid");
     w.dest.wait_deliveries("/fragile", &after, 1, WAIT);
     thread::sleep(Duration::from_secs(2));
     assert!(w.dest.deliveries("/fragile", &lost).is_empty(), "a copy of a dead event was delivered");
@@ -381,10 +380,7 @@ fn a_failed_recording_after_the_hand_over_delivers_nothing_again(w: &World) {
     w.dest.always("/handed", 500);
     let reply = w.faults.post(&format!("/__faults/finish-dead?key=handed:{id}"), &HeaderList::new(), b"");
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let body = stripe_body(&id, "invoice.paid");
-    let reply =
-        w.faults.post("/webhooks/handed", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
-    reply.expect(200, json!({"status": "accepted", "id": id}));
+    accept_stripe_on(&w.faults, "handed", &id, "invoice.paid");
     let stored = wait_dead_letter(&w.faults, "/admin/dead-letters?source=handed", |d| d["id"] == id.as_str());
     assert_eq!(stored["unconfirmed"], false, "{stored}");
     // Recorded dead by the time its letter is listed.
