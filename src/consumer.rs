@@ -536,12 +536,6 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
                     // Hand over first, then record: if the hand-over fails the message is
                     // retried, and a record marked dead first would make the retry skip it.
                     dead_letter(b.env, &meta, inline, &message_id).await?;
-                    #[cfg(feature = "faults")]
-                    if crate::faults::fails(crate::faults::Fault::FinishDead, &key) {
-                        record_dead(Err(worker::Error::RustError("fault: the shard cannot write".into())), &key);
-                        count(Counted::DeadLettered);
-                        return Ok(Decision::Ack);
-                    }
                     record_dead(finish(Outcome::Dead, Some(record)).await, &key);
                     count(Counted::DeadLettered);
                     Ok(Decision::Ack)
@@ -674,6 +668,10 @@ async fn finish(
     outcome: Outcome,
     attempt: Option<Attempt>,
 ) -> Result<()> {
+    #[cfg(feature = "faults")]
+    if matches!(outcome, Outcome::Dead) && crate::faults::fails(crate::faults::Fault::FinishDead, key) {
+        return Err(worker::Error::RustError("fault: the idempotency shard cannot write".into()));
+    }
     let mut pause = Duration::from_millis(200);
     let mut tries = 0;
     loop {

@@ -27,7 +27,7 @@ use crate::queue::{self, Batch, Decision, Delivery};
 use crate::{alerts, blobs};
 use edgehook_core::config::Config;
 use edgehook_core::envelope::{self, BodyRef, EventMeta};
-use edgehook_core::idempotency::{DeadMark, Message, State};
+use edgehook_core::idempotency::{DeadMark, Message, Outcome as Finished};
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::metrics::Outcome;
 use edgehook_core::retry::{dead_letter_retry_secs, store_unmarked, DEAD_LETTER_MAX_RETRIES};
@@ -146,35 +146,39 @@ impl DeadLetter {
 
 pub async fn consume(batch: Batch, env: Env) {
     let config = env::config(&env);
-    let records = match Idempotency::new(&env) {
-        Ok(records) => records,
-        Err(e) => {
-            console_error!("idempotency binding unavailable, retrying the dead letters: {e}");
-            return batch.retry_all(RETRY_SECS);
-        }
-    };
-    let (env, config, records) = (&env, &config, &records);
+    // Without the binding (a bad deploy) every marking fails, and takes the same backoff and the
+    // same last resort as a shard that cannot write: retrying the whole batch a minute apart
+    // instead would have the queue delete every letter after 100 minutes.
+    let records = Idempotency::new(&env).map_err(|e| e.to_string());
+    if let Err(e) = &records {
+        console_error!("idempotency binding unavailable for the dead letters: {e}");
+    }
+    let (env, config, records) = (&env, &config, records.as_ref());
     queue::settle_each(&batch, RETRY_SECS, |_, delivery| async move {
         store(delivery, env, config, records).await.or_else(|e| {
             let secs = dead_letter_retry_secs(delivery.attempts);
-            console_error!("dead letter {} not stored yet, retrying in {secs} s: {e}", delivery.message.id());
+            console_error!("dead letter {} not settled yet, retrying in {secs} s: {e}", delivery.message.id());
             Ok(Decision::RetryIn(secs))
         })
     })
     .await;
 }
 
-async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempotency) -> Result<Decision> {
+/// The idempotency store, or why its binding is unavailable.
+type Records<'a> = std::result::Result<&'a Idempotency, &'a String>;
+
+fn records(records: Records<'_>) -> Result<&Idempotency> {
+    records.map_err(|e| worker::Error::RustError(format!("idempotency binding unavailable: {e}")))
+}
+
+async fn store(delivery: &Delivery, env: &Env, config: &Config, records: Records<'_>) -> Result<Decision> {
     let message = &delivery.message;
     let bytes = queue::message_bytes(message).unwrap_or_else(|| queue::describe_foreign_body(message));
     let now = env::now_ms();
-    let handed_over = matches!(envelope::decode(&bytes), Ok((meta, _)) if meta.dead);
-    let (letter, settled) = match envelope::decode(&bytes) {
+    let (letter, settled, handed_over, carrier) = match envelope::decode(&bytes) {
         Ok((meta, _)) if meta.dead => {
-            if let Some(carrier) = &meta.handed_over_by {
-                mark_handed_over(records, &meta, carrier, delivery).await?;
-            }
-            (DeadLetter::from_meta(&meta, now), bytes)
+            let carrier = meta.handed_over_by.clone();
+            (DeadLetter::from_meta(&meta, now), bytes, true, carrier)
         }
         Ok((meta, inline)) => {
             let key = idempotency_key(&meta.source, &meta.id);
@@ -193,7 +197,7 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempo
                     );
                     return Ok(Decision::Ack);
                 }
-                Err(e) if store_unmarked(delivery.attempts, max_retries()) => {
+                Err(e) if store_unmarked(delivery.attempts, max_retries(&key)) => {
                     console_error!(
                         "could not mark {key} dead in {} tries ({e}): storing its letter unconfirmed before the \
                          queue deletes it",
@@ -204,17 +208,31 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempo
                 Err(e) => return Err(e),
             };
             let marked = EventMeta { dead: true, unconfirmed, ..meta };
-            (DeadLetter::from_meta(&marked, now), envelope::encode(&marked, inline))
+            (DeadLetter::from_meta(&marked, now), envelope::encode(&marked, inline), false, None)
         }
-        Err(e) => (DeadLetter::poison(&message.id(), e.to_string(), now), bytes),
+        Err(e) => (DeadLetter::poison(&message.id(), e.to_string(), now), bytes, false, None),
     };
-    // From here on the event is dead: a letter that cannot be stored goes back on the queue as a
-    // new message (marked, so it skips the marking), never given up.
-    if let Err(e) = keep(env, &letter, &settled).await {
-        console_error!("could not store dead letter {}, putting it back: {e}", letter.storage_key());
-        queue::send(&env.queue(bindings::DEAD_LETTERS)?, &settled, RETRY_SECS).await?;
-        return Ok(Decision::Ack);
+    // A handed-over letter is tried again only to record its event dead (below): it was stored,
+    // and alerted on, the first time.
+    let stored_before = carrier.is_some() && delivery.attempts > 1 && stored(env, &letter).await?;
+    if !stored_before {
+        // From here on the event is dead: a letter that cannot be stored goes back on the queue
+        // as a new message (marked, so it skips the marking of a moved message), never given up.
+        if let Err(e) = keep(env, &letter, &settled).await {
+            console_error!("could not store dead letter {}, putting it back: {e}", letter.storage_key());
+            queue::send(&env.queue(bindings::DEAD_LETTERS)?, &settled, RETRY_SECS).await?;
+            return Ok(Decision::Ack);
+        }
+        announce(env, config, &letter, handed_over).await;
     }
+    if let Some(carrier) = carrier {
+        record_dead(records, &letter, &carrier, delivery).await?;
+    }
+    Ok(Decision::Ack)
+}
+
+/// Logs a stored letter, counts it and alerts on it.
+async fn announce(env: &Env, config: &Config, letter: &DeadLetter, handed_over: bool) {
     console_error!("{}", letter.alert_text());
     // Counted for the health check's "dead letters growing" (best effort: a lost count only
     // hides this letter from one evaluation; the stored count still has it). Letters the event
@@ -232,46 +250,60 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: &Idempo
     }
     let alert = serde_json::json!({ "text": letter.alert_text(), "dead_letter": letter });
     alerts::send(config.settings.alert_url.as_deref(), &alert).await;
-    Ok(Decision::Ack)
 }
 
-/// Marks the event of a message the queue moved dead (see `core::idempotency::mark_dead`).
-async fn mark_dead(records: &Idempotency, key: &str, moved: Message<'_>) -> Result<DeadMark> {
+/// Whether the letter is in the bucket.
+async fn stored(env: &Env, letter: &DeadLetter) -> Result<bool> {
+    Ok(env.bucket(bindings::BLOBS)?.head(letter.storage_key()).await?.is_some())
+}
+
+/// Test builds: the dead-letter consumer's next write to the event's record fails, when a test
+/// armed `POST /__faults/mark-dead?key=KEY`. Production builds: never.
+fn unwritable(key: &str) -> Result<()> {
     #[cfg(feature = "faults")]
     if crate::faults::fails(crate::faults::Fault::MarkDead, key) {
         return Err(worker::Error::RustError("fault: the idempotency shard cannot write".into()));
     }
-    records.mark_dead(key, moved).await
+    let _ = key;
+    Ok(())
 }
 
-/// Marks the event of a letter the event consumer handed over dead, as the message that held it
-/// then: the consumer acknowledges that message even when its own recording of the event as dead
-/// failed after the hand-over, and this is what records it then. (Usually the record says `dead`
-/// already, and nothing is written.) The letter is stored whatever the record says, as the
-/// consumer decided; only a failure to ask is retried, up to the queue's second-to-last delivery.
-async fn mark_handed_over(records: &Idempotency, meta: &EventMeta, carrier: &str, delivery: &Delivery) -> Result<()> {
-    let key = idempotency_key(&meta.source, &meta.id);
-    let carried = Message { id: carrier, attempts: delivery.attempts, retry_token: None, replay: meta.replay };
-    match mark_dead(records, &key, carried).await {
-        Ok(DeadMark::Marked | DeadMark::Final { state: State::Dead }) => Ok(()),
-        Ok(DeadMark::Alive { state } | DeadMark::Final { state }) => {
-            console_log!("{key} was handed over dead while its record says {}; storing the letter", state.as_str());
-            Ok(())
-        }
-        Err(e) if store_unmarked(delivery.attempts, max_retries()) => {
-            console_error!("could not mark {key} dead in {} tries ({e}): storing its letter anyway", delivery.attempts);
+/// Marks the event of a message the queue moved dead (see `core::idempotency::mark_dead`).
+async fn mark_dead(records: Records<'_>, key: &str, moved: Message<'_>) -> Result<DeadMark> {
+    unwritable(key)?;
+    self::records(records)?.mark_dead(key, moved).await
+}
+
+/// Records the event of a letter the event consumer handed over dead, as the message that held
+/// it then would have (`finish`): the consumer acknowledges that message even when its own
+/// recording failed after the hand-over, since retrying it would deliver the event again.
+/// Usually the record says `dead` already and nothing changes; one that says anything but that
+/// message's lease is left as it is. A failure is retried up to the queue's second-to-last
+/// delivery, and then left: the letter is stored, and the record still says `delivering`.
+async fn record_dead(records: Records<'_>, letter: &DeadLetter, carrier: &str, delivery: &Delivery) -> Result<()> {
+    let key = idempotency_key(&letter.source, &letter.id);
+    let recorded = async {
+        unwritable(&key)?;
+        self::records(records)?.finish(&key, carrier, Finished::Dead, None).await
+    };
+    match recorded.await {
+        Ok(()) => Ok(()),
+        Err(e) if store_unmarked(delivery.attempts, max_retries(&key)) => {
+            console_error!("could not record {key} dead in {} tries ({e}); its letter is stored", delivery.attempts);
             Ok(())
         }
         Err(e) => Err(e),
     }
 }
 
-/// The dead-letter queue's `max_retries`, or in the test build the number a test set.
-fn max_retries() -> u32 {
+/// The dead-letter queue's `max_retries`, or in the test build the number a test set for the
+/// event `key`.
+fn max_retries(key: &str) -> u32 {
     #[cfg(feature = "faults")]
-    if let Some(n) = crate::faults::dead_letter_max_retries() {
+    if let Some(n) = crate::faults::dead_letter_max_retries(key) {
         return n;
     }
+    let _ = key;
     DEAD_LETTER_MAX_RETRIES
 }
 

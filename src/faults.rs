@@ -43,12 +43,13 @@
 //!   SIZE-byte buffer with edgehook's Rust code or with Web Crypto, for the benchmarks;
 //! - `POST /__faults/moved?source=S&id=I` puts an event's envelope on the dead-letter queue
 //!   unmarked, as the queue moves a message after its `max_retries`;
-//!   `POST /__faults/mark-dead?key=SOURCE:ID` makes the dead-letter consumer's next marking of
-//!   that event dead fail, as with a full shard; `POST /__faults/dead-letter-retries?n=N` makes
-//!   the dead-letter consumer take the queue's `max_retries` to be N (empty `n` restores 100),
-//!   so tests reach its last tries without waiting three days;
-//! - `POST /__faults/finish-dead?key=SOURCE:ID` makes the event consumer's recording of that
-//!   event as dead, after it handed it to the dead-letter queue, fail;
+//!   `POST /__faults/mark-dead?key=SOURCE:ID` makes the dead-letter consumer's next write to
+//!   that event's record (marking a moved letter's event dead, or recording a handed-over one's)
+//!   fail, as with a full shard; `POST /__faults/dead-letter-retries?key=SOURCE:ID&n=N` makes
+//!   the dead-letter consumer take the queue's `max_retries` to be N for that event's letters
+//!   (empty `n` restores 100), so tests reach its last tries without waiting three days;
+//! - `POST /__faults/finish-dead?key=SOURCE:ID` makes the event consumer's next recording of
+//!   that event as dead (every try of it) fail;
 //! - `POST /__faults/replay-limit?n=N` makes a replay call stop after N events or dead letters
 //!   instead of 1,000 (empty `n` restores it), so tests can reach the limit;
 //! - `POST /__faults/object?key=K` writes a small R2 object at K (say, a capture segment from
@@ -86,11 +87,11 @@ pub enum Fault {
     Measure,
     /// Web Crypto fails the next computation for the source named as the id.
     WebCrypto,
-    /// The dead-letter consumer's next marking of the event (armed with its idempotency key)
-    /// fails, as when its shard cannot write.
+    /// The dead-letter consumer's next write to the event's record (armed with its idempotency
+    /// key) fails, as when its shard cannot write.
     MarkDead,
-    /// The event consumer's recording of the event (armed with its idempotency key) as dead,
-    /// after it handed it to the dead-letter queue, fails.
+    /// The event consumer's next recording of the event (armed with its idempotency key) as
+    /// dead fails, every try of it.
     FinishDead,
 }
 
@@ -104,8 +105,8 @@ thread_local! {
     static STALE_SWITCHES: RefCell<std::collections::HashMap<(String, String), Mode>> = RefCell::default();
     /// A test's replay limit in place of `replay::MAX_PER_CALL`.
     static REPLAY_LIMIT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-    /// A test's dead-letter `max_retries` in place of `retry::DEAD_LETTER_MAX_RETRIES`.
-    static DEAD_LETTER_MAX_RETRIES: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+    /// Tests' dead-letter `max_retries` in place of `retry::DEAD_LETTER_MAX_RETRIES`, per event.
+    static DEAD_LETTER_MAX_RETRIES: RefCell<std::collections::HashMap<String, u32>> = RefCell::default();
 }
 
 /// The mode a test made the consumer's cached switches show for this event type, once.
@@ -119,9 +120,9 @@ pub fn replay_limit() -> Option<usize> {
     REPLAY_LIMIT.with(|l| l.get())
 }
 
-/// The dead-letter queue's `max_retries` as a test set it.
-pub fn dead_letter_max_retries() -> Option<u32> {
-    DEAD_LETTER_MAX_RETRIES.with(|n| n.get())
+/// The dead-letter queue's `max_retries` as a test set it for the event `key`.
+pub fn dead_letter_max_retries(key: &str) -> Option<u32> {
+    DEAD_LETTER_MAX_RETRIES.with(|n| n.borrow().get(key).copied())
 }
 
 /// The clock signature verification runs at for `source`, when a test set one (Unix ms).
@@ -205,7 +206,11 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             http::json(200, r#"{"armed":"finish-dead"}"#)
         }
         "/__faults/dead-letter-retries" => {
-            DEAD_LETTER_MAX_RETRIES.with(|n| n.set(param("n").and_then(|n| n.parse().ok())));
+            let (key, n) = (param("key").unwrap_or_default(), param("n").and_then(|n| n.parse().ok()));
+            DEAD_LETTER_MAX_RETRIES.with(|m| match n {
+                Some(n) => drop(m.borrow_mut().insert(key, n)),
+                None => drop(m.borrow_mut().remove(&key)),
+            });
             http::json(200, r#"{"max_retries":"set"}"#)
         }
         "/__faults/moved" => {

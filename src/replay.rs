@@ -11,11 +11,11 @@ use crate::dead_letters::{self, POISON_DIR};
 use crate::env::{self, bindings};
 use crate::idempotency::{Idempotency, ListQuery};
 use crate::queue;
-use edgehook_core::capture::{to_resume, EventQuery};
+use edgehook_core::capture::{to_resume, EventQuery, EventStatus};
 use edgehook_core::envelope::{self, BodyRef, EventMeta, MAX_INLINE_ENVELOPE};
 use edgehook_core::flags::Flags;
 use edgehook_core::ingest::idempotency_key;
-use worker::{console_error, Env, Result};
+use worker::{console_error, console_log, Env, Result};
 
 /// Most events one call replays or resumes (the rest: call again, or the next cron run).
 pub const MAX_PER_CALL: usize = 1_000;
@@ -101,7 +101,8 @@ pub enum Letters<'a> {
 }
 
 /// Replays stored dead letters, each with the exact body it was stored with; a replayed letter
-/// is removed (it comes back if the replay dies too). Poison messages are not events and stay.
+/// is removed (it comes back if the replay dies too). Poison messages are not events and stay;
+/// an unconfirmed letter whose event was delivered after all is removed, not replayed.
 /// Returns how many, and whether more are left (past [`MAX_PER_CALL`]: call again).
 pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<'_>) -> Result<(usize, bool)> {
     let bucket = env.bucket(bindings::BLOBS)?;
@@ -144,6 +145,11 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
                 console_error!("dead letter {key} is not an envelope; left where it is");
                 continue;
             };
+            if meta.unconfirmed && delivered(store, &meta).await? {
+                console_log!("unconfirmed dead letter {key}: its event was delivered by another copy; removed");
+                bucket.delete(&key).await?;
+                continue;
+            }
             let Some(body) = blobs::load(env, &meta.body, inline).await? else {
                 console_error!("dead letter {key} has no body any more; left where it is");
                 continue;
@@ -174,6 +180,14 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
         }
     }
     Ok((replayed, more))
+}
+
+/// Whether the event's record says it was delivered. Asked of unconfirmed letters (stored when
+/// the record could not be marked, so another copy of the message may have delivered the event
+/// before or since): replaying one of those would deliver the event twice.
+async fn delivered(store: &Idempotency, meta: &EventMeta) -> Result<bool> {
+    let event = store.get(&idempotency_key(&meta.source, &meta.id)).await?;
+    Ok(event.is_some_and(|e| e.status == EventStatus::Delivered))
 }
 
 /// Resumes held events (of `source`, or of all) whose kill switch is no longer `paused`,

@@ -96,7 +96,7 @@ pub fn run(args: &Args) -> Result<(), String> {
                             s(&d["id"]),
                             s(&d["type"]),
                             s(&d["attempts"]),
-                            s(&d["error"]),
+                            unconfirmed(&d["unconfirmed"], s(&d["error"])),
                         ]
                     }),
                 );
@@ -272,6 +272,16 @@ fn s(value: &Value) -> String {
     }
 }
 
+/// A dead letter's error, marked when the letter is unconfirmed (another copy of its message may
+/// have completed the event: see the README, "Dead letters and alerts").
+fn unconfirmed(flag: &Value, error: String) -> String {
+    if flag.as_bool() == Some(true) {
+        format!("{error} (unconfirmed: check the event before replaying)")
+    } else {
+        error
+    }
+}
+
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SSZ` (UTC).
 fn time(value: &Value) -> String {
     let Some(ms) = value.as_i64() else {
@@ -338,5 +348,16 @@ mod tests {
         assert_eq!(query(&[("source", None)]), "");
         assert_eq!(encode("invoice.*"), "invoice.*");
         assert_eq!(encode("orders/create"), "orders%2Fcreate");
+    }
+
+    #[test]
+    fn unconfirmed_letters_say_so() {
+        let error = || "destination answered 500".to_owned();
+        assert_eq!(unconfirmed(&Value::Bool(false), error()), "destination answered 500");
+        assert_eq!(unconfirmed(&Value::Null, error()), "destination answered 500");
+        assert_eq!(
+            unconfirmed(&Value::Bool(true), error()),
+            "destination answered 500 (unconfirmed: check the event before replaying)"
+        );
     }
 }

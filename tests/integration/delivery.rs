@@ -350,11 +350,10 @@ fn moved_messages_are_dead_lettered_marked_or_unconfirmed(w: &World) {
     // Its record cannot be marked, on the queue's second-to-last delivery (the first, here):
     // stored unconfirmed, and alerted on as such; its record untouched.
     let unmarkable = unique("evt");
-    fault("/__faults/dead-letter-retries?n=1");
+    fault(&format!("/__faults/dead-letter-retries?key=fragile:{unmarkable}&n=1"));
     fault(&format!("/__faults/mark-dead?key=fragile:{unmarkable}"));
     fault(&format!("/__faults/moved?source=fragile&id={unmarkable}"));
     let stored = wait_dead_letter(&w.faults, "/admin/dead-letters?source=fragile", |d| d["id"] == unmarkable.as_str());
-    fault("/__faults/dead-letter-retries?n=");
     assert_eq!(stored["unconfirmed"], true, "{stored}");
     let alerts = w.dest.wait_for("/alerts", 1, WAIT, |r| String::from_utf8_lossy(&r.body).contains(&unmarkable));
     let alert: serde_json::Value = serde_json::from_slice(&alerts[0].body).unwrap();
@@ -369,29 +368,56 @@ fn moved_messages_are_dead_lettered_marked_or_unconfirmed(w: &World) {
     let ids: Vec<&str> = listed["dead_letters"].as_array().unwrap().iter().filter_map(|d| d["id"].as_str()).collect();
     assert!(!ids.contains(&delivered.as_str()), "a stray copy was stored as a dead letter: {ids:?}");
     assert_eq!(record(&delivered)["status"], "delivered");
+
+    // Another stray copy of the delivered event, moved while its shard cannot write: stored
+    // unconfirmed. Replaying it removes it and delivers nothing; the unmarkable one (no record
+    // says it was delivered) is replayed.
+    fault(&format!("/__faults/dead-letter-retries?key=fragile:{delivered}&n=1"));
+    fault(&format!("/__faults/mark-dead?key=fragile:{delivered}"));
+    fault(&format!("/__faults/moved?source=fragile&id={delivered}"));
+    let stray = wait_dead_letter(&w.faults, "/admin/dead-letters?source=fragile", |d| d["id"] == delivered.as_str());
+    assert_eq!(stray["unconfirmed"], true, "{stray}");
+    let replay = |id: &str| {
+        let reply = w.faults.admin("POST", &format!("/admin/dead-letters/replay?source=fragile&id={id}"), b"");
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        reply.json()["replayed"].as_u64().unwrap()
+    };
+    assert_eq!(replay(&delivered), 0, "an unconfirmed letter of a delivered event was replayed");
+    let gone = w.faults.admin("GET", &format!("/admin/dead-letters/fragile/{delivered}"), b"");
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    assert_eq!(replay(&unmarkable), 1);
+    w.dest.wait_deliveries("/fragile", &unmarkable, 1, WAIT);
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(w.dest.deliveries("/fragile", &delivered).len(), 1, "the delivered event was delivered again");
 }
 
 /// The event consumer hands an event over to the dead-letter queue, then fails to record it dead
 /// (its shard unavailable): the message is acknowledged all the same, since a retry would deliver
-/// the event again, and the dead-letter consumer records the event dead before it stores the
-/// letter.
+/// the event again, and the dead-letter consumer records the event dead once it stored the
+/// letter, trying again (without storing or alerting again) until it can.
 fn a_failed_recording_after_the_hand_over_delivers_nothing_again(w: &World) {
     let id = unique("evt");
     w.dest.always("/handed", 500);
-    let reply = w.faults.post(&format!("/__faults/finish-dead?key=handed:{id}"), &HeaderList::new(), b"");
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    // Both recordings fail once: the event consumer's (every try) and the dead-letter consumer's
+    // first, which it tries again a minute later.
+    for fault in ["finish-dead", "mark-dead"] {
+        let reply = w.faults.post(&format!("/__faults/{fault}?key=handed:{id}"), &HeaderList::new(), b"");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
     accept_stripe_on(&w.faults, "handed", &id, "invoice.paid");
     let stored = wait_dead_letter(&w.faults, "/admin/dead-letters?source=handed", |d| d["id"] == id.as_str());
     assert_eq!(stored["unconfirmed"], false, "{stored}");
-    // Recorded dead by the time its letter is listed.
-    let event = admin_get_from(&w.faults, &format!("/admin/events/handed/{id}"));
-    assert_eq!(event["status"], "dead", "{event}");
-    // Past the consumer's retry of a failed message (30 s): one delivery, one letter, one alert.
+    // Past the event consumer's retry of a failed message (30 s): still one delivery, though the
+    // record, unrecorded, still names that message as its holder.
     thread::sleep(Duration::from_secs(40));
+    let status = admin_get_from(&w.faults, &format!("/admin/events/handed/{id}"))["status"].clone();
+    assert_ne!(status, "dead", "neither recording failed");
     assert_eq!(w.dest.deliveries("/handed", &id).len(), 1, "the event was delivered again");
+    // Recorded dead by the dead-letter consumer's second try; one letter, one alert.
+    wait_status(&w.faults, "handed", &id, "dead");
     let alerts = w.dest.wait_for("/alerts", 1, WAIT, |r| String::from_utf8_lossy(&r.body).contains(&id));
     assert_eq!(alerts.len(), 1, "alerted on twice");
-    assert_eq!(admin_get_from(&w.faults, &format!("/admin/events/handed/{id}"))["status"], "dead");
+    assert_eq!(w.dest.deliveries("/handed", &id).len(), 1, "the event was delivered again");
 }
 
 fn large_dead_letters_keep_their_body(w: &World) {
