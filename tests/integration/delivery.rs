@@ -410,9 +410,9 @@ fn a_failed_recording_after_the_hand_over_delivers_nothing_again(w: &World) {
     // Past the event consumer's retry of a failed message (30 s): still one delivery, though the
     // record, unrecorded, still names that message as its holder.
     thread::sleep(Duration::from_secs(40));
+    assert_eq!(w.dest.deliveries("/handed", &id).len(), 1, "the event was delivered again");
     let status = admin_get_from(&w.faults, &format!("/admin/events/handed/{id}"))["status"].clone();
     assert_ne!(status, "dead", "neither recording failed");
-    assert_eq!(w.dest.deliveries("/handed", &id).len(), 1, "the event was delivered again");
     // Recorded dead by the dead-letter consumer's second try; one letter, one alert.
     wait_status(&w.faults, "handed", &id, "dead");
     let alerts = w.dest.wait_for("/alerts", 1, WAIT, |r| String::from_utf8_lossy(&r.body).contains(&id));
