@@ -252,9 +252,10 @@ async fn announce(env: &Env, config: &Config, letter: &DeadLetter, handed_over: 
     alerts::send(config.settings.alert_url.as_deref(), &alert).await;
 }
 
-/// Whether the letter is in the bucket.
+/// Whether the letter is in the bucket. (A `get`, not a `head`: the bundle has its code already,
+/// and this is asked only when recording a handed-over letter's event failed before.)
 async fn stored(env: &Env, letter: &DeadLetter) -> Result<bool> {
-    Ok(env.bucket(bindings::BLOBS)?.head(letter.storage_key()).await?.is_some())
+    Ok(env.bucket(bindings::BLOBS)?.get(letter.storage_key()).execute().await?.is_some())
 }
 
 /// Test builds: the dead-letter consumer's next write to the event's record fails, when a test
