@@ -651,8 +651,8 @@ async fn dead_letter(env: &Env, meta: &EventMeta, inline: &[u8], message_id: &st
 
 /// After the hand-over to the dead-letter queue, a failure to record the event dead is only
 /// logged: the message is acknowledged all the same, since retrying it would deliver the event
-/// again (its record still says this message holds it), and the dead-letter consumer marks the
-/// record dead as this message's (`EventMeta::handed_over_by`) before it stores the letter.
+/// again (its record still says this message holds it), and the dead-letter consumer records the
+/// event dead as this message would have (`EventMeta::handed_over_by`) once it stored the letter.
 fn record_dead(recorded: Result<()>, key: &str) {
     if let Err(e) = recorded {
         console_error!("could not record {key} dead after handing it over; the dead-letter consumer will: {e}");

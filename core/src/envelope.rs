@@ -106,9 +106,10 @@ pub struct EventMeta {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unconfirmed: bool,
     /// Set with `dead` by the event consumer: the queue message that held the event's lease when
-    /// it handed the event over. The dead-letter consumer marks the record dead as that
-    /// message's, so that the record says `dead` even when the consumer's own recording failed
-    /// after the hand-over (it does not retry then: a retry would deliver the event again).
+    /// it handed the event over. Once it stored the letter, the dead-letter consumer records the
+    /// event dead as that message would have, so that the record says `dead` even when the
+    /// consumer's own recording failed after the hand-over (it does not retry then: a retry
+    /// would deliver the event again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handed_over_by: Option<String>,
     /// Its type is not in the source's `events` allow-list: the consumer records it as
