@@ -3,7 +3,8 @@
 //! Dead letters arrive three ways:
 //! - handed over by the event consumer (marked `dead`), which has recorded the event dead itself:
 //!   its last attempt failed, or its claim-checked body is gone (should that recording have
-//!   failed after the hand-over, the record is marked dead here, as the message's that held it);
+//!   failed after the hand-over, the event is recorded dead here once the letter is stored, as
+//!   the message that held it would have);
 //! - moved here by Cloudflare Queues after the event consumer kept failing on a message
 //!   (`max_retries`): the event's record decides whether that message was what carried the event
 //!   (then the event is dead now) or a stray copy of an event still alive or already final (then
