@@ -102,7 +102,7 @@ pub enum Letters<'a> {
 
 /// Replays stored dead letters, each with the exact body it was stored with; a replayed letter
 /// is removed (it comes back if the replay dies too). Poison messages are not events and stay;
-/// an unconfirmed letter whose event was delivered after all is removed, not replayed.
+/// a letter whose event was delivered after all is removed, not replayed.
 /// Returns how many, and whether more are left (past [`MAX_PER_CALL`]: call again).
 pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<'_>) -> Result<(usize, bool)> {
     let bucket = env.bucket(bindings::BLOBS)?;
@@ -145,8 +145,8 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
                 console_error!("dead letter {key} is not an envelope; left where it is");
                 continue;
             };
-            if meta.unconfirmed && delivered(store, &meta).await? {
-                console_log!("unconfirmed dead letter {key}: its event was delivered by another copy; removed");
+            if delivered(store, &meta).await? {
+                console_log!("dead letter {key}: its event was delivered since, by another copy; removed");
                 bucket.delete(&key).await?;
                 continue;
             }
@@ -182,9 +182,11 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
     Ok((replayed, more))
 }
 
-/// Whether the event's record says it was delivered. Asked of unconfirmed letters (stored when
-/// the record could not be marked, so another copy of the message may have delivered the event
-/// before or since): replaying one of those would deliver the event twice.
+/// Whether the event's capture says it was delivered, as a letter's event can be after all:
+/// another copy completed it while an unconfirmed letter's record could not be marked, or took
+/// it over (its lease expired) while the recording of a handed-over one kept failing. Replaying
+/// such a letter would deliver the event twice. Past the capture's retention the question goes
+/// unanswered (the record is not shown), and the letter is replayed.
 async fn delivered(store: &Idempotency, meta: &EventMeta) -> Result<bool> {
     let event = store.get(&idempotency_key(&meta.source, &meta.id)).await?;
     Ok(event.is_some_and(|e| e.status == EventStatus::Delivered))
