@@ -256,6 +256,7 @@ async fn announce(env: &Env, config: &Config, letter: &DeadLetter, handed_over: 
 /// Whether the letter is in the bucket. (A `get`, not a `head`: the bundle has its code already,
 /// and this is asked only when recording a handed-over letter's event failed before.)
 async fn stored(env: &Env, letter: &DeadLetter) -> Result<bool> {
+    billing::count(Billed::R2ClassB, 1);
     Ok(env.bucket(bindings::BLOBS)?.get(letter.storage_key()).execute().await?.is_some())
 }
 
