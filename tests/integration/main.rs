@@ -203,6 +203,7 @@ fn start_world() -> World {
          [vars.SOURCES.archived]\nprovider = \"stripe\"\nordering = false\n\n\
          [vars.SOURCES.capped]\nprovider = \"stripe\"\ndestination = {:?}\nmax_attempts = 1\n\n\
          [vars.SOURCES.handed]\nprovider = \"stripe\"\ndestination = {:?}\nmax_attempts = 1\n\n\
+         [vars.SOURCES.signed]\nprovider = \"stripe\"\ndestination = {:?}\n\n\
          [vars.SOURCES.jepsen]\nprovider = \"stripe\"\ndestination = {:?}\n{fault_suite}\n\
          [vars.SOURCES.jepsen-refused]\nprovider = \"stripe\"\n\
          destination = \"http://127.0.0.1:{refused_port}/refused\"\n{fault_suite}",
@@ -211,6 +212,7 @@ fn start_world() -> World {
         dest.url("/priced-github"),
         dest.url("/capped"),
         dest.url("/handed"),
+        dest.url("/signed"),
         dest.url("/jepsen")
     );
     let faults_secrets = common(vec![
@@ -220,6 +222,7 @@ fn start_world() -> World {
         ("WEBHOOK_SECRET_ARCHIVED", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_CAPPED", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_HANDED", STRIPE_SECRET.into()),
+        ("WEBHOOK_SECRET_SIGNED", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_JEPSEN", STRIPE_SECRET.into()),
         ("WEBHOOK_SECRET_JEPSEN_REFUSED", STRIPE_SECRET.into()),
     ]);
