@@ -151,10 +151,12 @@ pub fn fails(fault: Fault, id: &str) -> bool {
 pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
     let url = req.url()?;
     let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
-    let arm = |fault| {
-        ARMED.with(|a| a.borrow_mut().insert((fault, param("id").unwrap_or_default())));
+    // Armed for the event named by the parameter `name` (its id, or its idempotency key).
+    let arm_by = |fault, name: &str| {
+        ARMED.with(|a| a.borrow_mut().insert((fault, param(name).unwrap_or_default())));
         http::json(200, r#"{"armed":true}"#)
     };
+    let arm = |fault| arm_by(fault, "id");
     match path {
         "/__faults/enqueue" => arm(Fault::Enqueue),
         "/__faults/blob" => arm(Fault::Blob),
@@ -197,14 +199,8 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             });
             http::json(200, r#"{"clock":"set"}"#)
         }
-        "/__faults/mark-dead" => {
-            ARMED.with(|a| a.borrow_mut().insert((Fault::MarkDead, param("key").unwrap_or_default())));
-            http::json(200, r#"{"armed":"mark-dead"}"#)
-        }
-        "/__faults/finish-dead" => {
-            ARMED.with(|a| a.borrow_mut().insert((Fault::FinishDead, param("key").unwrap_or_default())));
-            http::json(200, r#"{"armed":"finish-dead"}"#)
-        }
+        "/__faults/mark-dead" => arm_by(Fault::MarkDead, "key"),
+        "/__faults/finish-dead" => arm_by(Fault::FinishDead, "key"),
         "/__faults/dead-letter-retries" => {
             let (key, n) = (param("key").unwrap_or_default(), param("n").and_then(|n| n.parse().ok()));
             DEAD_LETTER_MAX_RETRIES.with(|m| match n {
@@ -214,8 +210,7 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             http::json(200, r#"{"max_retries":"set"}"#)
         }
         "/__faults/moved" => {
-            let meta = event_meta(param("source"), param("id"), BodyRef::Inline);
-            let bytes = envelope::encode(&meta, format!(r#"{{"id":"{}"}}"#, meta.id).as_bytes());
+            let bytes = small_event(param("source"), param("id"));
             queue::send(&env.queue(bindings::DEAD_LETTERS)?, &bytes, 0).await?;
             http::json(200, r#"{"sent":true}"#)
         }
@@ -228,8 +223,7 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             http::json(200, r#"{"forgotten":true}"#)
         }
         "/__faults/copies" => {
-            let meta = event_meta(param("source"), param("id"), BodyRef::Inline);
-            let bytes = envelope::encode(&meta, format!(r#"{{"id":"{}"}}"#, meta.id).as_bytes());
+            let bytes = small_event(param("source"), param("id"));
             let n: usize = param("n").and_then(|n| n.parse().ok()).unwrap_or(2);
             let events = env.queue(bindings::EVENTS)?;
             futures_util::future::try_join_all((0..n).map(|_| queue::send(&events, &bytes, 0))).await?;
@@ -298,6 +292,12 @@ fn event_meta(source: Option<String>, id: Option<String>, body: BodyRef) -> Even
     let first =
         EventMeta::first_attempt(source.unwrap_or_default(), id.unwrap_or_default(), crate::env::now_ms(), body);
     EventMeta { content_type: Some("application/json".into()), ..first }
+}
+
+/// The envelope of a first attempt with a small inline body, `{"id":"<id>"}`.
+fn small_event(source: Option<String>, id: Option<String>) -> Vec<u8> {
+    let meta = event_meta(source, id, BodyRef::Inline);
+    envelope::encode(&meta, format!(r#"{{"id":"{}"}}"#, meta.id).as_bytes())
 }
 
 /// Verifies one request signed by `provider` (a body of about `size` bytes) `n` times, the way
