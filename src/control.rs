@@ -8,7 +8,8 @@
 
 use crate::billing::Sql;
 use crate::env::{bindings, now_ms};
-use crate::http::{request_json, to_json};
+use crate::http::to_json;
+use crate::rpc;
 use edgehook_core::config::Settings;
 use edgehook_core::flags::{Flag, Flags, Mode};
 use edgehook_core::health::{self, Alert, AlertState, Inputs, Report, Thresholds};
@@ -136,7 +137,7 @@ impl Control {
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&self, op: &Op) -> Result<T> {
-        crate::http::ask_object(&self.ns, "control", "https://control.edgehook/op", "control", op).await
+        crate::rpc::ask_object(&self.ns, "control", "control", op).await
     }
 
     /// The kill switches: read at most once a second per isolate. When the object cannot be
@@ -288,7 +289,15 @@ impl DurableObject for ControlObject {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let op: Op = request_json(&mut req).await?;
+        Response::ok(rpc::Answer::answer(self, req.text().await?).await?)
+    }
+}
+
+rpc::answer_over_rpc!(ControlObject);
+
+impl rpc::Answer for ControlObject {
+    async fn answer(&self, text: String) -> Result<String> {
+        let op: Op = serde_json::from_str(&text)?;
         let now = now_ms();
         let reply = match op {
             Op::Flags => to_json(&self.flags()?)?,
@@ -382,7 +391,7 @@ impl DurableObject for ControlObject {
                 to_json(&health::evaluate(&inputs, &thresholds(max_lag_ms, max_shard_bytes)))?
             }
         };
-        Response::ok(reply.get())
+        Ok(reply.get().to_owned())
     }
 }
 

@@ -7,7 +7,8 @@
 use crate::batch::Batcher;
 use crate::billing::{self, Op as Billed};
 use crate::env::{bindings, now_ms};
-use crate::http::{from_json, request_json, to_json, Json};
+use crate::http::{from_json, to_json, Json};
+use crate::rpc;
 use edgehook_core::gate::{Answer, GateState, Limits, Pass};
 use edgehook_core::signature::sha256_hex;
 use serde::{Deserialize, Serialize};
@@ -42,7 +43,7 @@ impl Gates {
     }
 
     async fn call(&self, name: &str, ops: &[Json]) -> Result<Vec<Json>> {
-        crate::http::ask_object(&self.ns, name, "https://gate.edgehook/ops", "gate", ops).await
+        crate::rpc::ask_object(&self.ns, name, "gate", ops).await
     }
 
     /// A pass for one delivery to `destination`. A delivery whose turn comes within two
@@ -83,7 +84,15 @@ impl DurableObject for GateObject {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let ops: Vec<Op> = request_json(&mut req).await?;
+        Response::ok(rpc::Answer::answer(self, req.text().await?).await?)
+    }
+}
+
+rpc::answer_over_rpc!(GateObject);
+
+impl rpc::Answer for GateObject {
+    async fn answer(&self, text: String) -> Result<String> {
+        let ops: Vec<Op> = serde_json::from_str(&text)?;
         let storage = self.state.storage();
         let cached = self.gate.borrow().as_ref().copied();
         let mut gate = match cached {
@@ -108,6 +117,6 @@ impl DurableObject for GateObject {
             billing::count(Billed::DoRowWritten, 1);
         }
         *self.gate.borrow_mut() = Some(gate);
-        Response::ok(serde_json::to_string(&replies)?)
+        Ok(serde_json::to_string(&replies)?)
     }
 }

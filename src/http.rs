@@ -5,7 +5,7 @@ use edgehook_core::providers::Handshake;
 use edgehook_core::Rejection;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::{Headers, Request, Response, Result};
+use worker::{Headers, Response, Result};
 
 /// A JSON text as it travels to and from a Durable Object: serialised once by its writer and
 /// parsed once by its reader. Building each operation and answer into a `serde_json::Value` on
@@ -18,13 +18,6 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Json> {
 
 pub fn from_json<T: DeserializeOwned>(json: &Json) -> Result<T> {
     Ok(serde_json::from_str(json.get())?)
-}
-
-/// A Durable Object request's JSON body, parsed from its text. Not workers-rs's
-/// `Request::json`: that parses in JavaScript and converts the result into Rust field by field
-/// across the wasm boundary, at several times the cost.
-pub async fn request_json<T: DeserializeOwned>(req: &mut Request) -> Result<T> {
-    Ok(serde_json::from_str(&req.text().await?)?)
 }
 
 /// Adapts a request's headers to the core's read-only view.
@@ -84,26 +77,4 @@ pub fn handshake(answer: &Handshake) -> Result<Response> {
     let headers = Headers::new();
     headers.set("content-type", answer.content_type)?;
     Ok(Response::from_bytes(answer.body.clone())?.with_status(answer.status).with_headers(headers))
-}
-
-/// Posts `body` as JSON to the Durable Object `name` of `ns` at `url`, and reads its JSON
-/// answer. `what` names the object in errors ("control", "shard 3"). One billed request.
-pub async fn ask_object<B: serde::Serialize + ?Sized, T: serde::de::DeserializeOwned>(
-    ns: &worker::ObjectNamespace,
-    name: &str,
-    url: &str,
-    what: &str,
-    body: &B,
-) -> Result<T> {
-    let stub = ns.id_from_name(name)?.get_stub()?;
-    let mut init = worker::RequestInit::new();
-    init.with_method(worker::Method::Post)
-        .with_body(Some(wasm_bindgen::JsValue::from_str(&serde_json::to_string(body)?)));
-    crate::billing::count(crate::billing::Op::DoRequest, 1);
-    let mut response = stub.fetch_with_request(worker::Request::new_with_init(url, &init)?).await?;
-    if response.status_code() != 200 {
-        let detail = response.text().await.unwrap_or_default();
-        return Err(worker::Error::RustError(format!("{what} answered {}: {detail}", response.status_code())));
-    }
-    response.json().await
 }

@@ -10,7 +10,8 @@
 use crate::batch::Batcher;
 use crate::billing::{self, Op as Billed, Sql};
 use crate::env::{bindings, now_ms};
-use crate::http::{from_json, request_json, to_json, Json};
+use crate::http::{from_json, to_json, Json};
+use crate::rpc;
 use edgehook_core::capture::{resumable, Attempt, Capture, EventStatus, EventSummary, Held, HeldEntry};
 use edgehook_core::flags::Flags;
 use edgehook_core::idempotency::{
@@ -189,7 +190,7 @@ impl Idempotency {
 
     async fn call_values(&self, shard: u32, ops: &[Json]) -> Result<Vec<Json>> {
         let (name, what) = (format!("shard-{shard}"), format!("shard {shard}"));
-        crate::http::ask_object(&self.ns, &name, "https://idempotency.edgehook/ops", &what, ops).await
+        crate::rpc::ask_object(&self.ns, &name, &what, ops).await
     }
 
     /// Asks to deliver `key` on behalf of `message`, holding the lease for `lease_ms`; a new
@@ -614,12 +615,7 @@ impl DurableObject for IdempotencyShard {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let ops: Vec<Op> = request_json(&mut req).await?;
-        let mut replies = Vec::with_capacity(ops.len());
-        for op in ops {
-            replies.push(self.apply(op).await?);
-        }
-        Response::ok(serde_json::to_string(&replies)?)
+        Response::ok(rpc::Answer::answer(self, req.text().await?).await?)
     }
 
     /// Drops the partitions whose every row has outlived its lifetime, first moving the events
@@ -672,6 +668,19 @@ impl DurableObject for IdempotencyShard {
             self.arm(at).await?;
         }
         Response::ok("")
+    }
+}
+
+rpc::answer_over_rpc!(IdempotencyShard);
+
+impl rpc::Answer for IdempotencyShard {
+    async fn answer(&self, text: String) -> Result<String> {
+        let ops: Vec<Op> = serde_json::from_str(&text)?;
+        let mut replies = Vec::with_capacity(ops.len());
+        for op in ops {
+            replies.push(self.apply(op).await?);
+        }
+        Ok(serde_json::to_string(&replies)?)
     }
 }
 
