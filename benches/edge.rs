@@ -99,13 +99,15 @@ fn gzipped_len(path: &Path) -> usize {
 fn bundle() {
     let dir = root().join("build");
     let wasm = dir.join("index_bg.wasm");
-    let js = dir.join("index.js");
-    let (wasm_raw, js_raw) = (fs::metadata(&wasm).unwrap().len() as usize, fs::metadata(&js).unwrap().len() as usize);
-    let (wasm_gz, js_gz) = (gzipped_len(&wasm), gzipped_len(&js));
+    // The JavaScript is worker-build's shim.js and the entry that wraps it, js/index.js.
+    let js = [dir.join("index.js"), dir.join("shim.js")];
+    let wasm_raw = fs::metadata(&wasm).unwrap().len() as usize;
+    let js_raw: usize = js.iter().map(|f| fs::metadata(f).unwrap().len() as usize).sum();
+    let (wasm_gz, js_gz) = (gzipped_len(&wasm), js.iter().map(|f| gzipped_len(f)).sum::<usize>());
     println!("\n## bundle");
     println!("| file | raw | gzip -9 |\n| --- | --- | --- |");
     println!("| index_bg.wasm | {} KB | {} KB |", wasm_raw / 1024, wasm_gz / 1024);
-    println!("| index.js | {} KB | {} KB |", js_raw / 1024, js_gz / 1024);
+    println!("| index.js and shim.js | {} KB | {} KB |", js_raw / 1024, js_gz / 1024);
     println!(
         "| total | {} KB | {} KB (target: at most 400 KB) |",
         (wasm_raw + js_raw) / 1024,

@@ -32,6 +32,10 @@
 //!   [`crate::billing`]); `POST` reads and resets them;
 //! - `GET /__faults/record?source=S&id=I` answers an event's status as the idempotency store
 //!   reads it (`null` when it holds none), for the instance without an admin token;
+//! - `POST /__faults/by-fetch?object=control|gate|shard&for=X` sends the request's body, an
+//!   operation's JSON text, to the control object, to destination X's gate or to the shard of
+//!   idempotency key X by `fetch`, as a caller on the previous version does during a deploy, and
+//!   answers with the object's status and text;
 //! - `GET /__faults/storage` says how many time partitions and stored events the idempotency
 //!   shards hold, and the bytes of their databases, so tests can watch expiry drop them and
 //!   measure what an event occupies;
@@ -269,6 +273,27 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             let found = crate::idempotency::Idempotency::new(env)?.get(&key).await?;
             let status = found.map(|event| event.status.as_str());
             http::json(200, serde_json::json!({ "status": status }).to_string())
+        }
+        "/__faults/by-fetch" => {
+            // The object asked by `fetch` rather than RPC, as a caller still running the previous
+            // version asks during a deploy (see `crate::rpc`).
+            let target = param("for").unwrap_or_default();
+            let (binding, name) = match param("object").as_deref() {
+                Some("control") => (bindings::CONTROL, "control".to_owned()),
+                Some("gate") => (bindings::GATES, crate::gate::gate_name(&target)),
+                Some("shard") => {
+                    (bindings::IDEMPOTENCY, format!("shard-{}", edgehook_core::idempotency::shard_of(&target)))
+                }
+                _ => return http::json(400, r#"{"error":"object must be control, gate or shard"}"#),
+            };
+            let operation = req.clone()?.text().await?;
+            let mut init = worker::RequestInit::new();
+            init.with_method(worker::Method::Post).with_body(Some(operation.into()));
+            let stub = env.durable_object(binding)?.id_from_name(&name)?.get_stub()?;
+            match stub.fetch_with_request(Request::new_with_init("https://object.edgehook/", &init)?).await {
+                Ok(mut answer) => http::json(answer.status_code(), answer.text().await?),
+                Err(e) => http::json(500, serde_json::json!({ "error": e.to_string() }).to_string()),
+            }
         }
         "/__faults/storage" => {
             let (partitions, events, bytes) = crate::idempotency::Idempotency::new(env)?.storage().await?;

@@ -66,7 +66,7 @@ impl Gates {
 }
 
 /// Destinations are named by a hash of their URL (which may carry credentials).
-fn gate_name(destination: &str) -> String {
+pub(crate) fn gate_name(destination: &str) -> String {
     format!("gate-{}", sha256_hex(destination.as_bytes()))
 }
 

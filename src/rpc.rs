@@ -32,10 +32,10 @@ macro_rules! answer_over_rpc {
         const _: () = {
             use ::worker::wasm_bindgen::prelude::*;
             #[wasm_bindgen(
-                        wasm_bindgen = ::worker::wasm_bindgen,
-                        wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
-                        js_sys = ::worker::js_sys
-                    )]
+                                wasm_bindgen = ::worker::wasm_bindgen,
+                                wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
+                                js_sys = ::worker::js_sys
+                            )]
             impl $object {
                 pub async fn ask(&self, text: String) -> ::std::result::Result<JsValue, JsValue> {
                     $crate::rpc::reply(<Self as $crate::rpc::Answer>::answer(self, text).await)

@@ -26,6 +26,7 @@ pub const TESTS: &[crate::Test] = &[
     ("ids_expire_after_the_ttl", ids_expire_after_the_ttl),
     ("records_are_found_in_older_partitions", records_are_found_in_older_partitions),
     ("admin_api_requires_the_token", admin_api_requires_the_token),
+    ("the_objects_still_answer_fetch_during_a_deploy", the_objects_still_answer_fetch_during_a_deploy),
 ];
 
 fn fifty_concurrent_copies_are_delivered_once(w: &World) {
@@ -383,4 +384,44 @@ pub fn no_secret_in_any_log(w: &World) {
             assert!(!logs.contains(secret), "a secret appears in the {} worker's log", worker.name);
         }
     }
+}
+
+/// edgehook calls its Durable Objects over RPC (`src/rpc.rs`); during a deploy, a worker still
+/// running the previous version calls them by `fetch`, with the same operation texts. Each of
+/// the three object classes must give it the same answers as RPC gives.
+fn the_objects_still_answer_fetch_during_a_deploy(w: &World) {
+    let by_fetch = |object: &str, target: &str, operation: &str| {
+        let path = format!("/__faults/by-fetch?object={object}&for={target}");
+        w.faults.post(&path, &HeaderList::new(), operation.as_bytes())
+    };
+
+    // A shard: an event's record, read by RPC (`/__faults/record`) and by fetch.
+    let id = unique("evt-by-fetch");
+    let body = stripe_body(&id, "invoice.paid");
+    let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body);
+    w.faults.post("/webhooks/archived", &headers, &body).expect(200, json!({"status": "accepted", "id": id}));
+    let record =
+        |id: &str| w.faults.get(&format!("/__faults/record?source=archived&id={id}"), &HeaderList::new()).json();
+    crate::harness::wait_until(WAIT, "the event's record", || !record(&id)["status"].is_null());
+    let key = edgehook_core::ingest::idempotency_key("archived", &id);
+    let answer = by_fetch("shard", &key, &json!([{"get": {"key": key}}]).to_string());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()[0]["status"], record(&id)["status"], "{}", answer.body);
+
+    // The control object: the kill switches, one of them just set through the admin API.
+    let pattern = unique("fetched.switch");
+    let set = w.faults.admin("PUT", &format!("/admin/flags/archived/{pattern}"), br#"{"mode":"paused"}"#);
+    assert_eq!(set.status, 200, "{}", set.body);
+    let answer = by_fetch("control", "", r#""flags""#);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.body.contains(&format!(r#""pattern":"{pattern}""#)), "{}", answer.body);
+
+    // A destination's gate, asked for its state.
+    let answer = by_fetch("gate", &w.dest.url("/fragile"), r#"["State"]"#);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.json()[0]["failures"].is_u64(), "{}", answer.body);
+
+    // An operation no version knows is refused, not answered.
+    let answer = by_fetch("control", "", r#""no_such_operation""#);
+    assert_ne!(answer.status, 200, "{}", answer.body);
 }
