@@ -32,10 +32,12 @@
 //!   [`crate::billing`]); `POST` reads and resets them;
 //! - `GET /__faults/record?source=S&id=I` answers an event's status as the idempotency store
 //!   reads it (`null` when it holds none), for the instance without an admin token;
-//! - `POST /__faults/by-fetch?object=control|gate|shard&for=X` sends the request's body, an
-//!   operation's JSON text, to the control object, to destination X's gate or to the shard of
-//!   idempotency key X by `fetch`, as a caller on the previous version does during a deploy, and
-//!   answers with the object's status and text;
+//! - `POST /__faults/ask?object=control|gate|shard&for=X&via=fetch|rpc|old-rpc` sends the
+//!   request's body, an operation's JSON text, to the control object, to destination X's gate or
+//!   to the shard of idempotency key X, and answers with the object's text (or 500 and the
+//!   error): by `fetch`, as a caller still running a release from before RPC asks; by RPC, as
+//!   edgehook asks; or by RPC as if the object were still running such a release, so that the
+//!   caller must fall back to `fetch`;
 //! - `GET /__faults/storage` says how many time partitions and stored events the idempotency
 //!   shards hold, and the bytes of their databases, so tests can watch expiry drop them and
 //!   measure what an event occupies;
@@ -97,6 +99,9 @@ pub enum Fault {
     /// The event consumer's next recording of the event (armed with its idempotency key) as
     /// dead fails, every try of it.
     FinishDead,
+    /// The next call over RPC to the Durable Object named as the id asks it for a method it
+    /// does not have, as a caller asks an object still running a release from before RPC.
+    OldObject,
 }
 
 thread_local! {
@@ -274,25 +279,45 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             let status = found.map(|event| event.status.as_str());
             http::json(200, serde_json::json!({ "status": status }).to_string())
         }
-        "/__faults/by-fetch" => {
-            // The object asked by `fetch` rather than RPC, as a caller still running the previous
-            // version asks during a deploy (see `crate::rpc`).
+        "/__faults/ask" => {
             let target = param("for").unwrap_or_default();
-            let (binding, name) = match param("object").as_deref() {
-                Some("control") => (bindings::CONTROL, "control".to_owned()),
-                Some("gate") => (bindings::GATES, crate::gate::gate_name(&target)),
+            let (binding, name, what) = match param("object").as_deref() {
+                Some("control") => (bindings::CONTROL, "control".to_owned(), "control"),
+                Some("gate") => (bindings::GATES, crate::gate::gate_name(&target), "gate"),
                 Some("shard") => {
-                    (bindings::IDEMPOTENCY, format!("shard-{}", edgehook_core::idempotency::shard_of(&target)))
+                    let shard = edgehook_core::idempotency::shard_of(&target);
+                    (bindings::IDEMPOTENCY, format!("shard-{shard}"), "shard")
                 }
                 _ => return http::json(400, r#"{"error":"object must be control, gate or shard"}"#),
             };
             let operation = req.clone()?.text().await?;
-            let mut init = worker::RequestInit::new();
-            init.with_method(worker::Method::Post).with_body(Some(operation.into()));
-            let stub = env.durable_object(binding)?.id_from_name(&name)?.get_stub()?;
-            match stub.fetch_with_request(Request::new_with_init("https://object.edgehook/", &init)?).await {
-                Ok(mut answer) => http::json(answer.status_code(), answer.text().await?),
-                Err(e) => http::json(500, serde_json::json!({ "error": e.to_string() }).to_string()),
+            let ns = env.durable_object(binding)?;
+            let answer = match param("via").as_deref() {
+                // As a caller still running a release from before RPC asks.
+                Some("fetch") => {
+                    let mut init = worker::RequestInit::new();
+                    init.with_method(worker::Method::Post).with_body(Some(operation.into()));
+                    let stub = ns.id_from_name(&name)?.get_stub()?;
+                    match stub.fetch_with_request(Request::new_with_init("https://object.edgehook/", &init)?).await {
+                        Ok(mut answer) if answer.status_code() == 200 => Ok(answer.text().await?),
+                        Ok(mut answer) => Err(format!("answered {}: {}", answer.status_code(), answer.text().await?)),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                via @ (Some("rpc") | Some("old-rpc")) => {
+                    if via == Some("old-rpc") {
+                        ARMED.with(|a| a.borrow_mut().insert((Fault::OldObject, name.clone())));
+                    }
+                    let operation: Box<serde_json::value::RawValue> = serde_json::from_str(&operation)?;
+                    let answer: Result<Box<serde_json::value::RawValue>> =
+                        crate::rpc::ask_object(&ns, &name, what, &operation).await;
+                    answer.map(|a| a.get().to_owned()).map_err(|e| e.to_string())
+                }
+                _ => return http::json(400, r#"{"error":"via must be fetch, rpc or old-rpc"}"#),
+            };
+            match answer {
+                Ok(answer) => http::json(200, answer),
+                Err(e) => http::json(500, serde_json::json!({ "error": e }).to_string()),
             }
         }
         "/__faults/storage" => {

@@ -48,12 +48,10 @@ macro_rules! answer_over_rpc {
 }
 pub(crate) use answer_over_rpc;
 
-/// An answer as RPC carries it back: its text, or an `Error` whose message the caller reports.
+/// An answer as RPC carries it back: its text, or the error as workers-rs hands it to JavaScript
+/// (with its causes, as a `fetch` handler's error is thrown), which the caller reports.
 pub fn reply(answer: Result<String>) -> std::result::Result<JsValue, JsValue> {
-    match answer {
-        Ok(text) => Ok(JsValue::from_str(&text)),
-        Err(e) => Err(js_sys::Error::new(&e.to_string()).into()),
-    }
+    answer.map(|text| JsValue::from_str(&text)).map_err(JsValue::from)
 }
 
 #[wasm_bindgen]
@@ -63,23 +61,74 @@ extern "C" {
 
     #[wasm_bindgen(method, catch)]
     fn ask(this: &ObjectStub, text: &str) -> std::result::Result<js_sys::Promise, JsValue>;
+
+    /// A method no object has, as `ask` is missing from an object of a release before RPC: its
+    /// error is workerd's own (test builds only, `POST /__faults/ask?via=old-rpc`).
+    #[cfg(feature = "faults")]
+    #[wasm_bindgen(method, catch, js_name = askBeforeRpc)]
+    fn ask_missing(this: &ObjectStub, text: &str) -> std::result::Result<js_sys::Promise, JsValue>;
 }
 
 /// Sends `body` as JSON to the Durable Object `name` of `ns` and reads its JSON answer. `what`
 /// names the object in errors ("control", "shard 3"). One billed request.
+///
+/// An object still running a release from before RPC (during a deploy; with gradual deployments,
+/// for the whole rollout) cannot answer `ask`: it is asked by `fetch` instead, with the same text.
 pub async fn ask_object<B: serde::Serialize + ?Sized, T: serde::de::DeserializeOwned>(
     ns: &ObjectNamespace,
     name: &str,
     what: &str,
     body: &B,
 ) -> Result<T> {
-    let stub: ObjectStub = ns.id_from_name(name)?.get_stub()?.into_rpc();
+    let id = ns.id_from_name(name)?;
     let text = serde_json::to_string(body)?;
     crate::billing::count(crate::billing::Op::DoRequest, 1);
-    let failed = |e: JsValue| worker::Error::RustError(format!("{what}: {}", worker::Error::from(e)));
-    let answer = JsFuture::from(stub.ask(&text).map_err(failed)?).await.map_err(failed)?;
-    let answer = answer
-        .as_string()
-        .ok_or_else(|| worker::Error::RustError(format!("{what} answered something other than text")))?;
+    let answer = match by_rpc(id.get_stub()?.into_rpc(), name, &text).await {
+        Ok(answer) => answer,
+        Err(e) if answers_no_rpc(&e) => {
+            worker::console_log!("{what} does not answer RPC yet ({e}): asked by fetch");
+            crate::billing::count(crate::billing::Op::DoRequest, 1);
+            by_fetch(id.get_stub()?, text).await.map_err(|e| worker::Error::RustError(format!("{what}: {e}")))?
+        }
+        Err(e) => return Err(worker::Error::RustError(format!("{what}: {e}"))),
+    };
     Ok(serde_json::from_str(&answer)?)
+}
+
+/// Whether a call failed because the object runs a release from before RPC: its class does not
+/// extend `DurableObject`, or has no `ask`. (workerd's messages: "The receiving Durable Object
+/// does not support RPC, because its class was not declared with `extends DurableObject`...",
+/// and "The RPC receiver does not implement the method \"ask\".")
+fn answers_no_rpc(error: &worker::Error) -> bool {
+    let message = error.to_string();
+    message.contains("does not support RPC") || message.contains("does not implement the method")
+}
+
+async fn by_rpc(stub: ObjectStub, name: &str, text: &str) -> Result<String> {
+    #[cfg(feature = "faults")]
+    let promise = if crate::faults::fails(crate::faults::Fault::OldObject, name) {
+        stub.ask_missing(text)
+    } else {
+        stub.ask(text)
+    };
+    #[cfg(not(feature = "faults"))]
+    let promise = {
+        let _ = name;
+        stub.ask(text)
+    };
+    let answer = JsFuture::from(promise?).await?;
+    answer.as_string().ok_or_else(|| worker::Error::RustError("answered something other than text".into()))
+}
+
+/// The same call as before RPC: the text posted, the answer read from a 200.
+async fn by_fetch(stub: worker::Stub, text: String) -> Result<String> {
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post).with_body(Some(JsValue::from_str(&text)));
+    let mut response =
+        stub.fetch_with_request(worker::Request::new_with_init("https://object.edgehook/", &init)?).await?;
+    let answer = response.text().await?;
+    match response.status_code() {
+        200 => Ok(answer),
+        status => Err(worker::Error::RustError(format!("answered {status}: {answer}"))),
+    }
 }

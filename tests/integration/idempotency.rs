@@ -26,7 +26,7 @@ pub const TESTS: &[crate::Test] = &[
     ("ids_expire_after_the_ttl", ids_expire_after_the_ttl),
     ("records_are_found_in_older_partitions", records_are_found_in_older_partitions),
     ("admin_api_requires_the_token", admin_api_requires_the_token),
-    ("the_objects_still_answer_fetch_during_a_deploy", the_objects_still_answer_fetch_during_a_deploy),
+    ("the_objects_answer_callers_of_either_release", the_objects_answer_callers_of_either_release),
 ];
 
 fn fifty_concurrent_copies_are_delivered_once(w: &World) {
@@ -386,17 +386,21 @@ pub fn no_secret_in_any_log(w: &World) {
     }
 }
 
-/// edgehook calls its Durable Objects over RPC (`src/rpc.rs`); during a deploy, a worker still
-/// running the previous version calls them by `fetch`, with the same operation texts. Each of
-/// the three object classes must give it the same answers as RPC gives.
-fn the_objects_still_answer_fetch_during_a_deploy(w: &World) {
-    let by_fetch = |object: &str, target: &str, operation: &str| {
-        let path = format!("/__faults/by-fetch?object={object}&for={target}");
+/// edgehook calls its Durable Objects over RPC (`src/rpc.rs`). During a deploy, a worker still
+/// running a release from before RPC calls them by `fetch`, and a new worker may call an object
+/// still running such a release, which has no `ask`: it then falls back to `fetch`. Each object
+/// class gives the same answers every way, and its errors reach the caller every way.
+fn the_objects_answer_callers_of_either_release(w: &World) {
+    let ask = |object: &str, target: &str, via: &str, operation: &str| {
+        let path = format!("/__faults/ask?object={object}&for={target}&via={via}");
         w.faults.post(&path, &HeaderList::new(), operation.as_bytes())
     };
+    let every_way = |object: &str, target: &str, operation: &str| -> Vec<Reply> {
+        ["fetch", "rpc", "old-rpc"].iter().map(|via| ask(object, target, via, operation)).collect()
+    };
 
-    // A shard: an event's record, read by RPC (`/__faults/record`) and by fetch.
-    let id = unique("evt-by-fetch");
+    // A shard: an event's record, as `/__faults/record` reads it.
+    let id = unique("evt-asked");
     let body = stripe_body(&id, "invoice.paid");
     let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body);
     w.faults.post("/webhooks/archived", &headers, &body).expect(200, json!({"status": "accepted", "id": id}));
@@ -404,24 +408,37 @@ fn the_objects_still_answer_fetch_during_a_deploy(w: &World) {
         |id: &str| w.faults.get(&format!("/__faults/record?source=archived&id={id}"), &HeaderList::new()).json();
     crate::harness::wait_until(WAIT, "the event's record", || !record(&id)["status"].is_null());
     let key = edgehook_core::ingest::idempotency_key("archived", &id);
-    let answer = by_fetch("shard", &key, &json!([{"get": {"key": key}}]).to_string());
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(answer.json()[0]["status"], record(&id)["status"], "{}", answer.body);
+    let status = record(&id)["status"].clone();
+    for answer in every_way("shard", &key, &json!([{"get": {"key": key}}]).to_string()) {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.json()[0]["status"], status, "{}", answer.body);
+    }
 
     // The control object: the kill switches, one of them just set through the admin API.
-    let pattern = unique("fetched.switch");
-    let set = w.faults.admin("PUT", &format!("/admin/flags/archived/{pattern}"), br#"{"mode":"paused"}"#);
-    assert_eq!(set.status, 200, "{}", set.body);
-    let answer = by_fetch("control", "", r#""flags""#);
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    assert!(answer.body.contains(&format!(r#""pattern":"{pattern}""#)), "{}", answer.body);
+    let pattern = unique("asked.switch");
+    let set = |mode: &str| {
+        let path = format!("/admin/flags/archived/{pattern}");
+        let reply = w.faults.admin("PUT", &path, format!(r#"{{"mode":"{mode}"}}"#).as_bytes());
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    };
+    set("paused");
+    for answer in every_way("control", "", r#""flags""#) {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(answer.body.contains(&format!(r#""pattern":"{pattern}""#)), "{}", answer.body);
+    }
+    set("on");
+    assert!(w.faults.logs().contains("control does not answer RPC yet ("), "no fallback to fetch was logged");
 
-    // A destination's gate, asked for its state.
-    let answer = by_fetch("gate", &w.dest.url("/fragile"), r#"["State"]"#);
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    assert!(answer.json()[0]["failures"].is_u64(), "{}", answer.body);
+    // A destination's gate, never used: its state is the initial one.
+    let destination = format!("http://127.0.0.1:9/{}", unique("asked-gate"));
+    for answer in every_way("gate", &destination, r#"["State"]"#) {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.json()[0]["failures"], 0, "{}", answer.body);
+    }
 
-    // An operation no version knows is refused, not answered.
-    let answer = by_fetch("control", "", r#""no_such_operation""#);
-    assert_ne!(answer.status, 200, "{}", answer.body);
+    // An operation no release knows: the object's own error reaches the caller, every way.
+    for answer in every_way("control", "", r#""no_such_operation""#) {
+        assert_eq!(answer.status, 500, "{}", answer.body);
+        assert!(answer.body.contains("unknown variant"), "{}", answer.body);
+    }
 }
