@@ -4,7 +4,8 @@
 //! - handed over by the event consumer (marked `dead`), which has recorded the event dead itself:
 //!   its last attempt failed, or its claim-checked body is gone (should that recording have
 //!   failed after the hand-over, the event is recorded dead here once the letter is stored, as
-//!   the message that held it would have);
+//!   the message that held it would have); a letter whose event has since been delivered (the
+//!   hand-over reported a failure although the queue took it) is not stored;
 //! - moved here by Cloudflare Queues after the event consumer kept failing on a message
 //!   (`max_retries`): the event's record decides whether that message was what carried the event
 //!   (then the event is dead now) or a stray copy of an event still alive or already final (then
@@ -28,7 +29,7 @@ use crate::queue::{self, Batch, Decision, Delivery};
 use crate::{alerts, blobs};
 use edgehook_core::config::Config;
 use edgehook_core::envelope::{self, BodyRef, EventMeta};
-use edgehook_core::idempotency::{DeadMark, Message, Outcome as Finished};
+use edgehook_core::idempotency::{handed_over_letter_stands, DeadMark, Message, Outcome as Finished};
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::metrics::Outcome;
 use edgehook_core::retry::{dead_letter_retry_secs, store_unmarked, DEAD_LETTER_MAX_RETRIES};
@@ -217,6 +218,9 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: Records
     // and alerted on, the first time.
     let stored_before = carrier.is_some() && delivery.attempts > 1 && stored(env, &letter).await?;
     if !stored_before {
+        if handed_over && !still_dead(records, &letter).await {
+            return Ok(Decision::Ack);
+        }
         // From here on the event is dead: a letter that cannot be stored goes back on the queue
         // as a new message (marked, so it skips the marking of a moved message), never given up.
         if let Err(e) = keep(env, &letter, &settled).await {
@@ -230,6 +234,32 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: Records
         record_dead(records, &letter, &carrier, delivery).await?;
     }
     Ok(Decision::Ack)
+}
+
+/// Whether a letter the event consumer handed over is still a dead letter: not when its event
+/// has since ended otherwise (`core::idempotency::handed_over_letter_stands`), as when the
+/// hand-over reported a failure although the queue took it, and a retry delivered the event.
+/// An event that cannot be read keeps its letter: this check only spares a false alert, and
+/// must never cost a letter.
+async fn still_dead(records: Records<'_>, letter: &DeadLetter) -> bool {
+    let key = idempotency_key(&letter.source, &letter.id);
+    match async { self::records(records)?.get(&key).await }.await {
+        Ok(event) => {
+            let status = event.map(|e| e.status);
+            let stands = handed_over_letter_stands(status);
+            if let (false, Some(status)) = (stands, status) {
+                console_log!(
+                    "{key} was handed over to the dead letters and is {} now: not a dead letter",
+                    status.as_str()
+                );
+            }
+            stands
+        }
+        Err(e) => {
+            console_error!("could not read {key} before storing the letter it was handed over in ({e}): storing it");
+            true
+        }
+    }
 }
 
 /// Logs a stored letter, counts it and alerts on it.

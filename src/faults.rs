@@ -48,7 +48,8 @@
 //! - `POST /__faults/hmac?impl=rust|webcrypto&size=BYTES&n=N` computes N HMAC-SHA256s of a
 //!   SIZE-byte buffer with edgehook's Rust code or with Web Crypto, for the benchmarks;
 //! - `POST /__faults/moved?source=S&id=I` puts an event's envelope on the dead-letter queue
-//!   unmarked, as the queue moves a message after its `max_retries`;
+//!   unmarked, as the queue moves a message after its `max_retries` (with
+//!   `&handed-over-by=MESSAGE`: marked dead, as the event consumer hands one over);
 //!   `POST /__faults/mark-dead?key=SOURCE:ID` makes the dead-letter consumer's next write to
 //!   that event's record (marking a moved letter's event dead, or recording a handed-over one's)
 //!   fail, as with a full shard; `POST /__faults/dead-letter-retries?key=SOURCE:ID&n=N` makes
@@ -219,7 +220,16 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             http::json(200, r#"{"max_retries":"set"}"#)
         }
         "/__faults/moved" => {
-            let bytes = small_event(param("source"), param("id"));
+            let bytes = match param("handed-over-by") {
+                // As the event consumer hands an event over after its last attempt.
+                Some(carrier) => small_envelope(EventMeta {
+                    dead: true,
+                    handed_over_by: Some(carrier),
+                    last_error: Some("fault: handed over".into()),
+                    ..event_meta(param("source"), param("id"), BodyRef::Inline)
+                }),
+                None => small_event(param("source"), param("id")),
+            };
             queue::send(&env.queue(bindings::DEAD_LETTERS)?, &bytes, 0).await?;
             http::json(200, r#"{"sent":true}"#)
         }
@@ -346,7 +356,11 @@ fn event_meta(source: Option<String>, id: Option<String>, body: BodyRef) -> Even
 
 /// The envelope of a first attempt with a small inline body, `{"id":"<id>"}`.
 fn small_event(source: Option<String>, id: Option<String>) -> Vec<u8> {
-    let meta = event_meta(source, id, BodyRef::Inline);
+    small_envelope(event_meta(source, id, BodyRef::Inline))
+}
+
+/// The envelope of `meta` with the small inline body `{"id":"<id>"}`.
+fn small_envelope(meta: EventMeta) -> Vec<u8> {
     envelope::encode(&meta, format!(r#"{{"id":"{}"}}"#, meta.id).as_bytes())
 }
 

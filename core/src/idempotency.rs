@@ -37,6 +37,7 @@
 //! Every write moves the record's expiry to `now + ttl`; the Durable Object's alarm deletes
 //! expired records.
 
+use crate::capture::EventStatus;
 use serde::{Deserialize, Serialize};
 
 /// Records are spread over this many Durable Objects by a hash of their key.
@@ -357,6 +358,18 @@ pub fn mark_dead(record: Option<&Record>, message: Message<'_>, clock: Clock) ->
     }
 }
 
+/// Whether a letter the event consumer handed over is still a dead letter, given its event's
+/// status when the dead-letter consumer reads it (`None`: no record). The consumer hands an event
+/// over when its last attempt fails and then records it dead; should the hand-over report a
+/// failure although the queue took it, the message is retried and may complete the event before
+/// the letter is read. A record that ended any way but `dead` makes the letter a stray, not to be
+/// stored or alerted on. Anything else keeps it: dead (the usual case), still open (the recording
+/// after the hand-over failed, or a retry is under way), paused, or no record at all.
+pub fn handed_over_letter_stands(status: Option<EventStatus>) -> bool {
+    use EventStatus::*;
+    !matches!(status, Some(Delivered | Filtered | Dropped | Stale))
+}
+
 /// Where a seal is kept (`ingest::seal_of`): beside entities' versions (`v:`), in the same
 /// small keyed rows with an expiry.
 pub fn seal_key(source: &str, seal: &str) -> String {
@@ -653,6 +666,18 @@ mod tests {
         end(&mut r, "m1", Outcome::Delivered, 40);
         assert_eq!(marked(&r, retry("m3", 5), 50), DeadMark::Final { state: State::Completed });
         assert_eq!(mark_dead(r.as_ref(), retry("m3", 5), at(50)).0, Write::Keep, "a success is never undone");
+    }
+
+    #[test]
+    fn a_handed_over_letter_stands_unless_its_event_ended_otherwise() {
+        use EventStatus::*;
+        for status in [Delivered, Filtered, Dropped, Stale] {
+            assert!(!handed_over_letter_stands(Some(status)), "{status:?}");
+        }
+        for status in [Dead, Accepted, Retrying, Paused] {
+            assert!(handed_over_letter_stands(Some(status)), "{status:?}");
+        }
+        assert!(handed_over_letter_stands(None));
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub const TESTS: &[crate::Test] = &[
     ("large_dead_letters_keep_their_body", large_dead_letters_keep_their_body),
     ("moved_messages_are_dead_lettered_marked_or_unconfirmed", moved_messages_are_dead_lettered_marked_or_unconfirmed),
     (
+        "a_handed_over_letter_of_a_delivered_event_is_not_stored",
+        a_handed_over_letter_of_a_delivered_event_is_not_stored,
+    ),
+    (
         "a_failed_recording_after_the_hand_over_delivers_nothing_again",
         a_failed_recording_after_the_hand_over_delivers_nothing_again,
     ),
@@ -391,6 +395,37 @@ fn moved_messages_are_dead_lettered_marked_or_unconfirmed(w: &World) {
     w.dest.wait_deliveries("/fragile", &unmarkable, 1, WAIT);
     thread::sleep(Duration::from_secs(2));
     assert_eq!(w.dest.deliveries("/fragile", &delivered).len(), 1, "the delivered event was delivered again");
+}
+
+/// The event consumer hands an event over to the dead-letter queue after its last attempt; should
+/// the queue report a failure although it took the letter, the message is retried and may
+/// deliver the event before the dead-letter consumer reads the letter. That letter is then not
+/// stored, nor alerted on. A handed-over letter whose event has no record is stored as usual.
+fn a_handed_over_letter_of_a_delivered_event_is_not_stored(w: &World) {
+    let fault = |path: &str| {
+        let reply = w.faults.post(path, &HeaderList::new(), b"");
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+    };
+    let delivered = unique("evt");
+    accept_stripe_on(&w.faults, "fragile", &delivered, "invoice.paid");
+    wait_status(&w.faults, "fragile", &delivered, "delivered");
+    fault(&format!("/__faults/moved?source=fragile&id={delivered}&handed-over-by=msg-{delivered}"));
+    let dead = unique("evt");
+    fault(&format!("/__faults/moved?source=fragile&id={dead}&handed-over-by=msg-{dead}"));
+
+    wait_until(WAIT, "the letter of the delivered event to be turned away", || {
+        w.faults
+            .logs()
+            .contains(&format!("fragile:{delivered} was handed over to the dead letters and is delivered now"))
+    });
+    let gone = w.faults.admin("GET", &format!("/admin/dead-letters/fragile/{delivered}"), b"");
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    let stored = wait_dead_letter(&w.faults, "/admin/dead-letters?source=fragile", |d| d["id"] == dead.as_str());
+    assert_eq!(stored["error"], "fault: handed over", "{stored}");
+    w.dest.wait_for("/alerts", 1, WAIT, |r| String::from_utf8_lossy(&r.body).contains(&dead));
+    let alerted = w.dest.received("/alerts", |r| String::from_utf8_lossy(&r.body).contains(&delivered));
+    assert!(alerted.is_empty(), "an alert for a delivered event");
+    assert_eq!(w.dest.deliveries("/fragile", &delivered).len(), 1);
 }
 
 /// The event consumer hands an event over to the dead-letter queue, then fails to record it dead
