@@ -304,16 +304,27 @@ fn poison_messages_are_dead_lettered_alone(w: &World) {
     assert!(w.dest.deliveries("/fragile", &missing).is_empty());
 }
 
+/// Arms a fault on the test worker (or makes it act, for `moved` and `copies`).
+fn arm(w: &World, path: &str) {
+    let reply = w.faults.post(path, &HeaderList::new(), b"");
+    assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+}
+
+/// The id of an event accepted by the test worker's `fragile` source and delivered.
+fn delivered_on_fragile(w: &World) -> String {
+    let id = unique("evt");
+    accept_stripe_on(&w.faults, "fragile", &id, "invoice.paid");
+    wait_status(&w.faults, "fragile", &id, "delivered");
+    id
+}
+
 /// What the queue moves to the dead-letter queue on its own, after the event consumer failed on
 /// a message `max_retries` times: a letter when that message carried its event (whose record is
 /// then marked dead), nothing for a stray copy of an event already delivered, and, when the
 /// record cannot be marked by the queue's second-to-last delivery (its shard full, say), a
 /// letter stored unconfirmed rather than lost when the queue deletes the message.
 fn moved_messages_are_dead_lettered_marked_or_unconfirmed(w: &World) {
-    let fault = |path: &str| {
-        let reply = w.faults.post(path, &HeaderList::new(), b"");
-        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
-    };
+    let fault = |path: &str| arm(w, path);
     let record =
         |id: &str| w.faults.get(&format!("/__faults/record?source=fragile&id={id}"), &HeaderList::new()).json();
     // The consumer's patience is the dead-letter queue's `max_retries`, as configured.
@@ -335,9 +346,7 @@ fn moved_messages_are_dead_lettered_marked_or_unconfirmed(w: &World) {
     }
 
     // A stray copy of a delivered event, moved: not a dead letter.
-    let delivered = unique("evt");
-    accept_stripe_on(&w.faults, "fragile", &delivered, "invoice.paid");
-    wait_status(&w.faults, "fragile", &delivered, "delivered");
+    let delivered = delivered_on_fragile(w);
     fault(&format!("/__faults/moved?source=fragile&id={delivered}"));
     // An event's only message, moved before a consumer took it: dead, and marked so.
     let lost = unique("evt");
@@ -402,13 +411,8 @@ fn moved_messages_are_dead_lettered_marked_or_unconfirmed(w: &World) {
 /// deliver the event before the dead-letter consumer reads the letter. That letter is then not
 /// stored, nor alerted on. A handed-over letter whose event has no record is stored as usual.
 fn a_handed_over_letter_of_a_delivered_event_is_not_stored(w: &World) {
-    let fault = |path: &str| {
-        let reply = w.faults.post(path, &HeaderList::new(), b"");
-        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
-    };
-    let delivered = unique("evt");
-    accept_stripe_on(&w.faults, "fragile", &delivered, "invoice.paid");
-    wait_status(&w.faults, "fragile", &delivered, "delivered");
+    let fault = |path: &str| arm(w, path);
+    let delivered = delivered_on_fragile(w);
     fault(&format!("/__faults/moved?source=fragile&id={delivered}&handed-over-by=msg-{delivered}"));
     let dead = unique("evt");
     fault(&format!("/__faults/moved?source=fragile&id={dead}&handed-over-by=msg-{dead}"));
