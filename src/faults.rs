@@ -296,7 +296,7 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
                 Some("gate") => (bindings::GATES, crate::gate::gate_name(&target), "gate"),
                 Some("shard") => {
                     let shard = edgehook_core::idempotency::shard_of(&target);
-                    (bindings::IDEMPOTENCY, format!("shard-{shard}"), "shard")
+                    (bindings::IDEMPOTENCY, crate::idempotency::shard_name(shard), "shard")
                 }
                 _ => return http::json(400, r#"{"error":"object must be control, gate or shard"}"#),
             };
@@ -304,16 +304,9 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             let ns = env.durable_object(binding)?;
             let answer = match param("via").as_deref() {
                 // As a caller still running a release from before RPC asks.
-                Some("fetch") => {
-                    let mut init = worker::RequestInit::new();
-                    init.with_method(worker::Method::Post).with_body(Some(operation.into()));
-                    let stub = ns.id_from_name(&name)?.get_stub()?;
-                    match stub.fetch_with_request(Request::new_with_init("https://object.edgehook/", &init)?).await {
-                        Ok(mut answer) if answer.status_code() == 200 => Ok(answer.text().await?),
-                        Ok(mut answer) => Err(format!("answered {}: {}", answer.status_code(), answer.text().await?)),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
+                Some("fetch") => crate::rpc::by_fetch(ns.id_from_name(&name)?.get_stub()?, operation)
+                    .await
+                    .map_err(|e| e.to_string()),
                 via @ (Some("rpc") | Some("old-rpc")) => {
                     if via == Some("old-rpc") {
                         ARMED.with(|a| a.borrow_mut().insert((Fault::OldObject, name.clone())));

@@ -167,6 +167,11 @@ pub struct Idempotency {
     batcher: Batcher,
 }
 
+/// The name of shard `shard`'s Durable Object.
+pub(crate) fn shard_name(shard: u32) -> String {
+    format!("shard-{shard}")
+}
+
 impl Idempotency {
     pub fn new(env: &Env) -> Result<Self> {
         Ok(Idempotency { ns: env.durable_object(bindings::IDEMPOTENCY)?, batcher: Batcher::default() })
@@ -189,7 +194,7 @@ impl Idempotency {
     }
 
     async fn call_values(&self, shard: u32, ops: &[Json]) -> Result<Vec<Json>> {
-        let (name, what) = (format!("shard-{shard}"), format!("shard {shard}"));
+        let (name, what) = (shard_name(shard), format!("shard {shard}"));
         crate::rpc::ask_object(&self.ns, &name, &what, ops).await
     }
 

@@ -121,7 +121,7 @@ async fn by_rpc(stub: ObjectStub, name: &str, text: &str) -> Result<String> {
 }
 
 /// The same call as before RPC: the text posted, the answer read from a 200.
-async fn by_fetch(stub: worker::Stub, text: String) -> Result<String> {
+pub(crate) async fn by_fetch(stub: worker::Stub, text: String) -> Result<String> {
     let mut init = worker::RequestInit::new();
     init.with_method(worker::Method::Post).with_body(Some(JsValue::from_str(&text)));
     let mut response =
