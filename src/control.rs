@@ -9,6 +9,7 @@
 use crate::billing::Sql;
 use crate::env::{bindings, now_ms};
 use crate::http::to_json;
+use crate::rows::{Count, FromRow, Row, Rows};
 use crate::rpc;
 use edgehook_core::config::Settings;
 use edgehook_core::flags::{Flag, Flags, Mode};
@@ -216,7 +217,6 @@ impl Control {
     }
 }
 
-#[derive(Deserialize)]
 struct FlagRow {
     source: String,
     pattern: String,
@@ -224,7 +224,17 @@ struct FlagRow {
     updated_ms: i64,
 }
 
-#[derive(Deserialize)]
+impl FromRow for FlagRow {
+    fn from_row(row: &mut Row<'_>) -> Result<Self> {
+        Ok(FlagRow {
+            source: row.text("source")?,
+            pattern: row.text("pattern")?,
+            mode: row.text("mode")?,
+            updated_ms: row.int("updated_ms")?,
+        })
+    }
+}
+
 struct CounterRow {
     source: String,
     event_type: String,
@@ -233,7 +243,18 @@ struct CounterRow {
     n: i64,
 }
 
-#[derive(Deserialize)]
+impl FromRow for CounterRow {
+    fn from_row(row: &mut Row<'_>) -> Result<Self> {
+        Ok(CounterRow {
+            source: row.text("source")?,
+            event_type: row.text("event_type")?,
+            outcome: row.text("outcome")?,
+            reason: row.text("reason")?,
+            n: row.int("n")?,
+        })
+    }
+}
+
 struct LatencyRow {
     source: String,
     buckets: String,
@@ -241,19 +262,33 @@ struct LatencyRow {
     count: i64,
 }
 
-#[derive(Deserialize)]
-struct ValueRow {
-    value: String,
+impl FromRow for LatencyRow {
+    fn from_row(row: &mut Row<'_>) -> Result<Self> {
+        Ok(LatencyRow {
+            source: row.text("source")?,
+            buckets: row.text("buckets")?,
+            sum_ms: row.int("sum_ms")?,
+            count: row.int("count")?,
+        })
+    }
 }
 
-#[derive(Deserialize)]
-struct Count {
-    n: i64,
+/// A stored state's JSON text.
+struct ValueRow(String);
+
+impl FromRow for ValueRow {
+    fn from_row(row: &mut Row<'_>) -> Result<Self> {
+        row.text("value").map(ValueRow)
+    }
 }
 
-#[derive(Deserialize)]
-struct MinRow {
-    sent: Option<i64>,
+/// When the oldest unseen probe was sent, if any is.
+struct MinRow(Option<i64>);
+
+impl FromRow for MinRow {
+    fn from_row(row: &mut Row<'_>) -> Result<Self> {
+        row.opt_int("sent").map(MinRow)
+    }
 }
 
 /// Counts since the last heartbeat.
@@ -413,7 +448,7 @@ impl ControlObject {
         let rows: Vec<FlagRow> = self
             .sql
             .exec("SELECT source, pattern, mode, updated_ms FROM flags ORDER BY source, pattern", None)?
-            .to_array()?;
+            .rows()?;
         Ok(Flags(
             rows.into_iter()
                 .filter_map(|r| {
@@ -445,11 +480,16 @@ impl ControlObject {
                         series.reason.as_str().into(),
                     ],
                 )?
-                .to_array()?;
+                .rows()?;
             if exists.is_empty() {
                 let count = match series_count {
                     Some(c) => c,
-                    None => self.sql.exec("SELECT COUNT(*) AS n FROM counters", None)?.one::<Count>()?.n,
+                    None => self
+                        .sql
+                        .exec("SELECT COUNT(*) AS n FROM counters", None)?
+                        .rows::<Count>()?
+                        .first()
+                        .map_or(0, |c| c.0),
                 };
                 if count as usize >= MAX_SERIES {
                     event_type = "_other";
@@ -488,7 +528,7 @@ impl ControlObject {
         let rows: Vec<LatencyRow> = self
             .sql
             .exec("SELECT source, buckets, sum_ms, count FROM latency WHERE source = ?", vec![source.into()])?
-            .to_array()?;
+            .rows()?;
         match rows.into_iter().next() {
             None => Ok(None),
             Some(r) => Ok(Some(Histogram {
@@ -502,7 +542,7 @@ impl ControlObject {
     fn metrics(&self) -> Result<Metrics> {
         let mut metrics = Metrics::default();
         let rows: Vec<CounterRow> =
-            self.sql.exec("SELECT source, event_type, outcome, reason, n FROM counters", None)?.to_array()?;
+            self.sql.exec("SELECT source, event_type, outcome, reason, n FROM counters", None)?.rows()?;
         for r in rows {
             let Ok(outcome) = serde_json::from_value::<Outcome>(serde_json::Value::String(r.outcome)) else {
                 continue;
@@ -511,7 +551,7 @@ impl ControlObject {
             metrics.counters.insert(series, r.n as u64);
         }
         let rows: Vec<LatencyRow> =
-            self.sql.exec("SELECT source, buckets, sum_ms, count FROM latency", None)?.to_array()?;
+            self.sql.exec("SELECT source, buckets, sum_ms, count FROM latency", None)?.rows()?;
         for r in rows {
             let histogram = Histogram {
                 buckets: serde_json::from_str(&r.buckets)?,
@@ -537,16 +577,15 @@ impl ControlObject {
                                   WHERE seen_ms IS NOT NULL AND sent_ms IS NOT NULL)",
                 None,
             )?
-            .to_array()?;
-        Ok(rows.first().and_then(|r| r.sent))
+            .rows()?;
+        Ok(rows.first().and_then(|r| r.0))
     }
 
     fn get_state<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
-        let rows: Vec<ValueRow> =
-            self.sql.exec("SELECT value FROM state WHERE name = ?", vec![name.into()])?.to_array()?;
+        let rows: Vec<ValueRow> = self.sql.exec("SELECT value FROM state WHERE name = ?", vec![name.into()])?.rows()?;
         match rows.into_iter().next() {
             None => Ok(None),
-            Some(r) => Ok(Some(serde_json::from_str(&r.value)?)),
+            Some(r) => Ok(Some(serde_json::from_str(&r.0)?)),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::batch::Batcher;
 use crate::billing::{self, Op as Billed, Sql};
 use crate::env::{bindings, now_ms};
 use crate::http::{from_json, to_json, Json};
+use crate::rows::{Count, FromRow, Row, Rows};
 use crate::rpc;
 use edgehook_core::capture::{resumable, Attempt, Capture, EventStatus, EventSummary, Held, HeldEntry};
 use edgehook_core::flags::Flags;
@@ -339,7 +340,7 @@ impl Idempotency {
 /// An event's row: its idempotency record and, once the consumer has taken it, its capture.
 /// Capture columns are empty for a record made without one (a dead letter the queue moved on
 /// its own before any consumer took the event).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 struct EventRow {
     key: String,
     state: String,
@@ -369,6 +370,34 @@ struct EventRow {
 const COLUMNS: &str = "key, state, owner, owner_attempts, token, lease_until_ms, updated_ms, expires_ms, source, \
                        event_id, event_type, content_type, received_at_ms, headers, body, attempts, attempt_count, \
                        replays, resumed_ms, position, retained_until_ms";
+
+impl FromRow for EventRow {
+    fn from_row(row: &mut Row<'_>) -> Result<Self> {
+        Ok(EventRow {
+            key: row.text("key")?,
+            state: row.text("state")?,
+            owner: row.text("owner")?,
+            owner_attempts: row.u32("owner_attempts")?,
+            token: row.int("token")?,
+            lease_until_ms: row.int("lease_until_ms")?,
+            updated_ms: row.int("updated_ms")?,
+            expires_ms: row.int("expires_ms")?,
+            source: row.opt_text("source")?,
+            event_id: row.opt_text("event_id")?,
+            event_type: row.opt_text("event_type")?,
+            content_type: row.opt_text("content_type")?,
+            received_at_ms: row.opt_int("received_at_ms")?,
+            headers: row.opt_text("headers")?,
+            body: row.opt_text("body")?,
+            attempts: row.text("attempts")?,
+            attempt_count: row.u32("attempt_count")?,
+            replays: row.u32("replays")?,
+            resumed_ms: row.opt_int("resumed_ms")?,
+            position: row.opt_text("position")?,
+            retained_until_ms: row.opt_int("retained_until_ms")?,
+        })
+    }
+}
 
 impl EventRow {
     fn empty(key: &str) -> EventRow {
@@ -585,9 +614,13 @@ pub struct IdempotencyShard {
     tracked: RefCell<Option<Tracked>>,
 }
 
-#[derive(Deserialize)]
-struct TableName {
-    name: String,
+/// A table's name, as `sqlite_master` lists it.
+struct TableName(String);
+
+impl FromRow for TableName {
+    fn from_row(row: &mut Row<'_>) -> Result<Self> {
+        row.text("name").map(TableName)
+    }
 }
 
 impl DurableObject for IdempotencyShard {
@@ -598,9 +631,9 @@ impl DurableObject for IdempotencyShard {
         let retention_ms = settings.capture_retention_secs.saturating_mul(1000) as i64;
         let mut live: Vec<i64> = match sql
             .exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'events_%'", None)
-            .and_then(|c| c.to_array::<TableName>())
+            .and_then(|c| c.rows::<TableName>())
         {
-            Ok(tables) => tables.iter().filter_map(|t| Partitions::of_table(&t.name)).collect(),
+            Ok(tables) => tables.iter().filter_map(|t| Partitions::of_table(&t.0)).collect(),
             Err(e) => {
                 worker::console_error!("idempotency shard: cannot list its partitions: {e}");
                 Vec::new()
@@ -633,18 +666,16 @@ impl DurableObject for IdempotencyShard {
         let due: Vec<i64> =
             self.live.borrow().iter().copied().filter(|&p| p != current && self.parts.drop_at(p) <= now).collect();
         for p in due {
-            #[derive(Deserialize)]
-            struct Key {
-                #[allow(dead_code)]
-                key: String,
-            }
-            let kept: Vec<Key> = self
+            let kept: Vec<Count> = self
                 .sql
                 .exec(
-                    &format!("SELECT key FROM {} WHERE state IN ({KEPT_STATES}) LIMIT 1", Partitions::events_table(p)),
+                    &format!(
+                        "SELECT 1 AS n FROM {} WHERE state IN ({KEPT_STATES}) LIMIT 1",
+                        Partitions::events_table(p)
+                    ),
                     None,
                 )?
-                .to_array()?;
+                .rows()?;
             // The current partition is only created when something must move to it: an idle
             // shard's alarm ends with no partition left and no alarm set.
             if !kept.is_empty() {
@@ -734,17 +765,12 @@ impl IdempotencyShard {
     }
 
     /// The first row of `key` in the live partitions' `table`, newest first, and its partition.
-    fn lookup<T: serde::de::DeserializeOwned>(
-        &self,
-        table: fn(i64) -> String,
-        columns: &str,
-        key: &str,
-    ) -> Result<Option<(i64, T)>> {
+    fn lookup<T: FromRow>(&self, table: fn(i64) -> String, columns: &str, key: &str) -> Result<Option<(i64, T)>> {
         for p in self.newest_first() {
             let rows: Vec<T> = self
                 .sql
                 .exec(&format!("SELECT {columns} FROM {} WHERE key = ?", table(p)), vec![key.into()])?
-                .to_array()?;
+                .rows()?;
             if let Some(row) = rows.into_iter().next() {
                 return Ok(Some((p, row)));
             }
@@ -801,7 +827,7 @@ impl IdempotencyShard {
                         ),
                         None,
                     )?
-                    .to_array()?;
+                    .rows()?;
                 for row in &rows {
                     tracked.note(row);
                 }
@@ -952,7 +978,7 @@ impl IdempotencyShard {
                             &format!("SELECT {COLUMNS} FROM {} {filter}", Partitions::events_table(p)),
                             params.clone(),
                         )?
-                        .to_array()?;
+                        .rows()?;
                     rows.extend(found);
                 }
                 rows.sort_by(|a, b| (b.received_at_ms, &b.key).cmp(&(a.received_at_ms, &a.key)));
@@ -1019,17 +1045,13 @@ impl IdempotencyShard {
             }
             #[cfg(feature = "faults")]
             Op::Storage => {
-                #[derive(Deserialize)]
-                struct Count {
-                    n: u64,
-                }
                 let mut events = 0;
                 for p in self.newest_first() {
                     let counted: Vec<Count> = self
                         .sql
                         .exec(&format!("SELECT COUNT(*) AS n FROM {}", Partitions::events_table(p)), None)?
-                        .to_array()?;
-                    events += counted.first().map_or(0, |c| c.n);
+                        .rows()?;
+                    events += counted.first().map_or(0, |c| c.0);
                 }
                 // The database's size is what Cloudflare bills as stored data (and caps at 10 GB
                 // an object): the cost test divides its growth by the events it stored.
@@ -1056,13 +1078,14 @@ impl IdempotencyShard {
     /// keys) or who holds a seal (`s:` keys), in the partitions' `versions` tables (the column
     /// is named for the first). The newest partition holding the key has its latest write.
     fn value(&self, key: &str) -> Result<Option<(String, i64)>> {
-        #[derive(Deserialize)]
-        struct Row {
-            version: String,
-            expires_ms: i64,
+        struct Versioned(String, i64);
+        impl FromRow for Versioned {
+            fn from_row(row: &mut Row<'_>) -> Result<Self> {
+                Ok(Versioned(row.text("version")?, row.int("expires_ms")?))
+            }
         }
-        let found: Option<(i64, Row)> = self.lookup(Partitions::versions_table, "version, expires_ms", key)?;
-        Ok(found.map(|(_, row)| (row.version, row.expires_ms)))
+        let found: Option<(i64, Versioned)> = self.lookup(Partitions::versions_table, "version, expires_ms", key)?;
+        Ok(found.map(|(_, Versioned(version, expires_ms))| (version, expires_ms)))
     }
 
     /// Writes a small keyed value ([`Self::value`]) into the current partition: one row.

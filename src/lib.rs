@@ -36,6 +36,7 @@ mod idempotency;
 mod ingest;
 mod queue;
 mod replay;
+mod rows;
 mod rpc;
 mod tally;
 mod web_crypto;
