@@ -10,9 +10,11 @@ use crate::billing::{self, Op as Billed};
 use crate::env::{self, bindings};
 use edgehook_core::capture::{self, expired_key, timed_key, Capture, HeaderPairs, BODY_PREFIX, SEGMENT_PREFIX};
 use edgehook_core::envelope::BodyRef;
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
+use std::borrow::Cow;
 use wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{console_error, Env, Range, Result};
+use worker::{console_error, Env, Result};
 
 /// Most objects one sweep deletes per prefix (one list call, one bulk delete).
 const SWEEP_BATCH: u32 = 1_000;
@@ -24,10 +26,10 @@ const SWEEP_BATCH: u32 = 1_000;
 pub async fn put_body(env: &Env, key: &str, body: &[u8]) -> Result<()> {
     billing::count(Billed::R2ClassA, 1);
     billing::count(Billed::R2BytesStored, body.len() as u64);
-    let bucket = js_sys::Reflect::get(env, &bindings::BLOBS.into())?;
-    let put: js_sys::Function = js_sys::Reflect::get(&bucket, &"put".into())?.dyn_into()?;
-    let written = put.call2(&bucket, &key.into(), &js_sys::Uint8Array::from(body))?;
-    JsFuture::from(written.dyn_into::<js_sys::Promise>()?).await?;
+    let bucket = Reflect::get(env, &bindings::BLOBS.into())?;
+    let put: Function = Reflect::get(&bucket, &"put".into())?.dyn_into()?;
+    let written = put.call2(&bucket, &key.into(), &Uint8Array::from(body))?;
+    JsFuture::from(written.dyn_into::<Promise>()?).await?;
     Ok(())
 }
 
@@ -71,26 +73,75 @@ impl Segment {
     }
 }
 
-/// The body `body` refers to: `inline` for inline bodies, else read from R2. `None` when the
-/// stored body is gone.
-pub async fn load(env: &Env, body: &BodyRef, inline: &[u8]) -> Result<Option<Vec<u8>>> {
-    let bucket = env.bucket(bindings::BLOBS)?;
-    if !matches!(body, BodyRef::Inline | BodyRef::Segment { len: 0, .. }) {
-        billing::count(Billed::R2ClassB, 1);
-    }
-    let object = match body {
-        BodyRef::Inline => return Ok(Some(inline.to_vec())),
-        BodyRef::Stored { key, .. } => bucket.get(key).execute().await?,
-        // An empty body has no bytes to range over.
-        BodyRef::Segment { len: 0, .. } => return Ok(Some(Vec::new())),
-        BodyRef::Segment { key, offset, len } => {
-            bucket.get(key).range(Range::OffsetWithLength { offset: *offset, length: *len }).execute().await?
+/// Bytes in wasm memory or in JavaScript's. A body read back from R2 stays in JavaScript: `fetch`
+/// and Web Crypto read it there, and only what must read it in Rust (a handler, the Rust HMAC)
+/// copies it into wasm. Wasm memory grows to the largest body it ever held and never shrinks,
+/// under the isolate's 128 MB; a delivery of a claim-checked body used to copy it in and out.
+pub enum Bytes<'a> {
+    Wasm(&'a [u8]),
+    Js(Uint8Array),
+}
+
+impl Bytes<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Bytes::Wasm(bytes) => bytes.len(),
+            Bytes::Js(array) => array.length() as usize,
         }
-    };
-    match object.as_ref().and_then(|o| o.body()) {
-        None => Ok(None),
-        Some(body) => Ok(Some(body.bytes().await?)),
     }
+
+    /// The bytes in wasm memory: borrowed there, or copied in.
+    pub fn in_wasm(&self) -> Cow<'_, [u8]> {
+        match self {
+            Bytes::Wasm(bytes) => Cow::Borrowed(bytes),
+            Bytes::Js(array) => Cow::Owned(array.to_vec()),
+        }
+    }
+
+    /// The bytes as a JavaScript array: the same array, or a copy out of wasm memory.
+    pub fn to_js(&self) -> Uint8Array {
+        match self {
+            Bytes::Wasm(bytes) => Uint8Array::from(*bytes),
+            Bytes::Js(array) => array.clone(),
+        }
+    }
+}
+
+/// The body `body` refers to: `inline` for inline bodies, else read from R2 into JavaScript
+/// memory (see [`Bytes`]). `None` when the stored body is gone.
+pub async fn load_bytes<'a>(env: &Env, body: &BodyRef, inline: &'a [u8]) -> Result<Option<Bytes<'a>>> {
+    let (key, range) = match body {
+        BodyRef::Inline => return Ok(Some(Bytes::Wasm(inline))),
+        // An empty body has no bytes to range over.
+        BodyRef::Segment { len: 0, .. } => return Ok(Some(Bytes::Wasm(&[]))),
+        BodyRef::Stored { key, .. } => (key, None),
+        BodyRef::Segment { key, offset, len } => (key, Some((*offset, *len))),
+    };
+    billing::count(Billed::R2ClassB, 1);
+    // The binding's own `get` and the object's `arrayBuffer`: workers-rs's `ObjectBody::bytes`
+    // copies the body into wasm memory.
+    let bucket = Reflect::get(env, &bindings::BLOBS.into())?;
+    let get: Function = Reflect::get(&bucket, &"get".into())?.dyn_into()?;
+    let options = Object::new();
+    if let Some((offset, length)) = range {
+        let range = Object::new();
+        Reflect::set(&range, &"offset".into(), &(offset as f64).into())?;
+        Reflect::set(&range, &"length".into(), &(length as f64).into())?;
+        Reflect::set(&options, &"range".into(), &range)?;
+    }
+    let object = JsFuture::from(get.call2(&bucket, &key.into(), &options)?.dyn_into::<Promise>()?).await?;
+    if object.is_null() || object.is_undefined() {
+        return Ok(None);
+    }
+    let array_buffer: Function = Reflect::get(&object, &"arrayBuffer".into())?.dyn_into()?;
+    let buffer = JsFuture::from(array_buffer.call0(&object)?.dyn_into::<Promise>()?).await?;
+    Ok(Some(Bytes::Js(Uint8Array::new(&buffer))))
+}
+
+/// The body `body` refers to, in wasm memory: `inline` for inline bodies, else read from R2.
+/// `None` when the stored body is gone.
+pub async fn load(env: &Env, body: &BodyRef, inline: &[u8]) -> Result<Option<Vec<u8>>> {
+    Ok(load_bytes(env, body, inline).await?.map(|bytes| bytes.in_wasm().into_owned()))
 }
 
 /// A captured event's headers and body: when the segment holds its received headers right

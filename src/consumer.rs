@@ -15,7 +15,7 @@
 //! unavailable), which do not use up an attempt and end in the dead-letter queue only through the
 //! queue's own `max_retries`.
 
-use crate::blobs::{self, Segment};
+use crate::blobs::{self, Bytes, Segment};
 use crate::control::{Control, Tally};
 use crate::env::{self, bindings};
 use crate::gate::Gates;
@@ -39,7 +39,6 @@ use edgehook_core::slots::Slots;
 use edgehook_core::turns::Turns;
 use futures_util::future::{join, select, Either};
 use futures_util::lock::Mutex;
-use js_sys::Uint8Array;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -435,7 +434,7 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
         drop((connection, large_body_turn));
         return hand_on(b, &key, &message_id, meta.clone(), inline, meta.attempt, 1, None).await;
     }
-    let Some(body) = blobs::load(b.env, &meta.body, inline).await? else {
+    let Some(body) = blobs::load_bytes(b.env, &meta.body, inline).await? else {
         let meta = with_error(meta.clone(), "body missing from storage".into());
         dead_letter(b.env, &meta, &[], &message_id).await?;
         record_dead(finish(Outcome::Dead, None).await, &key);
@@ -444,12 +443,15 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
     };
     let started = env::now_ms();
     let tried = match handler {
-        Some(handler) => Some(run_handler(handler.as_ref(), meta, &body, b.env, source).await),
+        Some(handler) => Some(run_handler(handler.as_ref(), meta, &body.in_wasm(), b.env, source).await),
         None => match (&source.destination, &b.config.settings.destination_secret) {
             (Some(url), Some(secret)) => {
                 let now_secs = env::now_ms() / 1000;
-                let mac = signature_by_web_crypto(meta, &body, secret, now_secs).await;
-                let headers = forward::delivery_headers(meta, &body, secret, now_secs, stale, mac.as_deref());
+                let mac = match signature_by_web_crypto(meta, &body, secret, now_secs).await {
+                    Some(mac) => mac,
+                    None => forward::signature_request(meta, secret, now_secs).compute(&body.in_wasm()),
+                };
+                let headers = forward::delivery_headers(meta, now_secs, stale, &mac);
                 Some(deliver(url, headers, &body, source.delivery_timeout_secs).await)
             }
             // Configuration refuses this combination; should it ever happen, never forward
@@ -688,7 +690,7 @@ async fn finish(
 
 /// One delivery attempt: POST with a timeout. Redirects are not followed (a 3xx is a failure):
 /// following them would let a destination send signed events somewhere nobody configured.
-async fn deliver(url: &str, headers: edgehook_core::headers::HeaderList, body: &[u8], timeout_secs: u64) -> Tried {
+async fn deliver(url: &str, headers: edgehook_core::headers::HeaderList, body: &Bytes<'_>, timeout_secs: u64) -> Tried {
     let failed =
         |error: String| Tried { result: AttemptResult::Failed { error, retry_after_secs: None }, status: None };
     let request = match build_request(url, headers, body) {
@@ -718,7 +720,7 @@ async fn deliver(url: &str, headers: edgehook_core::headers::HeaderList, body: &
     }
 }
 
-fn build_request(url: &str, headers: edgehook_core::headers::HeaderList, body: &[u8]) -> Result<Request> {
+fn build_request(url: &str, headers: edgehook_core::headers::HeaderList, body: &Bytes<'_>) -> Result<Request> {
     let h = Headers::new();
     for (name, value) in &headers.0 {
         h.set(name, value)?;
@@ -727,7 +729,7 @@ fn build_request(url: &str, headers: edgehook_core::headers::HeaderList, body: &
     init.with_method(Method::Post)
         .with_headers(h)
         .with_redirect(RequestRedirect::Manual)
-        .with_body(Some(Uint8Array::from(body).into()));
+        .with_body(Some(body.to_js().into()));
     Request::new_with_init(url, &init)
 }
 
@@ -771,7 +773,12 @@ impl Drop for LeaveLane<'_> {
 /// The delivery's HMAC from Web Crypto, for a body long enough that it is faster than Rust's in
 /// wasm (`ingest::web_crypto_pays_off`, as in verification: 3x at 64 KB, BENCHMARKS.md section
 /// 3); `None`, and Rust computes it, for a shorter body or should Web Crypto fail.
-async fn signature_by_web_crypto(meta: &EventMeta, body: &[u8], secret: &Secret, now_secs: i64) -> Option<Vec<u8>> {
+async fn signature_by_web_crypto(
+    meta: &EventMeta,
+    body: &Bytes<'_>,
+    secret: &Secret,
+    now_secs: i64,
+) -> Option<Vec<u8>> {
     if !edgehook_core::ingest::web_crypto_pays_off(HashFn::Sha256, body.len()) {
         return None;
     }

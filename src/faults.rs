@@ -390,7 +390,9 @@ async fn verify_benchmark(provider: Provider, web_crypto: bool, size: usize, n: 
         let verified = if web_crypto {
             let record = RecordMacs::new(&signed.body);
             let _ = provider.verify(req, scheme.with_macs(&record), now);
-            let computed = crate::web_crypto::compute(record.into_needed(), &signed.body).await?.answers;
+            let computed = crate::web_crypto::compute(record.into_needed(), &crate::blobs::Bytes::Wasm(&signed.body))
+                .await?
+                .answers;
             provider.verify(req, scheme.with_macs(&KnownMacs::new(&signed.body, computed)), now).is_ok()
         } else {
             provider.verify(req, scheme, now).is_ok()
@@ -420,7 +422,7 @@ async fn hmac_benchmark(web_crypto: bool, size: usize, n: usize) -> Result<usize
     let request = MacRequest { hash: HashFn::Sha256, key: key.to_vec(), parts: vec![Part::Body] };
     for _ in 0..n {
         let needed = edgehook_core::signature::Needed { macs: vec![request.clone()], checks: vec![] };
-        std::hint::black_box(crate::web_crypto::compute(needed, &data).await?);
+        std::hint::black_box(crate::web_crypto::compute(needed, &crate::blobs::Bytes::Wasm(&data)).await?);
     }
     Ok(n)
 }

@@ -151,7 +151,7 @@ async fn verify(
     let computed = if failed {
         Err(worker::Error::RustError("armed fault".into()))
     } else {
-        web_crypto::compute(needed, &body).await
+        web_crypto::compute(needed, &blobs::Bytes::Wasm(&body)).await
     };
     let (answers, unanswered) = match computed {
         Ok(computed) => (Some(computed.answers), computed.unanswered_checks),

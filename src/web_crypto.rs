@@ -7,7 +7,8 @@
 //! ([`ingest::web_crypto_requests`](edgehook_core::ingest::web_crypto_requests)); this module
 //! only computes it.
 
-use edgehook_core::signature::{pieces, Answers, HashFn, KeyAlgorithm, KeyCheck, MacRequest, Needed, Part};
+use crate::blobs::Bytes;
+use edgehook_core::signature::{Answers, HashFn, KeyAlgorithm, KeyCheck, MacRequest, Needed, Part};
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use std::cell::RefCell;
 use wasm_bindgen::{JsCast, JsValue};
@@ -112,15 +113,24 @@ fn error_text(e: &JsValue) -> String {
 /// The message of `parts`, assembled in JavaScript memory: one copy of the body, made here, and
 /// shared by every call over the same parts (Web Crypto copies what it is given): a request
 /// listing several signatures, or a source with several keys, costs one copy, not one each.
-fn message<'p>(messages: &mut Vec<(&'p [Part], Uint8Array)>, parts: &'p [Part], body: &[u8]) -> Uint8Array {
+fn message<'p>(messages: &mut Vec<(&'p [Part], Uint8Array)>, parts: &'p [Part], body: &Bytes) -> Uint8Array {
     if let Some((_, data)) = messages.iter().find(|(p, _)| *p == parts) {
         return data.clone();
     }
-    let data = Uint8Array::new_with_length(pieces(parts, body).map(|p| p.len() as u32).sum());
+    let len = |part: &Part| match part {
+        Part::Body => body.len() as u32,
+        Part::Bytes(bytes) => bytes.len() as u32,
+    };
+    let data = Uint8Array::new_with_length(parts.iter().map(len).sum());
     let mut at = 0u32;
-    for piece in pieces(parts, body) {
-        data.subarray(at, at + piece.len() as u32).copy_from(piece);
-        at += piece.len() as u32;
+    for part in parts {
+        match (part, body) {
+            // A body already in JavaScript is copied there, never through wasm.
+            (Part::Body, Bytes::Js(array)) => data.set(array, at),
+            (Part::Body, Bytes::Wasm(bytes)) => data.subarray(at, at + len(part)).copy_from(bytes),
+            (Part::Bytes(bytes), _) => data.subarray(at, at + len(part)).copy_from(bytes),
+        }
+        at += len(part);
     }
     messages.push((parts, data.clone()));
     data
@@ -136,7 +146,7 @@ pub struct Computed {
 /// Computes everything `needed` asks for with Web Crypto, all at once; `body` is the request's
 /// body (the requests' [`Part::Body`]). What could not be computed is left out: one failure
 /// costs only its own answer. An error means Web Crypto could not be reached at all.
-pub async fn compute(needed: Needed, body: &[u8]) -> Result<Computed> {
+pub async fn compute(needed: Needed, body: &Bytes<'_>) -> Result<Computed> {
     let subtle = subtle()?;
     let (sign, verify) = (method(&subtle, "sign")?, method(&subtle, "verify")?);
     let mut messages = Vec::new();

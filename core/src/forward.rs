@@ -3,7 +3,7 @@
 
 use crate::envelope::EventMeta;
 use crate::headers::HeaderList;
-use crate::providers::{sign_standard_webhooks, standard_webhooks_signature};
+use crate::providers::standard_webhooks_signature;
 use crate::retry::parse_retry_after;
 use crate::secret::Secret;
 use crate::signature::{HashFn, MacRequest, Part};
@@ -25,29 +25,17 @@ pub fn signature_request(meta: &EventMeta, key: &Secret, now_secs: i64) -> MacRe
 }
 
 /// The headers of one delivery attempt: the original content type, the Standard Webhooks
-/// signature over `"<id>.<now>.<body>"` keyed with `DESTINATION_SECRET` (its HMAC `mac` when
-/// computed already, from [`signature_request`]), and edgehook's own. `x-edgehook-event-type` is
-/// left out for events whose provider names no type.
-pub fn delivery_headers(
-    meta: &EventMeta,
-    body: &[u8],
-    key: &Secret,
-    now_secs: i64,
-    stale: bool,
-    mac: Option<&[u8]>,
-) -> HeaderList {
+/// signature whose HMAC is `mac` (of [`signature_request`]: `"<id>.<now>.<body>"` keyed with
+/// `DESTINATION_SECRET`, computed by Web Crypto or in Rust), and edgehook's own.
+/// `x-edgehook-event-type` is left out for events whose provider names no type.
+pub fn delivery_headers(meta: &EventMeta, now_secs: i64, stale: bool, mac: &[u8]) -> HeaderList {
     let mut h = HeaderList::new();
     if let Some(ct) = &meta.content_type {
         h.push("content-type", ct.clone());
     }
     h.push("webhook-id", meta.id.clone());
     h.push("webhook-timestamp", now_secs.to_string());
-    let signature = match mac {
-        Some(mac) => standard_webhooks_signature(mac),
-        // `key` is `DESTINATION_SECRET`, which the configuration only accepts as an HMAC secret.
-        None => sign_standard_webhooks(key.hmac_key().unwrap_or_default(), &meta.id, now_secs, body),
-    };
-    h.push("webhook-signature", signature);
+    h.push("webhook-signature", standard_webhooks_signature(mac));
     h.push(SOURCE_HEADER, meta.source.clone());
     if let Some(t) = &meta.event_type {
         h.push(EVENT_TYPE_HEADER, t.clone());
@@ -99,13 +87,14 @@ mod tests {
             ..EventMeta::first_attempt("stripe", "evt_1", 0, BodyRef::Inline)
         };
         let body = br#"{"id":"evt_1"}"#;
-        let h = delivery_headers(&meta, body, &key, 1_700_000_000, false, None);
-        // The HMAC computed elsewhere (Web Crypto, in the worker) makes the same signature.
         let mac = signature_request(&meta, &key, 1_700_000_000).compute(body);
-        assert_eq!(delivery_headers(&meta, body, &key, 1_700_000_000, false, Some(&mac)), h);
+        let h = delivery_headers(&meta, 1_700_000_000, false, &mac);
+        // The same signature as Standard Webhooks' own signing.
+        let signed = crate::providers::sign_standard_webhooks(key.hmac_key().unwrap(), "evt_1", 1_700_000_000, body);
+        assert_eq!(h.get("webhook-signature"), Some(signed));
         let mut wrong = mac.clone();
         wrong[0] ^= 1;
-        let other = delivery_headers(&meta, body, &key, 1_700_000_000, false, Some(&wrong));
+        let other = delivery_headers(&meta, 1_700_000_000, false, &wrong);
         assert_ne!(other.get("webhook-signature"), h.get("webhook-signature"), "the MAC given is the one used");
         assert_eq!(h.get("content-type").as_deref(), Some("application/json; charset=utf-8"));
         assert_eq!(h.get("webhook-id").as_deref(), Some("evt_1"));
@@ -113,12 +102,12 @@ mod tests {
         assert_eq!(h.get("x-edgehook-event-type").as_deref(), Some("invoice.paid"));
         assert_eq!(h.get("x-edgehook-attempt").as_deref(), Some("3"));
         assert_eq!(h.get("x-edgehook-stale"), None);
-        assert_eq!(delivery_headers(&meta, body, &key, 1, true, None).get("x-edgehook-stale").as_deref(), Some("true"));
+        assert_eq!(delivery_headers(&meta, 1, true, &mac).get("x-edgehook-stale").as_deref(), Some("true"));
         let secrets = SecretSet::parse(key_text, SecretEncoding::StandardWebhooks).unwrap();
         let scheme = Scheme::new(&secrets, 300);
         assert!(Provider::Standard.verify(Inbound::post(&h, body), scheme, 1_700_000_000).is_ok());
         let untyped = EventMeta { event_type: None, content_type: None, ..meta };
-        let h = delivery_headers(&untyped, body, &key, 1, false, None);
+        let h = delivery_headers(&untyped, 1, false, &mac);
         assert_eq!(h.get("x-edgehook-event-type"), None);
         assert_eq!(h.get("content-type"), None);
     }
