@@ -2,7 +2,7 @@
 //! side with the hand-written JavaScript reference receiver (`../shared/bench/reference-worker`).
 //! Numbers are printed and written to `target/bench/`, never asserted: they depend on the machine.
 //!
-//! `cargo bench --bench edge [bundle|startup|ingest|crypto|drain]...` (all of them by default);
+//! `cargo bench --bench edge [bundle|startup|ingest|crypto|drain|drain-large]...` (all of them by default);
 //! `scripts/bench` runs these and the verification micro-benchmarks and draws the plot.
 //!
 //! - bundle: the built wasm and JavaScript, raw and gzipped;
@@ -14,6 +14,7 @@
 //! - crypto: HMAC-SHA256 inside the wasm runtime, edgehook's Rust code against Web Crypto, at the
 //!   same sizes (through the test build's `/__faults/hmac`);
 //! - drain: 5,000 queued events forwarded to a local destination, events per second.
+//! - drain-large: 200 events of 1 MB (claim-checked: read back from R2) forwarded the same way.
 
 #[path = "../tests/integration/harness.rs"]
 #[allow(dead_code)]
@@ -52,7 +53,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wants = |part: &str| args.is_empty() || args.iter().any(|a| a == part);
     println!("machine: {}", machine());
-    if wants("bundle") || wants("startup") || wants("ingest") || wants("drain") {
+    if wants("bundle") || wants("startup") || wants("ingest") || wants("drain") || wants("drain-large") {
         build_worker("build", &[]);
     }
     if wants("crypto") {
@@ -72,6 +73,9 @@ fn main() {
     }
     if wants("drain") {
         drain();
+    }
+    if wants("drain-large") {
+        drain_large();
     }
 }
 
@@ -622,21 +626,32 @@ const VERIFY_PROVIDERS: [&str; 17] = [
 ];
 
 fn drain() {
-    const EVENTS: usize = 5_000;
-    println!("\n## drain: {EVENTS} events forwarded to a local destination");
+    drain_of("drain", 5_000, 1024, 32);
+}
+
+/// Claim-checked bodies (over the queue's 120 KB, so read back from R2 and forwarded from there).
+fn drain_large() {
+    drain_of("drain-large", 200, 1024 * 1024, 8);
+}
+
+/// `events` events of `size` bytes, sent by `senders` connections, forwarded to a local destination.
+fn drain_of(name: &str, events: usize, size: usize, senders: usize) {
+    println!("\n## {name}: {events} events of {size} bytes forwarded to a local destination");
     let dest = Destination::start();
-    let r = start(Target::Edgehook, Some(&dest.url("/drain")));
+    let path = format!("/{name}");
+    let r = start(Target::Edgehook, Some(&dest.url(&path)));
     first_accepted(&r, Duration::from_secs(180));
     std::thread::sleep(Duration::from_secs(3));
-    let before = dest.received("/drain", |_| true).len();
+    let before = dest.received(&path, |_| true).len();
+    let cpu_before = Cpu::of_group(r.group_id());
     let started = Instant::now();
-    let prefix = format!("evt_drain_{}", now_secs());
+    let prefix = format!("evt_{}_{}", name.replace('-', "_"), now_secs());
     std::thread::scope(|scope| {
-        for sender in 0..32 {
+        for sender in 0..senders {
             let (r, prefix) = (&r, &prefix);
             scope.spawn(move || {
-                for i in (sender..EVENTS).step_by(32) {
-                    let body = stripe_event(&format!("{prefix}_{i}"), 1024);
+                for i in (sender..events).step_by(senders) {
+                    let body = stripe_event(&format!("{prefix}_{i}"), size);
                     let headers = signed(Provider::Stripe, SECRET, "", now_secs(), &body);
                     let reply = harness::request("POST", &format!("{}{}", r.base, r.path), &headers, &body);
                     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -645,25 +660,38 @@ fn drain() {
         }
     });
     let sent = started.elapsed();
-    let got = dest.wait_for("/drain", before + EVENTS, Duration::from_secs(600), |_| true);
+    let got = dest.wait_for(&path, before + events, Duration::from_secs(600), |_| true);
     let drained = started.elapsed();
+    let cpu = Cpu::of_group(r.group_id()).since(cpu_before);
     let mut times: Vec<Instant> = got[before..].iter().map(|r| r.at).collect();
     times.sort();
     let span = (*times.last().unwrap() - times[0]).as_secs_f64();
+    // Receiving and delivering both run in the runtime under `wrangler dev`: its CPU per event
+    // is the two together.
     println!(
-        "{EVENTS} events sent in {:.1} s ({:.0}/s); all delivered {:.1} s after the first was sent; \
-         first to last delivery {span:.1} s: {:.0} events/s",
+        "runtime CPU per event (receiving and delivering) {:.2} ms; runtime memory {:.0} MB resident, {:.0} MB peak",
+        cpu.runtime * 1000.0 / events as f64,
+        cpu.runtime_rss_mb,
+        cpu.runtime_peak_mb
+    );
+    println!(
+        "{events} events sent in {:.1} s ({:.0}/s); all delivered {:.1} s after the first was sent; \
+         first to last delivery {span:.1} s: {:.0} events/s, {:.1} MB/s",
         sent.as_secs_f64(),
-        EVENTS as f64 / sent.as_secs_f64(),
+        events as f64 / sent.as_secs_f64(),
         drained.as_secs_f64(),
-        EVENTS as f64 / span
+        events as f64 / span,
+        (events * size) as f64 / span / 1e6,
     );
     record(
-        "drain",
+        name,
         &format!(
-            r#"{{"events":{EVENTS},"send_secs":{:.2},"drained_secs":{:.2},"delivery_span_secs":{span:.2}}}"#,
+            r#"{{"events":{events},"size":{size},"send_secs":{:.2},"drained_secs":{:.2},"delivery_span_secs":{span:.2},"runtime_cpu_ms_per_event":{:.3},"runtime_rss_mb":{:.1},"runtime_peak_mb":{:.1}}}"#,
             sent.as_secs_f64(),
-            drained.as_secs_f64()
+            drained.as_secs_f64(),
+            cpu.runtime * 1000.0 / events as f64,
+            cpu.runtime_rss_mb,
+            cpu.runtime_peak_mb
         ),
     );
 }
