@@ -11,7 +11,7 @@ use crate::batch::Batcher;
 use crate::billing::{self, Op as Billed, Sql};
 use crate::env::{bindings, now_ms};
 use crate::http::{from_json, to_json, Json};
-use crate::rows::{Count, FromRow, Row, Rows};
+use crate::rows::{FromRow, Row, Rows};
 use crate::rpc;
 use edgehook_core::capture::{resumable, Attempt, Capture, EventStatus, EventSummary, Held, HeldEntry};
 use edgehook_core::flags::Flags;
@@ -666,13 +666,10 @@ impl DurableObject for IdempotencyShard {
         let due: Vec<i64> =
             self.live.borrow().iter().copied().filter(|&p| p != current && self.parts.drop_at(p) <= now).collect();
         for p in due {
-            let kept: Vec<Count> = self
+            let kept: Vec<()> = self
                 .sql
                 .exec(
-                    &format!(
-                        "SELECT 1 AS n FROM {} WHERE state IN ({KEPT_STATES}) LIMIT 1",
-                        Partitions::events_table(p)
-                    ),
+                    &format!("SELECT key FROM {} WHERE state IN ({KEPT_STATES}) LIMIT 1", Partitions::events_table(p)),
                     None,
                 )?
                 .rows()?;
@@ -1047,7 +1044,7 @@ impl IdempotencyShard {
             Op::Storage => {
                 let mut events = 0;
                 for p in self.newest_first() {
-                    let counted: Vec<Count> = self
+                    let counted: Vec<crate::rows::Count> = self
                         .sql
                         .exec(&format!("SELECT COUNT(*) AS n FROM {}", Partitions::events_table(p)), None)?
                         .rows()?;

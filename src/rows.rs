@@ -90,6 +90,13 @@ impl Rows for SqlCursor {
     }
 }
 
+/// A row whose values are not needed: for whether a query has any.
+impl FromRow for () {
+    fn from_row(_: &mut Row<'_>) -> Result<Self> {
+        Ok(())
+    }
+}
+
 /// A single-column row of an integer named `n` (`SELECT COUNT(*) AS n`, say).
 pub struct Count(pub i64);
 
