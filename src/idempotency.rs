@@ -33,7 +33,7 @@ use worker::{
 
 /// One operation on one record.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "WireOp")]
 enum Op {
     /// `capture` is stored when the record is new (or has no capture yet).
     Begin {
@@ -45,7 +45,6 @@ enum Op {
         lease_ms: i64,
         capture: Option<Box<Capture>>,
         /// The outcome, when it is known before the event is taken: recorded in the same write.
-        #[serde(default)]
         settle: Option<Outcome>,
     },
     /// `attempt` is appended to the event's captured attempts.
@@ -104,6 +103,101 @@ enum Op {
     /// The shard's live partitions and how many events they hold (tests watch expiry with it).
     #[cfg(feature = "faults")]
     Storage,
+}
+
+/// An operation as it is read: the same JSON as [`Op`]'s (`{"begin": {"key": ...}}`), with every
+/// variant's fields read into one shared [`OpFields`] and checked when converted. serde's derive
+/// gives each struct variant a visitor of its own, about 2 KB of wasm apiece (BENCHMARKS,
+/// section 4).
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WireOp {
+    Begin(OpFields),
+    Finish(OpFields),
+    MarkDead(OpFields),
+    Get(OpFields),
+    Replayed(OpFields),
+    Resumed(OpFields),
+    List(OpFields),
+    Held(OpFields),
+    Oldest,
+    Newest(OpFields),
+    Delivered(OpFields),
+    Seal(OpFields),
+    #[cfg(feature = "faults")]
+    Storage,
+}
+
+/// Every field any [`Op`] has; which are required depends on the operation.
+#[derive(Deserialize)]
+struct OpFields {
+    key: Option<String>,
+    message_id: Option<String>,
+    attempts: Option<u32>,
+    retry_token: Option<u64>,
+    replay: Option<bool>,
+    lease_ms: Option<i64>,
+    capture: Option<Box<Capture>>,
+    settle: Option<Outcome>,
+    outcome: Option<Outcome>,
+    attempt: Option<Attempt>,
+    keys: Option<Vec<String>>,
+    query: Option<ListQuery>,
+    source: Option<String>,
+    flags: Option<Flags>,
+    limit: Option<u32>,
+    version: Option<Version>,
+    event: Option<String>,
+}
+
+/// A required field, or the error serde's derive gives for its absence.
+fn need<T>(field: Option<T>, name: &str) -> std::result::Result<T, String> {
+    field.ok_or_else(|| format!("missing field `{name}`"))
+}
+
+impl TryFrom<WireOp> for Op {
+    type Error = String;
+
+    fn try_from(wire: WireOp) -> std::result::Result<Op, String> {
+        Ok(match wire {
+            WireOp::Begin(f) => Op::Begin {
+                key: need(f.key, "key")?,
+                message_id: need(f.message_id, "message_id")?,
+                attempts: need(f.attempts, "attempts")?,
+                retry_token: f.retry_token,
+                replay: need(f.replay, "replay")?,
+                lease_ms: need(f.lease_ms, "lease_ms")?,
+                capture: f.capture,
+                settle: f.settle,
+            },
+            WireOp::Finish(f) => Op::Finish {
+                key: need(f.key, "key")?,
+                message_id: need(f.message_id, "message_id")?,
+                outcome: need(f.outcome, "outcome")?,
+                attempt: f.attempt,
+            },
+            WireOp::MarkDead(f) => Op::MarkDead {
+                key: need(f.key, "key")?,
+                message_id: need(f.message_id, "message_id")?,
+                attempts: need(f.attempts, "attempts")?,
+                retry_token: f.retry_token,
+                replay: need(f.replay, "replay")?,
+            },
+            WireOp::Get(f) => Op::Get { key: need(f.key, "key")? },
+            WireOp::Replayed(f) => Op::Replayed { key: need(f.key, "key")? },
+            WireOp::Resumed(f) => Op::Resumed { keys: need(f.keys, "keys")? },
+            WireOp::List(f) => Op::List { query: need(f.query, "query")? },
+            WireOp::Held(f) => {
+                Op::Held { source: f.source, flags: need(f.flags, "flags")?, limit: need(f.limit, "limit")? }
+            }
+            WireOp::Oldest => Op::Oldest,
+            WireOp::Newest(f) => Op::Newest { key: need(f.key, "key")? },
+            WireOp::Delivered(f) => Op::Delivered { key: need(f.key, "key")?, version: need(f.version, "version")? },
+            WireOp::Seal(f) => Op::Seal { key: need(f.key, "key")?, event: need(f.event, "event")? },
+            #[cfg(feature = "faults")]
+            WireOp::Storage => Op::Storage,
+        })
+    }
 }
 
 impl Op {
@@ -1116,5 +1210,98 @@ impl IdempotencyShard {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgehook_core::envelope::{BodyRef, EventMeta};
+    use edgehook_core::flags::{Flag, Mode};
+
+    fn every_op() -> Vec<Op> {
+        let meta = EventMeta {
+            event_type: Some("invoice.paid".into()),
+            headers: vec![("content-type".into(), "application/json".into())],
+            ..EventMeta::first_attempt("stripe", "evt_1", 1_700_000_000_000, BodyRef::Inline)
+        };
+        let capture = Capture::of(&meta, BodyRef::Segment { key: "captures/h1/x".into(), offset: 10, len: 20 });
+        let attempt =
+            Attempt { attempt: 2, at_ms: 5, status: Some(503), latency_ms: 7, error: Some("503".into()), replay: true };
+        let flag = Flag { source: "stripe".into(), pattern: "invoice.*".into(), mode: Mode::Paused, updated_ms: 3 };
+        let query = ListQuery {
+            source: Some("stripe".into()),
+            states: Some(vec!["dead".into()]),
+            event_type: Some("invoice.*".into()),
+            limit: 20,
+            before: Some((9, "stripe:evt_0".into())),
+        };
+        vec![
+            Op::Begin {
+                key: "stripe:evt_1".into(),
+                message_id: "m1".into(),
+                attempts: 3,
+                retry_token: Some(42),
+                replay: true,
+                lease_ms: 30_000,
+                capture: Some(Box::new(capture)),
+                settle: Some(Outcome::Paused { attempt: 3 }),
+            },
+            Op::Begin {
+                key: "k".into(),
+                message_id: "m".into(),
+                attempts: 1,
+                retry_token: None,
+                replay: false,
+                lease_ms: 1,
+                capture: None,
+                settle: None,
+            },
+            Op::Finish {
+                key: "k".into(),
+                message_id: "m".into(),
+                outcome: Outcome::Retrying { token: 7 },
+                attempt: Some(attempt),
+            },
+            Op::Finish { key: "k".into(), message_id: "m".into(), outcome: Outcome::Delivered, attempt: None },
+            Op::MarkDead { key: "k".into(), message_id: "m".into(), attempts: 5, retry_token: Some(1), replay: true },
+            Op::Get { key: "k".into() },
+            Op::Replayed { key: "k".into() },
+            Op::Resumed { keys: vec!["a".into(), "b".into()] },
+            Op::List { query },
+            Op::Held { source: Some("stripe".into()), flags: Flags(vec![flag]), limit: 100 },
+            Op::Held { source: None, flags: Flags(Vec::new()), limit: 1 },
+            Op::Oldest,
+            Op::Newest { key: "v:k".into() },
+            Op::Delivered { key: "v:k".into(), version: Version::new("2024-01-02T03:04:05Z".into()) },
+            Op::Seal { key: "s:abc".into(), event: "stripe:evt_1".into() },
+        ]
+    }
+
+    /// Every operation reads back as it was written: no field is lost or swapped on the way
+    /// through the shared fields.
+    #[test]
+    fn every_operation_reads_back_as_written() {
+        for op in every_op() {
+            let text = serde_json::to_string(&op).unwrap();
+            let read: Op = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(format!("{read:?}"), format!("{op:?}"), "{text}");
+        }
+    }
+
+    /// What a release from before `settle` sends during a deploy, fields it does not know, and
+    /// what is missing.
+    #[test]
+    fn older_and_incomplete_operations() {
+        let before_settle = r#"{"begin":{"key":"k","message_id":"m","attempts":1,"retry_token":null,"replay":false,"lease_ms":5,"capture":null}}"#;
+        let read: Op = serde_json::from_str(before_settle).unwrap();
+        assert!(matches!(read, Op::Begin { settle: None, attempts: 1, lease_ms: 5, .. }), "{read:?}");
+        let unknown: Op = serde_json::from_str(r#"{"get":{"key":"k","later":[1]}}"#).unwrap();
+        assert!(matches!(unknown, Op::Get { key } if key == "k"));
+        let error = serde_json::from_str::<Op>(r#"{"finish":{"key":"k","outcome":"dead"}}"#).unwrap_err();
+        assert!(error.to_string().contains("missing field `message_id`"), "{error}");
+        assert!(serde_json::from_str::<Op>(r#"{"begin":{"key":"k"}}"#).is_err());
+        assert!(serde_json::from_str::<Op>(r#"{"forget":{"key":"k"}}"#).is_err());
+        assert!(matches!(serde_json::from_str::<Op>(r#""oldest""#).unwrap(), Op::Oldest));
     }
 }
