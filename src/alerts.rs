@@ -2,8 +2,9 @@
 //! details beside it. Tried a few times, then only logged: an alert endpoint that is down must
 //! not hold up (or retry) the work that raised the alert.
 
+use crate::http::{self, Redirects};
 use wasm_bindgen::JsValue;
-use worker::{console_error, Fetch, Headers, Method, Request, RequestInit, Result};
+use worker::{console_error, Fetch, Headers, Result};
 
 /// How often an alert is tried before it is only logged.
 const TRIES: u32 = 3;
@@ -25,9 +26,8 @@ pub async fn send(url: Option<&str>, alert: &serde_json::Value) {
 async fn post(url: &str, body: &str) -> Result<()> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(body)));
-    let response = Fetch::Request(Request::new_with_init(url, &init)?).send().await?;
+    let request = http::post(url, &headers, &JsValue::from_str(body), Redirects::Follow)?;
+    let response = Fetch::Request(request).send().await?;
     if !(200..300).contains(&response.status_code()) {
         return Err(worker::Error::RustError(format!("alert endpoint answered {}", response.status_code())));
     }

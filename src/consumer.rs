@@ -20,6 +20,7 @@ use crate::control::{Control, Tally};
 use crate::env::{self, bindings};
 use crate::gate::Gates;
 use crate::handlers::{self, Event, Handler};
+use crate::http::{self, Redirects};
 use crate::idempotency::Idempotency;
 use crate::queue::{self, Batch, Decision, Delivery};
 use edgehook_core::capture::{Attempt, Capture};
@@ -42,10 +43,7 @@ use futures_util::lock::Mutex;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
-use worker::{
-    console_error, console_warn, AbortController, Delay, Env, Fetch, Headers, MessageExt, Method, Request, RequestInit,
-    RequestRedirect, Result,
-};
+use worker::{console_error, console_warn, AbortController, Delay, Env, Fetch, Headers, MessageExt, Request, Result};
 
 /// A lease lasts longer than any consumer invocation can (15 minutes of wall time): every message
 /// of a batch takes its lease at the start, then may wait for a connection or for the large-body
@@ -725,12 +723,7 @@ fn build_request(url: &str, headers: edgehook_core::headers::HeaderList, body: &
     for (name, value) in &headers.0 {
         h.set(name, value)?;
     }
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(h)
-        .with_redirect(RequestRedirect::Manual)
-        .with_body(Some(body.to_js().into()));
-    Request::new_with_init(url, &init)
+    http::post(url, &h, &body.to_js().into(), Redirects::Manual)
 }
 
 /// Destination URLs may carry credentials (a token in the query); errors never repeat them.

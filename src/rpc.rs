@@ -122,10 +122,13 @@ async fn by_rpc(stub: ObjectStub, name: &str, text: &str) -> Result<String> {
 
 /// The same call as before RPC: the text posted, the answer read from a 200.
 pub(crate) async fn by_fetch(stub: worker::Stub, text: String) -> Result<String> {
-    let mut init = worker::RequestInit::new();
-    init.with_method(worker::Method::Post).with_body(Some(JsValue::from_str(&text)));
-    let mut response =
-        stub.fetch_with_request(worker::Request::new_with_init("https://object.edgehook/", &init)?).await?;
+    let request = crate::http::post(
+        "https://object.edgehook/",
+        &worker::Headers::new(),
+        &JsValue::from_str(&text),
+        crate::http::Redirects::Follow,
+    )?;
+    let mut response = stub.fetch_with_request(request).await?;
     let answer = response.text().await?;
     match response.status_code() {
         200 => Ok(answer),

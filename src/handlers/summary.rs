@@ -1,9 +1,10 @@
 //! The example handler: tells another service, in one short JSON line, what arrived.
 
 use super::{Event, Handler, HandlerError};
+use crate::http::{self, Redirects};
 use futures_util::future::LocalBoxFuture;
 use wasm_bindgen::JsValue;
-use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
+use worker::{Env, Fetch, Headers};
 
 /// POSTs `{"text": "...", "source", "id", "type", "bytes", "attempt"}` to `SUMMARY_URL`.
 /// Fails (and is retried) while `SUMMARY_URL` is unset or does not answer 2xx.
@@ -34,11 +35,8 @@ impl Handler for Summary {
             let failed = |e: worker::Error| HandlerError::new(format!("could not send the summary: {e}"));
             let headers = Headers::new();
             headers.set("content-type", "application/json").map_err(failed)?;
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post)
-                .with_headers(headers)
-                .with_body(Some(JsValue::from_str(&summary.to_string())));
-            let request = Request::new_with_init(&url, &init).map_err(failed)?;
+            let body = JsValue::from_str(&summary.to_string());
+            let request = http::post(&url, &headers, &body, Redirects::Follow).map_err(failed)?;
             let response = Fetch::Request(request).send().await.map_err(failed)?;
             match response.status_code() {
                 200..=299 => Ok(()),

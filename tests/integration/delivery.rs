@@ -12,6 +12,7 @@ use std::time::Duration;
 pub const TESTS: &[crate::Test] = &[
     ("forwarded_body_is_byte_identical_and_signed", forwarded_body_is_byte_identical_and_signed),
     ("destination_failing_twice_gets_the_third_attempt", destination_failing_twice_gets_the_third_attempt),
+    ("redirects_are_not_followed", redirects_are_not_followed),
     ("always_failing_destination_dead_letters_and_alerts", always_failing_destination_dead_letters_and_alerts),
     ("unreachable_destination_dead_letters", unreachable_destination_dead_letters),
     ("timeouts_are_retried", timeouts_are_retried),
@@ -120,6 +121,21 @@ fn destination_failing_twice_gets_the_third_attempt(w: &World) {
     assert_eq!(w.dest.deliveries("/flaky", &id).len(), 3);
     let reply = w.main.post("/webhooks/flaky", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
     reply.expect(200, json!({"status": "duplicate", "id": id}));
+}
+
+/// A 3xx is the destination's answer, not a way elsewhere (README, "Delivering"): the
+/// attempt fails with that status and is retried, and the URL it points to is never asked, since
+/// following it would send a signed event somewhere nobody configured.
+fn redirects_are_not_followed(w: &World) {
+    let id = unique("evt");
+    let elsewhere = w.dest.url("/redirected-elsewhere");
+    w.dest.plan("/redirected", vec![Action::StatusWithHeader(302, "Location", elsewhere)]);
+    accept_stripe(w, "redirected", &id, "invoice.paid");
+    let got = w.dest.wait_deliveries("/redirected", &id, 2, WAIT);
+    assert_eq!(got.iter().map(|r| r.attempt()).collect::<Vec<_>>(), [1, 2]);
+    let event = wait_status(&w.main, "redirected", &id, "delivered");
+    assert_eq!(event["attempts"][0]["status"], 302, "{event}");
+    assert!(w.dest.received("/redirected-elsewhere", |_| true).is_empty(), "the redirect was followed");
 }
 
 fn admin_get_from(worker: &crate::harness::Worker, path: &str) -> serde_json::Value {
