@@ -9,7 +9,7 @@
 
 use crate::control::Control;
 use crate::dead_letters::{self, DeadLetter};
-use crate::env::{self, bindings};
+use crate::env;
 use crate::idempotency::{Idempotency, ListQuery};
 use crate::replay::{self, Letters};
 use crate::{blobs, http};
@@ -22,7 +22,7 @@ use edgehook_core::flags::Mode;
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::signature::token_matches;
 use serde::Deserialize;
-use worker::{console_error, Env, Include, Method, Request, Response, Result};
+use worker::{console_error, Env, Method, Request, Response, Result};
 
 /// Most dead letters one page lists.
 const PAGE: u32 = 100;
@@ -221,22 +221,9 @@ async fn list_dead_letters(env: &Env, source: Option<String>, cursor: Option<Str
         }
         Some(_) => return bad_request("source"),
     };
-    let bucket = env.bucket(bindings::BLOBS)?;
-    let mut list = bucket.list().prefix(prefix).limit(PAGE).include(vec![Include::CustomMetadata]);
-    if let Some(cursor) = cursor {
-        list = list.cursor(cursor);
-    }
-    let objects = list.execute().await?;
-    let letters: Vec<DeadLetter> = objects
-        .objects()
-        .iter()
-        .filter_map(|o| o.custom_metadata().ok())
-        .filter_map(|m| DeadLetter::from_metadata(&m))
-        .collect();
-    let body = serde_json::json!({
-        "dead_letters": letters,
-        "cursor": if objects.truncated() { objects.cursor() } else { None },
-    });
+    let listed = blobs::list(env, &prefix, PAGE, cursor.as_deref(), true).await?;
+    let letters: Vec<DeadLetter> = listed.objects.iter().filter_map(|(_, m)| DeadLetter::from_metadata(m)).collect();
+    let body = serde_json::json!({ "dead_letters": letters, "cursor": listed.cursor });
     http::json(200, body.to_string())
 }
 
@@ -246,16 +233,12 @@ async fn get_dead_letter(env: &Env, rest: &str) -> Result<Response> {
     let Some((source, id)) = admin::dead_letter_path(rest, dead_letters::POISON_DIR) else {
         return not_found();
     };
-    let Some(object) =
-        env.bucket(bindings::BLOBS)?.get(format!("{}{source}/{id}", dead_letters::PREFIX)).execute().await?
+    let Some((metadata, stored)) =
+        blobs::get_with_metadata(env, &format!("{}{source}/{id}", dead_letters::PREFIX)).await?
     else {
         return not_found();
     };
-    let letter = object.custom_metadata().ok().and_then(|m| DeadLetter::from_metadata(&m));
-    let stored = match object.body() {
-        Some(body) => body.bytes().await?,
-        None => Vec::new(),
-    };
+    let letter = DeadLetter::from_metadata(&metadata);
     let (content_type, body) = match envelope::decode(&stored) {
         Ok((meta, inline)) if meta.body == BodyRef::Inline => (meta.content_type, Some(inline.to_vec())),
         // Its stored body was already gone when it died.

@@ -12,25 +12,129 @@ use edgehook_core::capture::{self, expired_key, timed_key, Capture, HeaderPairs,
 use edgehook_core::envelope::BodyRef;
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use std::borrow::Cow;
-use wasm_bindgen::JsCast;
+use std::collections::HashMap;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{console_error, Env, Result};
 
 /// Most objects one sweep deletes per prefix (one list call, one bulk delete).
 const SWEEP_BATCH: u32 = 1_000;
 
-/// Writes a body to R2 at `key` (one billed write), copied once, straight from wasm memory into the buffer the
-/// write sends. (workers-rs's `Bucket::put` takes a `Vec`, so a borrowed body would first be
-/// copied within wasm: for a 25 MB body, 25 MB more linear memory, which wasm never gives back,
-/// under the isolate's 128 MB.)
+/// Writes a body (or a segment) to R2 at `key` (one billed write). See [`put`].
 pub async fn put_body(env: &Env, key: &str, body: &[u8]) -> Result<()> {
+    put(env, key, body, None).await
+}
+
+/// Writes `body` to R2 at `key` (one billed write), with `metadata` as the object's custom
+/// metadata, through the binding's own `put`: the body is copied once, straight from wasm memory
+/// into the buffer the write sends. (workers-rs's `Bucket::put` takes a `Vec`, so a borrowed body
+/// would first be copied within wasm: for a 25 MB body, 25 MB more linear memory, which wasm
+/// never gives back, under the isolate's 128 MB. And its options builder, HTTP metadata and
+/// checksums included, was 4.7 KB of wasm that edgehook does not use.)
+pub async fn put(env: &Env, key: &str, body: &[u8], metadata: Option<&HashMap<String, String>>) -> Result<()> {
     billing::count(Billed::R2ClassA, 1);
     billing::count(Billed::R2BytesStored, body.len() as u64);
-    let bucket = Reflect::get(env, &bindings::BLOBS.into())?;
-    let put: Function = Reflect::get(&bucket, &"put".into())?.dyn_into()?;
-    let written = put.call2(&bucket, &key.into(), &Uint8Array::from(body))?;
+    let (bucket, put) = binding_method(env, "put")?;
+    let options = Object::new();
+    if let Some(metadata) = metadata {
+        let custom = Object::new();
+        for (name, value) in metadata {
+            Reflect::set(&custom, &name.into(), &value.into())?;
+        }
+        Reflect::set(&options, &"customMetadata".into(), &custom)?;
+    }
+    let written = put.call3(&bucket, &key.into(), &Uint8Array::from(body), &options)?;
     JsFuture::from(written.dyn_into::<Promise>()?).await?;
     Ok(())
+}
+
+/// The bucket binding and one of its methods. A missing binding is an error here, as
+/// workers-rs's `env.bucket` makes it.
+fn binding_method(env: &Env, method: &str) -> Result<(JsValue, Function)> {
+    let bucket = Reflect::get(env, &bindings::BLOBS.into())?;
+    if bucket.is_undefined() {
+        return Err(worker::Error::RustError(format!("no R2 binding {}", bindings::BLOBS)));
+    }
+    let method = Reflect::get(&bucket, &method.into())?.dyn_into()?;
+    Ok((bucket, method))
+}
+
+/// Whether an object is stored at `key` (a `head`: one billed read, no body).
+pub async fn exists(env: &Env, key: &str) -> Result<bool> {
+    billing::count(Billed::R2ClassB, 1);
+    let (bucket, head) = binding_method(env, "head")?;
+    let object = JsFuture::from(head.call1(&bucket, &key.into())?.dyn_into::<Promise>()?).await?;
+    Ok(!object.is_null() && !object.is_undefined())
+}
+
+/// The object at `key` (one billed read): its custom metadata and its bytes, or `None`.
+pub async fn get_with_metadata(env: &Env, key: &str) -> Result<Option<(HashMap<String, String>, Vec<u8>)>> {
+    billing::count(Billed::R2ClassB, 1);
+    let (bucket, get) = binding_method(env, "get")?;
+    let object = JsFuture::from(get.call1(&bucket, &key.into())?.dyn_into::<Promise>()?).await?;
+    if object.is_null() || object.is_undefined() {
+        return Ok(None);
+    }
+    Ok(Some((custom_metadata(&object)?, array_buffer(&object).await?.to_vec())))
+}
+
+/// One page of an R2 listing.
+pub struct Listed {
+    /// Keys in order, each with its custom metadata (empty unless asked for).
+    pub objects: Vec<(String, HashMap<String, String>)>,
+    /// Where the next page starts, when there is one.
+    pub cursor: Option<String>,
+}
+
+/// Lists up to `limit` keys under `prefix` from `cursor` (one billed list operation), with their
+/// custom metadata when `with_metadata`. Through the binding's own `list`: workers-rs's wraps
+/// every field of every object (HTTP metadata, checksums, dates), none of which edgehook reads.
+pub async fn list(env: &Env, prefix: &str, limit: u32, cursor: Option<&str>, with_metadata: bool) -> Result<Listed> {
+    billing::count(Billed::R2ClassA, 1);
+    let (bucket, list) = binding_method(env, "list")?;
+    let options = Object::new();
+    Reflect::set(&options, &"prefix".into(), &prefix.into())?;
+    Reflect::set(&options, &"limit".into(), &limit.into())?;
+    if let Some(cursor) = cursor {
+        Reflect::set(&options, &"cursor".into(), &cursor.into())?;
+    }
+    if with_metadata {
+        Reflect::set(&options, &"include".into(), &js_sys::Array::of1(&"customMetadata".into()))?;
+    }
+    let page = JsFuture::from(list.call1(&bucket, &options)?.dyn_into::<Promise>()?).await?;
+    let objects: js_sys::Array = Reflect::get(&page, &"objects".into())?.dyn_into()?;
+    let objects = objects
+        .iter()
+        .map(|object| {
+            let key = Reflect::get(&object, &"key".into())?.as_string().unwrap_or_default();
+            Ok((key, custom_metadata(&object)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let truncated = Reflect::get(&page, &"truncated".into())?.is_truthy();
+    let cursor = if truncated { Reflect::get(&page, &"cursor".into())?.as_string() } else { None };
+    Ok(Listed { objects, cursor })
+}
+
+/// An R2 object's custom metadata (text values only, as edgehook writes it).
+fn custom_metadata(object: &JsValue) -> Result<HashMap<String, String>> {
+    let mut metadata = HashMap::new();
+    let custom = Reflect::get(object, &"customMetadata".into())?;
+    if custom.is_object() {
+        for entry in Object::entries(custom.unchecked_ref::<Object>()) {
+            let entry: js_sys::Array = entry.unchecked_into();
+            if let (Some(name), Some(value)) = (entry.get(0).as_string(), entry.get(1).as_string()) {
+                metadata.insert(name, value);
+            }
+        }
+    }
+    Ok(metadata)
+}
+
+/// An R2 object body's bytes, left in JavaScript memory.
+async fn array_buffer(object: &JsValue) -> Result<Uint8Array> {
+    let array_buffer: Function = Reflect::get(object, &"arrayBuffer".into())?.dyn_into()?;
+    let buffer = JsFuture::from(array_buffer.call0(object)?.dyn_into::<Promise>()?).await?;
+    Ok(Uint8Array::new(&buffer))
 }
 
 /// A new key for a claim-checked body of `source`.
@@ -66,10 +170,7 @@ impl Segment {
     }
 
     pub async fn store(self, env: &Env) -> Result<()> {
-        billing::count(Billed::R2ClassA, 1);
-        billing::count(Billed::R2BytesStored, self.bytes.len() as u64);
-        env.bucket(bindings::BLOBS)?.put(&self.key, self.bytes).execute().await?;
-        Ok(())
+        put_body(env, &self.key, &self.bytes).await
     }
 }
 
@@ -120,8 +221,7 @@ pub async fn load_bytes<'a>(env: &Env, body: &BodyRef, inline: &'a [u8]) -> Resu
     billing::count(Billed::R2ClassB, 1);
     // The binding's own `get` and the object's `arrayBuffer`: workers-rs's `ObjectBody::bytes`
     // copies the body into wasm memory.
-    let bucket = Reflect::get(env, &bindings::BLOBS.into())?;
-    let get: Function = Reflect::get(&bucket, &"get".into())?.dyn_into()?;
+    let (bucket, get) = binding_method(env, "get")?;
     let options = Object::new();
     if let Some((offset, length)) = range {
         let range = Object::new();
@@ -133,9 +233,7 @@ pub async fn load_bytes<'a>(env: &Env, body: &BodyRef, inline: &'a [u8]) -> Resu
     if object.is_null() || object.is_undefined() {
         return Ok(None);
     }
-    let array_buffer: Function = Reflect::get(&object, &"arrayBuffer".into())?.dyn_into()?;
-    let buffer = JsFuture::from(array_buffer.call0(&object)?.dyn_into::<Promise>()?).await?;
-    Ok(Some(Bytes::Js(Uint8Array::new(&buffer))))
+    Ok(Some(Bytes::Js(array_buffer(&object).await?)))
 }
 
 /// The body `body` refers to, in wasm memory: `inline` for inline bodies, else read from R2.
@@ -174,10 +272,14 @@ pub async fn sweep(env: &Env, cutoff_ms: i64) -> Result<usize> {
     let bucket = env.bucket(bindings::BLOBS)?;
     let mut deleted = 0;
     for prefix in [SEGMENT_PREFIX, BODY_PREFIX] {
-        let listed = bucket.list().prefix(prefix).limit(SWEEP_BATCH).execute().await?;
+        let listed = list(env, prefix, SWEEP_BATCH, None, false).await?;
         // Keys sort by hour: the expired ones come first.
-        let old: Vec<String> =
-            listed.objects().iter().map(|o| o.key()).take_while(|key| expired_key(prefix, key, cutoff_ms)).collect();
+        let old: Vec<String> = listed
+            .objects
+            .into_iter()
+            .map(|(key, _)| key)
+            .take_while(|key| expired_key(prefix, key, cutoff_ms))
+            .collect();
         if old.is_empty() {
             continue;
         }

@@ -166,19 +166,14 @@ async fn count_dead_letters(env: &Env) -> Result<u64> {
     if crate::faults::fails(crate::faults::Fault::Measure, "dead-letters") {
         return Err(worker::Error::RustError("injected fault: the bucket cannot be listed".into()));
     }
-    let bucket = env.bucket(bindings::BLOBS)?;
     let mut count = 0;
     let mut cursor = None;
     for _ in 0..MAX_COUNT_PAGES {
-        let mut list = bucket.list().prefix(dead_letters::PREFIX).limit(1000);
-        if let Some(c) = cursor.take() {
-            list = list.cursor(c);
-        }
-        let listed = list.execute().await?;
-        count += listed.objects().len() as u64;
-        match listed.cursor() {
-            Some(next) if listed.truncated() => cursor = Some(next),
-            _ => break,
+        let listed = blobs::list(env, dead_letters::PREFIX, 1000, cursor.as_deref(), false).await?;
+        count += listed.objects.len() as u64;
+        cursor = listed.cursor;
+        if cursor.is_none() {
+            break;
         }
     }
     Ok(count)

@@ -21,7 +21,6 @@
 //! delivery (its shard full, say), the letter is stored unconfirmed rather than lost
 //! (`retry::store_unmarked`). The alert is tried three times and then only logged.
 
-use crate::billing::{self, Op as Billed};
 use crate::control::{Control, Tally};
 use crate::env::{self, bindings};
 use crate::idempotency::Idempotency;
@@ -283,11 +282,10 @@ async fn announce(env: &Env, config: &Config, letter: &DeadLetter, handed_over: 
     alerts::send(config.settings.alert_url.as_deref(), &alert).await;
 }
 
-/// Whether the letter is in the bucket. (A `get`, not a `head`: the bundle has its code already,
-/// and this is asked only when recording a handed-over letter's event failed before.)
+/// Whether the letter is in the bucket (asked only when recording a handed-over letter's event
+/// failed before).
 async fn stored(env: &Env, letter: &DeadLetter) -> Result<bool> {
-    billing::count(Billed::R2ClassB, 1);
-    Ok(env.bucket(bindings::BLOBS)?.get(letter.storage_key()).execute().await?.is_some())
+    blobs::exists(env, &letter.storage_key()).await
 }
 
 /// Test builds: the dead-letter consumer's next write to the event's record fails, when a test
@@ -343,12 +341,8 @@ fn max_retries(key: &str) -> u32 {
 /// Stores the letter. It is self-contained: a body kept in R2 is copied into it, so that it
 /// outlives the retention sweep. (A body already gone is recorded as such.)
 async fn keep(env: &Env, letter: &DeadLetter, settled: &[u8]) -> Result<()> {
-    let bucket = env.bucket(bindings::BLOBS)?;
     let stored = self_contained(env, settled).await?;
-    billing::count(Billed::R2ClassA, 1);
-    billing::count(Billed::R2BytesStored, stored.len() as u64);
-    bucket.put(letter.storage_key(), stored).custom_metadata(letter.to_metadata()).execute().await?;
-    Ok(())
+    blobs::put(env, &letter.storage_key(), &stored, Some(&letter.to_metadata())).await
 }
 
 /// The letter with its body inline, when its body is in R2 and still there (so that the letter

@@ -120,13 +120,8 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
     let mut more = false;
     let mut cursor: Option<String> = None;
     loop {
-        let mut list = bucket.list().prefix(prefix.clone()).limit(100);
-        if let Some(c) = cursor.take() {
-            list = list.cursor(c);
-        }
-        let listed = list.execute().await?;
-        for object in listed.objects() {
-            let key = object.key();
+        let listed = blobs::list(env, &prefix, 100, cursor.as_deref(), false).await?;
+        for (key, _) in listed.objects {
             if key.starts_with(&poison) || exact.as_ref().is_some_and(|k| *k != key) {
                 continue;
             }
@@ -134,13 +129,9 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
                 more = true;
                 break;
             }
-            let Some(stored) = bucket.get(&key).execute().await? else {
+            let Some((_, bytes)) = blobs::get_with_metadata(env, &key).await? else {
                 continue;
             };
-            let Some(body) = stored.body() else {
-                continue;
-            };
-            let bytes = body.bytes().await?;
             let Ok((meta, inline)) = envelope::decode(&bytes) else {
                 console_error!("dead letter {key} is not an envelope; left where it is");
                 continue;
@@ -174,8 +165,8 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
             }
             replayed += 1;
         }
-        match listed.cursor() {
-            Some(next) if listed.truncated() && !more => cursor = Some(next),
+        match listed.cursor {
+            Some(next) if !more => cursor = Some(next),
             _ => break,
         }
     }
