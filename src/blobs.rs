@@ -91,6 +91,8 @@ pub struct Listed {
 /// every field of every object (HTTP metadata, checksums, dates), none of which edgehook reads.
 pub async fn list(env: &Env, prefix: &str, limit: u32, cursor: Option<&str>, with_metadata: bool) -> Result<Listed> {
     billing::count(Billed::R2ClassA, 1);
+    #[cfg(feature = "faults")]
+    let limit = crate::faults::list_page().unwrap_or(limit);
     let (bucket, list) = binding_method(env, "list")?;
     let options = Object::new();
     Reflect::set(&options, &"prefix".into(), &prefix.into())?;

@@ -115,6 +115,9 @@ thread_local! {
     static STALE_SWITCHES: RefCell<std::collections::HashMap<(String, String), Mode>> = RefCell::default();
     /// A test's replay limit in place of `replay::MAX_PER_CALL`.
     static REPLAY_LIMIT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    /// Page size for every R2 listing, set by `/__faults/list-page?n=N` (unset without `n`),
+    /// so that a test can page through cursors without storing hundreds of objects.
+    static LIST_PAGE: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
     /// Tests' dead-letter `max_retries` in place of `retry::DEAD_LETTER_MAX_RETRIES`, per event.
     static DEAD_LETTER_MAX_RETRIES: RefCell<std::collections::HashMap<String, u32>> = RefCell::default();
 }
@@ -128,6 +131,11 @@ pub fn stale_switch(source: &str, event_type: Option<&str>) -> Option<Mode> {
 /// The replay limit a test set, if any.
 pub fn replay_limit() -> Option<usize> {
     REPLAY_LIMIT.with(|l| l.get())
+}
+
+/// The page size a test set for R2 listings, if any.
+pub fn list_page() -> Option<u32> {
+    LIST_PAGE.with(|l| l.get())
 }
 
 /// The dead-letter queue's `max_retries` as a test set it for the event `key`.
@@ -232,6 +240,10 @@ pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
             };
             queue::send(&env.queue(bindings::DEAD_LETTERS)?, &bytes, 0).await?;
             http::json(200, r#"{"sent":true}"#)
+        }
+        "/__faults/list-page" => {
+            LIST_PAGE.with(|l| l.set(param("n").and_then(|n| n.parse().ok())));
+            http::json(200, r#"{"list_page":"set"}"#)
         }
         "/__faults/replay-limit" => {
             REPLAY_LIMIT.with(|l| l.set(param("n").and_then(|n| n.parse().ok())));

@@ -326,6 +326,72 @@ fn arm(w: &World, path: &str) {
     assert_eq!(reply.status, 200, "{path}: {}", reply.body);
 }
 
+/// Every R2 listing follows its cursor: the admin API's dead letters page by page, the
+/// heartbeat's count of them, and a replay of a source's letters. With pages of two (a test
+/// knob), five letters take three pages. Alone (`SOLO`): the page size holds for every listing
+/// in the test worker, and the replay takes every `fragile` letter left by earlier tests.
+pub fn dead_letter_listings_follow_cursors(w: &World) {
+    let ids: Vec<String> = (0..5).map(|_| unique("evt")).collect();
+    for id in &ids {
+        arm(w, &format!("/__faults/moved?source=fragile&id={id}"));
+    }
+    arm(w, "/__faults/list-page?n=2");
+    let pages = || {
+        let mut pages: Vec<serde_json::Value> = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!(
+                    "/admin/dead-letters?source=fragile&cursor={}",
+                    percent_encoding::utf8_percent_encode(c, percent_encoding::NON_ALPHANUMERIC)
+                ),
+                None => "/admin/dead-letters?source=fragile".to_owned(),
+            };
+            let page = admin_get_from(&w.faults, &path);
+            cursor = page["cursor"].as_str().map(str::to_owned);
+            pages.push(page);
+            if cursor.is_none() || pages.len() > 100 {
+                return pages;
+            }
+        }
+    };
+    let listed = |pages: &[serde_json::Value]| -> Vec<String> {
+        pages.iter().flat_map(|p| p["dead_letters"].as_array().unwrap().clone()).map(|d| d["id"].to_string()).collect()
+    };
+    let mut all = Vec::new();
+    wait_until(WAIT, "the five letters to be stored", || {
+        all = pages();
+        let ids_listed = listed(&all);
+        ids.iter().all(|id| ids_listed.contains(&format!("{id:?}")))
+    });
+    assert!(all.len() >= 3, "five letters in pages of two: {all:?}");
+    assert!(all.iter().all(|p| p["dead_letters"].as_array().unwrap().len() <= 2), "{all:?}");
+    let mut seen = listed(&all);
+    let before = seen.len();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), before, "a letter listed twice: {all:?}");
+
+    // The heartbeat counts every letter in the bucket, two at a time.
+    w.faults.scheduled();
+    wait_until(WAIT, "the heartbeat to count the letters", || {
+        w.faults.admin_json("/admin/health")["dead_letters"].as_u64().is_some_and(|n| n >= ids.len() as u64)
+    });
+
+    // A replay of the source takes every letter, page after page.
+    let reply = w.faults.admin("POST", "/admin/dead-letters/replay?source=fragile", b"");
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let answer = reply.json();
+    assert!(answer["replayed"].as_u64().unwrap() >= ids.len() as u64, "{answer}");
+    assert_eq!(answer["more"], false, "{answer}");
+    for id in &ids {
+        w.dest.wait_deliveries("/fragile", id, 1, WAIT);
+    }
+    let left = listed(&pages());
+    assert!(ids.iter().all(|id| !left.contains(&format!("{id:?}"))), "replayed letters still stored: {left:?}");
+    arm(w, "/__faults/list-page");
+}
+
 /// The id of an event accepted by the test worker's `fragile` source and delivered.
 fn delivered_on_fragile(w: &World) -> String {
     let id = unique("evt");

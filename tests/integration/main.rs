@@ -305,6 +305,7 @@ const SOLO: &[Test] = &[
     // Alone, so that its crashes cut no other test's batches and its latencies are its own.
     soak::SOLO,
     ("no_secret_in_any_log", idempotency::no_secret_in_any_log),
+    ("dead_letter_listings_follow_cursors", delivery::dead_letter_listings_follow_cursors),
 ];
 
 fn tests() -> Vec<Test> {
