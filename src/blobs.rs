@@ -34,7 +34,6 @@ pub async fn put_body(env: &Env, key: &str, body: &[u8]) -> Result<()> {
 pub async fn put(env: &Env, key: &str, body: &[u8], metadata: Option<&HashMap<String, String>>) -> Result<()> {
     billing::count(Billed::R2ClassA, 1);
     billing::count(Billed::R2BytesStored, body.len() as u64);
-    let (bucket, put) = binding_method(env, "put")?;
     let options = Object::new();
     if let Some(metadata) = metadata {
         let custom = Object::new();
@@ -43,38 +42,44 @@ pub async fn put(env: &Env, key: &str, body: &[u8], metadata: Option<&HashMap<St
         }
         Reflect::set(&options, &"customMetadata".into(), &custom)?;
     }
-    let written = put.call3(&bucket, &key.into(), &Uint8Array::from(body), &options)?;
-    JsFuture::from(written.dyn_into::<Promise>()?).await?;
+    bucket_call(env, "put", &[&key.into(), &Uint8Array::from(body), &options]).await?;
     Ok(())
 }
 
-/// The bucket binding and one of its methods. A missing binding is an error here, as
-/// workers-rs's `env.bucket` makes it.
-fn binding_method(env: &Env, method: &str) -> Result<(JsValue, Function)> {
+/// Calls the bucket binding's method `name` with `args`, and awaits its answer. A missing
+/// binding is an error here, as workers-rs's `env.bucket` makes it.
+async fn bucket_call(env: &Env, name: &str, args: &[&JsValue]) -> Result<JsValue> {
     let bucket = Reflect::get(env, &bindings::BLOBS.into())?;
     if bucket.is_undefined() {
         return Err(worker::Error::RustError(format!("no R2 binding {}", bindings::BLOBS)));
     }
-    let method = Reflect::get(&bucket, &method.into())?.dyn_into()?;
-    Ok((bucket, method))
+    call_awaited(&bucket, name, args).await
+}
+
+/// Calls `this[name](...args)` and awaits the promise it returns.
+async fn call_awaited(this: &JsValue, name: &str, args: &[&JsValue]) -> Result<JsValue> {
+    let method: Function = Reflect::get(this, &name.into())?.dyn_into()?;
+    let promise = method.apply(this, &args.iter().copied().collect::<js_sys::Array>())?;
+    Ok(JsFuture::from(promise.dyn_into::<Promise>()?).await?)
+}
+
+/// An object R2 answered, or `None` for its "no such object" (`null`).
+fn found(object: JsValue) -> Option<JsValue> {
+    (!object.is_null() && !object.is_undefined()).then_some(object)
 }
 
 /// Whether an object is stored at `key` (a `head`: one billed read, no body).
 pub async fn exists(env: &Env, key: &str) -> Result<bool> {
     billing::count(Billed::R2ClassB, 1);
-    let (bucket, head) = binding_method(env, "head")?;
-    let object = JsFuture::from(head.call1(&bucket, &key.into())?.dyn_into::<Promise>()?).await?;
-    Ok(!object.is_null() && !object.is_undefined())
+    Ok(found(bucket_call(env, "head", &[&key.into()]).await?).is_some())
 }
 
 /// The object at `key` (one billed read): its custom metadata and its bytes, or `None`.
 pub async fn get_with_metadata(env: &Env, key: &str) -> Result<Option<(HashMap<String, String>, Vec<u8>)>> {
     billing::count(Billed::R2ClassB, 1);
-    let (bucket, get) = binding_method(env, "get")?;
-    let object = JsFuture::from(get.call1(&bucket, &key.into())?.dyn_into::<Promise>()?).await?;
-    if object.is_null() || object.is_undefined() {
+    let Some(object) = found(bucket_call(env, "get", &[&key.into()]).await?) else {
         return Ok(None);
-    }
+    };
     Ok(Some((custom_metadata(&object)?, array_buffer(&object).await?.to_vec())))
 }
 
@@ -93,7 +98,6 @@ pub async fn list(env: &Env, prefix: &str, limit: u32, cursor: Option<&str>, wit
     billing::count(Billed::R2ClassA, 1);
     #[cfg(feature = "faults")]
     let limit = crate::faults::list_page().unwrap_or(limit);
-    let (bucket, list) = binding_method(env, "list")?;
     let options = Object::new();
     Reflect::set(&options, &"prefix".into(), &prefix.into())?;
     Reflect::set(&options, &"limit".into(), &limit.into())?;
@@ -103,7 +107,7 @@ pub async fn list(env: &Env, prefix: &str, limit: u32, cursor: Option<&str>, wit
     if with_metadata {
         Reflect::set(&options, &"include".into(), &js_sys::Array::of1(&"customMetadata".into()))?;
     }
-    let page = JsFuture::from(list.call1(&bucket, &options)?.dyn_into::<Promise>()?).await?;
+    let page = bucket_call(env, "list", &[&options]).await?;
     let objects: js_sys::Array = Reflect::get(&page, &"objects".into())?.dyn_into()?;
     let objects = objects
         .iter()
@@ -134,9 +138,7 @@ fn custom_metadata(object: &JsValue) -> Result<HashMap<String, String>> {
 
 /// An R2 object body's bytes, left in JavaScript memory.
 async fn array_buffer(object: &JsValue) -> Result<Uint8Array> {
-    let array_buffer: Function = Reflect::get(object, &"arrayBuffer".into())?.dyn_into()?;
-    let buffer = JsFuture::from(array_buffer.call0(object)?.dyn_into::<Promise>()?).await?;
-    Ok(Uint8Array::new(&buffer))
+    Ok(Uint8Array::new(&call_awaited(object, "arrayBuffer", &[]).await?))
 }
 
 /// A new key for a claim-checked body of `source`.
@@ -223,7 +225,6 @@ pub async fn load_bytes<'a>(env: &Env, body: &BodyRef, inline: &'a [u8]) -> Resu
     billing::count(Billed::R2ClassB, 1);
     // The binding's own `get` and the object's `arrayBuffer`: workers-rs's `ObjectBody::bytes`
     // copies the body into wasm memory.
-    let (bucket, get) = binding_method(env, "get")?;
     let options = Object::new();
     if let Some((offset, length)) = range {
         let range = Object::new();
@@ -231,10 +232,9 @@ pub async fn load_bytes<'a>(env: &Env, body: &BodyRef, inline: &'a [u8]) -> Resu
         Reflect::set(&range, &"length".into(), &(length as f64).into())?;
         Reflect::set(&options, &"range".into(), &range)?;
     }
-    let object = JsFuture::from(get.call2(&bucket, &key.into(), &options)?.dyn_into::<Promise>()?).await?;
-    if object.is_null() || object.is_undefined() {
+    let Some(object) = found(bucket_call(env, "get", &[&key.into(), &options]).await?) else {
         return Ok(None);
-    }
+    };
     Ok(Some(Bytes::Js(array_buffer(&object).await?)))
 }
 
