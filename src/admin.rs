@@ -37,8 +37,7 @@ pub async fn handle(mut req: Request, env: &Env, path: &str) -> Result<Response>
     if !authorized(&req, env) {
         return http::json(401, r#"{"error":"unauthorized"}"#);
     }
-    let url = req.url()?;
-    let pairs = admin::query_pairs(url.query().unwrap_or(""));
+    let pairs = admin::query_pairs(http::query_of(&req.inner().url()));
     let param = |name: &str| admin::param(&pairs, name);
     let method = req.method();
     let answer = match (method, path) {

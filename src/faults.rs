@@ -167,8 +167,9 @@ pub fn fails(fault: Fault, id: &str) -> bool {
 }
 
 pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
-    let url = req.url()?;
-    let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let url = req.inner().url();
+    let pairs = edgehook_core::admin::query_pairs(http::query_of(&url));
+    let param = |name: &str| edgehook_core::admin::param(&pairs, name);
     // Armed for the event named by the parameter `name` (its id, or its idempotency key).
     let arm_by = |fault, name: &str| {
         ARMED.with(|a| a.borrow_mut().insert((fault, param(name).unwrap_or_default())));
