@@ -447,7 +447,11 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
                 let now_secs = env::now_ms() / 1000;
                 let mac = match signature_by_web_crypto(meta, &body, secret, now_secs).await {
                     Some(mac) => mac,
-                    None => forward::signature_request(meta, secret, now_secs).compute(&body.in_wasm()),
+                    // SHA-256, which every build computes: `None` cannot happen, and would never
+                    // be sent unsigned.
+                    None => forward::signature_request(meta, secret, now_secs)
+                        .compute(&body.in_wasm())
+                        .ok_or_else(|| worker::Error::RustError("HMAC-SHA256 unavailable".into()))?,
                 };
                 let headers = forward::delivery_headers(meta, now_secs, stale, &mac);
                 Some(deliver(url, headers, &body, source.delivery_timeout_secs).await)

@@ -124,10 +124,11 @@ async fn answer(
 
 /// Verifies the request, with the HMACs of a large body computed by Web Crypto (faster than
 /// Rust's in wasm for large messages; section 3 of BENCHMARKS.md), and public-key signatures
-/// checked there. Should Web Crypto fail, HMACs are computed here instead (the answer is the
-/// same either way); a public-key check, which this build cannot make, leaves the request
-/// unverified, and when nothing else verified it (an HMAC beside it) it answers 503: the
-/// provider retries, where a 401 would turn a genuine event away.
+/// and HMAC-SHA512s checked there whatever the size. Should Web Crypto fail, HMACs are computed
+/// here instead (the answer is the same either way); a public-key check or an HMAC-SHA512, which
+/// this build cannot make, leaves the request unverified, and when nothing else verified it (an
+/// HMAC beside it) it answers 503: the provider retries, where a 401 would turn a genuine event
+/// away.
 async fn verify(
     source: &SourceConfig,
     request: ingest::Request<'_>,
@@ -141,7 +142,7 @@ async fn verify(
     if needed.is_empty() {
         return ingest::verify(source, request, body, now_ms);
     }
-    let checks = needed.checks.len();
+    let not_computable_here = needed.not_computable_here();
     #[cfg(feature = "faults")]
     crate::faults::count_web_crypto(&source.name, &needed);
     #[cfg(feature = "faults")]
@@ -154,19 +155,17 @@ async fn verify(
         web_crypto::compute(needed, &blobs::Bytes::Wasm(&body)).await
     };
     let (answers, unanswered) = match computed {
-        Ok(computed) => (Some(computed.answers), computed.unanswered_checks),
+        Ok(computed) => (Some(computed.answers), computed.unanswered),
         Err(e) => {
             console_error!("Web Crypto failed, verifying with Rust's HMAC instead: {e}");
-            (None, checks)
+            (None, not_computable_here)
         }
     };
     let verified = ingest::verify_with(source, request, body, now_ms, answers);
-    // Unverified, but a check this build cannot make went unanswered: it might have verified
-    // the request. Verified another way (an HMAC), or refused for another reason, it stands.
-    if unanswered > 0
-        && !edgehook_core::signature::NATIVE_CURVES
-        && matches!(verified, Err(Rejection::InvalidSignature))
-    {
+    // Unverified, but a check or HMAC this build cannot make went unanswered: it might have
+    // verified the request. Verified another way (an HMAC), or refused for another reason, it
+    // stands.
+    if unanswered > 0 && matches!(verified, Err(Rejection::InvalidSignature)) {
         console_error!("Web Crypto could not check {unanswered} signature(s) of source {}: answering 503", source.name);
         return Err(Rejection::Unavailable);
     }

@@ -8,7 +8,7 @@
 //! only computes it.
 
 use crate::blobs::Bytes;
-use edgehook_core::signature::{Answers, HashFn, KeyAlgorithm, KeyCheck, MacRequest, Needed, Part};
+use edgehook_core::signature::{Answers, HashFn, KeyAlgorithm, KeyCheck, MacRequest, Needed, Part, NATIVE_CURVES};
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use std::cell::RefCell;
 use wasm_bindgen::{JsCast, JsValue};
@@ -136,11 +136,12 @@ fn message<'p>(messages: &mut Vec<(&'p [Part], Uint8Array)>, parts: &'p [Part], 
     data
 }
 
-/// What Web Crypto computed for a [`Needed`]: the answers it had, and how many public-key checks
-/// it could not make (HMACs it could not compute are left to Rust).
+/// What Web Crypto computed for a [`Needed`]: the answers it had, and how many of those it could
+/// not give this build cannot compute either ([`Needed::not_computable_here`]: public-key checks,
+/// HMAC-SHA512); other HMACs it could not compute are left to Rust.
 pub struct Computed {
     pub answers: Answers,
-    pub unanswered_checks: usize,
+    pub unanswered: usize,
 }
 
 /// Computes everything `needed` asks for with Web Crypto, all at once; `body` is the request's
@@ -190,19 +191,20 @@ pub async fn compute(needed: Needed, body: &Bytes<'_>) -> Result<Computed> {
         let value = (status.as_deref() == Some("fulfilled")).then(|| Reflect::get(&outcome, &"value".into()).ok());
         value.flatten().filter(|value| !value.is_undefined())
     });
-    let macs: Vec<(MacRequest, Vec<u8>)> = needed
-        .macs
-        .into_iter()
-        .zip(results.by_ref())
-        .filter_map(|(request, buffer)| Some((request, Uint8Array::new(&buffer?).to_vec())))
-        .collect();
-    let mut unanswered_checks = 0;
-    let mut checks: Vec<(KeyCheck, bool)> = Vec::with_capacity(needed.checks.len());
-    for (check, valid) in needed.checks.into_iter().zip(results) {
-        match valid.and_then(|v| v.as_bool()) {
-            Some(valid) => checks.push((check, valid)),
-            None => unanswered_checks += 1,
+    let mut unanswered = needed.not_computable_here();
+    let mut macs: Vec<(MacRequest, Vec<u8>)> = Vec::with_capacity(needed.macs.len());
+    for (request, buffer) in needed.macs.into_iter().zip(results.by_ref()) {
+        if let Some(buffer) = buffer {
+            unanswered -= usize::from(!request.hash.native());
+            macs.push((request, Uint8Array::new(&buffer).to_vec()));
         }
     }
-    Ok(Computed { answers: Answers { macs, checks }, unanswered_checks })
+    let mut checks: Vec<(KeyCheck, bool)> = Vec::with_capacity(needed.checks.len());
+    for (check, valid) in needed.checks.into_iter().zip(results) {
+        if let Some(valid) = valid.and_then(|v| v.as_bool()) {
+            unanswered -= usize::from(!NATIVE_CURVES);
+            checks.push((check, valid));
+        }
+    }
+    Ok(Computed { answers: Answers { macs, checks }, unanswered })
 }

@@ -87,7 +87,7 @@ mod tests {
             ..EventMeta::first_attempt("stripe", "evt_1", 0, BodyRef::Inline)
         };
         let body = br#"{"id":"evt_1"}"#;
-        let mac = signature_request(&meta, &key, 1_700_000_000).compute(body);
+        let mac = signature_request(&meta, &key, 1_700_000_000).compute(body).unwrap();
         let h = delivery_headers(&meta, 1_700_000_000, false, &mac);
         // The same signature as Standard Webhooks' own signing.
         let signed = crate::providers::sign_standard_webhooks(key.hmac_key().unwrap(), "evt_1", 1_700_000_000, body);

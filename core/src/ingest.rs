@@ -104,7 +104,8 @@ pub const WEB_CRYPTO_SHA1_FROM_BYTES: usize = 16 * 1024;
 
 /// Whether Web Crypto computes an HMAC with `hash` of a body this long faster than Rust in wasm.
 pub fn web_crypto_pays_off(hash: HashFn, body_len: usize) -> bool {
-    body_len >= if hash == HashFn::Sha1 { WEB_CRYPTO_SHA1_FROM_BYTES } else { WEB_CRYPTO_FROM_BYTES }
+    // A hash this build does not compute (SHA-512 in the worker) can only be computed there.
+    !hash.native() || body_len >= if hash == HashFn::Sha1 { WEB_CRYPTO_SHA1_FROM_BYTES } else { WEB_CRYPTO_FROM_BYTES }
 }
 
 /// Whether this request is better verified with Web Crypto's help: the source has public keys
@@ -300,6 +301,31 @@ mod tests {
             Intake::Event(v) => Ok(v),
             Intake::Handshake(h) => panic!("unexpected handshake {h:?}"),
         }
+    }
+
+    /// A build without HMAC-SHA512 (the worker) asks Web Crypto for it whatever the body's size,
+    /// and cannot verify without its answer; a native build computes it itself. Run both ways:
+    /// `cargo test -p edgehook-core` and with `--no-default-features`.
+    #[test]
+    fn sha512_is_left_to_web_crypto_where_the_build_has_none() {
+        let sources = r#"{"g":{"provider":"generic","header":"X-Sig","algorithm":"sha512","encoding":"hex"}}"#;
+        let c = Config::load(Some(sources), &|k| (k == "WEBHOOK_SECRET_G").then(|| "k".to_string()));
+        let source = c.source("g").unwrap();
+        let body = br#"{"id":"e1"}"#.to_vec();
+        let mac = crate::signature::hmac_sha512(b"k", &[&body]);
+        let headers = HeaderList::new().with("X-Sig", crate::signature::to_hex(&mac));
+        let request = Request { method: "POST", url: "https://example.com/webhooks/g", headers: &headers };
+        let elsewhere = usize::from(!crate::signature::NATIVE_SHA512);
+        assert_eq!(prefers_web_crypto(source, body.len()), elsewhere == 1, "a small body");
+        let needed = web_crypto_requests(source, request, &body, 0);
+        assert_eq!((needed.macs.len(), needed.not_computable_here()), (elsewhere, elsewhere));
+        assert_eq!(
+            verify(source, request, body.clone(), 0).map(|_| ()),
+            if elsewhere == 1 { Err(Rejection::InvalidSignature) } else { Ok(()) }
+        );
+        assert_eq!(needed.clone().answer_here(&body).macs.len(), 0, "not computed here, or not needed");
+        let answers = Answers { macs: needed.macs.into_iter().map(|m| (m, mac.to_vec())).collect(), checks: vec![] };
+        assert!(verify_with(source, request, body, 0, Some(answers)).is_ok(), "with Web Crypto's answer");
     }
 
     #[test]

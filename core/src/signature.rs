@@ -57,12 +57,22 @@ impl HashFn {
         }
     }
 
-    /// HMAC of the concatenation of `parts` under `key`, computed here.
-    pub fn hmac(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    /// Whether this build computes this hash's HMAC itself: all of them natively; the worker
+    /// ([`NATIVE_SHA512`] off) leaves SHA-512 to Web Crypto.
+    pub fn native(self) -> bool {
+        self != HashFn::Sha512 || NATIVE_SHA512
+    }
+
+    /// HMAC of the concatenation of `parts` under `key`, computed here, or `None` in a build
+    /// without this hash ([`HashFn::native`]).
+    pub fn hmac(self, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
         match self {
-            HashFn::Sha1 => hmac_sha1(key, parts).to_vec(),
-            HashFn::Sha256 => hmac_sha256(key, parts).to_vec(),
-            HashFn::Sha512 => hmac_sha512(key, parts).to_vec(),
+            HashFn::Sha1 => Some(hmac_sha1(key, parts).to_vec()),
+            HashFn::Sha256 => Some(hmac_sha256(key, parts).to_vec()),
+            #[cfg(feature = "native-sha512")]
+            HashFn::Sha512 => Some(hmac_sha512(key, parts).to_vec()),
+            #[cfg(not(feature = "native-sha512"))]
+            HashFn::Sha512 => None,
         }
     }
 }
@@ -82,6 +92,11 @@ pub enum KeyAlgorithm {
 /// (`native-curves` off): Web Crypto checks them there, and a check it could not make is an
 /// error, not a mismatch.
 pub const NATIVE_CURVES: bool = cfg!(feature = "native-curves");
+
+/// Whether this build computes HMAC-SHA512 in Rust. The worker is built without (`native-sha512`
+/// off): Web Crypto computes it there for every body, and an HMAC it could not compute is an
+/// error, not a mismatch, as for the curves.
+pub const NATIVE_SHA512: bool = cfg!(feature = "native-sha512");
 
 /// Where verification gets its HMACs and public-key checks from. Verifiers are synchronous core
 /// code, but inside the wasm runtime Web Crypto (native code, asynchronous) is several times
@@ -173,7 +188,7 @@ pub struct NativeMacs;
 
 impl Macs for NativeMacs {
     fn hmac(&self, hash: HashFn, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
-        Some(hash.hmac(key, parts))
+        hash.hmac(key, parts)
     }
 
     fn check(&self, algorithm: KeyAlgorithm, key: &[u8], signature: &[u8], parts: &[&[u8]]) -> Option<bool> {
@@ -329,16 +344,25 @@ impl Needed {
         self.macs.is_empty() && self.checks.is_empty()
     }
 
+    /// How many of these this build cannot compute itself (public-key checks without the
+    /// curves, HMAC-SHA512 without `native-sha512`): left unanswered by Web Crypto, they might
+    /// have verified the request.
+    pub fn not_computable_here(&self) -> usize {
+        let checks = if NATIVE_CURVES { 0 } else { self.checks.len() };
+        checks + self.macs.iter().filter(|mac| !mac.hash.native()).count()
+    }
+
     /// Everything computed here, in Rust, as Web Crypto would: for tests and benchmarks (a
-    /// check a build without the curves cannot make answers `false`).
+    /// check a build without the curves cannot make answers `false`; an HMAC it cannot compute
+    /// is left out).
     pub fn answer_here(self, body: &[u8]) -> Answers {
         Answers {
             macs: self
                 .macs
                 .into_iter()
-                .map(|request| {
-                    let mac = request.compute(body);
-                    (request, mac)
+                .filter_map(|request| {
+                    let mac = request.compute(body)?;
+                    Some((request, mac))
                 })
                 .collect(),
             checks: self
@@ -401,8 +425,8 @@ impl MacRequest {
         pieces(&self.parts, body)
     }
 
-    /// Computed here, in Rust.
-    pub fn compute(&self, body: &[u8]) -> Vec<u8> {
+    /// Computed here, in Rust, or `None` in a build without its hash ([`HashFn::native`]).
+    pub fn compute(&self, body: &[u8]) -> Option<Vec<u8>> {
         self.hash.hmac(&self.key, &self.pieces(body).collect::<Vec<_>>())
     }
 
@@ -476,7 +500,7 @@ impl Macs for KnownMacs<'_> {
     fn hmac(&self, hash: HashFn, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
         match self.computed.macs.iter().find(|(request, _)| request.is(hash, key, parts, self.body)) {
             Some((_, mac)) => Some(mac.clone()),
-            None => Some(hash.hmac(key, parts)),
+            None => hash.hmac(key, parts),
         }
     }
 
@@ -650,7 +674,7 @@ mod tests {
             "equal is not the body"
         );
         assert_eq!(requests[0].pieces(&body).collect::<Vec<_>>(), [&b"t=1."[..], &body[..]]);
-        assert_eq!(requests[0].compute(&body), hmac_sha256(b"k", &[b"t=1.", &body]).to_vec());
+        assert_eq!(requests[0].compute(&body), Some(hmac_sha256(b"k", &[b"t=1.", &body]).to_vec()));
         assert_eq!(format!("{:?}", requests[0]), "MacRequest(Sha256, 2 parts)", "the key is not printed");
     }
 
@@ -674,7 +698,7 @@ mod tests {
             (HashFn::Sha256, b"k", &[b"t.", &body[..4]]),
             (HashFn::Sha256, b"k", &[b"t.", &body, b""]),
         ] {
-            assert_eq!(known.hmac(hash, key, parts), Some(hash.hmac(key, parts)), "{hash:?} {parts:?}");
+            assert_eq!(known.hmac(hash, key, parts), hash.hmac(key, parts), "{hash:?} {parts:?}");
         }
     }
 

@@ -145,6 +145,9 @@ pub fn sign(key: &SigningKey, unsigned: Unsigned<'_>, generic: &GenericScheme) -
         }
         None => generic.algorithm.hmac(key, &[unsigned.body]),
     };
+    // A build without this hash (the worker, without SHA-512) signs nothing: no signature header,
+    // rather than one that could pass for a signature.
+    let Some(mac) = mac else { return headers };
     headers.push(generic.header.clone(), format!("{}{}", generic.prefix, generic.encoding.encode(&mac)));
     if let Some(Locator::Header(name)) = &generic.id {
         headers.push(name.clone(), unsigned.id);
@@ -158,10 +161,11 @@ mod tests {
     use crate::providers::Provider;
     use crate::secret::SecretSet;
 
+    /// SHA-512 where the build computes it; SHA-256 in the worker's (see `signed_nothing` below).
     fn scheme(timestamp: bool) -> GenericScheme {
         GenericScheme {
             header: "x-sig".into(),
-            algorithm: HashFn::Sha512,
+            algorithm: if HashFn::Sha512.native() { HashFn::Sha512 } else { HashFn::Sha256 },
             encoding: Encoding::Base64,
             prefix: "sha512=".into(),
             timestamp_header: timestamp.then(|| "x-ts".into()),
@@ -213,6 +217,17 @@ mod tests {
             Err(Rejection::InvalidSignature)
         );
         assert_eq!(Provider::Generic.identify(Inbound::post(&h, b"{}"), s), Err(Rejection::MalformedRequest));
+    }
+
+    /// Without HMAC-SHA512 (the worker's build) nothing is signed with it: no header, rather
+    /// than one that could pass for a signature.
+    #[test]
+    fn signed_nothing_without_the_hash() {
+        let generic = GenericScheme { algorithm: HashFn::Sha512, timestamp_header: None, ..scheme(false) };
+        let key = SigningKey::parse("k", SECRET_ENCODING).unwrap();
+        let unsigned = Unsigned { method: "POST", url: "", body: b"{}", id: "e", timestamp: 1000 };
+        let signed = Provider::Generic.sign(&key, unsigned, Some(&generic)).headers;
+        assert_eq!(crate::headers::Headers::get(&signed, "x-sig").is_some(), HashFn::Sha512.native());
     }
 
     #[test]
