@@ -16,8 +16,7 @@ use crate::ordering::Position;
 use serde::{Deserialize, Serialize};
 
 /// What an operator sees as an event's status (SPEC section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventStatus {
     Accepted,
     Delivered,
@@ -28,6 +27,8 @@ pub enum EventStatus {
     Dropped,
     Stale,
 }
+
+crate::names::by_name!(EventStatus: Accepted, Delivered, Retrying, Dead, Filtered, Paused, Dropped, Stale);
 
 impl EventStatus {
     pub const ALL: [EventStatus; 8] = [

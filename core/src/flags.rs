@@ -11,13 +11,14 @@
 use crate::pattern::Pattern;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     On,
     Paused,
     Dropped,
 }
+
+crate::names::by_name!(Mode: On, Paused, Dropped);
 
 impl Mode {
     pub fn parse(text: &str) -> Option<Mode> {

@@ -76,8 +76,7 @@ pub enum Pass {
 }
 
 /// How a delivery went, as far as the breaker is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
     /// 2xx.
     Success,
@@ -88,7 +87,17 @@ pub enum Answer {
     Failure,
 }
 
+crate::names::by_name!(Answer: Success, Refused, Failure);
+
 impl Answer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::Success => "success",
+            Answer::Refused => "refused",
+            Answer::Failure => "failure",
+        }
+    }
+
     /// From the status code of an answer (`None`: no answer at all).
     pub fn of(status: Option<u16>) -> Answer {
         match status {

@@ -63,8 +63,7 @@ pub fn shard_of(key: &str) -> u32 {
 }
 
 /// Where an event is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// A consumer is delivering it under a lease.
     Delivering,
@@ -83,6 +82,8 @@ pub enum State {
     /// Older than the newest delivered version of its entity: not delivered.
     Stale,
 }
+
+crate::names::by_name!(State: Delivering, Retrying, Completed, Dead, Filtered, Paused, Dropped, Stale);
 
 impl State {
     pub fn as_str(self) -> &'static str {

@@ -40,6 +40,7 @@ pub mod ingest;
 pub mod json_path;
 pub mod json_scan;
 pub mod metrics;
+pub mod names;
 pub mod ordering;
 pub mod partition;
 pub mod pattern;

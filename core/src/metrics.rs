@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// What happened to an event (or a request).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Outcome {
     Accepted,
     Duplicate,
@@ -27,6 +26,9 @@ pub enum Outcome {
     /// Held back by a rate limit or an open circuit (no attempt used).
     Deferred,
 }
+
+crate::names::by_name!(Outcome: Accepted, Duplicate, Rejected, Delivered, Retried, DeadLettered, Filtered, Paused,
+    Dropped, Stale, Deferred);
 
 impl Outcome {
     pub fn as_str(self) -> &'static str {
