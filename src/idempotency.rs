@@ -21,6 +21,7 @@ use edgehook_core::idempotency::{
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::ordering::Version;
 use edgehook_core::partition::Partitions;
+use edgehook_core::sort;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
@@ -384,7 +385,9 @@ impl Idempotency {
         let limit = query.limit as usize;
         let mut all: Vec<EventSummary> =
             self.ask_all::<Vec<EventSummary>>(&Op::List { query }).await?.into_iter().flatten().collect();
-        all.sort_by(|a, b| {
+        // Newest first, in the shards' own order (the key tells events received in the same
+        // millisecond apart).
+        sort::sort_by(&mut all, |a, b| {
             (b.received_at_ms, idempotency_key(&b.source, &b.id))
                 .cmp(&(a.received_at_ms, idempotency_key(&a.source, &a.id)))
         });
@@ -733,7 +736,7 @@ impl DurableObject for IdempotencyShard {
                 Vec::new()
             }
         };
-        live.sort_unstable();
+        sort::sort_by(&mut live, i64::cmp);
         IdempotencyShard {
             state,
             sql,
@@ -838,7 +841,7 @@ impl IdempotencyShard {
             {
                 let mut live = self.live.borrow_mut();
                 live.push(p);
-                live.sort_unstable();
+                sort::sort_by(&mut live, i64::cmp);
             }
             self.arm(self.parts.drop_at(p)).await?;
         }
@@ -1072,7 +1075,7 @@ impl IdempotencyShard {
                         .rows()?;
                     rows.extend(found);
                 }
-                rows.sort_by(|a, b| (b.received_at_ms, &b.key).cmp(&(a.received_at_ms, &a.key)));
+                sort::sort_by(&mut rows, |a, b| (b.received_at_ms, &b.key).cmp(&(a.received_at_ms, &a.key)));
                 rows.truncate(limit);
                 to_json(&rows.iter().map(EventRow::summary).collect::<Vec<_>>())
             }

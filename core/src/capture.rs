@@ -280,7 +280,7 @@ pub fn resumable<'a>(
         .filter(|h| source.is_none_or(|want| want == h.source))
         .filter(|h| flags.mode_for(h.source, h.event_type) != Mode::Paused)
         .collect();
-    due.sort_by_key(|h| (h.received_at_ms, h.key));
+    crate::sort::sort_by_key(&mut due, |h| (h.received_at_ms, h.key));
     due.truncate(limit);
     due.into_iter().map(|h| h.key).collect()
 }
@@ -296,7 +296,7 @@ pub fn to_resume(held: Vec<Held>, flags: &Flags, now_ms: i64) -> Vec<Held> {
         .filter(|h| flags.mode_for(&h.capture.source, h.capture.event_type.as_deref()) != Mode::Paused)
         .filter(|h| h.resumed_ms.is_none_or(|at| now_ms - at >= RESUME_AGAIN_MS))
         .collect();
-    due.sort_by(|a, b| {
+    crate::sort::sort_by(&mut due, |a, b| {
         (a.capture.received_at_ms, &a.capture.source, &a.capture.id).cmp(&(
             b.capture.received_at_ms,
             &b.capture.source,

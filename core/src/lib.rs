@@ -50,6 +50,7 @@ pub mod retry;
 pub mod secret;
 pub mod signature;
 pub mod slots;
+pub mod sort;
 pub mod turns;
 
 pub use error::Rejection;

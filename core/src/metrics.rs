@@ -239,15 +239,14 @@ mod series_list {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Series, u64>, D::Error> {
-        let entries = Vec::<Entry>::deserialize(d)?;
-        Ok(entries
-            .into_iter()
-            .map(|e| {
-                let series =
-                    Series { source: e.source, event_type: e.event_type, outcome: e.outcome, reason: e.reason };
-                (series, e.value)
-            })
-            .collect())
+        // Inserted one by one: collecting into a map sorts its input first, with a copy of the
+        // standard library's stable sort for this type alone (see `crate::sort`).
+        let mut map = BTreeMap::new();
+        for e in Vec::<Entry>::deserialize(d)? {
+            let series = Series { source: e.source, event_type: e.event_type, outcome: e.outcome, reason: e.reason };
+            map.insert(series, e.value);
+        }
+        Ok(map)
     }
 }
 
