@@ -291,7 +291,7 @@ async fn set_flag(env: &Env, rest: &str, body: &str) -> Result<Response> {
     if env::config(env).source(source).is_err() {
         return http::json(404, r#"{"error":"unknown_source"}"#);
     }
-    let Some(mode) = serde_json::from_str::<SetFlag>(body).ok().and_then(|b| Mode::parse(&b.mode)) else {
+    let Some(mode) = edgehook_core::json::from_str::<SetFlag>(body).ok().and_then(|b| Mode::parse(&b.mode)) else {
         return bad_request("mode");
     };
     let flags = Control::new(env)?.set_flag(source, pattern, mode).await?;

@@ -15,6 +15,7 @@ use edgehook_core::config::Settings;
 use edgehook_core::flags::{Flag, Flags, Mode};
 use edgehook_core::health::{self, Alert, AlertState, Inputs, Report, Thresholds};
 use edgehook_core::metrics::{Histogram, Metrics, Outcome, Series, MAX_SERIES};
+use edgehook_core::names::Named;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -332,7 +333,7 @@ rpc::answer_over_rpc!(ControlObject);
 
 impl rpc::Answer for ControlObject {
     async fn answer(&self, text: String) -> Result<String> {
-        let op: Op = serde_json::from_str(&text)?;
+        let op: Op = edgehook_core::json::from_str(&text)?;
         let now = now_ms();
         let reply = match op {
             Op::Flags => to_json(&self.flags()?)?,
@@ -532,7 +533,7 @@ impl ControlObject {
         match rows.into_iter().next() {
             None => Ok(None),
             Some(r) => Ok(Some(Histogram {
-                buckets: serde_json::from_str(&r.buckets)?,
+                buckets: edgehook_core::json::from_str(&r.buckets)?,
                 sum_ms: r.sum_ms as u64,
                 count: r.count as u64,
             })),
@@ -544,7 +545,7 @@ impl ControlObject {
         let rows: Vec<CounterRow> =
             self.sql.exec("SELECT source, event_type, outcome, reason, n FROM counters", None)?.rows()?;
         for r in rows {
-            let Ok(outcome) = serde_json::from_value::<Outcome>(serde_json::Value::String(r.outcome)) else {
+            let Some(outcome) = Outcome::from_name(&r.outcome) else {
                 continue;
             };
             let series = Series { source: r.source, event_type: r.event_type, outcome, reason: r.reason };
@@ -554,7 +555,7 @@ impl ControlObject {
             self.sql.exec("SELECT source, buckets, sum_ms, count FROM latency", None)?.rows()?;
         for r in rows {
             let histogram = Histogram {
-                buckets: serde_json::from_str(&r.buckets)?,
+                buckets: edgehook_core::json::from_str(&r.buckets)?,
                 sum_ms: r.sum_ms as u64,
                 count: r.count as u64,
             };
@@ -585,7 +586,7 @@ impl ControlObject {
         let rows: Vec<ValueRow> = self.sql.exec("SELECT value FROM state WHERE name = ?", vec![name.into()])?.rows()?;
         match rows.into_iter().next() {
             None => Ok(None),
-            Some(r) => Ok(Some(serde_json::from_str(&r.0)?)),
+            Some(r) => Ok(Some(edgehook_core::json::from_str(&r.0)?)),
         }
     }
 

@@ -92,7 +92,7 @@ rpc::answer_over_rpc!(GateObject);
 
 impl rpc::Answer for GateObject {
     async fn answer(&self, text: String) -> Result<String> {
-        let ops: Vec<Op> = serde_json::from_str(&text)?;
+        let ops: Vec<Op> = edgehook_core::json::from_str(&text)?;
         let storage = self.state.storage();
         let cached = self.gate.borrow().as_ref().copied();
         let mut gate = match cached {

@@ -19,7 +19,7 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Json> {
 }
 
 pub fn from_json<T: DeserializeOwned>(json: &Json) -> Result<T> {
-    Ok(serde_json::from_str(json.get())?)
+    Ok(edgehook_core::json::from_str(json.get())?)
 }
 
 /// Whether a request follows redirects.

@@ -592,8 +592,8 @@ impl EventRow {
             content_type: self.content_type.clone(),
             received_at_ms: self.received_at_ms.unwrap_or(0),
             headers,
-            body: serde_json::from_str(self.body.as_deref().unwrap_or("null"))?,
-            position: self.position.as_deref().map(serde_json::from_str).transpose()?,
+            body: edgehook_core::json::from_str(self.body.as_deref().unwrap_or("null"))?,
+            position: self.position.as_deref().map(edgehook_core::json::from_str).transpose()?,
             stored_headers,
             stored_count: 0,
         })
@@ -613,7 +613,7 @@ impl EventRow {
     }
 
     fn add_attempt(&mut self, attempt: Attempt) -> Result<()> {
-        let mut attempts: Vec<Attempt> = serde_json::from_str(&self.attempts)?;
+        let mut attempts: Vec<Attempt> = edgehook_core::json::from_str(&self.attempts)?;
         attempts.push(attempt);
         if attempts.len() > MAX_KEPT_ATTEMPTS {
             attempts.drain(..attempts.len() - MAX_KEPT_ATTEMPTS);
@@ -805,7 +805,7 @@ rpc::answer_over_rpc!(IdempotencyShard);
 
 impl rpc::Answer for IdempotencyShard {
     async fn answer(&self, text: String) -> Result<String> {
-        let ops: Vec<Op> = serde_json::from_str(&text)?;
+        let ops: Vec<Op> = edgehook_core::json::from_str(&text)?;
         let mut replies = Vec::with_capacity(ops.len());
         for op in ops {
             replies.push(self.apply(op).await?);
@@ -1020,7 +1020,7 @@ impl IdempotencyShard {
                     key: row.key.clone(),
                     status: row.status(),
                     capture: row.capture()?,
-                    attempts: serde_json::from_str(&row.attempts)?,
+                    attempts: edgehook_core::json::from_str(&row.attempts)?,
                     attempt_count: row.attempt_count,
                     replays: row.replays,
                     updated_ms: row.updated_ms,

@@ -92,7 +92,7 @@ pub async fn ask_object<B: serde::Serialize + ?Sized, T: serde::de::DeserializeO
         }
         Err(e) => return Err(worker::Error::RustError(format!("{what}: {e}"))),
     };
-    Ok(serde_json::from_str(&answer)?)
+    Ok(edgehook_core::json::from_str(&answer)?)
 }
 
 /// Whether a call failed because the object runs a release from before RPC: its class does not

@@ -151,8 +151,8 @@ pub fn record_headers(capture: &Capture) -> String {
 pub fn parse_record_headers(column: &str) -> serde_json::Result<(HeaderPairs, u64)> {
     let digits = column.bytes().take_while(u8::is_ascii_digit).count();
     let (stored, listed) = column.split_at(digits);
-    let stored = if digits == 0 { 0 } else { serde_json::from_str(stored)? };
-    let listed = if listed.is_empty() && digits > 0 { Vec::new() } else { serde_json::from_str(listed)? };
+    let stored = if digits == 0 { 0 } else { crate::json::from_str(stored)? };
+    let listed = if listed.is_empty() && digits > 0 { Vec::new() } else { crate::json::from_str(listed)? };
     Ok((listed, stored))
 }
 

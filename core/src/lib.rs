@@ -37,6 +37,7 @@ pub mod headers;
 pub mod health;
 pub mod idempotency;
 pub mod ingest;
+pub mod json;
 pub mod json_path;
 pub mod json_scan;
 pub mod metrics;
