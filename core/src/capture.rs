@@ -31,17 +31,6 @@ pub enum EventStatus {
 crate::names::by_name!(EventStatus: Accepted, Delivered, Retrying, Dead, Filtered, Paused, Dropped, Stale);
 
 impl EventStatus {
-    pub const ALL: [EventStatus; 8] = [
-        EventStatus::Accepted,
-        EventStatus::Delivered,
-        EventStatus::Retrying,
-        EventStatus::Dead,
-        EventStatus::Filtered,
-        EventStatus::Paused,
-        EventStatus::Dropped,
-        EventStatus::Stale,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             EventStatus::Accepted => "accepted",
@@ -56,7 +45,7 @@ impl EventStatus {
     }
 
     pub fn parse(text: &str) -> Option<EventStatus> {
-        EventStatus::ALL.into_iter().find(|s| s.as_str() == text)
+        crate::names::Named::from_name(text)
     }
 
     /// The status of an event whose record is in `state`.
@@ -569,7 +558,7 @@ mod tests {
     fn statuses_follow_states() {
         assert_eq!(EventStatus::of(State::Completed), EventStatus::Delivered);
         assert_eq!(EventStatus::of(State::Delivering), EventStatus::Accepted);
-        for status in EventStatus::ALL {
+        for &status in <EventStatus as crate::names::Named>::VARIANTS {
             assert_eq!(EventStatus::parse(status.as_str()), Some(status));
             for state in status.states() {
                 assert_eq!(EventStatus::of(*state), status);

@@ -22,12 +22,7 @@ crate::names::by_name!(Mode: On, Paused, Dropped);
 
 impl Mode {
     pub fn parse(text: &str) -> Option<Mode> {
-        match text {
-            "on" => Some(Mode::On),
-            "paused" => Some(Mode::Paused),
-            "dropped" => Some(Mode::Dropped),
-            _ => None,
-        }
+        crate::names::Named::from_name(text)
     }
 
     pub fn as_str(self) -> &'static str {

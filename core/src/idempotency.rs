@@ -99,19 +99,8 @@ impl State {
         }
     }
 
-    pub const ALL: [State; 8] = [
-        State::Delivering,
-        State::Retrying,
-        State::Completed,
-        State::Dead,
-        State::Filtered,
-        State::Paused,
-        State::Dropped,
-        State::Stale,
-    ];
-
     pub fn parse(text: &str) -> Option<State> {
-        State::ALL.into_iter().find(|s| s.as_str() == text)
+        crate::names::Named::from_name(text)
     }
 }
 
@@ -731,7 +720,7 @@ mod tests {
 
     #[test]
     fn state_names_round_trip() {
-        for s in State::ALL {
+        for &s in <State as crate::names::Named>::VARIANTS {
             assert_eq!(State::parse(s.as_str()), Some(s));
         }
         assert_eq!(State::parse("gone"), None);
