@@ -33,11 +33,11 @@ const EVENTS: &str = "/admin/events";
 const DEAD_LETTERS: &str = "/admin/dead-letters";
 const FLAGS: &str = "/admin/flags";
 
-pub async fn handle(mut req: Request, env: &Env, path: &str) -> Result<Response> {
+pub async fn handle(mut req: Request, env: &Env, path: &str, query: &str) -> Result<Response> {
     if !authorized(&req, env) {
         return http::json(401, r#"{"error":"unauthorized"}"#);
     }
-    let pairs = admin::query_pairs(http::query_of(&req.inner().url()));
+    let pairs = admin::query_pairs(query);
     let param = |name: &str| admin::param(&pairs, name);
     let method = req.method();
     let answer = match (method, path) {

@@ -166,9 +166,8 @@ pub fn fails(fault: Fault, id: &str) -> bool {
     ARMED.with(|a| a.borrow_mut().remove(&(fault, id.to_owned())))
 }
 
-pub async fn handle(req: &Request, env: &Env, path: &str) -> Result<Response> {
-    let url = req.inner().url();
-    let pairs = edgehook_core::admin::query_pairs(http::query_of(&url));
+pub async fn handle(req: &Request, env: &Env, path: &str, query: &str) -> Result<Response> {
+    let pairs = edgehook_core::admin::query_pairs(query);
     let param = |name: &str| edgehook_core::admin::param(&pairs, name);
     // Armed for the event named by the parameter `name` (its id, or its idempotency key).
     let arm_by = |fault, name: &str| {

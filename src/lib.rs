@@ -80,10 +80,10 @@ async fn fetch(raw: web_sys::Request, env: Env, ctx: Context) -> Result<Response
     }
     #[cfg(feature = "faults")]
     if path.starts_with("/__faults/") {
-        return faults::handle(&req, &env, path).await;
+        return faults::handle(&req, &env, path, http::query_of(&url)).await;
     }
     if path == "/admin" || path.starts_with("/admin/") {
-        return admin::handle(req, &env, path).await;
+        return admin::handle(req, &env, path, http::query_of(&url)).await;
     }
     http::json(404, r#"{"error":"not_found"}"#)
 }

@@ -191,19 +191,19 @@ pub async fn compute(needed: Needed, body: &Bytes<'_>) -> Result<Computed> {
         let value = (status.as_deref() == Some("fulfilled")).then(|| Reflect::get(&outcome, &"value".into()).ok());
         value.flatten().filter(|value| !value.is_undefined())
     });
-    let mut unanswered = needed.not_computable_here();
+    let mut unanswered = 0;
     let mut macs: Vec<(MacRequest, Vec<u8>)> = Vec::with_capacity(needed.macs.len());
     for (request, buffer) in needed.macs.into_iter().zip(results.by_ref()) {
-        if let Some(buffer) = buffer {
-            unanswered -= usize::from(!request.hash.native());
-            macs.push((request, Uint8Array::new(&buffer).to_vec()));
+        match buffer {
+            Some(buffer) => macs.push((request, Uint8Array::new(&buffer).to_vec())),
+            None => unanswered += usize::from(!request.hash.native()),
         }
     }
     let mut checks: Vec<(KeyCheck, bool)> = Vec::with_capacity(needed.checks.len());
     for (check, valid) in needed.checks.into_iter().zip(results) {
-        if let Some(valid) = valid.and_then(|v| v.as_bool()) {
-            unanswered -= usize::from(!NATIVE_CURVES);
-            checks.push((check, valid));
+        match valid.and_then(|v| v.as_bool()) {
+            Some(valid) => checks.push((check, valid)),
+            None => unanswered += usize::from(!NATIVE_CURVES),
         }
     }
     Ok(Computed { answers: Answers { macs, checks }, unanswered })
