@@ -13,6 +13,9 @@ use edgehook_core::gate::{Answer, GateState, Limits, Pass};
 use edgehook_core::signature::sha256_hex;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+use worker::wasm_bindgen::JsValue;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::worker_sys::{DurableObjectState, DurableObjectStorage};
 use worker::{durable_object, DurableObject, Env, ObjectNamespace, Request, Response, Result, State as ObjectState};
 
 /// How long a delivery waits in the consumer for a turn that is close; later turns are
@@ -70,17 +73,39 @@ pub(crate) fn gate_name(destination: &str) -> String {
     format!("gate-{}", sha256_hex(destination.as_bytes()))
 }
 
+/// The gate's stored state: `None` when there is none yet, or it cannot be read.
+///
+/// Stored as a JavaScript object with the fields `GateState` serialises to, as workers-rs's
+/// typed `get` and `put` stored it, but read and written through JSON text, so that the bundle
+/// needs only the JSON reader every other state already uses, not a second, `serde_wasm_bindgen`
+/// one for this type (8 KB of wasm). The stored form is unchanged, so an object stored by an
+/// older release reads as it did.
+async fn load(storage: &DurableObjectStorage) -> Option<GateState> {
+    let value = JsFuture::from(storage.get("gate").ok()?).await.ok()?;
+    if value.is_undefined() {
+        return None;
+    }
+    let text = String::from(js_sys::JSON::stringify(&value).ok()?);
+    edgehook_core::json::from_str(&text).ok()
+}
+
+async fn store(storage: &DurableObjectStorage, gate: &GateState) -> Result<()> {
+    let value: JsValue = js_sys::JSON::parse(&serde_json::to_string(gate)?)?;
+    JsFuture::from(storage.put("gate", value)?).await?;
+    Ok(())
+}
+
 /// One destination's gate.
 #[durable_object]
 pub struct GateObject {
-    state: ObjectState,
+    state: DurableObjectState,
     /// The gate as last read or written: read from storage once per object lifetime.
     gate: RefCell<Option<GateState>>,
 }
 
 impl DurableObject for GateObject {
     fn new(state: ObjectState, _env: Env) -> Self {
-        GateObject { state, gate: RefCell::new(None) }
+        GateObject { state: state._inner(), gate: RefCell::new(None) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -93,11 +118,11 @@ rpc::answer_over_rpc!(GateObject);
 impl rpc::Answer for GateObject {
     async fn answer(&self, text: String) -> Result<String> {
         let ops: Vec<Op> = edgehook_core::json::from_str(&text)?;
-        let storage = self.state.storage();
+        let storage = self.state.storage()?;
         let cached = self.gate.borrow().as_ref().copied();
         let mut gate = match cached {
             Some(gate) => gate,
-            None => storage.get::<GateState>("gate").await.ok().flatten().unwrap_or_default(),
+            None => load(&storage).await.unwrap_or_default(),
         };
         let before = gate;
         let now = now_ms();
@@ -113,7 +138,7 @@ impl rpc::Answer for GateObject {
             replies.push(reply);
         }
         if gate != before {
-            storage.put("gate", gate).await?;
+            store(&storage, &gate).await?;
             billing::count(Billed::DoRowWritten, 1);
         }
         *self.gate.borrow_mut() = Some(gate);

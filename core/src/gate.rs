@@ -215,6 +215,31 @@ impl GateState {
 mod tests {
     use super::*;
 
+    /// Gate objects store their state as the JavaScript object of this JSON (read and written
+    /// as JSON text since 2026-12-01; written by workers-rs's `serde_wasm_bindgen` before, which
+    /// gives structs and enums the same shape). What they stored must still read.
+    #[test]
+    fn the_stored_form_is_stable() {
+        let open = GateState {
+            tat_ms: 1_764_600_000_000.5,
+            defer_ms: 0.0,
+            failures: 2,
+            circuit: Circuit::Open { until_ms: 1_764_600_030_000, cooldown_ms: 30_000 },
+        };
+        let text = r#"{"tat_ms":1764600000000.5,"defer_ms":0.0,"failures":2,"circuit":{"open":{"until_ms":1764600030000,"cooldown_ms":30000}}}"#;
+        assert_eq!(serde_json::to_string(&open).unwrap(), text);
+        assert_eq!(crate::json::from_str::<GateState>(text).unwrap(), open);
+        // As `JSON.stringify` writes an object stored by any release: whole numbers without a
+        // fraction, a closed circuit by its name.
+        let stringified = r#"{"tat_ms":1764600000000,"defer_ms":0,"failures":0,"circuit":"closed"}"#;
+        let closed = GateState { tat_ms: 1_764_600_000_000.0, ..GateState::default() };
+        assert_eq!(crate::json::from_str::<GateState>(stringified).unwrap(), closed);
+        let probing =
+            r#"{"tat_ms":0,"defer_ms":0,"failures":0,"circuit":{"probing":{"deadline_ms":5,"cooldown_ms":6}}}"#;
+        let state = crate::json::from_str::<GateState>(probing).unwrap();
+        assert_eq!(state.circuit, Circuit::Probing { deadline_ms: 5, cooldown_ms: 6 });
+    }
+
     fn limits(rate: Option<f64>, failures: u32) -> Limits {
         Limits { rate_per_sec: rate, failures, cooldown_ms: 1_000, max_cooldown_ms: 4_000 }
     }

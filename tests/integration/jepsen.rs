@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 pub const TESTS: &[crate::Test] = &[
     ("what_goes_in_comes_out_under_faults", what_goes_in_comes_out),
-    ("a_restart_keeps_records_captures_flags_and_held_events", a_restart_keeps_what_is_stored),
+    ("a_restart_keeps_records_captures_flags_held_events_and_open_circuits", a_restart_keeps_what_is_stored),
     ("a_consumer_crash_mid_batch_loses_nothing", a_consumer_crash_mid_batch_loses_nothing),
 ];
 
@@ -369,23 +369,40 @@ fn crash_a_batch(w: &World, source: &str, at: &str) -> (Vec<String>, usize) {
 /// `wrangler dev` stopped and started again with the same `--persist-to` folder. Locally, what
 /// is in Durable Objects and R2 survives; the queue's backlog and pending alarms do not
 /// (PLATFORM.md; production queues are durable). What edgehook keeps across it: idempotency
-/// (a delivered event sent again is not delivered again), captures, kill switches, and events
-/// held by a paused switch, which are delivered once it is lifted.
+/// (a delivered event sent again is not delivered again), captures, kill switches, events
+/// held by a paused switch, which are delivered once it is lifted, and open circuits.
 fn a_restart_keeps_what_is_stored(w: &World) {
     use crate::harness::{ConfigForm, Worker};
-    let sources = serde_json::json!({"kept": {"provider": "stripe", "destination": w.dest.url("/restart")}});
+    let sources = serde_json::json!({
+        "kept": {"provider": "stripe", "destination": w.dest.url("/restart")},
+        // One failure opens the circuit for an hour.
+        "tripped": {"provider": "stripe", "destination": w.dest.url("/restart-down"), "max_attempts": 1,
+                    "breaker_failures": 1, "breaker_cooldown_secs": 3600},
+    });
+    w.dest.always("/restart-down", 503);
     let vars = crate::harness::vars([
         ("SOURCES", sources.to_string()),
         ("WEBHOOK_SECRET_KEPT", STRIPE_SECRET.into()),
+        ("WEBHOOK_SECRET_TRIPPED", STRIPE_SECRET.into()),
         ("DESTINATION_SECRET", crate::DESTINATION_SECRET.into()),
         ("ADMIN_TOKEN", crate::ADMIN_TOKEN.into()),
     ]);
     let mut worker = Worker::start("restart", "build", ConfigForm { dev_vars: vars, ..Default::default() });
     worker.wait_ready(Duration::from_secs(180));
-    let post = |worker: &Worker, id: &str, event_type: &str| {
+    let post_to = |worker: &Worker, source: &str, id: &str, event_type: &str| {
         let body = stripe_body(id, event_type);
-        worker.post("/webhooks/kept", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body)
+        let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body);
+        worker.post(&format!("/webhooks/{source}"), &headers, &body)
     };
+    let post = |worker: &Worker, id: &str, event_type: &str| post_to(worker, "kept", id, event_type);
+    let open_circuits = |worker: &Worker| {
+        worker.scheduled();
+        worker.admin_json("/admin/health")["open_circuits"].clone()
+    };
+    assert_eq!(post_to(&worker, "tripped", &unique("evt"), "invoice.paid").status, 200);
+    wait_until(Duration::from_secs(60), "the circuit to open", || {
+        open_circuits(&worker) == serde_json::json!(["tripped"])
+    });
     let delivered = unique("evt");
     assert_eq!(post(&worker, &delivered, "invoice.paid").status, 200);
     w.dest.wait_deliveries("/restart", &delivered, 1, Duration::from_secs(60));
@@ -408,6 +425,7 @@ fn a_restart_keeps_what_is_stored(w: &World) {
     let flags = worker.admin_json("/admin/flags");
     assert!(flags.to_string().contains("paused"), "the kill switch survived: {flags}");
     assert_eq!(status(&worker, &held), "paused", "the held event survived");
+    assert_eq!(open_circuits(&worker), serde_json::json!(["tripped"]), "the open circuit survived");
     let resumed = worker.admin("PUT", "/admin/flags/kept/invoice.held", br#"{"mode":"on"}"#);
     assert_eq!(resumed.status, 200, "{}", resumed.body);
     w.dest.wait_deliveries("/restart", &held, 1, Duration::from_secs(60));
