@@ -3,11 +3,12 @@
 
 use crate::billing::{self, Op as Billed};
 use futures_util::future::{join_all, AbortHandle, Abortable};
-use js_sys::Uint8Array;
+use js_sys::{Array, Object, Reflect, Uint8Array};
 use std::future::Future;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::worker_sys::{Message as MessageSys, MessageBatch as MessageBatchSys};
-use worker::{console_error, MessageExt, Queue, QueueContentType, RawMessage, RawMessageBuilder, Result};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::worker_sys::{Message as MessageSys, MessageBatch as MessageBatchSys, Queue as QueueSys};
+use worker::{console_error, MessageExt, Queue, RawMessage, Result};
 
 /// What becomes of a message once handled.
 pub enum Decision {
@@ -22,6 +23,8 @@ pub enum Decision {
 /// One message of a batch, with how many times the queue has delivered it (1 the first time).
 pub struct Delivery {
     pub message: RawMessage,
+    /// The same message, as the runtime's object: marked for retry through it (see `retry_later`).
+    sys: MessageSys,
     pub attempts: u32,
     /// The message's size in billing units (64 KB each), counted when read and deleted.
     units: u64,
@@ -49,8 +52,9 @@ impl Batch {
                             .map_or(1, |a| a as u32);
                         let units = billing_units(&value);
                         billing::count(Billed::QueueRead, units);
-                        let message = RawMessage::from(value.unchecked_into::<MessageSys>());
-                        Delivery { message, attempts, units }
+                        let sys = value.unchecked_into::<MessageSys>();
+                        let message = RawMessage::from(sys.clone());
+                        Delivery { message, sys, attempts, units }
                     })
                     .collect()
             })
@@ -87,12 +91,12 @@ where
                     billing::count(Billed::QueueDelete, delivery.units);
                     message.ack()
                 }
-                Ok(Decision::RetryIn(secs)) => retry_later(message, secs),
+                Ok(Decision::RetryIn(secs)) => retry_later(delivery, secs),
                 #[cfg(feature = "faults")]
                 Ok(Decision::Crash) => crash.abort(),
                 Err(e) => {
                     console_error!("queue {} message {}: failed, retrying: {e}", batch.queue, message.id());
-                    retry_later(message, error_retry_secs);
+                    retry_later(delivery, error_retry_secs);
                 }
             }
         }
@@ -113,27 +117,44 @@ fn billing_units(_message: &JsValue) -> u64 {
     1
 }
 
+// The queue binding's own `send`, `sendBatch` and `retry` are called with option objects built
+// here: workers-rs converts its option structs through `serde_wasm_bindgen`, and that
+// serialiser (with its cache of interned field names) was all the bundle still used it for.
+
 /// Sends `bytes`, to be delivered after `delay_secs` (0 for now).
 pub async fn send(queue: &Queue, bytes: &[u8], delay_secs: u32) -> Result<()> {
     billing::count(Billed::QueueWrite, billing::queue_units(bytes.len()));
-    let mut message = RawMessageBuilder::new(Uint8Array::from(bytes).into());
-    if delay_secs > 0 {
-        message = message.delay_seconds(delay_secs);
-    }
-    queue.send_raw(message.build_with_content_type(QueueContentType::V8)).await
+    let options = options(delay_secs)?;
+    JsFuture::from(binding(queue).send(Uint8Array::from(bytes).into(), options.into())?).await?;
+    Ok(())
 }
 
 /// Sends several envelopes at once (at most 100, 256 KB in all), in order.
 pub async fn send_batch(queue: &Queue, messages: &[Vec<u8>]) -> Result<()> {
-    let batch: Vec<_> = messages
-        .iter()
-        .map(|bytes| {
-            billing::count(Billed::QueueWrite, billing::queue_units(bytes.len()));
-            RawMessageBuilder::new(Uint8Array::from(bytes.as_slice()).into())
-                .build_with_content_type(QueueContentType::V8)
-        })
-        .collect();
-    queue.send_raw_batch(batch).await
+    let batch = Array::new();
+    for bytes in messages {
+        billing::count(Billed::QueueWrite, billing::queue_units(bytes.len()));
+        let message = options(0)?;
+        Reflect::set(&message, &"body".into(), &Uint8Array::from(bytes.as_slice()))?;
+        batch.push(&message);
+    }
+    JsFuture::from(binding(queue).send_batch(batch, JsValue::UNDEFINED)?).await?;
+    Ok(())
+}
+
+fn binding(queue: &Queue) -> &QueueSys {
+    queue.as_ref().unchecked_ref()
+}
+
+/// A message's options: sent as V8 serialises a `Uint8Array` (the bytes arrive exactly as sent),
+/// delayed by `delay_secs` when not 0.
+fn options(delay_secs: u32) -> Result<Object> {
+    let options = Object::new();
+    Reflect::set(&options, &"contentType".into(), &"v8".into())?;
+    if delay_secs > 0 {
+        Reflect::set(&options, &"delaySeconds".into(), &delay_secs.into())?;
+    }
+    Ok(options)
 }
 
 /// The bytes of a received message, or `None` when it is not binary (a poison message that did
@@ -147,10 +168,13 @@ pub fn message_bytes(message: &RawMessage) -> Option<Vec<u8>> {
     }
 }
 
-/// Marks a message for redelivery after `delay_secs`.
-pub fn retry_later(message: &RawMessage, delay_secs: u32) {
-    let options = worker::QueueRetryOptionsBuilder::new().with_delay_seconds(delay_secs).build();
-    message.retry_with_options(&options);
+/// Marks a message for redelivery after `delay_secs`. A refusal panics, as workers-rs's `ack`
+/// does: the invocation then fails and the queue delivers again every message not yet settled,
+/// this one included, where a message left unmarked would be taken as acknowledged.
+fn retry_later(delivery: &Delivery, delay_secs: u32) {
+    let options = Object::new();
+    let _ = Reflect::set(&options, &"delaySeconds".into(), &delay_secs.into());
+    delivery.sys.retry(options.into()).expect("a message being handled can be marked for retry");
 }
 
 /// Bytes standing for a message body that is not binary (JSON or text sent by something other
