@@ -64,9 +64,7 @@ impl Batch {
 
     /// Retries every message after `delay_secs` (when nothing can be done for any of them).
     pub fn retry_all(&self, delay_secs: u32) {
-        let options = js_sys::Object::new();
-        let _ = js_sys::Reflect::set(&options, &"delaySeconds".into(), &delay_secs.into());
-        let _ = self.sys.retry_all(options.into());
+        let _ = self.sys.retry_all(retry_options(delay_secs));
     }
 }
 
@@ -172,9 +170,14 @@ pub fn message_bytes(message: &RawMessage) -> Option<Vec<u8>> {
 /// does: the invocation then fails and the queue delivers again every message not yet settled,
 /// this one included, where a message left unmarked would be taken as acknowledged.
 fn retry_later(delivery: &Delivery, delay_secs: u32) {
+    delivery.sys.retry(retry_options(delay_secs)).expect("a message being handled can be marked for retry");
+}
+
+/// The options of a retry: redelivered after `delay_secs`.
+fn retry_options(delay_secs: u32) -> JsValue {
     let options = Object::new();
     let _ = Reflect::set(&options, &"delaySeconds".into(), &delay_secs.into());
-    delivery.sys.retry(options.into()).expect("a message being handled can be marked for retry");
+    options.into()
 }
 
 /// Bytes standing for a message body that is not binary (JSON or text sent by something other
