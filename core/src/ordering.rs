@@ -10,7 +10,9 @@
 //! both delivered. Events without an entity or a version are never stale.
 //!
 //! Versions compare as numbers when both are numbers (JSON numbers, numeric strings, or RFC 3339
-//! timestamps, which become milliseconds), and as text otherwise.
+//! timestamps, which become milliseconds), and as text otherwise. Numbers compare exactly, as
+//! decimals: as `f64`s, two sequence numbers above 2^53 (or two timestamps in the same
+//! millisecond, with the microseconds Paddle sends) could compare equal, and equal is not stale.
 
 use crate::headers::Headers;
 use crate::json_path;
@@ -77,13 +79,16 @@ impl Version {
     }
 
     /// The version as a number, when it is one (a timestamp counts, in milliseconds).
-    pub fn num(&self) -> Option<f64> {
-        self.0.parse::<f64>().ok().filter(|n| n.is_finite()).or_else(|| rfc3339_ms(&self.0).map(|ms| ms as f64))
+    fn number(&self) -> Option<Decimal> {
+        Decimal::parse(&self.0).or_else(|| {
+            let (ms, finer) = rfc3339(&self.0)?;
+            Decimal::parse(&millis_text(ms, finer))
+        })
     }
 
     pub fn compare(&self, other: &Version) -> Cmp {
-        match (self.num(), other.num()) {
-            (Some(a), Some(b)) => a.partial_cmp(&b).unwrap_or(Cmp::Equal),
+        match (self.number(), other.number()) {
+            (Some(a), Some(b)) => a.cmp(&b),
             _ => self.0.cmp(&other.0),
         }
     }
@@ -91,6 +96,121 @@ impl Version {
     /// Whether this version is older than `newest`.
     pub fn is_older_than(&self, newest: &Version) -> bool {
         self.compare(newest) == Cmp::Less
+    }
+}
+
+/// `ms` plus the fraction `0.finer` of a millisecond, as decimal text. Before 1970 `ms` is
+/// negative, and the fraction takes it towards zero: -1 ms and `.25` is `-0.75`.
+fn millis_text(ms: i64, finer: &str) -> String {
+    let finer = finer.trim_end_matches('0');
+    if ms >= 0 || finer.is_empty() {
+        return format!("{ms}.{finer}");
+    }
+    // ms + 0.f = (ms + 1) - (1 - 0.f), and 1 - 0.f is f's ten's complement.
+    let last = finer.len() - 1;
+    let complement: String = finer
+        .bytes()
+        .enumerate()
+        .map(|(i, d)| char::from(if i == last { b'0' + 10 - (d - b'0') } else { b'0' + 9 - (d - b'0') }))
+        .collect();
+    let whole = ms + 1;
+    if whole == 0 {
+        format!("-0.{complement}")
+    } else {
+        format!("{whole}.{complement}")
+    }
+}
+
+/// A decimal number, exactly: `0.d1d2d3... x 10^point`, with no leading or trailing zeros in
+/// `digits` (none at all for zero, whose sign does not count).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Decimal {
+    negative: bool,
+    digits: Vec<u8>,
+    point: i64,
+}
+
+/// Exponents are capped here (far beyond any version), so that adding them cannot overflow.
+const MAX_EXPONENT: i64 = 1 << 40;
+
+impl Decimal {
+    /// Reads what Rust's `f64` parser reads as a finite number (an optional sign, digits with
+    /// at most one `.` and at least one digit, an optional exponent), so that the same texts
+    /// count as numbers as when versions were compared as `f64`s; `inf` and `NaN` stay text.
+    fn parse(text: &str) -> Option<Decimal> {
+        let bytes = text.as_bytes();
+        let (negative, unsigned) = match bytes.first() {
+            Some(b'-') => (true, &bytes[1..]),
+            Some(b'+') => (false, &bytes[1..]),
+            _ => (false, bytes),
+        };
+        let (mantissa, exponent) = match unsigned.iter().position(|&c| c == b'e' || c == b'E') {
+            Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+            None => (unsigned, None),
+        };
+        let exponent = match exponent {
+            None => 0,
+            Some(e) => {
+                let (sign, digits) = match e.first() {
+                    Some(b'-') => (-1, &e[1..]),
+                    Some(b'+') => (1, &e[1..]),
+                    _ => (1, e),
+                };
+                if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                    return None;
+                }
+                sign * digits.iter().fold(0i64, |n, &d| (n * 10 + i64::from(d - b'0')).min(MAX_EXPONENT))
+            }
+        };
+        let (whole, fraction) = match mantissa.iter().position(|&c| c == b'.') {
+            Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
+            None => (mantissa, &mantissa[mantissa.len()..]),
+        };
+        let all_digits = |part: &[u8]| part.iter().all(u8::is_ascii_digit);
+        if whole.len() + fraction.len() == 0 || !all_digits(whole) || !all_digits(fraction) {
+            return None;
+        }
+        let leading = whole.iter().chain(fraction).take_while(|&&d| d == b'0').count();
+        let mut digits: Vec<u8> = whole.iter().chain(fraction).skip(leading).copied().collect();
+        while digits.last() == Some(&b'0') {
+            digits.pop();
+        }
+        if digits.is_empty() {
+            return Some(Decimal { negative: false, digits, point: 0 });
+        }
+        // Lengths are bounded by the text's, so these cannot overflow.
+        let point = whole.len() as i64 - leading as i64 + exponent;
+        Some(Decimal { negative, digits, point })
+    }
+
+    fn sign(&self) -> i8 {
+        match (self.digits.is_empty(), self.negative) {
+            (true, _) => 0,
+            (false, true) => -1,
+            (false, false) => 1,
+        }
+    }
+}
+
+impl Ord for Decimal {
+    fn cmp(&self, other: &Decimal) -> Cmp {
+        let sign = self.sign();
+        sign.cmp(&other.sign()).then_with(|| {
+            // Both non-zero with the same sign: the first digit is never zero, so the point
+            // orders magnitudes, and then the digits do (a missing digit reads as a zero).
+            let magnitude = self.point.cmp(&other.point).then_with(|| self.digits.cmp(&other.digits));
+            if sign < 0 {
+                magnitude.reverse()
+            } else {
+                magnitude
+            }
+        })
+    }
+}
+
+impl PartialOrd for Decimal {
+    fn partial_cmp(&self, other: &Decimal) -> Option<Cmp> {
+        Some(self.cmp(other))
     }
 }
 
@@ -143,6 +263,12 @@ pub fn entity_key(source: &str, entity: &str) -> String {
 /// Milliseconds since the Unix epoch of an RFC 3339 timestamp (`2024-05-01T12:00:00.123Z`,
 /// `2024-05-01T14:00:00+02:00`).
 pub fn rfc3339_ms(text: &str) -> Option<i64> {
+    rfc3339(text).map(|(ms, _)| ms)
+}
+
+/// An RFC 3339 timestamp's milliseconds since the Unix epoch, and the digits of its fraction
+/// finer than a millisecond (`"456"` of `.123456`).
+fn rfc3339(text: &str) -> Option<(i64, &str)> {
     let b = text.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
         return None;
@@ -161,6 +287,7 @@ pub fn rfc3339_ms(text: &str) -> Option<i64> {
     }
     let mut rest = &text[19..];
     let mut millis = 0i64;
+    let mut finer = "";
     if let Some(frac) = rest.strip_prefix('.') {
         let digits = frac.bytes().take_while(|c| c.is_ascii_digit()).count();
         if digits == 0 {
@@ -168,6 +295,7 @@ pub fn rfc3339_ms(text: &str) -> Option<i64> {
         }
         let padded = format!("{:0<3}", &frac[..digits.min(3)]);
         millis = padded.parse().ok()?;
+        finer = &frac[digits.min(3)..digits];
         rest = &frac[digits..];
     }
     let offset_secs = match rest {
@@ -188,7 +316,7 @@ pub fn rfc3339_ms(text: &str) -> Option<i64> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs) * 1000 + millis)
+    Some(((days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs) * 1000 + millis, finer))
 }
 
 #[cfg(test)]
@@ -210,6 +338,90 @@ mod tests {
         assert_eq!(v("2024-05-01T12:00:00Z").compare(&v("2024-05-01T14:00:00+02:00")), Cmp::Equal);
         assert!(v("a").is_older_than(&v("b")));
         assert!(v("rev-9").is_older_than(&v("rev-90")));
+    }
+
+    #[test]
+    fn numbers_compare_exactly() {
+        // As f64s, both are 2^53, and equal is not stale.
+        assert!(v("9007199254740992").is_older_than(&v("9007199254740993")));
+        assert!(v("0.1").is_older_than(&v("0.10000000000000001")));
+        // Paddle's occurred_at carries microseconds.
+        assert!(v("2023-08-21T11:57:47.390027Z").is_older_than(&v("2023-08-21T11:57:47.390028Z")));
+        assert_eq!(v("2023-08-21T11:57:47.390Z").compare(&v("2023-08-21T11:57:47.390000Z")), Cmp::Equal);
+        assert_eq!(v("1692619067390.028").compare(&v("2023-08-21T11:57:47.390028Z")), Cmp::Equal);
+        for same in ["1000", "1e3", "10E2", "+1000", "1000.000", "001000", "0.1e4", "10000e-1", "1000."] {
+            assert_eq!(v(same).compare(&v("1000")), Cmp::Equal, "{same}");
+        }
+        for zero in ["0", "-0", "+0.0", ".0", "0e9", "-0.000e-3"] {
+            assert_eq!(v(zero).compare(&v("0")), Cmp::Equal, "{zero}");
+        }
+        let ascending = ["-1e3", "-2", "-1.5", "-1.25", "-1", "-.5", "0", "5e-1", "0.55", "1", "9", "10", "1e400"];
+        for pair in ascending.windows(2) {
+            assert!(v(pair[0]).is_older_than(&v(pair[1])), "{} < {}", pair[0], pair[1]);
+            assert!(!v(pair[1]).is_older_than(&v(pair[0])), "{} > {}", pair[1], pair[0]);
+        }
+        // Not numbers (as Rust's f64 parser would refuse them, or read them as not finite): text.
+        for text in ["inf", "NaN", "1e", "e5", ".", "1.2.3", "--1", "0x10", " 1", "1 ", "1e+", ""] {
+            assert_eq!(Decimal::parse(text), None, "{text:?}");
+        }
+        assert!(v("10").is_older_than(&v("9x")), "a number against text compares as text");
+    }
+
+    #[test]
+    fn timestamps_before_1970_keep_their_fraction() {
+        assert_eq!(millis_text(-1, "25"), "-0.75");
+        assert_eq!(millis_text(-1001, "001"), "-1000.999");
+        assert_eq!(millis_text(-5, "000"), "-5.");
+        assert_eq!(millis_text(7, "250"), "7.25");
+        let ascending = ["1969-12-31T23:59:59.999Z", "1969-12-31T23:59:59.99925Z", "1970-01-01T00:00:00Z"];
+        for pair in ascending.windows(2) {
+            assert!(v(pair[0]).is_older_than(&v(pair[1])), "{} < {}", pair[0], pair[1]);
+        }
+        assert_eq!(v("1969-12-31T23:59:59.99925Z").compare(&v("-0.75")), Cmp::Equal);
+    }
+
+    /// A number as text, and its exact value as `mantissa x 10^scale`.
+    fn decimal_text() -> impl proptest::strategy::Strategy<Value = (String, i128, i32)> {
+        use proptest::prelude::*;
+        (
+            "[0-9]{0,9}",
+            "[0-9]{0,6}",
+            any::<bool>(),
+            proptest::option::of((-6i32..=6, any::<bool>(), any::<bool>())),
+            any::<bool>(),
+        )
+            .prop_filter("at least one digit", |(w, f, ..)| !(w.is_empty() && f.is_empty()))
+            .prop_map(|(whole, fraction, negative, exponent, dot)| {
+                let mut text = String::from(if negative { "-" } else { "" });
+                text.push_str(&whole);
+                if dot || !fraction.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(&fraction);
+                let mut scale = -(fraction.len() as i32);
+                if let Some((e, upper, plus)) = exponent {
+                    text.push(if upper { 'E' } else { 'e' });
+                    if plus && e >= 0 {
+                        text.push('+');
+                    }
+                    text.push_str(&e.to_string());
+                    scale += e;
+                }
+                let digits = format!("{whole}{fraction}");
+                let mantissa: i128 = digits.parse().unwrap();
+                (text, if negative { -mantissa } else { mantissa }, scale)
+            })
+    }
+
+    proptest::proptest! {
+        /// Numbers compare as their exact values do, computed in integers.
+        #[test]
+        fn decimals_compare_as_exact_values((a, ma, sa) in decimal_text(), (b, mb, sb) in decimal_text()) {
+            let k = sa.min(sb);
+            let exact = (ma * 10i128.pow((sa - k) as u32)).cmp(&(mb * 10i128.pow((sb - k) as u32)));
+            proptest::prop_assert_eq!(v(&a).compare(&v(&b)), exact, "{} against {}", a, b);
+            proptest::prop_assert_eq!(Decimal::parse(&a).is_some(), a.parse::<f64>().is_ok());
+        }
     }
 
     #[test]
@@ -235,7 +447,7 @@ mod tests {
         };
         let body = br#"{"id":"evt_1","created":1700000000,"data":{"object":{"id":"in_9"}}}"#;
         let p = stripe.position(&HeaderList::new(), body, NOW).unwrap();
-        assert_eq!((p.entity.as_str(), p.version.num()), ("in_9", Some(1_700_000_000.0)));
+        assert_eq!((p.entity.as_str(), p.version.0.as_str()), ("in_9", "1700000000"));
         assert_eq!(stripe.position(&HeaderList::new(), br#"{"data":{"object":{"id":"in_9"}}}"#, NOW), None);
         assert_eq!(stripe.position(&HeaderList::new(), b"not json", NOW), None);
 
@@ -247,7 +459,7 @@ mod tests {
         let headers = HeaderList::from([("x-shopify-triggered-at", "2024-05-01T12:00:00.5Z")]);
         let p = shopify.position(&headers, br#"{"id":820982911946154500}"#, NOW).unwrap();
         assert_eq!(p.entity, "820982911946154500");
-        assert_eq!(p.version.num(), Some(1_714_564_800_500.0));
+        assert_eq!(p.version.number(), v("1714564800500").number());
         // A forged far-future time from the unsigned header is not used; a little skew is.
         let forged = HeaderList::from([("x-shopify-triggered-at", "2099-01-01T00:00:00Z")]);
         assert_eq!(shopify.position(&forged, br#"{"id":1}"#, NOW), None);

@@ -126,6 +126,14 @@ fn stale_events_can_be_delivered_marked(w: &World) {
     assert_eq!(got[0].header("x-edgehook-stale").as_deref(), Some("true"));
     let fresh = w.dest.wait_deliveries("/ordered-deliver", &newer, 1, WAIT);
     assert_eq!(fresh[0].header("x-edgehook-stale"), None);
+    // Versions compare exactly: as f64s, 2^53 and 2^53 + 1 are equal, and equal is not stale.
+    let entity = unique("in");
+    let (newer, older) = (unique("evt"), unique("evt"));
+    send(w, "ordered-deliver", &versioned(&newer, &entity, 9_007_199_254_740_993));
+    wait_status(w, "ordered-deliver", &newer, "delivered");
+    send(w, "ordered-deliver", &versioned(&older, &entity, 9_007_199_254_740_992));
+    let got = w.dest.wait_deliveries("/ordered-deliver", &older, 1, WAIT);
+    assert_eq!(got[0].header("x-edgehook-stale").as_deref(), Some("true"), "one less than 2^53 + 1 is older");
 }
 
 fn a_destination_down_for_a_while_loses_and_dead_letters_nothing(w: &World) {
