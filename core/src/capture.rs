@@ -12,6 +12,7 @@
 use crate::envelope::{BodyRef, EventMeta};
 use crate::flags::{Flags, Mode};
 use crate::idempotency::State;
+use crate::json::{self, Fields};
 use crate::ordering::Position;
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +107,36 @@ pub struct Capture {
     /// How many of `headers` are the ones in the segment (see `headers`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub stored_count: u64,
+}
+
+impl Capture {
+    /// Read by hand, as `Deserialize` reads it (see [`Fields`]).
+    pub fn from_fields(mut f: Fields) -> Result<Capture, String> {
+        let headers = json::array(f.need("headers"), "headers").and_then(|pairs| {
+            pairs
+                .into_iter()
+                .map(|pair| {
+                    let (name, value) = json::pair(pair, "headers")?;
+                    Ok((json::string(name, "headers")?, json::string(value, "headers")?))
+                })
+                .collect::<Result<HeaderPairs, String>>()
+        });
+        let body = BodyRef::from_fields(f.need_object("body"));
+        let position = f.take("position").map(|p| Position::from_fields(Fields::of(p, "position")));
+        let capture = Capture {
+            source: f.need_string("source"),
+            id: f.need_string("id"),
+            event_type: f.string("type"),
+            content_type: f.string("content_type"),
+            received_at_ms: f.need_i64("received_at_ms"),
+            headers: f.check(headers).unwrap_or_default(),
+            body: f.check(body).unwrap_or(BodyRef::Inline),
+            position: position.and_then(|p| f.check(p)),
+            stored_headers: f.u64("stored_headers").unwrap_or(0),
+            stored_count: f.u64("stored_count").unwrap_or(0),
+        };
+        f.done(capture)
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -489,6 +520,50 @@ mod tests {
         assert_eq!(split_stored(&segment, 5), (unreadable, &segment[5..]), "not where the headers end");
         assert!(parse_record_headers("{").is_err() && parse_record_headers("x").is_err());
         assert!(parse_record_headers("12x").is_err() && parse_record_headers("").is_err());
+    }
+
+    /// Captures travel to their shards as JSON, which the shards read by hand
+    /// (`Capture::from_fields`): they read what serde wrote, and refuse what serde refuses.
+    #[test]
+    fn captures_read_by_hand_as_serde_reads_them() {
+        use crate::json::Fields;
+        use crate::ordering::Version;
+        let meta = EventMeta {
+            event_type: Some("invoice.paid".into()),
+            headers: vec![("content-type".into(), "application/json".into()), ("x-\"q\"".into(), "é\n".into())],
+            position: Some(Position { entity: "in_1".into(), version: Version::new("1700000000".into()) }),
+            ..EventMeta::first_attempt("stripe", "evt_1", 1_700_000_000_123, BodyRef::Inline)
+        };
+        let bodies = [
+            BodyRef::Segment { key: "captures/h1/x".into(), offset: 40, len: 3 },
+            BodyRef::Stored { key: "bodies/stripe/evt_1".into(), len: 200_000 },
+            BodyRef::Inline,
+        ];
+        let plain = EventMeta::first_attempt("s", "e", 1, BodyRef::Inline);
+        for (meta, body) in bodies.iter().flat_map(|b| [(&meta, b.clone()), (&plain, b.clone())]) {
+            for capture in [Capture::of(meta, body.clone()), Capture::of(meta, body).with_stored_headers(57)] {
+                let value = serde_json::to_value(&capture).unwrap();
+                let by_hand = Capture::from_fields(Fields::of(value.clone(), "capture"));
+                assert_eq!(by_hand.as_ref(), Ok(&capture), "{value}");
+                assert_eq!(serde_json::from_value::<Capture>(value).unwrap(), capture);
+            }
+        }
+        let good = serde_json::to_value(Capture::of(&meta, bodies[0].clone())).unwrap();
+        for (field, bad) in [
+            ("source", serde_json::Value::Null),
+            ("received_at_ms", "1".into()),
+            ("headers", serde_json::json!([["a"]])),
+            ("headers", serde_json::json!([["a", 1]])),
+            ("body", serde_json::json!({"kind": "stored", "key": "k"})),
+            ("body", serde_json::json!({"kind": "segment", "key": "k", "offset": -1, "len": 1})),
+            ("position", serde_json::json!({"entity": "in_1"})),
+        ] {
+            let mut broken = good.clone();
+            broken[field] = bad;
+            let by_hand = Capture::from_fields(Fields::of(broken.clone(), "capture"));
+            assert!(by_hand.is_err(), "{broken}");
+            assert!(serde_json::from_value::<Capture>(broken).is_err());
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! metadata is a versioned JSON object that carries the attempt count (Queues in workers-rs
 //! 0.8.7 do not expose it) and, for dead letters, the last error.
 
+use crate::json::Fields;
 use crate::ordering::Position;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -50,19 +51,28 @@ struct BodyRefFields {
 
 impl<'de> Deserialize<'de> for BodyRef {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let fields = BodyRefFields::deserialize(d)?;
-        match (fields.kind.as_str(), fields.key, fields.offset, fields.len) {
-            ("inline", ..) => Ok(BodyRef::Inline),
-            ("stored", Some(key), _, Some(len)) => Ok(BodyRef::Stored { key, len }),
-            ("segment", Some(key), Some(offset), Some(len)) => Ok(BodyRef::Segment { key, offset, len }),
-            (kind, ..) => {
-                Err(serde::de::Error::custom(format!("a body reference of kind {kind:?} without its fields")))
-            }
-        }
+        let f = BodyRefFields::deserialize(d)?;
+        BodyRef::from_parts(&f.kind, f.key, f.offset, f.len).map_err(serde::de::Error::custom)
     }
 }
 
 impl BodyRef {
+    fn from_parts(kind: &str, key: Option<String>, offset: Option<u64>, len: Option<u64>) -> Result<BodyRef, String> {
+        match (kind, key, offset, len) {
+            ("inline", ..) => Ok(BodyRef::Inline),
+            ("stored", Some(key), _, Some(len)) => Ok(BodyRef::Stored { key, len }),
+            ("segment", Some(key), Some(offset), Some(len)) => Ok(BodyRef::Segment { key, offset, len }),
+            (kind, ..) => Err(format!("a body reference of kind {kind:?} without its fields")),
+        }
+    }
+
+    /// Read by hand, as [`Deserialize`] reads it (see [`Fields`]).
+    pub fn from_fields(mut f: Fields) -> Result<BodyRef, String> {
+        let kind = f.need_string("kind");
+        let body = BodyRef::from_parts(&kind, f.string("key"), f.u64("offset"), f.u64("len"));
+        f.done(body)?
+    }
+
     /// The body's length, when it is not inline.
     pub fn stored_len(&self) -> Option<u64> {
         match self {

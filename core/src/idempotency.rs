@@ -38,7 +38,9 @@
 //! expired records.
 
 use crate::capture::EventStatus;
+use crate::json::Fields;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// Records are spread over this many Durable Objects by a hash of their key.
 ///
@@ -237,6 +239,30 @@ pub enum Outcome {
     Stale,
 }
 
+impl Outcome {
+    /// Read by hand, as `Deserialize` reads it (see [`Fields`]): the name of a variant without
+    /// fields, or `{"retrying": {"token": 7}}`.
+    pub fn from_value(value: Value) -> Result<Outcome, String> {
+        let (name, data) = match value {
+            Value::String(name) => (name, Value::Null),
+            Value::Object(map) if map.len() == 1 => map.into_iter().next().unwrap_or_default(),
+            _ => return Err("an outcome is a name or an object of one member".into()),
+        };
+        let mut data = Fields::of(if data.is_null() { Value::Object(Default::default()) } else { data }, &name);
+        let outcome = match name.as_str() {
+            "delivered" => Outcome::Delivered,
+            "dead" => Outcome::Dead,
+            "filtered" => Outcome::Filtered,
+            "dropped" => Outcome::Dropped,
+            "stale" => Outcome::Stale,
+            "retrying" => Outcome::Retrying { token: data.need_u64("token") },
+            "paused" => Outcome::Paused { attempt: data.need_u32("attempt") },
+            other => return Err(format!("unknown outcome `{other}`")),
+        };
+        data.done(outcome)
+    }
+}
+
 /// `finish`: the message that began a delivery reports how it ended.
 pub fn finish(record: Option<&Record>, message_id: &str, outcome: Outcome, clock: Clock) -> Write {
     let owned = record.is_some_and(|r| r.state == State::Delivering && r.owner == message_id);
@@ -393,6 +419,19 @@ pub fn claim_seal(holder: Option<(&str, i64)>, event_key: &str, clock: Clock) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Outcomes travel to the shards as JSON, which they read by hand: every one reads back.
+    #[test]
+    fn outcomes_read_by_hand_as_serde_wrote_them() {
+        use Outcome::*;
+        for outcome in [Delivered, Retrying { token: 1 << 40 }, Dead, Filtered, Paused { attempt: 3 }, Dropped, Stale] {
+            let value = serde_json::to_value(outcome).unwrap();
+            assert_eq!(Outcome::from_value(value.clone()), Ok(outcome), "{value}");
+        }
+        for bad in [r#""retrying""#, r#"{"paused":{}}"#, r#"{"paused":{"attempt":-1}}"#, r#""forgotten""#, "7"] {
+            assert!(Outcome::from_value(serde_json::from_str(bad).unwrap()).is_err(), "{bad}");
+        }
+    }
 
     const TTL: i64 = 1_000_000;
     const LEASE: i64 = 1_000;

@@ -7,15 +7,221 @@
 //! the strings it reads are UTF-8, a few nanoseconds for the short texts read this way.
 
 use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
 /// `serde_json::from_str`, through the byte reader.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> serde_json::Result<T> {
     serde_json::from_slice(text.as_bytes())
 }
 
+/// A JSON object's members read by hand, as serde's derive reads a struct: a member absent or
+/// `null` is `None`, one of the wrong type an error, members nobody asks for are ignored.
+///
+/// The Durable Objects' operations are read this way from a [`Value`] (whose parser the bundle
+/// has anyway) rather than through derived deserialisers: serde gives every struct, and every
+/// optional field's type, code of its own (BENCHMARKS, section 4). The first error is kept
+/// and the readers go on with empty values, so that a struct is built in one straight line and
+/// checked once at the end ([`Fields::done`]): propagating each field's error instead gave
+/// every field an exit that drops the fields before it, which cost more wasm than serde's.
+pub struct Fields {
+    map: Map<String, Value>,
+    error: Option<String>,
+}
+
+/// An error as serde's derive words it, so that logs read as before.
+pub fn missing(name: &str) -> String {
+    format!("missing field `{name}`")
+}
+
+fn wrong(name: &str, expected: &str) -> String {
+    format!("invalid type for `{name}`: expected {expected}")
+}
+
+// The readers are not inlined: each is called from dozens of places in one function, where
+// inlined copies cost kilobytes of wasm and save nothing that matters.
+impl Fields {
+    /// The members of `value`, which must be an object (`what` names it in the error).
+    #[inline(never)]
+    pub fn of(value: Value, what: &str) -> Fields {
+        match value {
+            Value::Object(map) => Fields { map, error: None },
+            _ => Fields { map: Map::new(), error: Some(wrong(what, "an object")) },
+        }
+    }
+
+    /// Keeps the first error.
+    #[inline(never)]
+    pub fn fail(&mut self, error: String) {
+        self.error.get_or_insert(error);
+    }
+
+    /// The value of `result`, or `None` with its error kept.
+    pub fn check<T>(&mut self, result: Result<T, String>) -> Option<T> {
+        result.map_err(|e| self.fail(e)).ok()
+    }
+
+    /// `value`, unless a field could not be read.
+    pub fn done<T>(self, value: T) -> Result<T, String> {
+        match self.error {
+            None => Ok(value),
+            Some(error) => Err(error),
+        }
+    }
+
+    /// The member `name`, unless absent or `null`.
+    #[inline(never)]
+    pub fn take(&mut self, name: &str) -> Option<Value> {
+        // Taken out of its place rather than removed: a map's removal code is kilobytes of wasm.
+        self.map.get_mut(name).map(Value::take).filter(|v| !v.is_null())
+    }
+
+    /// The member `name`, which must be there (`null` when it is not, the error kept).
+    #[inline(never)]
+    pub fn need(&mut self, name: &str) -> Value {
+        let value = self.take(name);
+        if value.is_none() {
+            self.fail(missing(name));
+        }
+        value.unwrap_or_default()
+    }
+
+    #[inline(never)]
+    pub fn string(&mut self, name: &str) -> Option<String> {
+        let value = self.take(name)?;
+        self.check(string(value, name))
+    }
+
+    #[inline(never)]
+    pub fn need_string(&mut self, name: &str) -> String {
+        let value = self.need(name);
+        self.check(string(value, name)).unwrap_or_default()
+    }
+
+    #[inline(never)]
+    pub fn need_bool(&mut self, name: &str) -> bool {
+        let value = self.need(name).as_bool();
+        self.check(value.ok_or_else(|| wrong(name, "a boolean"))).unwrap_or_default()
+    }
+
+    #[inline(never)]
+    pub fn u64(&mut self, name: &str) -> Option<u64> {
+        let value = self.take(name)?.as_u64();
+        self.check(value.ok_or_else(|| wrong(name, "an unsigned integer")))
+    }
+
+    #[inline(never)]
+    pub fn need_u64(&mut self, name: &str) -> u64 {
+        let value = self.need(name).as_u64();
+        self.check(value.ok_or_else(|| wrong(name, "an unsigned integer"))).unwrap_or_default()
+    }
+
+    #[inline(never)]
+    pub fn need_u32(&mut self, name: &str) -> u32 {
+        let value = self.need(name).as_u64().and_then(|n| u32::try_from(n).ok());
+        self.check(value.ok_or_else(|| wrong(name, "a u32"))).unwrap_or_default()
+    }
+
+    #[inline(never)]
+    pub fn need_i64(&mut self, name: &str) -> i64 {
+        let value = self.need(name).as_i64();
+        self.check(value.ok_or_else(|| wrong(name, "an integer"))).unwrap_or_default()
+    }
+
+    /// An array of strings.
+    #[inline(never)]
+    pub fn strings(&mut self, name: &str) -> Option<Vec<String>> {
+        let value = self.take(name)?;
+        self.check(array(value, name).and_then(|items| items.into_iter().map(|s| string(s, name)).collect()))
+    }
+
+    /// A nested object, which must be there. Should it not be an object, the error is the
+    /// nested reader's, for its `done` to report.
+    #[inline(never)]
+    pub fn need_object(&mut self, name: &str) -> Fields {
+        Fields::of(self.need(name), name)
+    }
+}
+
+/// A required field, or the error serde's derive gives for its absence.
+pub fn need<T>(field: Option<T>, name: &str) -> Result<T, String> {
+    field.ok_or_else(|| missing(name))
+}
+
+/// A string value (`name` for the error).
+pub fn string(value: Value, name: &str) -> Result<String, String> {
+    match value {
+        Value::String(s) => Ok(s),
+        _ => Err(wrong(name, "a string")),
+    }
+}
+
+/// An array value (`name` for the error).
+pub fn array(value: Value, name: &str) -> Result<Vec<Value>, String> {
+    match value {
+        Value::Array(items) => Ok(items),
+        _ => Err(wrong(name, "an array")),
+    }
+}
+
+/// A two-element array, as serde writes a pair.
+pub fn pair(value: Value, name: &str) -> Result<(Value, Value), String> {
+    let mut items = array(value, name)?.into_iter();
+    match (items.next(), items.next(), items.next()) {
+        (Some(a), Some(b), None) => Ok((a, b)),
+        _ => Err(wrong(name, "a pair")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use serde_json::Value;
+    use super::{need, pair, Fields};
+    use serde_json::{json, Value};
+
+    #[test]
+    fn fields_read_as_serde_reads_a_struct() {
+        let object = json!({"s": "x", "n": 7, "big": 5_000_000_000u64, "big2": 5_000_000_000u64, "neg": -3,
+                            "b": true, "null": null, "list": ["a", "b"], "obj": {"k": 1}});
+        let mut f = Fields::of(object, "test");
+        assert_eq!(f.string("s").as_deref(), Some("x"));
+        assert_eq!(f.need_u32("n"), 7);
+        assert_eq!(f.need_u64("big2"), 5_000_000_000);
+        assert_eq!(f.need_i64("neg"), -3);
+        assert!(f.need_bool("b"));
+        assert_eq!(f.string("null"), None, "null reads as absent");
+        assert_eq!(f.string("absent"), None);
+        assert_eq!(f.u64("absent"), None);
+        assert_eq!(f.strings("list"), Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(f.need_object("obj").u64("k"), Some(1));
+        assert_eq!(f.done(()), Ok(()), "everything read was there, of its type");
+
+        // The first error is kept, and the rest still read.
+        let wrong = json!({"big": 5_000_000_000u64, "bad": "7", "mixed": ["a", 1], "float": 1.5, "s": "x", "t": 2});
+        type Read = fn(&mut Fields);
+        let cases: [(Read, &str); 5] = [
+            (|f| _ = f.need_u32("big"), "invalid type for `big`: expected a u32"),
+            (|f| _ = f.need_u64("bad"), "invalid type for `bad`: expected an unsigned integer"),
+            (|f| _ = f.strings("mixed"), "invalid type for `mixed`: expected a string"),
+            (|f| _ = f.need_i64("float"), "invalid type for `float`: expected an integer"),
+            (|f| _ = f.need_string("absent"), "missing field `absent`"),
+        ];
+        for (read, error) in cases {
+            let mut f = Fields::of(wrong.clone(), "test");
+            read(&mut f);
+            assert_eq!(f.string("s").as_deref(), Some("x"), "{error}: reading goes on");
+            assert_eq!(f.done(()), Err(error.to_owned()));
+        }
+        // A nested object that is not one: its own reader reports it.
+        let nested = Fields::of(wrong, "test").need_object("t");
+        assert_eq!(nested.done(()), Err("invalid type for `t`: expected an object".to_owned()));
+        let mut twice = Fields::of(json!({}), "test");
+        twice.need_string("first");
+        twice.need_string("second");
+        assert_eq!(twice.done(()).unwrap_err(), "missing field `first`");
+        assert!(Fields::of(json!([1]), "test").done(()).is_err());
+        assert_eq!(need(None::<u32>, "key").unwrap_err(), "missing field `key`");
+        assert!(pair(json!(["a", "b"]), "p").is_ok());
+        assert!(pair(json!(["a"]), "p").is_err() && pair(json!(["a", "b", "c"]), "p").is_err());
+    }
 
     #[test]
     fn reads_as_from_str_does() {

@@ -15,6 +15,7 @@
 //! millisecond, with the microseconds Paddle sends) could compare equal, and equal is not stale.
 
 use crate::headers::Headers;
+use crate::json::Fields;
 use crate::json_path;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering as Cmp;
@@ -219,6 +220,14 @@ impl PartialOrd for Decimal {
 pub struct Position {
     pub entity: String,
     pub version: Version,
+}
+
+impl Position {
+    /// Read by hand, as `Deserialize` reads it (see [`Fields`]).
+    pub fn from_fields(mut f: Fields) -> Result<Position, String> {
+        let position = Position { entity: f.need_string("entity"), version: Version::new(f.need_string("version")) };
+        f.done(position)
+    }
 }
 
 /// How far ahead of the clock a header's timestamp version may be (clock skew, with margin).
