@@ -14,9 +14,11 @@ use crate::rpc;
 use edgehook_core::config::Settings;
 use edgehook_core::flags::{Flag, Flags, Mode};
 use edgehook_core::health::{self, Alert, AlertState, Inputs, Report, Thresholds};
+use edgehook_core::json::Fields;
 use edgehook_core::metrics::{Histogram, Metrics, Outcome, Series, MAX_SERIES};
 use edgehook_core::names::Named;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::cell::RefCell;
 use std::rc::Rc;
 use worker::{
@@ -88,7 +90,7 @@ pub enum AlertKind {
     Recovered,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Op {
     Flags,
@@ -121,6 +123,50 @@ enum Op {
         #[serde(default = "default_max_shard_bytes")]
         max_shard_bytes: u64,
     },
+}
+
+impl Op {
+    /// Reads an operation as serde writes it, by hand from a [`Value`], as the idempotency
+    /// shards read theirs (`edgehook_core::json::Fields`): serde's derived deserialisers cost
+    /// more wasm. A worker still running code from before `unmeasured`, `fullest_shard_bytes`
+    /// or `max_shard_bytes` (during a deploy) gets their defaults.
+    fn read(text: &str) -> Result<Op> {
+        let value: Value = edgehook_core::json::from_str(text)?;
+        Op::from_value(value).map_err(worker::Error::RustError)
+    }
+
+    fn from_value(value: Value) -> std::result::Result<Op, String> {
+        let (name, mut f) = edgehook_core::json::variant(value)?;
+        let max_shard_bytes = |f: &mut Fields| f.u64("max_shard_bytes").unwrap_or_else(default_max_shard_bytes);
+        let op = match name.as_str() {
+            "flags" => Op::Flags,
+            "set_flag" => Op::SetFlag {
+                source: f.need_string("source"),
+                pattern: f.need_string("pattern"),
+                mode: f.need_named("mode").unwrap_or(Mode::On),
+            },
+            "report" => {
+                // The tally's metrics are read from text elsewhere too (the metrics answer):
+                // through text again, by the deserialiser the bundle has anyway.
+                let tally = edgehook_core::json::from_str(&f.need("tally").to_string()).map_err(|e| e.to_string());
+                Op::Report { tally: f.check(tally).unwrap_or_default() }
+            }
+            "metrics" => Op::Metrics,
+            "heartbeat" => Op::Heartbeat {
+                probe_id: f.need_string("probe_id"),
+                dead_letters: f.u64("dead_letters"),
+                oldest_open_ms: f.i64("oldest_open_ms"),
+                open_circuits: f.need_strings("open_circuits"),
+                unmeasured: f.strings("unmeasured").unwrap_or_default(),
+                fullest_shard_bytes: f.u64("fullest_shard_bytes").unwrap_or(0),
+                max_lag_ms: f.need_i64("max_lag_ms"),
+                max_shard_bytes: max_shard_bytes(&mut f),
+            },
+            "health" => Op::Health { max_lag_ms: f.need_i64("max_lag_ms"), max_shard_bytes: max_shard_bytes(&mut f) },
+            other => return Err(format!("unknown variant `{other}`")),
+        };
+        f.done(op)
+    }
 }
 
 /// The worker's handle on the control object.
@@ -333,7 +379,7 @@ rpc::answer_over_rpc!(ControlObject);
 
 impl rpc::Answer for ControlObject {
     async fn answer(&self, text: String) -> Result<String> {
-        let op: Op = edgehook_core::json::from_str(&text)?;
+        let op = Op::read(&text)?;
         let now = now_ms();
         let reply = match op {
             Op::Flags => to_json(&self.flags()?)?,
@@ -596,5 +642,76 @@ impl ControlObject {
             vec![SqlStorageValue::from(name), serde_json::to_string(value)?.into()],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> std::result::Result<Op, String> {
+        Op::from_value(serde_json::from_str(text).map_err(|e| e.to_string())?)
+    }
+
+    /// Every operation reads back as it was written.
+    #[test]
+    fn every_operation_reads_back_as_written() {
+        let mut tally =
+            Tally { probes_seen: vec!["p1".into()], attempts_succeeded: 3, dead_letters_added: 1, ..Tally::default() };
+        tally.count("stripe", Some("invoice.paid"), Outcome::Delivered);
+        tally.metrics.observe_latency("stripe", 120);
+        let ops = [
+            Op::Flags,
+            Op::SetFlag { source: "stripe".into(), pattern: "invoice.*".into(), mode: Mode::Paused },
+            Op::Report { tally },
+            Op::Metrics,
+            Op::Heartbeat {
+                probe_id: "p2".into(),
+                dead_letters: Some(4),
+                oldest_open_ms: Some(-5),
+                open_circuits: vec!["https://a.example".into()],
+                unmeasured: vec!["dead letters".into()],
+                fullest_shard_bytes: 1 << 33,
+                max_lag_ms: 60_000,
+                max_shard_bytes: 7,
+            },
+            Op::Heartbeat {
+                probe_id: "p3".into(),
+                dead_letters: None,
+                oldest_open_ms: None,
+                open_circuits: Vec::new(),
+                unmeasured: Vec::new(),
+                fullest_shard_bytes: 0,
+                max_lag_ms: 1,
+                max_shard_bytes: 2,
+            },
+            Op::Health { max_lag_ms: 9, max_shard_bytes: 10 },
+        ];
+        for op in ops {
+            let text = serde_json::to_string(&op).unwrap();
+            let back = read(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(format!("{back:?}"), format!("{op:?}"), "{text}");
+        }
+    }
+
+    /// What a worker from before the newer fields sends during a deploy, and what is refused.
+    #[test]
+    fn older_and_incomplete_operations() {
+        let before = r#"{"heartbeat":{"probe_id":"p","dead_letters":null,"oldest_open_ms":null,"open_circuits":[],"max_lag_ms":5}}"#;
+        let op = read(before).unwrap();
+        let default = default_max_shard_bytes();
+        assert!(
+            matches!(&op, Op::Heartbeat { unmeasured, fullest_shard_bytes: 0, max_shard_bytes, .. } if unmeasured.is_empty() && *max_shard_bytes == default),
+            "{op:?}"
+        );
+        assert!(
+            matches!(read(r#"{"health":{"max_lag_ms":5}}"#).unwrap(), Op::Health { max_lag_ms: 5, max_shard_bytes } if max_shard_bytes == default)
+        );
+        assert!(matches!(read(r#"{"flags":null}"#).unwrap(), Op::Flags));
+        let error = read(r#"{"set_flag":{"source":"s","pattern":"p","mode":"sideways"}}"#).unwrap_err();
+        assert_eq!(error, "unknown variant `sideways`");
+        assert_eq!(read(r#"{"health":{}}"#).unwrap_err(), "missing field `max_lag_ms`");
+        assert!(read(r#"{"report":{"tally":{"metrics":7}}}"#).is_err());
+        assert_eq!(read(r#""reboot""#).unwrap_err(), "unknown variant `reboot`", "worded as serde words it");
     }
 }

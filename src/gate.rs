@@ -10,8 +10,10 @@ use crate::env::{bindings, now_ms};
 use crate::http::{from_json, to_json, Json};
 use crate::rpc;
 use edgehook_core::gate::{Answer, GateState, Limits, Pass};
+use edgehook_core::json::Fields;
 use edgehook_core::signature::sha256_hex;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 use std::cell::RefCell;
 use worker::wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::JsFuture;
@@ -22,11 +24,48 @@ use worker::{durable_object, DurableObject, Env, ObjectNamespace, Request, Respo
 /// deferred through the queue.
 const MAX_WAIT_MS: i64 = 2_000;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 enum Op {
     Acquire { limits: Limits, probe_timeout_ms: i64, jitter: f64 },
     Report { limits: Limits, answer: Answer, probe: bool },
     State,
+}
+
+impl Op {
+    /// Reads the operations of one call, by hand from a [`Value`], as the idempotency shards
+    /// read theirs (`edgehook_core::json::Fields`): serde's derived deserialisers cost more wasm.
+    fn read_all(text: &str) -> Result<Vec<Op>> {
+        let values: Vec<Value> = edgehook_core::json::from_str(text)?;
+        values
+            .into_iter()
+            .map(Op::from_value)
+            .collect::<std::result::Result<_, String>>()
+            .map_err(worker::Error::RustError)
+    }
+
+    fn from_value(value: Value) -> std::result::Result<Op, String> {
+        let (name, mut f) = edgehook_core::json::variant(value)?;
+        let limits = |f: &mut Fields| {
+            let limits = Limits::from_fields(f.need_object("limits"));
+            // An unreadable `limits` fails the operation (`done`); these are never used.
+            f.check(limits).unwrap_or(Limits { rate_per_sec: None, failures: 0, cooldown_ms: 0, max_cooldown_ms: 0 })
+        };
+        let op = match name.as_str() {
+            "Acquire" => Op::Acquire {
+                limits: limits(&mut f),
+                probe_timeout_ms: f.need_i64("probe_timeout_ms"),
+                jitter: f.need_f64("jitter"),
+            },
+            "Report" => Op::Report {
+                limits: limits(&mut f),
+                answer: f.need_named("answer").unwrap_or(Answer::Failure),
+                probe: f.need_bool("probe"),
+            },
+            "State" => Op::State,
+            other => return Err(format!("unknown variant `{other}`")),
+        };
+        f.done(op)
+    }
 }
 
 /// The consumer's (and the cron trigger's) handle on the gates.
@@ -117,7 +156,7 @@ rpc::answer_over_rpc!(GateObject);
 
 impl rpc::Answer for GateObject {
     async fn answer(&self, text: String) -> Result<String> {
-        let ops: Vec<Op> = edgehook_core::json::from_str(&text)?;
+        let ops = Op::read_all(&text)?;
         let storage = self.state.storage()?;
         let cached = self.gate.borrow().as_ref().copied();
         let mut gate = match cached {
@@ -143,5 +182,40 @@ impl rpc::Answer for GateObject {
         }
         *self.gate.borrow_mut() = Some(gate);
         Ok(serde_json::to_string(&replies)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> std::result::Result<Op, String> {
+        Op::from_value(serde_json::from_str(text).map_err(|e| e.to_string())?)
+    }
+
+    /// Every operation reads back as it was written, and what is incomplete is refused.
+    #[test]
+    fn operations_read_back_as_written() {
+        let limits = Limits { rate_per_sec: Some(2.5), failures: 5, cooldown_ms: 30_000, max_cooldown_ms: 1 << 40 };
+        let unlimited = Limits { rate_per_sec: None, failures: 0, cooldown_ms: 1, max_cooldown_ms: 2 };
+        let ops = [
+            Op::Acquire { limits, probe_timeout_ms: 65_000, jitter: 0.25 },
+            Op::Acquire { limits: unlimited, probe_timeout_ms: 1, jitter: 0.0 },
+            Op::Report { limits, answer: Answer::Refused, probe: true },
+            Op::Report { limits: unlimited, answer: Answer::Success, probe: false },
+            Op::State,
+        ];
+        for op in ops {
+            let text = serde_json::to_string(&op).unwrap();
+            let back = read(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(format!("{back:?}"), format!("{op:?}"), "{text}");
+        }
+        let no_limits = r#"{"Report":{"answer":"Success","probe":false}}"#;
+        assert_eq!(read(no_limits).unwrap_err(), "missing field `limits`");
+        let partial = r#"{"Acquire":{"limits":{"failures":1},"probe_timeout_ms":1,"jitter":0.5}}"#;
+        assert_eq!(read(partial).unwrap_err(), "missing field `cooldown_ms`");
+        let unknown = r#"{"Report":{"limits":{"failures":1,"cooldown_ms":1,"max_cooldown_ms":1},"answer":"Maybe","probe":false}}"#;
+        assert_eq!(read(unknown).unwrap_err(), "unknown variant `Maybe`");
+        assert!(read(r#""Reset""#).is_err());
     }
 }

@@ -25,7 +25,7 @@ use edgehook_core::partition::Partitions;
 use edgehook_core::sort;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use wasm_bindgen::JsValue;
@@ -125,12 +125,7 @@ impl Op {
         fn reread<T: serde::de::DeserializeOwned>(value: Value) -> std::result::Result<T, String> {
             edgehook_core::json::from_str(&value.to_string()).map_err(|e| e.to_string())
         }
-        let (name, fields) = match value {
-            Value::String(name) => (name, Value::Object(Map::new())),
-            Value::Object(map) if map.len() == 1 => map.into_iter().next().unwrap_or_default(),
-            _ => return Err("an operation is a name or an object of one member".into()),
-        };
-        let mut f = Fields::of(fields, &name);
+        let (name, mut f) = edgehook_core::json::variant(value)?;
         let op = match name.as_str() {
             "begin" => Op::Begin {
                 key: f.need_string("key"),
@@ -190,7 +185,7 @@ impl Op {
             "seal" => Op::Seal { key: f.need_string("key"), event: f.need_string("event") },
             #[cfg(feature = "faults")]
             "storage" => Op::Storage,
-            other => return Err(format!("unknown operation `{other}`")),
+            other => return Err(format!("unknown variant `{other}`")),
         };
         f.done(op)
     }

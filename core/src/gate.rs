@@ -20,6 +20,7 @@
 //! for hours makes its events wait, not die.
 
 use crate::config::BreakerConfig;
+use crate::json::Fields;
 use serde::{Deserialize, Serialize};
 
 /// What one destination is allowed.
@@ -32,6 +33,17 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Read by hand, as `Deserialize` reads it (see [`Fields`]).
+    pub fn from_fields(mut f: Fields) -> Result<Limits, String> {
+        let limits = Limits {
+            rate_per_sec: f.f64("rate_per_sec"),
+            failures: f.need_u32("failures"),
+            cooldown_ms: f.need_i64("cooldown_ms"),
+            max_cooldown_ms: f.need_i64("max_cooldown_ms"),
+        };
+        f.done(limits)
+    }
+
     pub fn new(rate_per_sec: Option<f64>, breaker: BreakerConfig) -> Limits {
         Limits {
             rate_per_sec,

@@ -38,7 +38,7 @@
 //! expired records.
 
 use crate::capture::EventStatus;
-use crate::json::Fields;
+use crate::json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -243,12 +243,7 @@ impl Outcome {
     /// Read by hand, as `Deserialize` reads it (see [`Fields`]): the name of a variant without
     /// fields, or `{"retrying": {"token": 7}}`.
     pub fn from_value(value: Value) -> Result<Outcome, String> {
-        let (name, data) = match value {
-            Value::String(name) => (name, Value::Null),
-            Value::Object(map) if map.len() == 1 => map.into_iter().next().unwrap_or_default(),
-            _ => return Err("an outcome is a name or an object of one member".into()),
-        };
-        let mut data = Fields::of(if data.is_null() { Value::Object(Default::default()) } else { data }, &name);
+        let (name, mut data) = json::variant(value)?;
         let outcome = match name.as_str() {
             "delivered" => Outcome::Delivered,
             "dead" => Outcome::Dead,
@@ -257,7 +252,7 @@ impl Outcome {
             "stale" => Outcome::Stale,
             "retrying" => Outcome::Retrying { token: data.need_u64("token") },
             "paused" => Outcome::Paused { attempt: data.need_u32("attempt") },
-            other => return Err(format!("unknown outcome `{other}`")),
+            other => return Err(format!("unknown variant `{other}`")),
         };
         data.done(outcome)
     }

@@ -6,6 +6,7 @@
 //! (they need not be UTF-8), so text is read as bytes too: the parser then checks again that
 //! the strings it reads are UTF-8, a few nanoseconds for the short texts read this way.
 
+use crate::names::Named;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -122,6 +123,24 @@ impl Fields {
     }
 
     #[inline(never)]
+    pub fn f64(&mut self, name: &str) -> Option<f64> {
+        let value = self.take(name)?.as_f64();
+        self.check(value.ok_or_else(|| wrong(name, "a number")))
+    }
+
+    #[inline(never)]
+    pub fn need_f64(&mut self, name: &str) -> f64 {
+        let value = self.need(name).as_f64();
+        self.check(value.ok_or_else(|| wrong(name, "a number"))).unwrap_or_default()
+    }
+
+    #[inline(never)]
+    pub fn i64(&mut self, name: &str) -> Option<i64> {
+        let value = self.take(name)?.as_i64();
+        self.check(value.ok_or_else(|| wrong(name, "an integer")))
+    }
+
+    #[inline(never)]
     pub fn need_i64(&mut self, name: &str) -> i64 {
         let value = self.need(name).as_i64();
         self.check(value.ok_or_else(|| wrong(name, "an integer"))).unwrap_or_default()
@@ -134,12 +153,46 @@ impl Fields {
         self.check(array(value, name).and_then(|items| items.into_iter().map(|s| string(s, name)).collect()))
     }
 
+    /// An array of strings, which must be there.
+    #[inline(never)]
+    pub fn need_strings(&mut self, name: &str) -> Vec<String> {
+        let strings = self.strings(name);
+        if strings.is_none() {
+            self.fail(missing(name));
+        }
+        strings.unwrap_or_default()
+    }
+
+    /// An enum without data, by name (see [`crate::names`]); `None` with the error kept.
+    pub fn need_named<T: Named>(&mut self, name: &str) -> Option<T> {
+        let text = self.need_string(name);
+        let named = T::from_name(&text);
+        if named.is_none() {
+            self.fail(format!("unknown variant `{text}`"));
+        }
+        named
+    }
+
     /// A nested object, which must be there. Should it not be an object, the error is the
     /// nested reader's, for its `done` to report.
     #[inline(never)]
     pub fn need_object(&mut self, name: &str) -> Fields {
         Fields::of(self.need(name), name)
     }
+}
+
+/// An enum's variant as serde writes it: the name alone for a variant without fields
+/// (`"oldest"`), else an object of one member (`{"begin": {"key": ...}}`). The name, and the
+/// variant's fields (none for the name alone, or for `null`).
+pub fn variant(value: Value) -> Result<(String, Fields), String> {
+    let (name, data) = match value {
+        Value::String(name) => (name, Value::Null),
+        Value::Object(map) if map.len() == 1 => map.into_iter().next().unwrap_or_default(),
+        _ => return Err("expected a name, or an object of one member".into()),
+    };
+    let data = if data.is_null() { Value::Object(Map::new()) } else { data };
+    let fields = Fields::of(data, &name);
+    Ok((name, fields))
 }
 
 /// A required field, or the error serde's derive gives for its absence.
@@ -179,13 +232,15 @@ mod tests {
 
     #[test]
     fn fields_read_as_serde_reads_a_struct() {
-        let object = json!({"s": "x", "n": 7, "big": 5_000_000_000u64, "big2": 5_000_000_000u64, "neg": -3,
+        let object = json!({"s": "x", "n": 7, "big": 5_000_000_000u64, "big2": 5_000_000_000u64, "neg": -3, "half": 0.5, "n2": 7,
                             "b": true, "null": null, "list": ["a", "b"], "obj": {"k": 1}});
         let mut f = Fields::of(object, "test");
         assert_eq!(f.string("s").as_deref(), Some("x"));
         assert_eq!(f.need_u32("n"), 7);
         assert_eq!(f.need_u64("big2"), 5_000_000_000);
         assert_eq!(f.need_i64("neg"), -3);
+        assert_eq!(f.need_f64("half"), 0.5);
+        assert_eq!(f.f64("n2"), Some(7.0), "an integer is a number");
         assert!(f.need_bool("b"));
         assert_eq!(f.string("null"), None, "null reads as absent");
         assert_eq!(f.string("absent"), None);
