@@ -147,6 +147,8 @@ impl Op {
                 key: f.need_string("key"),
                 message_id: f.need_string("message_id"),
                 outcome: {
+                    // An unreadable outcome is kept as the error, and `done` refuses the
+                    // operation: the placeholder is never applied.
                     let outcome = Outcome::from_value(f.need("outcome"));
                     f.check(outcome).unwrap_or(Outcome::Dead)
                 },

@@ -195,11 +195,6 @@ pub fn variant(value: Value) -> Result<(String, Fields), String> {
     Ok((name, fields))
 }
 
-/// A required field, or the error serde's derive gives for its absence.
-pub fn need<T>(field: Option<T>, name: &str) -> Result<T, String> {
-    field.ok_or_else(|| missing(name))
-}
-
 /// A string value (`name` for the error).
 pub fn string(value: Value, name: &str) -> Result<String, String> {
     match value {
@@ -227,7 +222,7 @@ pub fn pair(value: Value, name: &str) -> Result<(Value, Value), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{need, pair, Fields};
+    use super::{pair, Fields};
     use serde_json::{json, Value};
 
     #[test]
@@ -273,7 +268,6 @@ mod tests {
         twice.need_string("second");
         assert_eq!(twice.done(()).unwrap_err(), "missing field `first`");
         assert!(Fields::of(json!([1]), "test").done(()).is_err());
-        assert_eq!(need(None::<u32>, "key").unwrap_err(), "missing field `key`");
         assert!(pair(json!(["a", "b"]), "p").is_ok());
         assert!(pair(json!(["a"]), "p").is_err() && pair(json!(["a", "b", "c"]), "p").is_err());
     }
