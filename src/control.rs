@@ -163,7 +163,7 @@ impl Op {
                 max_shard_bytes: max_shard_bytes(&mut f),
             },
             "health" => Op::Health { max_lag_ms: f.need_i64("max_lag_ms"), max_shard_bytes: max_shard_bytes(&mut f) },
-            other => return Err(format!("unknown variant `{other}`")),
+            other => return Err(edgehook_core::json::unknown_variant(other)),
         };
         f.done(op)
     }

@@ -62,7 +62,7 @@ impl Op {
                 probe: f.need_bool("probe"),
             },
             "State" => Op::State,
-            other => return Err(format!("unknown variant `{other}`")),
+            other => return Err(edgehook_core::json::unknown_variant(other)),
         };
         f.done(op)
     }

@@ -187,7 +187,7 @@ impl Op {
             "seal" => Op::Seal { key: f.need_string("key"), event: f.need_string("event") },
             #[cfg(feature = "faults")]
             "storage" => Op::Storage,
-            other => return Err(format!("unknown variant `{other}`")),
+            other => return Err(edgehook_core::json::unknown_variant(other)),
         };
         f.done(op)
     }

@@ -252,7 +252,7 @@ impl Outcome {
             "stale" => Outcome::Stale,
             "retrying" => Outcome::Retrying { token: data.need_u64("token") },
             "paused" => Outcome::Paused { attempt: data.need_u32("attempt") },
-            other => return Err(format!("unknown variant `{other}`")),
+            other => return Err(json::unknown_variant(other)),
         };
         data.done(outcome)
     }

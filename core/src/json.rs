@@ -34,6 +34,11 @@ pub fn missing(name: &str) -> String {
     format!("missing field `{name}`")
 }
 
+/// An unknown name, as serde's derive words it.
+pub fn unknown_variant(name: &str) -> String {
+    format!("unknown variant `{name}`")
+}
+
 fn wrong(name: &str, expected: &str) -> String {
     format!("invalid type for `{name}`: expected {expected}")
 }
@@ -98,52 +103,58 @@ impl Fields {
         self.check(string(value, name)).unwrap_or_default()
     }
 
+    /// The member `name` read by `read`, unless absent or `null`; of the wrong type, `None` with
+    /// the error kept.
+    fn optional<T>(&mut self, name: &str, read: fn(&Value) -> Option<T>, expected: &str) -> Option<T> {
+        let value = self.take(name)?;
+        self.check(read(&value).ok_or_else(|| wrong(name, expected)))
+    }
+
+    /// The member `name` read by `read`, which must be there: absent or of the wrong type, the
+    /// type's default with the error kept.
+    fn required<T: Default>(&mut self, name: &str, read: fn(&Value) -> Option<T>, expected: &str) -> T {
+        let value = self.need(name);
+        self.check(read(&value).ok_or_else(|| wrong(name, expected))).unwrap_or_default()
+    }
+
     #[inline(never)]
     pub fn need_bool(&mut self, name: &str) -> bool {
-        let value = self.need(name).as_bool();
-        self.check(value.ok_or_else(|| wrong(name, "a boolean"))).unwrap_or_default()
+        self.required(name, Value::as_bool, "a boolean")
     }
 
     #[inline(never)]
     pub fn u64(&mut self, name: &str) -> Option<u64> {
-        let value = self.take(name)?.as_u64();
-        self.check(value.ok_or_else(|| wrong(name, "an unsigned integer")))
+        self.optional(name, Value::as_u64, "an unsigned integer")
     }
 
     #[inline(never)]
     pub fn need_u64(&mut self, name: &str) -> u64 {
-        let value = self.need(name).as_u64();
-        self.check(value.ok_or_else(|| wrong(name, "an unsigned integer"))).unwrap_or_default()
+        self.required(name, Value::as_u64, "an unsigned integer")
     }
 
     #[inline(never)]
     pub fn need_u32(&mut self, name: &str) -> u32 {
-        let value = self.need(name).as_u64().and_then(|n| u32::try_from(n).ok());
-        self.check(value.ok_or_else(|| wrong(name, "a u32"))).unwrap_or_default()
+        self.required(name, |v| v.as_u64().and_then(|n| u32::try_from(n).ok()), "a u32")
     }
 
     #[inline(never)]
     pub fn f64(&mut self, name: &str) -> Option<f64> {
-        let value = self.take(name)?.as_f64();
-        self.check(value.ok_or_else(|| wrong(name, "a number")))
+        self.optional(name, Value::as_f64, "a number")
     }
 
     #[inline(never)]
     pub fn need_f64(&mut self, name: &str) -> f64 {
-        let value = self.need(name).as_f64();
-        self.check(value.ok_or_else(|| wrong(name, "a number"))).unwrap_or_default()
+        self.required(name, Value::as_f64, "a number")
     }
 
     #[inline(never)]
     pub fn i64(&mut self, name: &str) -> Option<i64> {
-        let value = self.take(name)?.as_i64();
-        self.check(value.ok_or_else(|| wrong(name, "an integer")))
+        self.optional(name, Value::as_i64, "an integer")
     }
 
     #[inline(never)]
     pub fn need_i64(&mut self, name: &str) -> i64 {
-        let value = self.need(name).as_i64();
-        self.check(value.ok_or_else(|| wrong(name, "an integer"))).unwrap_or_default()
+        self.required(name, Value::as_i64, "an integer")
     }
 
     /// An array of strings.
@@ -168,7 +179,7 @@ impl Fields {
         let text = self.need_string(name);
         let named = T::from_name(&text);
         if named.is_none() {
-            self.fail(format!("unknown variant `{text}`"));
+            self.fail(unknown_variant(&text));
         }
         named
     }
