@@ -8,13 +8,14 @@
 use crate::http::Json;
 use futures_channel::oneshot;
 use futures_util::future::join_all;
+use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 use worker::{Delay, Result};
 
-type Reply = Result<Json>;
+type Reply = Result<Value>;
 /// Operations waiting for the next flush, with where to send each reply.
 type Queued = Vec<(Json, oneshot::Sender<Reply>)>;
 
@@ -31,7 +32,7 @@ impl Batcher {
     pub async fn submit<F, Fut>(&self, target: String, op: Json, send: F) -> Reply
     where
         F: Fn(String, Vec<Json>) -> Fut,
-        Fut: Future<Output = Result<Vec<Json>>>,
+        Fut: Future<Output = Result<Vec<Value>>>,
     {
         let (tx, rx) = oneshot::channel();
         self.queued.borrow_mut().entry(target).or_default().push((op, tx));
@@ -48,7 +49,7 @@ impl Batcher {
 async fn flush<F, Fut>(target: String, queued: Queued, send: &F)
 where
     F: Fn(String, Vec<Json>) -> Fut,
-    Fut: Future<Output = Result<Vec<Json>>>,
+    Fut: Future<Output = Result<Vec<Value>>>,
 {
     let (ops, senders): (Vec<Json>, Vec<_>) = queued.into_iter().unzip();
     match send(target.clone(), ops).await {

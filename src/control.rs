@@ -185,7 +185,8 @@ impl Control {
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&self, op: &Op) -> Result<T> {
-        crate::rpc::ask_object(&self.ns, "control", "control", op).await
+        let answer = crate::rpc::ask_object(&self.ns, "control", "control", serde_json::to_string(op)?).await?;
+        Ok(edgehook_core::json::from_str(&answer)?)
     }
 
     /// The kill switches: read at most once a second per isolate. When the object cannot be
@@ -473,7 +474,7 @@ impl rpc::Answer for ControlObject {
                 to_json(&health::evaluate(&inputs, &thresholds(max_lag_ms, max_shard_bytes)))?
             }
         };
-        Ok(reply.get().to_owned())
+        Ok(reply.into_text())
     }
 }
 

@@ -323,10 +323,7 @@ pub async fn handle(req: &Request, env: &Env, path: &str, query: &str) -> Result
                     if via == Some("old-rpc") {
                         ARMED.with(|a| a.borrow_mut().insert((Fault::OldObject, name.clone())));
                     }
-                    let operation: Box<serde_json::value::RawValue> = serde_json::from_str(&operation)?;
-                    let answer: Result<Box<serde_json::value::RawValue>> =
-                        crate::rpc::ask_object(&ns, &name, what, &operation).await;
-                    answer.map(|a| a.get().to_owned()).map_err(|e| e.to_string())
+                    crate::rpc::ask_object(&ns, &name, what, operation).await.map_err(|e| e.to_string())
                 }
                 _ => return http::json(400, r#"{"error":"via must be fetch, rpc or old-rpc"}"#),
             };

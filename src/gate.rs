@@ -7,7 +7,7 @@
 use crate::batch::Batcher;
 use crate::billing::{self, Op as Billed};
 use crate::env::{bindings, now_ms};
-use crate::http::{from_json, to_json, Json};
+use crate::http::{array, from_json, items, to_json, Json};
 use crate::rpc;
 use edgehook_core::gate::{Answer, GateState, Limits, Pass};
 use edgehook_core::json::Fields;
@@ -79,13 +79,13 @@ impl Gates {
         Ok(Gates { ns: env.durable_object(bindings::GATES)?, batcher: Batcher::default() })
     }
 
-    async fn submit(&self, destination: &str, op: Op) -> Result<Json> {
+    async fn submit(&self, destination: &str, op: Op) -> Result<Value> {
         let op = to_json(&op)?;
         self.batcher.submit(gate_name(destination), op, |name, ops| async move { self.call(&name, &ops).await }).await
     }
 
-    async fn call(&self, name: &str, ops: &[Json]) -> Result<Vec<Json>> {
-        crate::rpc::ask_object(&self.ns, name, "gate", ops).await
+    async fn call(&self, name: &str, ops: &[Json]) -> Result<Vec<Value>> {
+        items(&crate::rpc::ask_object(&self.ns, name, "gate", array(ops)).await?)
     }
 
     /// A pass for one delivery to `destination`. A delivery whose turn comes within two
@@ -94,16 +94,16 @@ impl Gates {
     pub async fn acquire(&self, destination: &str, limits: Limits, timeout_secs: u64, jitter: f64) -> Result<Pass> {
         let probe_timeout_ms = (timeout_secs as i64 * 1000).saturating_add(MAX_WAIT_MS + 5_000);
         let reply = self.submit(destination, Op::Acquire { limits, probe_timeout_ms, jitter }).await?;
-        from_json(&reply)
+        from_json(reply)
     }
 
     /// Reports how a delivery went; whether the circuit is open now (see `GateState::report`).
     pub async fn report(&self, destination: &str, limits: Limits, answer: Answer, probe: bool) -> Result<bool> {
-        Ok(from_json(&self.submit(destination, Op::Report { limits, answer, probe }).await?).unwrap_or(false))
+        Ok(from_json(self.submit(destination, Op::Report { limits, answer, probe }).await?).unwrap_or(false))
     }
 
     pub async fn state(&self, destination: &str) -> Result<GateState> {
-        from_json(&self.submit(destination, Op::State).await?)
+        from_json(self.submit(destination, Op::State).await?)
     }
 }
 
@@ -181,7 +181,7 @@ impl rpc::Answer for GateObject {
             billing::count(Billed::DoRowWritten, 1);
         }
         *self.gate.borrow_mut() = Some(gate);
-        Ok(serde_json::to_string(&replies)?)
+        Ok(array(&replies))
     }
 }
 

@@ -9,17 +9,47 @@ use worker::wasm_bindgen::JsValue;
 use worker::web_sys;
 use worker::{Headers, Request, Response, Result};
 
-/// A JSON text as it travels to and from a Durable Object: serialised once by its writer and
-/// parsed once by its reader. Building each operation and answer into a `serde_json::Value` on
-/// the way allocated every field again on both sides of every call.
-pub type Json = Box<serde_json::value::RawValue>;
+/// An operation or answer on its way to or from a Durable Object: its JSON text, written once.
+/// A batch of them travels as one JSON array ([`array`]) and is parsed once on the other side,
+/// where each item is read from its `serde_json::Value`. (`serde_json`'s `RawValue` would keep
+/// each answer as text, but its reader needs `serde_json`'s typed parsing, which brings core's
+/// float formatting into the bundle: `edgehook_core::json`.)
+pub struct Json(String);
 
-pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Json> {
-    Ok(serde_json::value::to_raw_value(value)?)
+impl Json {
+    pub fn into_text(self) -> String {
+        self.0
+    }
 }
 
-pub fn from_json<T: DeserializeOwned>(json: &Json) -> Result<T> {
-    Ok(edgehook_core::json::from_str(json.get())?)
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Json> {
+    Ok(Json(serde_json::to_string(value)?))
+}
+
+/// Texts as one JSON array.
+pub fn array(items: &[Json]) -> String {
+    let mut text = String::with_capacity(2 + items.iter().map(|j| j.0.len() + 1).sum::<usize>());
+    text.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&item.0);
+    }
+    text.push(']');
+    text
+}
+
+/// The items of a JSON array text: a batch's answers.
+pub fn items(text: &str) -> Result<Vec<serde_json::Value>> {
+    match edgehook_core::json::from_str(text)? {
+        serde_json::Value::Array(items) => Ok(items),
+        _ => Err(worker::Error::RustError("the answer is not a JSON array".into())),
+    }
+}
+
+pub fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> Result<T> {
+    Ok(edgehook_core::json::from_value(value)?)
 }
 
 /// Whether a request follows redirects.

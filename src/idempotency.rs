@@ -10,7 +10,7 @@
 use crate::batch::Batcher;
 use crate::billing::{self, Op as Billed, Sql};
 use crate::env::{bindings, now_ms};
-use crate::http::{from_json, to_json, Json};
+use crate::http::{array, from_json, items, to_json, Json};
 use crate::rows::{FromRow, Row, Rows};
 use crate::rpc;
 use edgehook_core::capture::{resumable, Attempt, Capture, EventStatus, EventSummary, Held, HeldEntry};
@@ -281,7 +281,7 @@ impl Idempotency {
         Ok(Idempotency { ns: env.durable_object(bindings::IDEMPOTENCY)?, batcher: Batcher::default() })
     }
 
-    async fn submit(&self, op: Op) -> Result<Json> {
+    async fn submit(&self, op: Op) -> Result<Value> {
         let shard = shard_of(op.key().expect("only record operations are batched"));
         let op = to_json(&op)?;
         self.batcher
@@ -292,14 +292,14 @@ impl Idempotency {
             .await
     }
 
-    async fn call(&self, shard: u32, ops: &[Op]) -> Result<Vec<Json>> {
+    async fn call(&self, shard: u32, ops: &[Op]) -> Result<Vec<Value>> {
         let ops = ops.iter().map(to_json).collect::<Result<Vec<_>>>()?;
         self.call_values(shard, &ops).await
     }
 
-    async fn call_values(&self, shard: u32, ops: &[Json]) -> Result<Vec<Json>> {
+    async fn call_values(&self, shard: u32, ops: &[Json]) -> Result<Vec<Value>> {
         let (name, what) = (shard_name(shard), format!("shard {shard}"));
-        crate::rpc::ask_object(&self.ns, &name, &what, ops).await
+        items(&crate::rpc::ask_object(&self.ns, &name, &what, array(ops)).await?)
     }
 
     /// Asks to deliver `key` on behalf of `message`, holding the lease for `lease_ms`; a new
@@ -323,7 +323,7 @@ impl Idempotency {
             capture: Some(Box::new(capture)),
             settle,
         };
-        from_json(&self.submit(op).await?)
+        from_json(self.submit(op).await?)
     }
 
     /// Reports how the delivery `message_id` began ended, with the attempt it made (if any).
@@ -334,12 +334,12 @@ impl Idempotency {
 
     /// One captured event, if it is still kept.
     pub async fn get(&self, key: &str) -> Result<Option<StoredEvent>> {
-        from_json(&self.submit(Op::Get { key: key.to_owned() }).await?)
+        from_json(self.submit(Op::Get { key: key.to_owned() }).await?)
     }
 
     /// The newest delivered version of the entity `key`, if one was delivered within the TTL.
     pub async fn newest(&self, key: &str) -> Result<Option<Version>> {
-        from_json(&self.submit(Op::Newest { key: key.to_owned() }).await?)
+        from_json(self.submit(Op::Newest { key: key.to_owned() }).await?)
     }
 
     /// Records that `version` of the entity `key` was delivered.
@@ -351,7 +351,7 @@ impl Idempotency {
     /// `key`: granted to the first event to claim it, held by it for every other.
     pub async fn claim_seal(&self, source: &str, seal: &str, key: &str) -> Result<SealClaim> {
         let held: Option<String> =
-            from_json(&self.submit(Op::Seal { key: seal_key(source, seal), event: key.to_owned() }).await?)?;
+            from_json(self.submit(Op::Seal { key: seal_key(source, seal), event: key.to_owned() }).await?)?;
         Ok(match held {
             None => SealClaim::Granted,
             Some(by) => SealClaim::Held { by },
@@ -381,9 +381,7 @@ impl Idempotency {
         let mut answers = Vec::with_capacity(SHARDS as usize);
         for reply in replies {
             let reply = reply?.into_iter().next();
-            answers.push(from_json(
-                reply.as_ref().ok_or_else(|| worker::Error::RustError("a shard answered nothing".into()))?,
-            )?);
+            answers.push(from_json(reply.ok_or_else(|| worker::Error::RustError("a shard answered nothing".into()))?)?);
         }
         Ok(answers)
     }
@@ -438,7 +436,7 @@ impl Idempotency {
             retry_token: message.retry_token,
             replay: message.replay,
         };
-        from_json(&self.submit(op).await?)
+        from_json(self.submit(op).await?)
     }
 }
 
@@ -818,7 +816,7 @@ impl rpc::Answer for IdempotencyShard {
         for op in ops {
             replies.push(self.apply(op).await?);
         }
-        Ok(serde_json::to_string(&replies)?)
+        Ok(array(&replies))
     }
 }
 

@@ -69,19 +69,13 @@ extern "C" {
     fn ask_missing(this: &ObjectStub, text: &str) -> std::result::Result<js_sys::Promise, JsValue>;
 }
 
-/// Sends `body` as JSON to the Durable Object `name` of `ns` and reads its JSON answer. `what`
+/// Sends the JSON `text` to the Durable Object `name` of `ns` and answers its JSON text. `what`
 /// names the object in errors ("control", "shard 3"). One billed request.
 ///
 /// An object still running a release from before RPC (during a deploy; with gradual deployments,
 /// for the whole rollout) cannot answer `ask`: it is asked by `fetch` instead, with the same text.
-pub async fn ask_object<B: serde::Serialize + ?Sized, T: serde::de::DeserializeOwned>(
-    ns: &ObjectNamespace,
-    name: &str,
-    what: &str,
-    body: &B,
-) -> Result<T> {
+pub async fn ask_object(ns: &ObjectNamespace, name: &str, what: &str, text: String) -> Result<String> {
     let id = ns.id_from_name(name)?;
-    let text = serde_json::to_string(body)?;
     crate::billing::count(crate::billing::Op::DoRequest, 1);
     let answer = match by_rpc(id.get_stub()?.into_rpc(), name, &text).await {
         Ok(answer) => answer,
@@ -92,7 +86,7 @@ pub async fn ask_object<B: serde::Serialize + ?Sized, T: serde::de::DeserializeO
         }
         Err(e) => return Err(worker::Error::RustError(format!("{what}: {e}"))),
     };
-    Ok(edgehook_core::json::from_str(&answer)?)
+    Ok(answer)
 }
 
 /// Whether a call failed because the object runs a release from before RPC: its class does not

@@ -186,7 +186,7 @@ pub const UNREADABLE_HEADERS: &str = "x-edgehook-headers-unreadable";
 pub fn split_stored(bytes: &[u8], stored: u64) -> (HeaderPairs, &[u8]) {
     let at = usize::try_from(stored).map_or(bytes.len(), |at| at.min(bytes.len()));
     let (headers, body) = bytes.split_at(at);
-    let headers = serde_json::from_slice(headers).unwrap_or_else(|_| vec![(UNREADABLE_HEADERS.into(), "true".into())]);
+    let headers = crate::json::from_slice(headers).unwrap_or_else(|_| vec![(UNREADABLE_HEADERS.into(), "true".into())]);
     (headers, body)
 }
 

@@ -472,7 +472,7 @@ fn parse_source(
         }),
         Some(Value::Bool(false)) => None,
         Some(raw) => {
-            let written: OrderingConfig = serde_json::from_value(raw.clone()).map_err(|_| {
+            let written: OrderingConfig = crate::json::from_value(raw.clone()).map_err(|_| {
                 err("ordering", "must be {\"entity\": <JSON pointer>, \"version\": <JSON pointer or header>}, or false")
             })?;
             if !written.entity.starts_with('/') {
@@ -568,7 +568,7 @@ fn field<T: DeserializeOwned>(map: &Map<String, Value>, source: &str, name: &str
     match map.get(name) {
         None => Ok(None),
         Some(v) => {
-            serde_json::from_value(v.clone()).map(Some).map_err(|_| ConfigError::new(source, name, "wrong type"))
+            crate::json::from_value(v.clone()).map(Some).map_err(|_| ConfigError::new(source, name, "wrong type"))
         }
     }
 }

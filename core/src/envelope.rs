@@ -209,7 +209,7 @@ pub fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), EnvelopeError> {
         return Err(EnvelopeError::Truncated);
     }
     let (meta, body) = rest.split_at(len);
-    let meta: EventMeta = serde_json::from_slice(meta).map_err(|e| EnvelopeError::BadMeta(e.to_string()))?;
+    let meta: EventMeta = crate::json::from_slice(meta).map_err(|e| EnvelopeError::BadMeta(e.to_string()))?;
     if meta.body != BodyRef::Inline && !body.is_empty() {
         return Err(EnvelopeError::UnexpectedBody);
     }

@@ -7,12 +7,159 @@
 //! the strings it reads are UTF-8, a few nanoseconds for the short texts read this way.
 
 use crate::names::Named;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+use std::fmt;
 
-/// `serde_json::from_str`, through the byte reader.
+/// `serde_json::from_str`, through the byte reader and a [`Value`] (see [`crate::json_de`]).
 pub fn from_str<T: DeserializeOwned>(text: &str) -> serde_json::Result<T> {
-    serde_json::from_slice(text.as_bytes())
+    from_slice(text.as_bytes())
+}
+
+/// `serde_json::from_slice`, through a [`Value`] (see [`crate::json_de`]).
+pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    from_value(serde_json::from_slice(bytes)?)
+}
+
+/// `serde_json::from_value`, without its float formatting (see [`crate::json_de`]).
+pub fn from_value<T: DeserializeOwned>(value: Value) -> serde_json::Result<T> {
+    crate::json_de::from_value(value).map_err(serde::de::Error::custom)
+}
+
+/// The members `names` of the JSON object `body`, read without building the rest of it (a body
+/// can be megabytes; the members wanted are a few scalars at its top). A member named twice is
+/// an error, as it was to serde's derive, so that a body cannot carry two different ids or
+/// signatures; within a member's value too ([`Strict`]). `Ok(None)` when the body is JSON but
+/// not an object; members absent or `null` are `None`. Other members are skipped as serde's
+/// derive skips them (`IgnoredAny`).
+///
+/// Written out rather than derived because a derived reader, run by `serde_json`'s parser,
+/// links core's float formatting into the bundle (see [`crate::json_de`]); this visitor takes
+/// every kind of value, so nothing asks for a type.
+pub fn members<const N: usize>(body: &[u8], names: [&str; N]) -> serde_json::Result<Option<[Option<Value>; N]>> {
+    let mut parser = serde_json::Deserializer::from_slice(body);
+    let found = serde::Deserializer::deserialize_any(&mut parser, Members { names })?;
+    parser.end()?;
+    Ok(found.map(|found| found.map(|v| v.filter(|v| !v.is_null()))))
+}
+
+struct Members<'n, const N: usize> {
+    names: [&'n str; N],
+}
+
+fn duplicate<E: serde::de::Error>(name: &str) -> E {
+    E::custom(format_args!("duplicate field `{name}`"))
+}
+
+impl<'de, const N: usize> Visitor<'de> for Members<'_, N> {
+    type Value = Option<[Option<Value>; N]>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found: [Option<Value>; N] = std::array::from_fn(|_| None);
+        while let Some(name) = map.next_key_seed(crate::json_path::Name)? {
+            match self.names.iter().position(|n| *n == name) {
+                Some(i) if found[i].is_some() => return Err(duplicate(self.names[i])),
+                Some(i) => found[i] = Some(map.next_value_seed(Strict)?),
+                None => _ = map.next_value::<IgnoredAny>()?,
+            }
+        }
+        Ok(Some(found))
+    }
+}
+
+/// A `Value` whose objects name no member twice (a `Value` keeps the last).
+struct Strict;
+
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Strict)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut members = Map::new();
+        while let Some(name) = map.next_key_seed(crate::json_path::Name)? {
+            if members.contains_key(name.as_ref()) {
+                return Err(duplicate(&name));
+            }
+            members.insert(name.into_owned(), map.next_value_seed(Strict)?);
+        }
+        Ok(Value::Object(members))
+    }
 }
 
 /// A JSON object's members read by hand, as serde's derive reads a struct: a member absent or
@@ -281,6 +428,33 @@ mod tests {
         assert!(Fields::of(json!([1]), "test").done(()).is_err());
         assert!(pair(json!(["a", "b"]), "p").is_ok());
         assert!(pair(json!(["a"]), "p").is_err() && pair(json!(["a", "b", "c"]), "p").is_err());
+    }
+
+    /// Members are read from the top of an object; named twice, they are refused, there and
+    /// inside their values, while members nobody reads may repeat (and are not even built).
+    #[test]
+    fn members_are_read_once_each() {
+        let read = |body: &str| super::members(body.as_bytes(), ["id", "type"]).map_err(|e| e.to_string());
+        assert_eq!(read(r#"{"id":"a","data":{"id":"x"},"type":null}"#), Ok(Some([Some(json!("a")), None])));
+        assert_eq!(
+            read(r#"{"type":{"k":[1,{"z":true}]},"id":7}"#),
+            Ok(Some([Some(json!(7)), Some(json!({"k": [1, {"z": true}]}))]))
+        );
+        assert_eq!(read(r#"{"other":1,"other":2}"#), Ok(Some([None, None])));
+        for not_an_object in ["[]", r#"["a","b"]"#, "7", "null", r#""id""#] {
+            assert_eq!(read(not_an_object), Ok(None), "{not_an_object}");
+        }
+        for (body, why) in [
+            (r#"{"id":"a","id":"b"}"#, "duplicate field `id`"),
+            (r#"{"id":null,"id":"b"}"#, "duplicate field `id`"),
+            (r#"{"type":{"k":1,"k":2}}"#, "duplicate field `k`"),
+            (r#"{"type":[{"k":1,"k":2}]}"#, "duplicate field `k`"),
+        ] {
+            assert!(read(body).unwrap_err().starts_with(why), "{body}: {:?}", read(body));
+        }
+        for bad in ["", "{", r#"{"id":"a"} x"#, r#"{"id":"\ud800"}"#] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

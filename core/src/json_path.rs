@@ -157,7 +157,7 @@ impl<'de> Visitor<'de> for Seek<'_, '_> {
 }
 
 /// An object member's name, borrowed from the body unless it has escapes.
-struct Name;
+pub(crate) struct Name;
 
 impl<'de> DeserializeSeed<'de> for Name {
     type Value = Cow<'de, str>;

@@ -216,7 +216,7 @@ fn scan<'a>(body: &'a [u8], key: &[u8]) -> Option<Member<'a>> {
                 let name = &body[i + 1..end];
                 // An escaped name might spell the key: decoding it is for a parser.
                 if name.contains(&b'\\')
-                    && serde_json::from_slice::<String>(&body[i..=end]).map_or(true, |n| n.as_bytes() == key)
+                    && crate::json::from_slice::<String>(&body[i..=end]).map_or(true, |n| n.as_bytes() == key)
                 {
                     return None;
                 }

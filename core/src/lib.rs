@@ -38,6 +38,7 @@ pub mod health;
 pub mod idempotency;
 pub mod ingest;
 pub mod json;
+mod json_de;
 pub mod json_path;
 pub mod json_scan;
 pub mod metrics;

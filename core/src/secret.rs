@@ -115,7 +115,7 @@ impl SecretSet {
     /// secret taken verbatim. No secret in either form may be empty.
     pub fn parse(raw: &str, encoding: SecretEncoding) -> Result<Self, SecretError> {
         let texts: Vec<String> = if raw.starts_with('[') {
-            serde_json::from_str(raw).map_err(|_| SecretError::BadList)?
+            crate::json::from_str(raw).map_err(|_| SecretError::BadList)?
         } else {
             vec![raw.to_owned()]
         };

@@ -40,7 +40,8 @@ pub struct Event<'a> {
 impl Event<'_> {
     /// The body parsed as JSON.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HandlerError> {
-        serde_json::from_slice(self.body).map_err(|e| HandlerError::new(format!("body is not the JSON expected: {e}")))
+        edgehook_core::json::from_slice(self.body)
+            .map_err(|e| HandlerError::new(format!("body is not the JSON expected: {e}")))
     }
 }
 

@@ -19,39 +19,20 @@ use crate::signature::{check_tolerance, from_hex, hmac_sha256, parse_timestamp, 
 
 pub const SECRET_ENCODING: SecretEncoding = SecretEncoding::Literal;
 
-/// What verification reads of the body: the `signature` object. `event-data`, nearly all of
-/// the body, is skipped rather than built into a tree.
-#[derive(serde::Deserialize)]
-struct Signed {
-    signature: Option<SignatureFields>,
-}
-
-#[derive(serde::Deserialize)]
-struct SignatureFields {
-    timestamp: Option<serde_json::Value>,
-    token: Option<serde_json::Value>,
-    signature: Option<serde_json::Value>,
-    #[serde(rename = "parent-signature")]
-    parent_signature: Option<serde_json::Value>,
-}
-
 pub fn verify<'s>(req: Inbound<'_>, scheme: Scheme<'s>, now: i64) -> Result<&'s Secret, Rejection> {
-    let body: Signed = serde_json::from_slice(req.body).map_err(|_| Rejection::MissingSignature)?;
-    let part = |value: &Option<serde_json::Value>| value.as_ref().and_then(scalar_text).filter(|v| !v.is_empty());
-    let Some(fields) = body.signature else {
+    // What verification reads of the body: the `signature` object (no member of it named twice).
+    // `event-data`, nearly all of the body, is skipped rather than built into a tree.
+    let Ok(Some([Some(serde_json::Value::Object(fields))])) = crate::json::members(req.body, ["signature"]) else {
         return Err(Rejection::MissingSignature);
     };
-    let (Some(timestamp_text), Some(token), Some(signature)) =
-        (part(&fields.timestamp), part(&fields.token), part(&fields.signature))
+    let part = |name: &str| fields.get(name).and_then(scalar_text).filter(|v| !v.is_empty());
+    let (Some(timestamp_text), Some(token), Some(signature)) = (part("timestamp"), part("token"), part("signature"))
     else {
         return Err(Rejection::MissingSignature);
     };
     let timestamp = parse_timestamp(&timestamp_text).ok_or(Rejection::InvalidSignature)?;
-    let candidates: Vec<[u8; 32]> = [Some(signature), part(&fields.parent_signature)]
-        .into_iter()
-        .flatten()
-        .filter_map(|s| from_hex::<32>(&s))
-        .collect();
+    let candidates: Vec<[u8; 32]> =
+        [Some(signature), part("parent-signature")].into_iter().flatten().filter_map(|s| from_hex::<32>(&s)).collect();
     let key = scheme
         .first_hmac_match(HashFn::Sha256, &candidates, &[timestamp_text.as_bytes(), token.as_bytes()])
         .ok_or(Rejection::InvalidSignature)?;
@@ -109,5 +90,20 @@ mod tests {
         assert_eq!(verify_with("primary-key", &body), Ok(()));
         assert_eq!(verify_with("sub-key", &body), Ok(()));
         assert_eq!(verify_with("another-key", &body), Err(Rejection::InvalidSignature));
+    }
+
+    /// A body naming its signature, or a field of it, twice is refused: which one counts would
+    /// depend on the parser.
+    #[test]
+    fn a_signature_named_twice_is_refused() {
+        let body = String::from_utf8(subaccount_event("key", "key")).unwrap();
+        assert_eq!(verify_with("key", body.as_bytes()), Ok(()));
+        let inner = body.replacen(r#""token":"tok_1""#, r#""token":"tok_1","token":"tok_2""#, 1);
+        let outer = body.replacen(r#","signature":{"#, r#","signature":{},"signature":{"#, 1);
+        for twice in [inner, outer] {
+            assert_ne!(twice, body);
+            assert_eq!(verify_with("key", twice.as_bytes()), Err(Rejection::MissingSignature), "{twice}");
+        }
+        assert_eq!(verify_with("key", br#"{"signature":["1700000000","tok_1"]}"#), Err(Rejection::MissingSignature));
     }
 }

@@ -493,10 +493,10 @@ fn form_payload(body: &[u8]) -> Option<String> {
 
 /// Fields read from a JSON body. Unknown fields are skipped without being built; a duplicate of
 /// a field that is read is an error, so a body cannot carry two different ids.
-#[derive(serde::Deserialize, Default)]
+#[derive(Default)]
 struct BodyFields {
     id: Option<serde_json::Value>,
-    #[serde(rename = "type")]
+    /// `type`.
     kind: Option<serde_json::Value>,
     action: Option<serde_json::Value>,
 }
@@ -504,7 +504,8 @@ struct BodyFields {
 impl BodyFields {
     /// Parses a JSON object body; anything else (not JSON, not an object) has no fields.
     fn parse(body: &[u8]) -> Option<BodyFields> {
-        serde_json::from_slice(body).ok()
+        let [id, kind, action] = crate::json::members(body, ["id", "type", "action"]).ok()??;
+        Some(BodyFields { id, kind, action })
     }
 
     fn string(value: &Option<serde_json::Value>) -> Option<String> {
