@@ -10,7 +10,6 @@ use futures_channel::oneshot;
 use futures_util::future::join_all;
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 use worker::{Delay, Result};
@@ -21,7 +20,8 @@ type Queued = Vec<(Json, oneshot::Sender<Reply>)>;
 
 #[derive(Default)]
 pub struct Batcher {
-    queued: RefCell<BTreeMap<String, Queued>>,
+    /// By target: a few per turn (shards, destinations), so a list.
+    queued: RefCell<Vec<(String, Queued)>>,
     flush_scheduled: Cell<bool>,
 }
 
@@ -35,7 +35,13 @@ impl Batcher {
         Fut: Future<Output = Result<Vec<Value>>>,
     {
         let (tx, rx) = oneshot::channel();
-        self.queued.borrow_mut().entry(target).or_default().push((op, tx));
+        {
+            let mut queued = self.queued.borrow_mut();
+            match queued.iter_mut().find(|(t, _)| *t == target) {
+                Some((_, ops)) => ops.push((op, tx)),
+                None => queued.push((target, vec![(op, tx)])),
+            }
+        }
         if !self.flush_scheduled.replace(true) {
             Delay::from(Duration::ZERO).await;
             self.flush_scheduled.set(false);

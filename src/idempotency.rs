@@ -365,12 +365,14 @@ impl Idempotency {
 
     /// Notes that resumptions went out for these held events.
     pub async fn resumed(&self, keys: &[String]) -> Result<()> {
-        let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        let mut by_shard: Vec<Vec<String>> = vec![Vec::new(); SHARDS as usize];
         for key in keys {
-            by_shard.entry(shard_of(key)).or_default().push(key.clone());
+            by_shard[shard_of(key) as usize].push(key.clone());
         }
-        let calls =
-            by_shard.into_iter().map(|(shard, keys)| async move { self.call(shard, &[Op::Resumed { keys }]).await });
+        let calls = (0..SHARDS)
+            .zip(by_shard)
+            .filter(|(_, keys)| !keys.is_empty())
+            .map(|(shard, keys)| async move { self.call(shard, &[Op::Resumed { keys }]).await });
         join_all(calls).await.into_iter().collect::<Result<Vec<_>>>().map(drop)
     }
 

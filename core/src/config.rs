@@ -223,11 +223,17 @@ impl Config {
     /// Two names that map to the same secret variable (`a-b`, `a_b`) would share a secret
     /// without anyone deciding so: both are refused.
     fn reject_secret_name_collisions(&mut self) {
-        let mut by_var: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for name in self.sources.keys() {
-            by_var.entry(secret_var(name)).or_default().push(name.clone());
-        }
-        for (var, names) in by_var.into_iter().filter(|(_, n)| n.len() > 1) {
+        // A sorted list rather than a map by variable: a map type of its own cost 1.3 KB of
+        // the gzipped bundle.
+        let mut by_var: Vec<(String, String)> =
+            self.sources.keys().map(|name| (secret_var(name), name.clone())).collect();
+        crate::sort::sort_by(&mut by_var, |a, b| a.cmp(b));
+        let shared: Vec<(String, Vec<String>)> = by_var
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter(|group| group.len() > 1)
+            .map(|group| (group[0].0.clone(), group.iter().map(|(_, name)| name.clone()).collect()))
+            .collect();
+        for (var, names) in shared {
             for name in &names {
                 let reason = format!("shares its secret variable with {}", names.join(", "));
                 self.sources.insert(name.clone(), Err(ConfigError::new(name, &var, reason)));
@@ -743,6 +749,22 @@ mod tests {
         assert_eq!(misconfigured(&c, "Bad"), "name");
         assert_eq!(misconfigured(&c, "a-b"), "WEBHOOK_SECRET_A_B");
         assert_eq!(misconfigured(&c, "a_b"), "WEBHOOK_SECRET_A_B");
+
+        // Groups of any size, whose names are not next to each other in name order; the
+        // names between them are unaffected.
+        let sources = r#"{"a-b":{"provider":"stripe"},"a-b_c":{"provider":"stripe"},"a-c":{"provider":"stripe"},
+                          "a_b":{"provider":"stripe"},"a_b-c":{"provider":"stripe"},"a_b_c":{"provider":"stripe"}}"#;
+        let c = Config::load(
+            Some(sources),
+            &env(&[("WEBHOOK_SECRET_A_B", "x"), ("WEBHOOK_SECRET_A_B_C", "x"), ("WEBHOOK_SECRET_A_C", "x")]),
+        );
+        assert!(c.source("a-c").is_ok());
+        for (name, var) in [("a-b", "A_B"), ("a_b", "A_B"), ("a-b_c", "A_B_C"), ("a_b-c", "A_B_C"), ("a_b_c", "A_B_C")]
+        {
+            assert_eq!(misconfigured(&c, name), format!("WEBHOOK_SECRET_{var}"), "{name}");
+        }
+        let problems = c.problems().into_iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n");
+        assert!(problems.contains("shares its secret variable with a-b_c, a_b-c, a_b_c"), "{problems}");
     }
 
     #[test]

@@ -18,12 +18,25 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> serde_json::Result<T> {
 
 /// `serde_json::from_slice`, through a [`Value`] (see [`crate::json_de`]).
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
-    from_value(serde_json::from_slice(bytes)?)
+    from_value(parse(bytes)?)
 }
 
 /// `serde_json::from_value`, without its float formatting (see [`crate::json_de`]).
 pub fn from_value<T: DeserializeOwned>(value: Value) -> serde_json::Result<T> {
-    crate::json_de::from_value(value).map_err(serde::de::Error::custom)
+    crate::json_de::from_value(value).map_err(error)
+}
+
+// Not inlined: the two are the same for every type read, and inlined they were copied into
+// each reader.
+
+#[inline(never)]
+fn parse(bytes: &[u8]) -> serde_json::Result<Value> {
+    serde_json::from_slice(bytes)
+}
+
+#[inline(never)]
+fn error(e: crate::json_de::Error) -> serde_json::Error {
+    serde::de::Error::custom(e)
 }
 
 /// The members `names` of the JSON object `body`, read without building the rest of it (a body
