@@ -131,7 +131,7 @@ impl Op {
     /// more wasm. A worker still running code from before `unmeasured`, `fullest_shard_bytes`
     /// or `max_shard_bytes` (during a deploy) gets their defaults.
     fn read(text: &str) -> Result<Op> {
-        let value: Value = edgehook_core::json::from_str(text)?;
+        let value = edgehook_core::json::value(text)?;
         Op::from_value(value).map_err(worker::Error::RustError)
     }
 
@@ -146,9 +146,9 @@ impl Op {
                 mode: f.need_named("mode").unwrap_or(Mode::On),
             },
             "report" => {
-                // The tally's metrics are read from text elsewhere too (the metrics answer):
-                // through text again, by the deserialiser the bundle has anyway.
-                let tally = edgehook_core::json::from_str(&f.need("tally").to_string()).map_err(|e| e.to_string());
+                // The tally's metrics are read elsewhere too (the metrics answer), by the derived
+                // deserialiser the bundle has anyway.
+                let tally = edgehook_core::json::from_value(f.need("tally")).map_err(|e| e.to_string());
                 Op::Report { tally: f.check(tally).unwrap_or_default() }
             }
             "metrics" => Op::Metrics,

@@ -35,7 +35,7 @@ impl Op {
     /// Reads the operations of one call, by hand from a [`Value`], as the idempotency shards
     /// read theirs (`edgehook_core::json::Fields`): serde's derived deserialisers cost more wasm.
     fn read_all(text: &str) -> Result<Vec<Op>> {
-        let values: Vec<Value> = edgehook_core::json::from_str(text)?;
+        let values = edgehook_core::json::items(text, "operations").map_err(worker::Error::RustError)?;
         values
             .into_iter()
             .map(Op::from_value)

@@ -42,10 +42,7 @@ pub fn array(items: &[Json]) -> String {
 
 /// The items of a JSON array text: a batch's answers.
 pub fn items(text: &str) -> Result<Vec<serde_json::Value>> {
-    match edgehook_core::json::from_str(text)? {
-        serde_json::Value::Array(items) => Ok(items),
-        _ => Err(worker::Error::RustError("the answer is not a JSON array".into())),
-    }
+    edgehook_core::json::items(text, "answers").map_err(worker::Error::RustError)
 }
 
 pub fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> Result<T> {

@@ -115,15 +115,15 @@ impl Op {
     /// field, a deserialiser of its own (BENCHMARKS, section 4). Fields nobody reads are
     /// ignored, so an older release's operations (without `settle`, say) read as before.
     fn read_all(text: &str) -> Result<Vec<Op>> {
-        let values: Vec<Value> = edgehook_core::json::from_str(text)?;
+        let values = edgehook_core::json::items(text, "operations").map_err(worker::Error::RustError)?;
         values.into_iter().map(Op::read).collect::<std::result::Result<_, String>>().map_err(worker::Error::RustError)
     }
 
     fn read(value: Value) -> std::result::Result<Op, String> {
-        // Kill switches and attempts are read from text elsewhere, by derived deserialisers
-        // the bundle has anyway: these two go back through text.
+        // Kill switches and attempts are read elsewhere by derived deserialisers the bundle has
+        // anyway: these two are read by them too.
         fn reread<T: serde::de::DeserializeOwned>(value: Value) -> std::result::Result<T, String> {
-            edgehook_core::json::from_str(&value.to_string()).map_err(|e| e.to_string())
+            edgehook_core::json::from_value(value).map_err(|e| e.to_string())
         }
         let (name, mut f) = edgehook_core::json::variant(value)?;
         let op = match name.as_str() {

@@ -21,6 +21,17 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
     from_value(parse(bytes)?)
 }
 
+/// The [`Value`] of a JSON text. (`from_str::<Value>` would read the parsed `Value` into a new
+/// one.)
+pub fn value(text: &str) -> serde_json::Result<Value> {
+    parse(text.as_bytes())
+}
+
+/// The items of a JSON array text; `what` names the text in the error.
+pub fn items(text: &str, what: &str) -> Result<Vec<Value>, String> {
+    array(value(text).map_err(|e| e.to_string())?, what)
+}
+
 /// `serde_json::from_value`, without its float formatting (see [`crate::json_de`]).
 pub fn from_value<T: DeserializeOwned>(value: Value) -> serde_json::Result<T> {
     crate::json_de::from_value(value).map_err(error)
@@ -468,6 +479,14 @@ mod tests {
         for bad in ["", "{", r#"{"id":"a"} x"#, r#"{"id":"\ud800"}"#] {
             assert!(read(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn values_and_items_are_parsed_once() {
+        assert_eq!(super::value(r#"{"a":[1]}"#).unwrap(), json!({"a": [1]}));
+        assert_eq!(super::items(r#"[1,{"b":null}]"#, "ops"), Ok(vec![json!(1), json!({"b": null})]));
+        assert_eq!(super::items("{}", "ops"), Err("invalid type for `ops`: expected an array".to_owned()));
+        assert!(super::items("[1,", "ops").is_err() && super::value("").is_err());
     }
 
     #[test]
