@@ -35,7 +35,7 @@ impl Op {
     /// Reads the operations of one call, by hand from a [`Value`], as the idempotency shards
     /// read theirs (`edgehook_core::json::Fields`): serde's derived deserialisers cost more wasm.
     fn read_all(text: &str) -> Result<Vec<Op>> {
-        let values = edgehook_core::json::items(text, "operations").map_err(worker::Error::RustError)?;
+        let values = items(text, "operations")?;
         values
             .into_iter()
             .map(Op::from_value)
@@ -85,7 +85,7 @@ impl Gates {
     }
 
     async fn call(&self, name: &str, ops: &[Json]) -> Result<Vec<Value>> {
-        items(&crate::rpc::ask_object(&self.ns, name, "gate", array(ops)).await?)
+        rpc::ask_batch(&self.ns, name, "gate", ops).await
     }
 
     /// A pass for one delivery to `destination`. A delivery whose turn comes within two

@@ -40,9 +40,9 @@ pub fn array(items: &[Json]) -> String {
     text
 }
 
-/// The items of a JSON array text: a batch's answers.
-pub fn items(text: &str) -> Result<Vec<serde_json::Value>> {
-    edgehook_core::json::items(text, "answers").map_err(worker::Error::RustError)
+/// The items of a JSON array text: a batch's operations or answers (`what`, for the error).
+pub fn items(text: &str, what: &str) -> Result<Vec<serde_json::Value>> {
+    edgehook_core::json::items(text, what).map_err(worker::Error::RustError)
 }
 
 pub fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> Result<T> {

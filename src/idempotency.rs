@@ -115,7 +115,7 @@ impl Op {
     /// field, a deserialiser of its own (BENCHMARKS, section 4). Fields nobody reads are
     /// ignored, so an older release's operations (without `settle`, say) read as before.
     fn read_all(text: &str) -> Result<Vec<Op>> {
-        let values = edgehook_core::json::items(text, "operations").map_err(worker::Error::RustError)?;
+        let values = items(text, "operations")?;
         values.into_iter().map(Op::read).collect::<std::result::Result<_, String>>().map_err(worker::Error::RustError)
     }
 
@@ -299,7 +299,7 @@ impl Idempotency {
 
     async fn call_values(&self, shard: u32, ops: &[Json]) -> Result<Vec<Value>> {
         let (name, what) = (shard_name(shard), format!("shard {shard}"));
-        items(&crate::rpc::ask_object(&self.ns, &name, &what, array(ops)).await?)
+        rpc::ask_batch(&self.ns, &name, &what, ops).await
     }
 
     /// Asks to deliver `key` on behalf of `message`, holding the lease for `lease_ms`; a new

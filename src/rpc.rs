@@ -15,6 +15,8 @@
 //! The objects still answer `fetch` with the same texts: during a deploy, a caller still running
 //! the previous version asks that way.
 
+use crate::http::{array, items, Json};
+use serde_json::Value;
 use std::future::Future;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
@@ -87,6 +89,12 @@ pub async fn ask_object(ns: &ObjectNamespace, name: &str, what: &str, text: Stri
         Err(e) => return Err(worker::Error::RustError(format!("{what}: {e}"))),
     };
     Ok(answer)
+}
+
+/// Sends a batch of operations to the object `name` of `ns` in one request ([`ask_object`]),
+/// and answers their answers, one per operation.
+pub async fn ask_batch(ns: &ObjectNamespace, name: &str, what: &str, ops: &[Json]) -> Result<Vec<Value>> {
+    items(&ask_object(ns, name, what, array(ops)).await?, "answers")
 }
 
 /// Whether a call failed because the object runs a release from before RPC: its class does not
