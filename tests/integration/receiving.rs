@@ -3,7 +3,8 @@
 use crate::harness::{now_secs, signed, stripe_body, unique, Reply, WAIT};
 use crate::{World, GITHUB_SECRET, ROTATION_NEW, ROTATION_OLD, STANDARD_SECRET, STRIPE_SECRET};
 use edgehook_core::headers::HeaderList;
-use edgehook_core::providers::Provider;
+use edgehook_core::providers::{Provider, Unsigned};
+use edgehook_core::secret::SigningKey;
 use serde_json::json;
 
 pub const TESTS: &[crate::Test] = &[
@@ -15,6 +16,7 @@ pub const TESTS: &[crate::Test] = &[
     ("unknown_sources_and_methods", unknown_sources_and_methods),
     ("oversized_bodies_are_refused", oversized_bodies_are_refused),
     ("misconfigured_sources_name_the_field", misconfigured_sources_name_the_field),
+    ("bodies_naming_a_member_twice_are_refused", bodies_naming_a_member_twice_are_refused),
 ];
 
 fn errors(reply: &Reply, status: u16, code: &str) {
@@ -247,4 +249,47 @@ fn release_builds_have_no_fault_routes(w: &World) {
     let has = |bytes: &[u8]| bytes.windows(9).any(|w| w == b"__faults/");
     assert!(!has(&bundle("build")), "the release bundle contains fault routes");
     assert!(has(&bundle("build-faults")), "the check would not see them");
+}
+
+/// A member verification or identity reads, named twice, is refused: which copy counts would
+/// differ between edgehook and whatever reads the body after it (a JSON parser keeps the first,
+/// or the last, or refuses), so the id deduplicated on, or the signature checked, could be the
+/// other one. Members nobody reads may repeat.
+fn bodies_naming_a_member_twice_are_refused(w: &World) {
+    let stripe = |body: &str| {
+        let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), body.as_bytes());
+        w.main.post("/webhooks/stripe", &headers, body.as_bytes())
+    };
+    let (first, second) = (unique("evt"), unique("evt"));
+    errors(&stripe(&format!(r#"{{"id":"{first}","type":"invoice.paid","id":"{second}"}}"#)), 400, "malformed_request");
+    errors(&stripe(&format!(r#"{{"id":"{first}","type":"a","type":"b"}}"#)), 400, "malformed_request");
+    errors(&stripe(&format!(r#"{{"id":"{first}","type":{{"k":1,"k":2}}}}"#)), 400, "malformed_request");
+    // Neither id was taken: the same id alone is a new event.
+    let repeats = format!(r#"{{"id":"{first}","type":"invoice.paid","data":{{"n":1,"n":2}}}}"#);
+    stripe(&repeats).expect(200, json!({"status": "accepted", "id": first}));
+    let got = w.dest.wait_deliveries("/stripe", &first, 1, WAIT);
+    assert_eq!(got[0].body, repeats.as_bytes(), "forwarded as received");
+
+    // Mailgun's signature is a member of the body: a second one, or a second field inside it,
+    // next to a valid one.
+    let source = crate::cli::cli_source(Provider::Mailgun);
+    let key = SigningKey::parse("cli secret for mailgun", Provider::Mailgun.secret_encoding()).unwrap();
+    let mailgun = |id: &str| {
+        let body = format!(r#"{{"event-data":{{"id":"{id}","event":"delivered"}}}}"#);
+        let token = unique("token");
+        let unsigned = Unsigned { method: "POST", url: "", body: body.as_bytes(), id: &token, timestamp: now_secs() };
+        let sent = Provider::Mailgun.sign(&key, unsigned, None);
+        (sent.headers, String::from_utf8(sent.body).unwrap())
+    };
+    let post = |headers: &HeaderList, body: &str| w.main.post(&format!("/webhooks/{source}"), headers, body.as_bytes());
+    let (headers, body) = mailgun(&unique("mg"));
+    assert!(body.starts_with('{') && body.contains(r#""signature":{"#), "{body}");
+    let outer = body.replacen('{', r#"{"signature":{"timestamp":"1","token":"t","signature":"00"},"#, 1);
+    let inner = body.replacen(r#""signature":{"#, r#""signature":{"token":"other","#, 1);
+    for twice in [outer, inner] {
+        errors(&post(&headers, &twice), 401, "missing_signature");
+    }
+    let id = unique("mg");
+    let (headers, body) = mailgun(&id);
+    post(&headers, &body).expect(200, json!({"status": "accepted", "id": id}));
 }
