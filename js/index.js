@@ -26,6 +26,8 @@ function callable(Wasm) {
     fetch(request) {
       return this.#wasm.fetch(request);
     }
+    // Only the idempotency shards' wasm class has `alarm` (src/idempotency.rs): the other
+    // objects never set one, so workerd never calls it on them.
     alarm() {
       return this.#wasm.alarm();
     }

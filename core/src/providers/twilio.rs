@@ -80,13 +80,12 @@ fn signed_params(body: &[u8]) -> Option<Vec<u8>> {
         params.push(Param { prefix: sort_prefix(&decoded[name.clone()]), name, value });
     }
     let field = |range: &Range<usize>| &decoded[range.clone()];
-    // By the prefixes alone first (a sort of integers), then each run of equal prefixes by the
-    // whole name and value: the same order as comparing names and values, at a fraction of the
-    // cost when parameters are many.
-    params.sort_unstable_by_key(|p| p.prefix);
-    for same_prefix in params.chunk_by_mut(|a, b| a.prefix == b.prefix).filter(|run| run.len() > 1) {
-        same_prefix.sort_unstable_by(|a, b| (field(&a.name), field(&a.value)).cmp(&(field(&b.name), field(&b.value))));
-    }
+    // By the prefixes, then (only where they are equal) by the whole name and value: the same
+    // order as comparing names and values, but mostly a sort of integers when parameters are
+    // many. One sort, so one copy of the standard library's sorting code in the bundle.
+    params.sort_unstable_by(|a, b| {
+        a.prefix.cmp(&b.prefix).then_with(|| (field(&a.name), field(&a.value)).cmp(&(field(&b.name), field(&b.value))))
+    });
     params.dedup_by(|a, b| field(&a.name) == field(&b.name) && field(&a.value) == field(&b.value));
     let mut signed = Vec::with_capacity(end);
     for param in &params {
