@@ -77,8 +77,8 @@ impl Rejection {
             // Built by hand to keep SPEC's key order: `error`, `source`, `field`.
             Rejection::Misconfigured { source_name, field } => format!(
                 r#"{{"error":"misconfigured","source":{},"field":{}}}"#,
-                serde_json::Value::from(source_name.as_str()),
-                serde_json::Value::from(field.as_str())
+                crate::json::quote(source_name),
+                crate::json::quote(field)
             ),
             _ => format!(r#"{{"error":"{}"}}"#, self.code()),
         }

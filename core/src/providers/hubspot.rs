@@ -12,6 +12,7 @@
 use super::{header, json_body, Identity, Inbound, Scheme, Unsigned};
 use crate::error::Rejection;
 use crate::headers::HeaderList;
+use crate::json::text;
 use crate::secret::{Secret, SecretEncoding, SigningKey};
 use crate::signature::{check_tolerance, hmac_sha256, parse_timestamp_ms, sha256_hex, HashFn};
 use base64::engine::general_purpose::STANDARD;
@@ -81,7 +82,9 @@ pub fn identify(req: Inbound<'_>) -> Result<Identity, Rejection> {
     let Some(events) = events else {
         return Ok(Identity { id: sha256_hex(req.body), event_type: None });
     };
-    let pairs: String = events.iter().map(|e| format!("{}:{},", e["subscriptionId"], e["eventId"])).collect();
+    // Each id as its JSON text (a number, a string quoted, whatever a sender put there).
+    let pairs: String =
+        events.iter().map(|e| format!("{}:{},", text(&e["subscriptionId"]), text(&e["eventId"]))).collect();
     let event_type = events[0]["subscriptionType"].as_str().map(str::to_owned);
     Ok(Identity { id: sha256_hex(pairs.as_bytes()), event_type })
 }
