@@ -10,6 +10,7 @@
 use crate::control::Control;
 use crate::dead_letters::{self, DeadLetter};
 use crate::env;
+use crate::http::{object, to_json};
 use crate::idempotency::{Idempotency, ListQuery};
 use crate::replay::{self, Letters};
 use crate::{blobs, http};
@@ -21,7 +22,7 @@ use edgehook_core::envelope::{self, BodyRef};
 use edgehook_core::flags::Mode;
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::signature::token_matches;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use worker::{console_error, Env, Method, Request, Response, Result};
 
 /// Most dead letters one page lists.
@@ -118,7 +119,7 @@ fn not_found() -> Result<Response> {
 }
 
 fn bad_request(field: &str) -> Result<Response> {
-    http::json(400, serde_json::json!({ "error": "bad_request", "field": field }).to_string())
+    http::json(400, format!(r#"{{"error":"bad_request","field":{}}}"#, edgehook_core::json::quote(field)))
 }
 
 /// Unset `ADMIN_TOKEN` locks everyone out rather than letting everyone in.
@@ -156,7 +157,7 @@ async fn list_events(env: &Env, pairs: &[(String, String)]) -> Result<Response> 
         .then(|| events.last())
         .flatten()
         .map(|e| Cursor { received_at_ms: e.received_at_ms, key: idempotency_key(&e.source, &e.id) }.encode());
-    http::json(200, serde_json::json!({ "events": events, "cursor": cursor }).to_string())
+    http::json(200, object(&[("cursor", to_json(&cursor)?), ("events", to_json(&events)?)]))
 }
 
 /// `GET /admin/events/{source}/{id}`: headers, the exact body, every attempt.
@@ -166,26 +167,32 @@ async fn get_event(env: &Env, source: &str, id: &str) -> Result<Response> {
     };
     let (headers, body) = blobs::load_capture(env, &event.capture).await?;
     let c = &event.capture;
-    let headers: Vec<_> =
-        headers.iter().map(|(name, value)| serde_json::json!({ "name": name, "value": value })).collect();
-    let reply = serde_json::json!({
-        "source": c.source,
-        "id": c.id,
-        "type": c.event_type,
-        "status": event.status,
-        "content_type": c.content_type,
-        "received_at_ms": c.received_at_ms,
-        "updated_ms": event.updated_ms,
-        "headers": headers,
+    let headers: Vec<Header> = headers.iter().map(|(name, value)| Header { name, value }).collect();
+    let reply = object(&[
+        ("attempt_count", to_json(&event.attempt_count)?),
+        ("attempts", to_json(&event.attempts)?),
         // The body as text when it is UTF-8, and always as base64 (the exact bytes).
-        "body": body.as_ref().and_then(|b| std::str::from_utf8(b).ok()),
-        "body_base64": body.as_ref().map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
-        "body_available": body.is_some(),
-        "attempts": event.attempts,
-        "attempt_count": event.attempt_count,
-        "replays": event.replays,
-    });
-    http::json(200, reply.to_string())
+        ("body", to_json(&body.as_ref().and_then(|b| std::str::from_utf8(b).ok()))?),
+        ("body_available", to_json(&body.is_some())?),
+        ("body_base64", to_json(&body.as_ref().map(|b| base64::engine::general_purpose::STANDARD.encode(b)))?),
+        ("content_type", to_json(&c.content_type)?),
+        ("headers", to_json(&headers)?),
+        ("id", to_json(&c.id)?),
+        ("received_at_ms", to_json(&c.received_at_ms)?),
+        ("replays", to_json(&event.replays)?),
+        ("source", to_json(&c.source)?),
+        ("status", to_json(&event.status)?),
+        ("type", to_json(&c.event_type)?),
+        ("updated_ms", to_json(&event.updated_ms)?),
+    ]);
+    http::json(200, reply)
+}
+
+/// A captured header, as an event's answer lists it.
+#[derive(Serialize)]
+struct Header<'a> {
+    name: &'a str,
+    value: &'a str,
 }
 
 /// `POST /admin/events/{source}/{id}/replay`.
@@ -193,7 +200,7 @@ async fn replay_one(env: &Env, source: &str, id: &str) -> Result<Response> {
     if !replay::replay_event(env, &store(env)?, source, id).await? {
         return not_found();
     }
-    http::json(202, serde_json::json!({ "replayed": 1, "source": source, "id": id }).to_string())
+    http::json(202, object(&[("id", to_json(id)?), ("replayed", to_json(&1)?), ("source", to_json(source)?)]))
 }
 
 /// `POST /admin/events/replay?source=&status=&type=`: the events a listing with the same
@@ -207,7 +214,7 @@ async fn replay_events(env: &Env, pairs: &[(String, String)]) -> Result<Response
         return bad_request("source");
     }
     let (replayed, more) = replay::replay_matching(env, &store(env)?, &q).await?;
-    http::json(202, serde_json::json!({ "replayed": replayed, "more": more }).to_string())
+    http::json(202, object(&[("more", to_json(&more)?), ("replayed", to_json(&replayed)?)]))
 }
 
 /// `GET /admin/dead-letters?source=&cursor=`: stored dead letters, a page at a time.
@@ -222,8 +229,7 @@ async fn list_dead_letters(env: &Env, source: Option<String>, cursor: Option<Str
     };
     let listed = blobs::list(env, &prefix, PAGE, cursor.as_deref(), true).await?;
     let letters: Vec<DeadLetter> = listed.objects.iter().filter_map(|(_, m)| DeadLetter::from_metadata(m)).collect();
-    let body = serde_json::json!({ "dead_letters": letters, "cursor": listed.cursor });
-    http::json(200, body.to_string())
+    http::json(200, object(&[("cursor", to_json(&listed.cursor)?), ("dead_letters", to_json(&letters)?)]))
 }
 
 /// `GET /admin/dead-letters/{source}/{id}`: one stored dead letter with its body (base64; the
@@ -245,12 +251,12 @@ async fn get_dead_letter(env: &Env, rest: &str) -> Result<Response> {
         // Poison: the bytes as they were on the queue.
         Err(_) => (None, Some(stored)),
     };
-    let reply = serde_json::json!({
-        "dead_letter": letter,
-        "content_type": content_type,
-        "body_base64": body.map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
-    });
-    http::json(200, reply.to_string())
+    let reply = object(&[
+        ("body_base64", to_json(&body.map(|b| base64::engine::general_purpose::STANDARD.encode(b)))?),
+        ("content_type", to_json(&content_type)?),
+        ("dead_letter", to_json(&letter)?),
+    ]);
+    http::json(200, reply)
 }
 
 /// `POST /admin/dead-letters/replay?source=&id=`: every dead letter (of a source, or the one
@@ -266,12 +272,12 @@ async fn replay_dead_letters(env: &Env, source: Option<String>, id: Option<Strin
         _ => return bad_request("id"),
     };
     let (replayed, more) = replay::replay_dead_letters(env, &store(env)?, which).await?;
-    http::json(202, serde_json::json!({ "replayed": replayed, "more": more }).to_string())
+    http::json(202, object(&[("more", to_json(&more)?), ("replayed", to_json(&replayed)?)]))
 }
 
 async fn get_flags(env: &Env) -> Result<Response> {
     let flags = Control::new(env)?.flags_now().await?;
-    http::json(200, serde_json::json!({ "flags": flags.0 }).to_string())
+    http::json(200, object(&[("flags", to_json(&flags.0)?)]))
 }
 
 #[derive(Deserialize)]
@@ -298,7 +304,7 @@ async fn set_flag(env: &Env, rest: &str, body: &str) -> Result<Response> {
     let resumed =
         if mode == Mode::Paused { 0 } else { replay::resume_held(env, &store(env)?, &flags, Some(source)).await? };
     let flag = flags.0.iter().find(|f| f.source == source && f.pattern == pattern);
-    http::json(200, serde_json::json!({ "flag": flag, "resumed": resumed }).to_string())
+    http::json(200, object(&[("flag", to_json(&flag)?), ("resumed", to_json(&resumed)?)]))
 }
 
 /// `GET /admin/metrics`: Prometheus text, or JSON with `?format=json`.

@@ -2,20 +2,34 @@
 //! details beside it. Tried a few times, then only logged: an alert endpoint that is down must
 //! not hold up (or retry) the work that raised the alert.
 
-use crate::http::{self, Redirects};
+use crate::http::{self, object, Json, Redirects};
 use wasm_bindgen::JsValue;
 use worker::{console_error, Fetch, Headers, Result};
 
 /// How often an alert is tried before it is only logged.
 const TRIES: u32 = 3;
 
-/// Sends `alert` (a JSON object with a `text` field) to `url`, if alerts are configured.
-pub async fn send(url: Option<&str>, alert: &serde_json::Value) {
+/// An alert's JSON object, of `members` (one of them `text`) in name order. A member that could
+/// not be written is left out and logged: the alert still goes. (Nothing edgehook alerts with
+/// fails to serialize.)
+pub fn alert(members: Vec<(&str, Result<Json>)>) -> String {
+    let mut written = Vec::with_capacity(members.len());
+    for (name, value) in members {
+        match value {
+            Ok(value) => written.push((name, value)),
+            Err(e) => console_error!("alert: `{name}` could not be written: {e}"),
+        }
+    }
+    object(&written)
+}
+
+/// Sends `alert` (the JSON object [`alert`] wrote) to `url`, if alerts are configured.
+pub async fn send(url: Option<&str>, alert: String) {
     let Some(url) = url else {
         return;
     };
     for tries in 1..=TRIES {
-        match post(url, &alert.to_string()).await {
+        match post(url, &alert).await {
             Ok(()) => return,
             // The URL is configuration, not a secret, but it may carry a token: never logged.
             Err(e) => console_error!("alert failed (try {tries} of {TRIES}): {e}"),

@@ -21,6 +21,7 @@ use crate::control::{AlertKind, Control, Measured};
 use crate::dead_letters;
 use crate::env::{self, bindings};
 use crate::gate::Gates;
+use crate::http::to_json;
 use crate::idempotency::Idempotency;
 use crate::queue;
 use crate::replay;
@@ -78,8 +79,12 @@ pub async fn tick(env: &Env) {
                     AlertKind::Recovered => "edgehook has recovered: healthy again".to_owned(),
                 };
                 console_log!("{text}");
-                let alert = serde_json::json!({ "text": text, "health": kind, "report": beat.report });
-                alerts::send(config.settings.alert_url.as_deref(), &alert).await;
+                let alert = alerts::alert(vec![
+                    ("health", to_json(&kind)),
+                    ("report", to_json(&beat.report)),
+                    ("text", to_json(&text)),
+                ]);
+                alerts::send(config.settings.alert_url.as_deref(), alert).await;
             }
         }
         Err(e) => console_error!("cron: heartbeat failed: {e}"),

@@ -23,6 +23,7 @@
 
 use crate::control::{Control, Tally};
 use crate::env::{self, bindings};
+use crate::http::to_json;
 use crate::idempotency::Idempotency;
 use crate::queue::{self, Batch, Decision, Delivery};
 use crate::{alerts, blobs};
@@ -278,8 +279,8 @@ async fn announce(env: &Env, config: &Config, letter: &DeadLetter, handed_over: 
     if let Err(e) = counted {
         console_error!("could not count dead letter {}: {e}", letter.storage_key());
     }
-    let alert = serde_json::json!({ "text": letter.alert_text(), "dead_letter": letter });
-    alerts::send(config.settings.alert_url.as_deref(), &alert).await;
+    let alert = alerts::alert(vec![("dead_letter", to_json(&letter)), ("text", to_json(&letter.alert_text()))]);
+    alerts::send(config.settings.alert_url.as_deref(), alert).await;
 }
 
 /// Whether the letter is in the bucket (asked only when recording a handed-over letter's event

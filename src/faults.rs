@@ -299,7 +299,7 @@ pub async fn handle(req: &Request, env: &Env, path: &str, query: &str) -> Result
             );
             let found = crate::idempotency::Idempotency::new(env)?.get(&key).await?;
             let status = found.map(|event| event.status.as_str());
-            http::json(200, serde_json::json!({ "status": status }).to_string())
+            http::json(200, http::object(&[("status", http::to_json(&status)?)]))
         }
         "/__faults/ask" => {
             let target = param("for").unwrap_or_default();
@@ -329,7 +329,7 @@ pub async fn handle(req: &Request, env: &Env, path: &str, query: &str) -> Result
             };
             match answer {
                 Ok(answer) => http::json(200, answer),
-                Err(e) => http::json(500, serde_json::json!({ "error": e }).to_string()),
+                Err(e) => http::json(500, format!(r#"{{"error":{}}}"#, edgehook_core::json::quote(&e))),
             }
         }
         "/__faults/storage" => {

@@ -40,6 +40,27 @@ pub fn array(items: &[Json]) -> String {
     text
 }
 
+/// A JSON object of `members`, each value already JSON, written in the order given. Names are
+/// literals that need no escaping. (An object built as a `serde_json::Value` would bring the
+/// `Value` serializer into the bundle, and each value's serializer a second time.) Callers
+/// list members in name order: the order these answers have had since they were built as
+/// `Value`s, whose maps sort their keys.
+pub fn object(members: &[(&str, Json)]) -> String {
+    let mut text = String::with_capacity(2 + members.iter().map(|(n, v)| n.len() + v.0.len() + 4).sum::<usize>());
+    text.push('{');
+    for (i, (name, value)) in members.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push('"');
+        text.push_str(name);
+        text.push_str("\":");
+        text.push_str(&value.0);
+    }
+    text.push('}');
+    text
+}
+
 /// The items of a JSON array text: a batch's operations or answers (`what`, for the error).
 pub fn items(text: &str, what: &str) -> Result<Vec<serde_json::Value>> {
     edgehook_core::json::items(text, what).map_err(worker::Error::RustError)
@@ -131,7 +152,7 @@ pub fn reject(rejection: &Rejection) -> Result<Response> {
 
 /// `{"status":"<status>","id":"<id>"}` with 200, keys in SPEC's order.
 pub fn status(status: &str, id: &str) -> Result<Response> {
-    json(200, format!(r#"{{"status":"{status}","id":{}}}"#, serde_json::Value::from(id)))
+    json(200, format!(r#"{{"status":"{status}","id":{}}}"#, edgehook_core::json::quote(id)))
 }
 
 /// The answer to a provider's verification handshake, exactly as the provider expects it.
