@@ -37,7 +37,9 @@
 //!   to the shard of idempotency key X, and answers with the object's text (or 500 and the
 //!   error): by `fetch`, as a caller still running a release from before RPC asks; by RPC, as
 //!   edgehook asks; or by RPC as if the object were still running such a release, so that the
-//!   caller must fall back to `fetch`;
+//!   caller must fall back to `fetch`; a gate also takes `"RestartFailingRead"` there: it
+//!   forgets the state it holds in memory, as a restarted object would, and its next read of
+//!   the stored state fails;
 //! - `GET /__faults/storage` says how many time partitions and stored events the idempotency
 //!   shards hold, and the bytes of their databases, so tests can watch expiry drop them and
 //!   measure what an event occupies;

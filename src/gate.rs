@@ -26,9 +26,21 @@ const MAX_WAIT_MS: i64 = 2_000;
 
 #[derive(Debug, Serialize)]
 enum Op {
-    Acquire { limits: Limits, probe_timeout_ms: i64, jitter: f64 },
-    Report { limits: Limits, answer: Answer, probe: bool },
+    Acquire {
+        limits: Limits,
+        probe_timeout_ms: i64,
+        jitter: f64,
+    },
+    Report {
+        limits: Limits,
+        answer: Answer,
+        probe: bool,
+    },
     State,
+    /// Test builds only: the object forgets the state it holds in memory, as a restarted object
+    /// would, and its next read of the stored state fails (`/__faults/ask`).
+    #[cfg(feature = "faults")]
+    RestartFailingRead,
 }
 
 impl Op {
@@ -62,6 +74,8 @@ impl Op {
                 probe: f.need_bool("probe"),
             },
             "State" => Op::State,
+            #[cfg(feature = "faults")]
+            "RestartFailingRead" => Op::RestartFailingRead,
             other => return Err(edgehook_core::json::unknown_variant(other)),
         };
         f.done(op)
@@ -112,20 +126,33 @@ pub(crate) fn gate_name(destination: &str) -> String {
     format!("gate-{}", sha256_hex(destination.as_bytes()))
 }
 
-/// The gate's stored state: `None` when there is none yet, or it cannot be read.
+/// The gate's stored state: `None` when there is none yet. A failed read is an error, not a
+/// fresh gate: starting from the initial state would close an open circuit on a passing
+/// storage fault, and the next write would store it closed (the caller's delivery is retried
+/// instead). A stored state that reads as no `GateState` (none this release writes) is replaced
+/// by a fresh one, and said in the log: kept, it would fail every delivery to the destination.
 ///
 /// Stored as a JavaScript object with the fields `GateState` serialises to, as workers-rs's
 /// typed `get` and `put` stored it, but read and written through JSON text, so that the bundle
 /// needs only the JSON reader every other state already uses, not a second, `serde_wasm_bindgen`
 /// one for this type (8 KB of wasm). The stored form is unchanged, so an object stored by an
 /// older release reads as it did.
-async fn load(storage: &DurableObjectStorage) -> Option<GateState> {
-    let value = JsFuture::from(storage.get("gate").ok()?).await.ok()?;
-    if value.is_undefined() {
-        return None;
+fn load(value: JsValue) -> Result<Option<GateState>> {
+    let text = (!value.is_undefined()).then(|| js_sys::JSON::stringify(&value)).transpose()?;
+    let (gate, unreadable) = stored_state(text.map(String::from).as_deref());
+    if let Some(e) = unreadable {
+        worker::console_error!("gate state unreadable ({e}): starting from a fresh one");
     }
-    let text = String::from(js_sys::JSON::stringify(&value).ok()?);
-    edgehook_core::json::from_str(&text).ok()
+    Ok(gate)
+}
+
+/// The state stored as `text` (`None`: nothing stored), and why it could not be read.
+fn stored_state(text: Option<&str>) -> (Option<GateState>, Option<String>) {
+    match text.map(edgehook_core::json::from_str::<GateState>) {
+        None => (None, None),
+        Some(Ok(gate)) => (Some(gate), None),
+        Some(Err(e)) => (None, Some(e.to_string())),
+    }
 }
 
 async fn store(storage: &DurableObjectStorage, gate: &GateState) -> Result<()> {
@@ -143,11 +170,29 @@ pub struct GateObject {
     state: DurableObjectState,
     /// The gate as last read or written: read from storage once per object lifetime.
     gate: RefCell<Option<GateState>>,
+    /// Test builds: the next read of the stored state fails.
+    #[cfg(feature = "faults")]
+    fail_next_read: std::cell::Cell<bool>,
+}
+
+impl GateObject {
+    async fn read_stored(&self, storage: &DurableObjectStorage) -> Result<JsValue> {
+        #[cfg(feature = "faults")]
+        if self.fail_next_read.replace(false) {
+            return Err(worker::Error::RustError("injected fault: the gate's storage read failed".into()));
+        }
+        Ok(JsFuture::from(storage.get("gate")?).await?)
+    }
 }
 
 impl DurableObject for GateObject {
     fn new(state: ObjectState, _env: Env) -> Self {
-        GateObject { state: state._inner(), gate: RefCell::new(None) }
+        GateObject {
+            state: state._inner(),
+            gate: RefCell::new(None),
+            #[cfg(feature = "faults")]
+            fail_next_read: Default::default(),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -164,7 +209,7 @@ impl rpc::Answer for GateObject {
         let cached = self.gate.borrow().as_ref().copied();
         let mut gate = match cached {
             Some(gate) => gate,
-            None => load(&storage).await.unwrap_or_default(),
+            None => load(self.read_stored(&storage).await?)?.unwrap_or_default(),
         };
         let before = gate;
         let now = now_ms();
@@ -176,6 +221,11 @@ impl rpc::Answer for GateObject {
                 }
                 Op::Report { limits, answer, probe } => to_json(&gate.report(&limits, now, answer, probe))?,
                 Op::State => to_json(&gate)?,
+                #[cfg(feature = "faults")]
+                Op::RestartFailingRead => {
+                    self.fail_next_read.set(true);
+                    to_json(&())?
+                }
             };
             replies.push(reply);
         }
@@ -184,6 +234,10 @@ impl rpc::Answer for GateObject {
             billing::count(Billed::DoRowWritten, 1);
         }
         *self.gate.borrow_mut() = Some(gate);
+        #[cfg(feature = "faults")]
+        if self.fail_next_read.get() {
+            *self.gate.borrow_mut() = None;
+        }
         Ok(array(&replies))
     }
 }
@@ -194,6 +248,19 @@ mod tests {
 
     fn read(text: &str) -> std::result::Result<Op, String> {
         Op::from_value(serde_json::from_str(text).map_err(|e| e.to_string())?)
+    }
+
+    /// A stored gate reads back as it was written; nothing stored, or something that is no
+    /// gate, starts a fresh one (the second said). Failed reads never get here: they are errors.
+    #[test]
+    fn stored_states_are_read_back() {
+        let open = GateState { failures: 3, ..GateState::default() };
+        let text = serde_json::to_string(&open).unwrap();
+        assert_eq!(stored_state(Some(&text)), (Some(open), None));
+        assert_eq!(stored_state(None), (None, None));
+        let (gate, why) = stored_state(Some(r#"{"tat_ms":"soon"}"#));
+        assert_eq!(gate, None);
+        assert_eq!(why.as_deref(), Some(r#"invalid type: string "soon", expected f64"#));
     }
 
     /// Every operation reads back as it was written, and what is incomplete is refused.

@@ -27,6 +27,7 @@ pub const TESTS: &[crate::Test] = &[
     ("records_are_found_in_older_partitions", records_are_found_in_older_partitions),
     ("admin_api_requires_the_token", admin_api_requires_the_token),
     ("the_objects_answer_callers_of_either_release", the_objects_answer_callers_of_either_release),
+    ("a_gate_that_cannot_read_its_state_keeps_its_circuit", a_gate_that_cannot_read_its_state_keeps_its_circuit),
 ];
 
 fn fifty_concurrent_copies_are_delivered_once(w: &World) {
@@ -441,4 +442,28 @@ fn the_objects_answer_callers_of_either_release(w: &World) {
         assert_eq!(answer.status, 500, "{}", answer.body);
         assert!(answer.body.contains("unknown variant"), "{}", answer.body);
     }
+}
+
+/// A gate object restarted while its storage cannot be read answers an error (the delivery
+/// that asked is retried), not a fresh gate: a fresh gate's circuit is closed, so a failing
+/// destination would be sent deliveries again, and the next write would store the circuit
+/// closed. Once the storage reads again, the open circuit is still there.
+fn a_gate_that_cannot_read_its_state_keeps_its_circuit(w: &World) {
+    let destination = format!("http://127.0.0.1:9/{}", unique("unreadable-gate"));
+    let ask = |operations: &str| {
+        let path = format!("/__faults/ask?object=gate&for={destination}&via=rpc");
+        w.faults.post(&path, &HeaderList::new(), operations.as_bytes())
+    };
+    let limits = r#"{"rate_per_sec":null,"failures":1,"cooldown_ms":600000,"max_cooldown_ms":600000}"#;
+    let failed = ask(&format!(r#"[{{"Report":{{"limits":{limits},"answer":"failure","probe":false}}}}]"#));
+    assert_eq!((failed.status, failed.json()), (200, json!([true])), "the failure opens the circuit: {}", failed.body);
+    let circuit = |reply: &Reply| reply.json()[0]["circuit"].clone();
+    let open = circuit(&ask(r#"["State"]"#));
+    assert!(open["open"]["until_ms"].as_i64().is_some(), "{open}");
+
+    ask(r#"["RestartFailingRead"]"#).expect(200, json!([null]));
+    let unread = ask(r#"["State"]"#);
+    assert_eq!(unread.status, 500, "a gate that could not read its state answered: {}", unread.body);
+    assert!(unread.body.contains("storage read failed"), "{}", unread.body);
+    assert_eq!(circuit(&ask(r#"["State"]"#)), open, "the circuit as stored before the failed read");
 }
