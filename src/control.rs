@@ -347,9 +347,7 @@ struct Window {
     dead_letters_added: u64,
 }
 
-// `fetch`: the class exports its constructor and `fetch` (for callers of the release before
-// RPC), not the alarm, WebSocket and socket handlers it never uses (exported futures:
-// twelve of them across the three classes cost 4.6 KB gzipped); `ask` comes from `answer_over_rpc!`.
+// Only the handlers the class uses are exported: see `rpc::answer_over_rpc`.
 #[durable_object(fetch)]
 pub struct ControlObject {
     sql: Sql,

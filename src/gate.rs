@@ -139,20 +139,15 @@ pub(crate) fn gate_name(destination: &str) -> String {
 /// older release reads as it did.
 fn load(value: JsValue) -> Result<Option<GateState>> {
     let text = (!value.is_undefined()).then(|| js_sys::JSON::stringify(&value)).transpose()?;
-    let (gate, unreadable) = stored_state(text.map(String::from).as_deref());
-    if let Some(e) = unreadable {
+    Ok(stored_state(text.map(String::from).as_deref()).unwrap_or_else(|e| {
         worker::console_error!("gate state unreadable ({e}): starting from a fresh one");
-    }
-    Ok(gate)
+        None
+    }))
 }
 
-/// The state stored as `text` (`None`: nothing stored), and why it could not be read.
-fn stored_state(text: Option<&str>) -> (Option<GateState>, Option<String>) {
-    match text.map(edgehook_core::json::from_str::<GateState>) {
-        None => (None, None),
-        Some(Ok(gate)) => (Some(gate), None),
-        Some(Err(e)) => (None, Some(e.to_string())),
-    }
+/// The state stored as `text` (`None`: nothing stored), or why it could not be read.
+fn stored_state(text: Option<&str>) -> std::result::Result<Option<GateState>, String> {
+    text.map(edgehook_core::json::from_str::<GateState>).transpose().map_err(|e| e.to_string())
 }
 
 async fn store(storage: &DurableObjectStorage, gate: &GateState) -> Result<()> {
@@ -162,9 +157,7 @@ async fn store(storage: &DurableObjectStorage, gate: &GateState) -> Result<()> {
 }
 
 /// One destination's gate.
-// `fetch`: the class exports its constructor and `fetch` (for callers of the release before
-// RPC), not the alarm, WebSocket and socket handlers it never uses (exported futures:
-// twelve of them across the three classes cost 4.6 KB gzipped); `ask` comes from `answer_over_rpc!`.
+// Only the handlers the class uses are exported: see `rpc::answer_over_rpc`.
 #[durable_object(fetch)]
 pub struct GateObject {
     state: DurableObjectState,
@@ -256,11 +249,12 @@ mod tests {
     fn stored_states_are_read_back() {
         let open = GateState { failures: 3, ..GateState::default() };
         let text = serde_json::to_string(&open).unwrap();
-        assert_eq!(stored_state(Some(&text)), (Some(open), None));
-        assert_eq!(stored_state(None), (None, None));
-        let (gate, why) = stored_state(Some(r#"{"tat_ms":"soon"}"#));
-        assert_eq!(gate, None);
-        assert_eq!(why.as_deref(), Some(r#"invalid type: string "soon", expected f64"#));
+        assert_eq!(stored_state(Some(&text)), Ok(Some(open)));
+        assert_eq!(stored_state(None), Ok(None));
+        assert_eq!(
+            stored_state(Some(r#"{"tat_ms":"soon"}"#)),
+            Err(r#"invalid type: string "soon", expected f64"#.to_owned())
+        );
     }
 
     /// Every operation reads back as it was written, and what is incomplete is refused.

@@ -704,9 +704,7 @@ impl Tracked {
 /// tables, and whole tables are dropped by the alarm once everything in them has outlived the
 /// TTL and the retention (see the core's `partition` module). Expiry is still exact: reads
 /// check each row's own expiry times. Looking a key up asks each live partition, newest first.
-// `alarm`: the class exports its constructor, `fetch` (for callers of the release before RPC)
-// and `alarm`, not the WebSocket and socket handlers it never uses (exported futures:
-// twelve of them across the three classes cost 4.6 KB gzipped); `ask` comes from `answer_over_rpc!`.
+// Only the handlers the class uses are exported: see `rpc::answer_over_rpc`.
 #[durable_object(alarm)]
 pub struct IdempotencyShard {
     state: ObjectState,

@@ -29,6 +29,12 @@ pub(crate) trait Answer {
 }
 
 /// Exports `ask(text)` on a Durable Object class: the RPC method [`ask_object`] calls.
+///
+/// The classes' other exports come from `#[durable_object(fetch)]` (the constructor and
+/// `fetch`, for callers of the release before RPC) or `#[durable_object(alarm)]` (the same and
+/// `alarm`: the idempotency shards). Without an argument the attribute also exports WebSocket
+/// and socket handlers, which edgehook never uses: twelve exported futures across the three
+/// classes, 4.6 KB of the gzipped bundle.
 // rustfmt indents the attribute's arguments further on every run inside this macro.
 #[rustfmt::skip]
 macro_rules! answer_over_rpc {
