@@ -177,7 +177,9 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: Records
     let message = &delivery.message;
     let bytes = queue::message_bytes(message).unwrap_or_else(|| queue::describe_foreign_body(message));
     let now = env::now_ms();
-    let (letter, settled, handed_over, carrier) = match envelope::decode(&bytes) {
+    // `arrived_dead`: handed over by the event consumer (`carrier`, the message it took the
+    // event from), or put back by this consumer after a failed store.
+    let (letter, settled, arrived_dead, carrier) = match envelope::decode(&bytes) {
         Ok((meta, _)) if meta.dead => {
             let carrier = meta.handed_over_by.clone();
             (DeadLetter::from_meta(&meta, now), bytes, true, carrier)
@@ -218,7 +220,7 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: Records
     // and alerted on, the first time.
     let stored_before = carrier.is_some() && delivery.attempts > 1 && stored(env, &letter).await?;
     if !stored_before {
-        if handed_over && !still_dead(records, &letter).await {
+        if arrived_dead && !still_dead(records, &letter).await {
             return Ok(Decision::Ack);
         }
         // From here on the event is dead: a letter that cannot be stored goes back on the queue
@@ -228,7 +230,7 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: Records
             queue::send(&env.queue(bindings::DEAD_LETTERS)?, &settled, RETRY_SECS).await?;
             return Ok(Decision::Ack);
         }
-        announce(env, config, &letter, handed_over).await;
+        announce(env, config, &letter, carrier.is_some()).await;
     }
     if let Some(carrier) = carrier {
         record_dead(records, &letter, &carrier, delivery).await?;
@@ -262,14 +264,17 @@ async fn still_dead(records: Records<'_>, letter: &DeadLetter) -> bool {
     }
 }
 
-/// Logs a stored letter, counts it and alerts on it.
-async fn announce(env: &Env, config: &Config, letter: &DeadLetter, handed_over: bool) {
+/// Logs a stored letter, counts it and alerts on it. `counted`: the event consumer counted its
+/// event as dead-lettered when it handed the letter over.
+async fn announce(env: &Env, config: &Config, letter: &DeadLetter, counted: bool) {
     console_error!("{}", letter.alert_text());
     // Counted for the health check's "dead letters growing" (best effort: a lost count only
     // hides this letter from one evaluation; the stored count still has it). Letters the event
-    // consumer handed over were counted as dead-lettered there; the others are counted here.
+    // consumer handed over were counted as dead-lettered there; the others are counted here,
+    // including a moved letter that comes back marked dead because it could not be stored the
+    // first time (nobody counted it then).
     let mut tally = Tally { dead_letters_added: 1, ..Tally::default() };
-    if !handed_over {
+    if !counted {
         tally.count(&letter.source, letter.event_type.as_deref(), Outcome::DeadLettered);
     }
     let counted = match Control::new(env) {
@@ -342,6 +347,10 @@ fn max_retries(key: &str) -> u32 {
 /// Stores the letter. It is self-contained: a body kept in R2 is copied into it, so that it
 /// outlives the retention sweep. (A body already gone is recorded as such.)
 async fn keep(env: &Env, letter: &DeadLetter, settled: &[u8]) -> Result<()> {
+    #[cfg(feature = "faults")]
+    if crate::faults::fails(crate::faults::Fault::StoreLetter, &idempotency_key(&letter.source, &letter.id)) {
+        return Err(worker::Error::RustError("fault: the bucket cannot be written".into()));
+    }
     let stored = self_contained(env, settled).await?;
     blobs::put(env, &letter.storage_key(), &stored, Some(&letter.to_metadata())).await
 }

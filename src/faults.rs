@@ -102,6 +102,9 @@ pub enum Fault {
     /// The event consumer's next recording of the event (armed with its idempotency key) as
     /// dead fails, every try of it.
     FinishDead,
+    /// The dead-letter consumer's next write of the event's letter to R2 (armed with its
+    /// idempotency key) fails, as when the bucket cannot be written.
+    StoreLetter,
     /// The next call over RPC to the Durable Object named as the id asks it for a method it
     /// does not have, as a caller asks an object still running a release from before RPC.
     OldObject,
@@ -221,6 +224,7 @@ pub async fn handle(req: &Request, env: &Env, path: &str, query: &str) -> Result
         }
         "/__faults/mark-dead" => arm_by(Fault::MarkDead, "key"),
         "/__faults/finish-dead" => arm_by(Fault::FinishDead, "key"),
+        "/__faults/store-letter" => arm_by(Fault::StoreLetter, "key"),
         "/__faults/dead-letter-retries" => {
             let (key, n) = (param("key").unwrap_or_default(), param("n").and_then(|n| n.parse().ok()));
             DEAD_LETTER_MAX_RETRIES.with(|m| match n {
@@ -230,17 +234,19 @@ pub async fn handle(req: &Request, env: &Env, path: &str, query: &str) -> Result
             http::json(200, r#"{"max_retries":"set"}"#)
         }
         "/__faults/moved" => {
-            let bytes = match param("handed-over-by") {
+            let meta =
+                EventMeta { event_type: param("type"), ..event_meta(param("source"), param("id"), BodyRef::Inline) };
+            let meta = match param("handed-over-by") {
                 // As the event consumer hands an event over after its last attempt.
-                Some(carrier) => small_envelope(EventMeta {
+                Some(carrier) => EventMeta {
                     dead: true,
                     handed_over_by: Some(carrier),
                     last_error: Some("fault: handed over".into()),
-                    ..event_meta(param("source"), param("id"), BodyRef::Inline)
-                }),
-                None => small_event(param("source"), param("id")),
+                    ..meta
+                },
+                None => meta,
             };
-            queue::send(&env.queue(bindings::DEAD_LETTERS)?, &bytes, 0).await?;
+            queue::send(&env.queue(bindings::DEAD_LETTERS)?, &small_envelope(meta), 0).await?;
             http::json(200, r#"{"sent":true}"#)
         }
         "/__faults/list-page" => {

@@ -33,6 +33,10 @@ pub const TESTS: &[crate::Test] = &[
         "a_failed_recording_after_the_hand_over_delivers_nothing_again",
         a_failed_recording_after_the_hand_over_delivers_nothing_again,
     ),
+    (
+        "a_letter_that_cannot_be_stored_is_put_back_and_counted_once",
+        a_letter_that_cannot_be_stored_is_put_back_and_counted_once,
+    ),
 ];
 
 fn accept_stripe(w: &World, source: &str, id: &str, event_type: &str) -> Vec<u8> {
@@ -487,6 +491,51 @@ fn moved_messages_are_dead_lettered_marked_or_unconfirmed(w: &World) {
     w.dest.wait_deliveries("/fragile", &unmarkable, 1, WAIT);
     thread::sleep(Duration::from_secs(2));
     assert_eq!(w.dest.deliveries("/fragile", &delivered).len(), 1, "the delivered event was delivered again");
+}
+
+/// A letter the bucket will not take goes back on the dead-letter queue, to come back a minute
+/// later (`RETRY_SECS`): then it is stored, alerted on once and counted as dead-lettered once.
+/// A letter the queue moved is counted by the dead-letter consumer, which used to count it only
+/// when stored at the first try: the copy it put back passed for a letter the event consumer had
+/// handed over (and counted), and was never counted. A handed-over letter is counted where it was
+/// handed over (here a fault stands in for the event consumer, so nowhere), not again.
+fn a_letter_that_cannot_be_stored_is_put_back_and_counted_once(w: &World) {
+    let fault = |path: &str| arm(w, path);
+    // Types of their own, so that the counts below are these letters' alone.
+    let moved = (unique("evt"), unique("letter.moved"));
+    let handed_over = (unique("evt"), unique("letter.handed"));
+    for (id, _) in [&moved, &handed_over] {
+        fault(&format!("/__faults/store-letter?key=fragile:{id}"));
+    }
+    fault(&format!("/__faults/moved?source=fragile&id={}&type={}", moved.0, moved.1));
+    fault(&format!(
+        "/__faults/moved?source=fragile&id={0}&type={1}&handed-over-by=msg-{0}",
+        handed_over.0, handed_over.1
+    ));
+    let count = |event_type: &str| {
+        let labels = format!(r#"source="fragile",type="{event_type}",outcome="dead_lettered",reason="""#);
+        crate::harness::series(&w.faults.admin("GET", "/admin/metrics", b"").body, &labels)
+    };
+    for (id, event_type) in [&moved, &handed_over] {
+        let path = "/admin/dead-letters?source=fragile";
+        wait_until(Duration::from_secs(150), &format!("the letter of {id}, put back"), || {
+            admin_get_from(&w.faults, path)["dead_letters"].as_array().unwrap().iter().any(|d| d["id"] == id.as_str())
+        });
+        let (detail, body) = dead_letter_detail(&w.faults, "fragile", id);
+        assert_eq!(detail["dead_letter"]["type"], event_type.as_str(), "{detail}");
+        assert_eq!(detail["dead_letter"]["unconfirmed"], false, "{detail}");
+        assert_eq!(body.as_deref(), Some(format!(r#"{{"id":"{id}"}}"#).as_bytes()), "the letter keeps its body");
+        let put_back = format!("could not store dead letter dead-letters/fragile/{id}, putting it back");
+        assert!(w.faults.logs().contains(&put_back), "the first store did not fail: {id}");
+    }
+    wait_until(WAIT, "the moved letter to be counted", || count(&moved.1).is_some());
+    thread::sleep(Duration::from_secs(3));
+    for (id, _) in [&moved, &handed_over] {
+        let alerts = w.dest.received("/alerts", |r| String::from_utf8_lossy(&r.body).contains(id.as_str()));
+        assert_eq!(alerts.len(), 1, "alerts on {id}");
+    }
+    assert_eq!(count(&moved.1), Some(1), "the moved letter is counted once");
+    assert_eq!(count(&handed_over.1), None, "the handed-over letter was counted again");
 }
 
 /// The event consumer hands an event over to the dead-letter queue after its last attempt; should
