@@ -19,7 +19,10 @@
 //! is retried, further and further apart (`dead_letter_retry_secs`), because the queue gives up
 //! on a message after 100 retries; should marking still fail on the queue's second-to-last
 //! delivery (its shard full, say), the letter is stored unconfirmed rather than lost
-//! (`retry::store_unmarked`). The alert is tried three times and then only logged.
+//! (`retry::store_unmarked`). The alert is tried three times and then only logged. It goes out
+//! before the letter is stored: a letter delivered again and found stored is not alerted on
+//! again, so a crash between the store and an alert after it would lose the alert; this way a
+//! crash only repeats it. A letter put back after a failed store is marked as alerted on.
 
 use crate::control::{Control, Tally};
 use crate::env::{self, bindings};
@@ -146,7 +149,9 @@ impl DeadLetter {
     }
 }
 
-pub async fn consume(batch: Batch, env: Env) {
+/// Stores, alerts on and counts a batch of dead letters. Returns whether the invocation crashed
+/// (an injected fault; never in a production build).
+pub async fn consume(batch: Batch, env: Env) -> bool {
     let config = env::config(&env);
     // Without the binding (a bad deploy) every marking fails, and takes the same backoff and the
     // same last resort as a shard that cannot write: retrying the whole batch a minute apart
@@ -163,7 +168,7 @@ pub async fn consume(batch: Batch, env: Env) {
             Ok(Decision::RetryIn(secs))
         })
     })
-    .await;
+    .await
 }
 
 /// The idempotency store, or why its binding is unavailable.
@@ -178,11 +183,11 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: Records
     let bytes = queue::message_bytes(message).unwrap_or_else(|| queue::describe_foreign_body(message));
     let now = env::now_ms();
     // `arrived_dead`: handed over by the event consumer (`carrier`, the message it took the
-    // event from), or put back by this consumer after a failed store.
-    let (letter, settled, arrived_dead, carrier) = match envelope::decode(&bytes) {
+    // event from), or put back by this consumer after a failed store (`alerted`, if it alerted).
+    let (letter, settled, arrived_dead, carrier, alerted) = match envelope::decode(&bytes) {
         Ok((meta, _)) if meta.dead => {
-            let carrier = meta.handed_over_by.clone();
-            (DeadLetter::from_meta(&meta, now), bytes, true, carrier)
+            let (carrier, alerted) = (meta.handed_over_by.clone(), meta.alerted);
+            (DeadLetter::from_meta(&meta, now), bytes, true, carrier, alerted)
         }
         Ok((meta, inline)) => {
             let key = idempotency_key(&meta.source, &meta.id);
@@ -212,25 +217,39 @@ async fn store(delivery: &Delivery, env: &Env, config: &Config, records: Records
                 Err(e) => return Err(e),
             };
             let marked = EventMeta { dead: true, unconfirmed, ..meta };
-            (DeadLetter::from_meta(&marked, now), envelope::encode(&marked, inline), false, None)
+            (DeadLetter::from_meta(&marked, now), envelope::encode(&marked, inline), false, None, false)
         }
-        Err(e) => (DeadLetter::poison(&message.id(), e.to_string(), now), bytes, false, None),
+        Err(e) => (DeadLetter::poison(&message.id(), e.to_string(), now), bytes, false, None, false),
     };
     // A handed-over letter is tried again only to record its event dead (below): it was stored,
     // and alerted on, the first time.
     let stored_before = carrier.is_some() && delivery.attempts > 1 && stored(env, &letter).await?;
-    if !stored_before {
+    if stored_before {
+        console_log!("dead letter {} is stored already: recording its event dead", letter.storage_key());
+    } else {
         if arrived_dead && !still_dead(records, &letter).await {
             return Ok(Decision::Ack);
         }
-        // From here on the event is dead: a letter that cannot be stored goes back on the queue
-        // as a new message (marked, so it skips the marking of a moved message), never given up.
+        // From here on the event is dead. It is alerted on before its letter is stored: should
+        // this invocation die in between, the queue delivers the letter again, and a letter found
+        // stored is not alerted on again (above), so an alert sent after the store would be lost.
+        // This way a crash can only repeat it.
+        if !alerted {
+            alert(config, &letter).await;
+        }
+        // A letter that cannot be stored goes back on the queue as a new message (marked, so it
+        // skips the marking of a moved message, and not alerted on again), never given up.
         if let Err(e) = keep(env, &letter, &settled).await {
             console_error!("could not store dead letter {}, putting it back: {e}", letter.storage_key());
-            queue::send(&env.queue(bindings::DEAD_LETTERS)?, &settled, RETRY_SECS).await?;
+            queue::send(&env.queue(bindings::DEAD_LETTERS)?, &alerted_copy(&settled), RETRY_SECS).await?;
             return Ok(Decision::Ack);
         }
-        announce(env, config, &letter, carrier.is_some()).await;
+        #[cfg(feature = "faults")]
+        if crate::faults::fails(crate::faults::Fault::CrashStored, &letter.id) {
+            console_error!("injected fault: the dead-letter consumer dies having stored {}", letter.storage_key());
+            return Ok(Decision::Crash);
+        }
+        count(env, &letter, carrier.is_some()).await;
     }
     if let Some(carrier) = carrier {
         record_dead(records, &letter, &carrier, delivery).await?;
@@ -264,10 +283,25 @@ async fn still_dead(records: Records<'_>, letter: &DeadLetter) -> bool {
     }
 }
 
-/// Logs a stored letter, counts it and alerts on it. `counted`: the event consumer counted its
-/// event as dead-lettered when it handed the letter over.
-async fn announce(env: &Env, config: &Config, letter: &DeadLetter, counted: bool) {
+/// Logs a dead letter and alerts on it.
+async fn alert(config: &Config, letter: &DeadLetter) {
     console_error!("{}", letter.alert_text());
+    let alert = alerts::alert(vec![("dead_letter", to_json(&letter)), ("text", to_json(&letter.alert_text()))]);
+    alerts::send(config.settings.alert_url.as_deref(), alert).await;
+}
+
+/// The letter to put back on the queue after its store failed, marked as alerted on (a poison
+/// message, which is no envelope, goes back as it came, and is alerted on again when stored).
+fn alerted_copy(settled: &[u8]) -> Vec<u8> {
+    match envelope::decode(settled) {
+        Ok((meta, inline)) => envelope::encode(&EventMeta { alerted: true, ..meta }, inline),
+        Err(_) => settled.to_vec(),
+    }
+}
+
+/// Counts a stored letter. `counted`: the event consumer counted its event as dead-lettered
+/// when it handed the letter over.
+async fn count(env: &Env, letter: &DeadLetter, counted: bool) {
     // Counted for the health check's "dead letters growing" (best effort: a lost count only
     // hides this letter from one evaluation; the stored count still has it). Letters the event
     // consumer handed over were counted as dead-lettered there; the others are counted here,
@@ -284,8 +318,6 @@ async fn announce(env: &Env, config: &Config, letter: &DeadLetter, counted: bool
     if let Err(e) = counted {
         console_error!("could not count dead letter {}: {e}", letter.storage_key());
     }
-    let alert = alerts::alert(vec![("dead_letter", to_json(&letter)), ("text", to_json(&letter.alert_text()))]);
-    alerts::send(config.settings.alert_url.as_deref(), alert).await;
 }
 
 /// Whether the letter is in the bucket (asked only when recording a handed-over letter's event

@@ -7,6 +7,7 @@
 //! - `POST /__faults/crash?id=ID&at=taken|delivered|recorded` kills the consumer invocation
 //!   that handles event ID at that point: every other message of its batch stops wherever it
 //!   is, nothing more is settled, the handler fails, and the queue redelivers what was left;
+//!   `at=stored` does the same to the dead-letter consumer once it stored event ID's letter;
 //! - `POST /__faults/clock?now=SECS[&source=S]` makes signature verification (of source S only,
 //!   or of every source without one) run at that Unix time (empty `now` restores the real
 //!   clock), so providers' documented examples and the hostile corpus, signed years ago, can be
@@ -49,9 +50,11 @@
 //!   signed by provider P N times, with Rust's HMAC or in two passes with Web Crypto's;
 //! - `POST /__faults/hmac?impl=rust|webcrypto&size=BYTES&n=N` computes N HMAC-SHA256s of a
 //!   SIZE-byte buffer with edgehook's Rust code or with Web Crypto, for the benchmarks;
-//! - `POST /__faults/moved?source=S&id=I` puts an event's envelope on the dead-letter queue
-//!   unmarked, as the queue moves a message after its `max_retries` (with
+//! - `POST /__faults/moved?source=S&id=I[&type=T]` puts an event's envelope on the dead-letter
+//!   queue unmarked, as the queue moves a message after its `max_retries` (with
 //!   `&handed-over-by=MESSAGE`: marked dead, as the event consumer hands one over);
+//!   `POST /__faults/store-letter?key=SOURCE:ID` makes the dead-letter consumer's next write of
+//!   that event's letter to R2 fail;
 //!   `POST /__faults/mark-dead?key=SOURCE:ID` makes the dead-letter consumer's next write to
 //!   that event's record (marking a moved letter's event dead, or recording a handed-over one's)
 //!   fail, as with a full shard; `POST /__faults/dead-letter-retries?key=SOURCE:ID&n=N` makes
@@ -86,6 +89,9 @@ pub enum Fault {
     CrashDelivered,
     /// The consumer dies after recording the delivery, before acknowledging the message.
     CrashRecorded,
+    /// The dead-letter consumer dies having stored the event's letter, before counting it and
+    /// acknowledging the message.
+    CrashStored,
     /// The cron trigger's next heartbeat probe is not enqueued (armed for no event: id "").
     Probe,
     /// The object's answer to the consumer's `begin` for the event is lost (after the object
@@ -208,7 +214,8 @@ pub async fn handle(req: &Request, env: &Env, path: &str, query: &str) -> Result
             Some("taken") => arm(Fault::CrashTaken),
             Some("delivered") => arm(Fault::CrashDelivered),
             Some("recorded") => arm(Fault::CrashRecorded),
-            _ => http::json(400, r#"{"error":"at must be taken, delivered or recorded"}"#),
+            Some("stored") => arm(Fault::CrashStored),
+            _ => http::json(400, r#"{"error":"at must be taken, delivered, recorded or stored"}"#),
         },
         "/__faults/clock" => {
             let now_ms = param("now").and_then(|n| n.parse::<i64>().ok()).map(|secs| secs * 1000);

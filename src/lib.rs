@@ -121,8 +121,7 @@ async fn on_queue(batch: worker::worker_sys::MessageBatch, env: Env) -> bool {
     billing::count(billing::Op::WorkerInvocation, 1);
     let batch = queue::Batch::new(batch);
     if batch.queue.ends_with(env::DEAD_LETTER_QUEUE_SUFFIX) {
-        dead_letters::consume(batch, env).await;
-        false
+        dead_letters::consume(batch, env).await
     } else {
         consumer::consume(batch, env).await
     }

@@ -153,6 +153,7 @@ pub async fn replay_dead_letters(env: &Env, store: &Idempotency, which: Letters<
                 dead: false,
                 unconfirmed: false,
                 handed_over_by: None,
+                alerted: false,
                 filtered: false,
                 resumed: false,
                 ..meta

@@ -122,6 +122,10 @@ pub struct EventMeta {
     /// would deliver the event again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handed_over_by: Option<String>,
+    /// Set with `dead` by the dead-letter consumer on a letter it alerted on but could not store,
+    /// and put back on its queue: when it is stored, it is not alerted on a second time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alerted: bool,
     /// Its type is not in the source's `events` allow-list: the consumer records it as
     /// `filtered` (captured, never delivered).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -161,6 +165,7 @@ impl EventMeta {
             dead: false,
             unconfirmed: false,
             handed_over_by: None,
+            alerted: false,
             filtered: false,
             resumed: false,
             headers: Vec::new(),
@@ -261,6 +266,19 @@ mod tests {
         let bytes = encode(&m, body);
         assert_eq!(bytes.len(), inline_size(&m, body.len()));
         assert_eq!(decode(&bytes), Ok((m, &body[..])));
+    }
+
+    /// The dead-letter consumer's marks travel with the letter it puts back, and a message
+    /// without them (any other, and every one from before `alerted` existed) reads them unset.
+    #[test]
+    fn dead_letter_marks_round_trip() {
+        let plain = meta(BodyRef::Inline);
+        let put_back = EventMeta { dead: true, handed_over_by: Some("m1".into()), alerted: true, ..plain.clone() };
+        let bytes = encode(&put_back, b"{}");
+        assert_eq!(decode(&bytes), Ok((put_back, &b"{}"[..])));
+        let bytes = encode(&plain, b"{}");
+        assert!(!String::from_utf8_lossy(&bytes).contains("alerted"), "an unset mark is left out");
+        assert!(!decode(&bytes).unwrap().0.alerted);
     }
 
     #[test]

@@ -306,6 +306,7 @@ const SOLO: &[Test] = &[
     soak::SOLO,
     ("no_secret_in_any_log", idempotency::no_secret_in_any_log),
     ("dead_letter_listings_follow_cursors", delivery::dead_letter_listings_follow_cursors),
+    delivery::CRASH,
 ];
 
 fn tests() -> Vec<Test> {
