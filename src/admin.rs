@@ -9,7 +9,7 @@
 
 use crate::control::Control;
 use crate::dead_letters::{self, DeadLetter};
-use crate::env;
+use crate::env::{self, bindings};
 use crate::http::{object, to_json};
 use crate::idempotency::{Idempotency, ListQuery};
 use crate::replay::{self, Letters};
@@ -23,7 +23,7 @@ use edgehook_core::flags::Mode;
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::signature::token_matches;
 use serde::{Deserialize, Serialize};
-use worker::{console_error, Env, Method, Request, Response, Result};
+use worker::{console_error, console_log, Env, Method, Request, Response, Result};
 
 /// Most dead letters one page lists.
 const PAGE: u32 = 100;
@@ -60,6 +60,9 @@ pub async fn handle(mut req: Request, env: &Env, path: &str, query: &str) -> Res
         (Method::Post, "/admin/dead-letters/replay") => replay_dead_letters(env, param("source"), param("id")).await,
         (Method::Get, _) if path.starts_with("/admin/dead-letters/") => {
             get_dead_letter(env, &path["/admin/dead-letters/".len()..]).await
+        }
+        (Method::Delete, _) if path.starts_with("/admin/dead-letters/") => {
+            delete_dead_letter(env, &path["/admin/dead-letters/".len()..]).await
         }
         (Method::Get, FLAGS) => get_flags(env).await,
         (Method::Put, _) if path.starts_with("/admin/flags/") => {
@@ -257,6 +260,23 @@ async fn get_dead_letter(env: &Env, rest: &str) -> Result<Response> {
         ("dead_letter", to_json(&letter)?),
     ]);
     http::json(200, reply)
+}
+
+/// `DELETE /admin/dead-letters/{source}/{id}`: removes a letter an operator has dealt with. The
+/// only way out of the list for the letters a replay cannot take (poison, a body that was gone),
+/// which would otherwise stay in the health report's count for good. The event's record is left
+/// as it is (`dead`).
+async fn delete_dead_letter(env: &Env, rest: &str) -> Result<Response> {
+    let Some((source, id)) = admin::dead_letter_path(rest, dead_letters::POISON_DIR) else {
+        return not_found();
+    };
+    let key = dead_letters::letter_key(&source, &id);
+    if !blobs::exists(env, &key).await? {
+        return not_found();
+    }
+    env.bucket(bindings::BLOBS)?.delete(&key).await?;
+    console_log!("admin: dead letter {key} deleted");
+    http::json(200, object(&[("deleted", to_json(&1)?), ("id", to_json(&id)?), ("source", to_json(&source)?)]))
 }
 
 /// `POST /admin/dead-letters/replay?source=&id=`: every dead letter (of a source, or the one

@@ -26,7 +26,8 @@
 //!   ids, so the next copy of that event is enqueued and must be caught by the consumer;
 //! - `POST /__faults/copies?source=S&id=I&n=N` puts N copies of one event on the queue at once,
 //!   as if N receivers had each accepted it;
-//! - `POST /__faults/poison?kind=garbage` puts bytes that are no envelope on the event queue;
+//! - `POST /__faults/poison?kind=garbage[&text=T]` puts bytes that are no envelope (T, if
+//!   given) on the event queue;
 //! - `POST /__faults/poison?kind=missing-body&source=S&id=I` puts an envelope whose claim-checked
 //!   body is not in R2;
 //! - `GET /__faults/billing` counts the billable operations this isolate made (see
@@ -277,7 +278,9 @@ pub async fn handle(req: &Request, env: &Env, path: &str, query: &str) -> Result
         }
         "/__faults/poison" => {
             let bytes = match param("kind").as_deref() {
-                Some("garbage") => b"this is not an edgehook envelope".to_vec(),
+                Some("garbage") => {
+                    param("text").unwrap_or_else(|| "this is not an edgehook envelope".into()).into_bytes()
+                }
                 Some("missing-body") => {
                     let missing = BodyRef::Stored { key: "bodies/never-stored".into(), len: 1 };
                     envelope::encode(&event_meta(param("source"), param("id"), missing), b"")

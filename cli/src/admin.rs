@@ -109,6 +109,10 @@ pub fn run(args: &Args) -> Result<(), String> {
             let letter = api.call("GET", &format!("/admin/dead-letters/{source}/{}", encode(id)))?;
             output(args, &letter, || println!("{}", serde_json::to_string_pretty(&letter).unwrap_or_default()))
         }
+        ("dead-letters", ["delete", source, id]) => {
+            let reply = api.call("DELETE", &format!("/admin/dead-letters/{source}/{}", encode(id)))?;
+            output(args, &reply, || println!("deleted dead letter {source}/{id}"))
+        }
         ("dead-letters", ["replay"]) => {
             let query = query(&[("source", args.source.as_deref()), ("id", args.id.as_deref())]);
             let reply = api.call("POST", &format!("/admin/dead-letters/replay{query}"))?;

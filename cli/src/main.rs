@@ -36,6 +36,7 @@ usage:
   edgehook events replay [--source S] [--status X] [--type T]
   edgehook dead-letters [--source S] [--cursor C]
   edgehook dead-letters show <source> <id>
+  edgehook dead-letters delete <source> <id>
   edgehook dead-letters replay [--source S] [--id ID]
   edgehook flags
   edgehook flags set <source> <pattern> <on|paused|dropped>

@@ -272,13 +272,22 @@ fn cli_operates_edgehook_through_the_admin_api(w: &World) {
     let shown = admin(&["events", "show", "cliops", &good]);
     assert!(shown.contains("delivered") && shown.contains("stripe-signature: t=") && shown.contains(&good), "{shown}");
 
-    w.dest.plan("/cliops", vec![crate::harness::Action::Status(500)]);
-    let dead = unique("evt");
+    // Two dead letters: one replayed, one deleted (dealt with by hand).
+    w.dest.plan("/cliops", vec![crate::harness::Action::Status(500), crate::harness::Action::Status(500)]);
+    let (dead, handled) = (unique("evt"), unique("evt"));
     send(&dead, "invoice.payment_failed");
-    wait_until(wait, "the dead letter", || admin(&["dead-letters", "--source", "cliops"]).contains(&dead));
+    send(&handled, "invoice.payment_failed");
+    wait_until(wait, "the dead letters", || {
+        let listed = admin(&["dead-letters", "--source", "cliops"]);
+        listed.contains(&dead) && listed.contains(&handled)
+    });
     let replayed = admin(&["dead-letters", "replay", "--source", "cliops", "--id", &dead]);
     assert_eq!(replayed.trim(), "replayed 1 dead letter(s)");
     w.dest.wait_deliveries("/cliops", &dead, 2, wait);
+    let deleted = admin(&["dead-letters", "delete", "cliops", &handled]);
+    assert_eq!(deleted.trim(), format!("deleted dead letter cliops/{handled}"));
+    assert!(!admin(&["dead-letters", "--source", "cliops"]).contains(&handled));
+    assert_eq!(w.dest.deliveries("/cliops", &handled).len(), 1, "a deleted letter is not delivered");
 
     let set = admin(&["flags", "set", "cliops", "customer.*", "dropped"]);
     assert_eq!(set.trim(), "cliops customer.*: dropped");

@@ -310,7 +310,9 @@ fn poison_messages_are_dead_lettered_alone(w: &World) {
         let reply = w.faults.post(&format!("/__faults/poison?{query}"), &HeaderList::new(), b"");
         assert_eq!(reply.status, 200, "{}", reply.body);
     };
-    poison("kind=garbage");
+    // Told apart from other tests' poison by its text.
+    let text = unique("not_an_envelope");
+    poison(&format!("kind=garbage&text={text}"));
     poison(&format!("kind=missing-body&source=fragile&id={missing}"));
     let healthy = unique("evt");
     let body = stripe_body(&healthy, "invoice.paid");
@@ -322,11 +324,22 @@ fn poison_messages_are_dead_lettered_alone(w: &World) {
     let stored = wait_dead_letter(&w.faults, "/admin/dead-letters?source=fragile", |d| d["id"] == missing.as_str());
     assert_eq!(stored["error"], "body missing from storage");
     assert_eq!(stored["attempts"], 1);
-    let garbage = wait_dead_letter(&w.faults, "/admin/dead-letters?source=_poison", |d| d["source"] == "_poison");
+    let garbage = wait_dead_letter(&w.faults, "/admin/dead-letters?source=_poison", |d| {
+        d["source"] == "_poison"
+            && dead_letter_detail(&w.faults, "_poison", d["id"].as_str().unwrap()).1 == Some(text.clone().into_bytes())
+    });
     assert_eq!(garbage["error"], "undecodable queue message: not an edgehook envelope");
-    let (_, raw) = dead_letter_detail(&w.faults, "_poison", garbage["id"].as_str().unwrap());
-    assert_eq!(raw.as_deref(), Some(&b"this is not an edgehook envelope"[..]));
+    let garbage_id = garbage["id"].as_str().unwrap();
     assert!(w.dest.deliveries("/fragile", &missing).is_empty());
+
+    // No replay takes a poison letter; an operator who has read it deletes it.
+    let path = format!("/admin/dead-letters/_poison/{garbage_id}");
+    w.faults.admin("DELETE", &path, b"").expect(200, json!({"deleted": 1, "source": "_poison", "id": garbage_id}));
+    assert_eq!(w.faults.admin("GET", &path, b"").status, 404);
+    w.faults.admin("DELETE", &path, b"").expect(404, json!({"error": "not_found"}));
+    let listed = w.faults.admin_json("/admin/dead-letters?source=_poison");
+    assert!(!listed["dead_letters"].as_array().unwrap().iter().any(|d| d["id"] == garbage_id), "{listed}");
+    w.faults.admin("DELETE", "/admin/dead-letters/Not%20A%20Source/x", b"").expect(404, json!({"error": "not_found"}));
 }
 
 /// Arms a fault on the test worker (or makes it act, for `moved` and `copies`).
