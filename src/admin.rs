@@ -41,6 +41,7 @@ pub async fn handle(mut req: Request, env: &Env, path: &str, query: &str) -> Res
     let pairs = admin::query_pairs(query);
     let param = |name: &str| admin::param(&pairs, name);
     let method = req.method();
+    let deleting = method == Method::Delete;
     let answer = match (method, path) {
         (Method::Get, EVENTS) => list_events(env, &pairs).await,
         (Method::Post, "/admin/events/replay") => replay_events(env, &pairs).await,
@@ -58,11 +59,8 @@ pub async fn handle(mut req: Request, env: &Env, path: &str, query: &str) -> Res
         }
         (Method::Get, DEAD_LETTERS) => list_dead_letters(env, param("source"), param("cursor")).await,
         (Method::Post, "/admin/dead-letters/replay") => replay_dead_letters(env, param("source"), param("id")).await,
-        (Method::Get, _) if path.starts_with("/admin/dead-letters/") => {
-            get_dead_letter(env, &path["/admin/dead-letters/".len()..]).await
-        }
-        (Method::Delete, _) if path.starts_with("/admin/dead-letters/") => {
-            delete_dead_letter(env, &path["/admin/dead-letters/".len()..]).await
+        (Method::Get | Method::Delete, _) if path.starts_with("/admin/dead-letters/") => {
+            dead_letter(env, &path["/admin/dead-letters/".len()..], deleting).await
         }
         (Method::Get, FLAGS) => get_flags(env).await,
         (Method::Put, _) if path.starts_with("/admin/flags/") => {
@@ -237,15 +235,25 @@ async fn list_dead_letters(env: &Env, source: Option<String>, cursor: Option<Str
 
 /// `GET /admin/dead-letters/{source}/{id}`: one stored dead letter with its body (base64; the
 /// exact bytes the provider sent) and content type.
-async fn get_dead_letter(env: &Env, rest: &str) -> Result<Response> {
+///
+/// `DELETE` (`delete`): removes a letter an operator has dealt with. The only way out of the list
+/// for the letters a replay cannot take (poison, a body that was gone), which would otherwise
+/// stay in the health report's count for good. The event's record is left as it is (`dead`).
+/// One handler for both, so the bundle carries one copy of the lookup.
+async fn dead_letter(env: &Env, rest: &str, delete: bool) -> Result<Response> {
     let Some((source, id)) = admin::dead_letter_path(rest, dead_letters::POISON_DIR) else {
         return not_found();
     };
-    let Some((metadata, stored)) =
-        blobs::get_with_metadata(env, &format!("{}{source}/{id}", dead_letters::PREFIX)).await?
-    else {
+    let key = dead_letters::letter_key(&source, &id);
+    let Some((metadata, stored)) = blobs::get_with_metadata(env, &key).await? else {
         return not_found();
     };
+    if delete {
+        env.bucket(bindings::BLOBS)?.delete(&key).await?;
+        console_log!("admin: dead letter {key} deleted");
+        let (id, source) = (edgehook_core::json::quote(&id), edgehook_core::json::quote(&source));
+        return http::json(200, format!(r#"{{"deleted":1,"id":{id},"source":{source}}}"#));
+    }
     let letter = DeadLetter::from_metadata(&metadata);
     let (content_type, body) = match envelope::decode(&stored) {
         Ok((meta, inline)) if meta.body == BodyRef::Inline => (meta.content_type, Some(inline.to_vec())),
@@ -260,23 +268,6 @@ async fn get_dead_letter(env: &Env, rest: &str) -> Result<Response> {
         ("dead_letter", to_json(&letter)?),
     ]);
     http::json(200, reply)
-}
-
-/// `DELETE /admin/dead-letters/{source}/{id}`: removes a letter an operator has dealt with. The
-/// only way out of the list for the letters a replay cannot take (poison, a body that was gone),
-/// which would otherwise stay in the health report's count for good. The event's record is left
-/// as it is (`dead`).
-async fn delete_dead_letter(env: &Env, rest: &str) -> Result<Response> {
-    let Some((source, id)) = admin::dead_letter_path(rest, dead_letters::POISON_DIR) else {
-        return not_found();
-    };
-    let key = dead_letters::letter_key(&source, &id);
-    if !blobs::exists(env, &key).await? {
-        return not_found();
-    }
-    env.bucket(bindings::BLOBS)?.delete(&key).await?;
-    console_log!("admin: dead letter {key} deleted");
-    http::json(200, object(&[("deleted", to_json(&1)?), ("id", to_json(&id)?), ("source", to_json(&source)?)]))
 }
 
 /// `POST /admin/dead-letters/replay?source=&id=`: every dead letter (of a source, or the one

@@ -70,7 +70,11 @@ pub fn now_ms() -> i64 {
 /// Random bytes from the platform's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
-    getrandom::getrandom(&mut buf).expect("the platform CSPRNG is available in Workers");
+    // Not `expect`: printing getrandom's error would link its table of every platform's error
+    // texts (about 600 bytes), for a failure Workers cannot have.
+    if getrandom::getrandom(&mut buf).is_err() {
+        panic!("the platform CSPRNG is unavailable");
+    }
     buf
 }
 
