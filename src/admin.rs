@@ -239,21 +239,25 @@ async fn list_dead_letters(env: &Env, source: Option<String>, cursor: Option<Str
 /// `DELETE` (`delete`): removes a letter an operator has dealt with. The only way out of the list
 /// for the letters a replay cannot take (poison, a body that was gone), which would otherwise
 /// stay in the health report's count for good. The event's record is left as it is (`dead`).
-/// One handler for both, so the bundle carries one copy of the lookup.
+/// One handler for both, so the bundle carries one copy of the path's reading.
 async fn dead_letter(env: &Env, rest: &str, delete: bool) -> Result<Response> {
     let Some((source, id)) = admin::dead_letter_path(rest, dead_letters::POISON_DIR) else {
         return not_found();
     };
     let key = dead_letters::letter_key(&source, &id);
-    let Some((metadata, stored)) = blobs::get_with_metadata(env, &key).await? else {
-        return not_found();
-    };
     if delete {
+        // Asked with a `head`: a letter holds its event's whole body, however large.
+        if !blobs::exists(env, &key).await? {
+            return not_found();
+        }
         env.bucket(bindings::BLOBS)?.delete(&key).await?;
         console_log!("admin: dead letter {key} deleted");
         let (id, source) = (edgehook_core::json::quote(&id), edgehook_core::json::quote(&source));
         return http::json(200, format!(r#"{{"deleted":1,"id":{id},"source":{source}}}"#));
     }
+    let Some((metadata, stored)) = blobs::get_with_metadata(env, &key).await? else {
+        return not_found();
+    };
     let letter = DeadLetter::from_metadata(&metadata);
     let (content_type, body) = match envelope::decode(&stored) {
         Ok((meta, inline)) if meta.body == BodyRef::Inline => (meta.content_type, Some(inline.to_vec())),

@@ -285,8 +285,9 @@ async fn still_dead(records: Records<'_>, letter: &DeadLetter) -> bool {
 
 /// Logs a dead letter and alerts on it.
 async fn alert(config: &Config, letter: &DeadLetter) {
-    console_error!("{}", letter.alert_text());
-    let alert = alerts::alert(vec![("dead_letter", to_json(&letter)), ("text", to_json(&letter.alert_text()))]);
+    let text = letter.alert_text();
+    console_error!("{text}");
+    let alert = alerts::alert(vec![("dead_letter", to_json(&letter)), ("text", to_json(&text))]);
     alerts::send(config.settings.alert_url.as_deref(), alert).await;
 }
 

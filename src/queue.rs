@@ -77,12 +77,7 @@ where
     Fut: Future<Output = Result<Decision>>,
 {
     let (crash, crashed) = AbortHandle::new_pair();
-    // Also noted apart from the abort: when the crashing message is the last one running, the
-    // batch completes in the same poll as the abort, which then goes unseen.
-    let died = std::cell::Cell::new(false);
-    let (crash, died) = (&crash, &died);
-    #[cfg(not(feature = "faults"))]
-    let _ = (crash, died);
+    let crash = &crash;
     let settled = batch.messages.iter().enumerate().map(|(i, delivery)| {
         let handled = handle(i, delivery);
         async move {
@@ -94,10 +89,7 @@ where
                 }
                 Ok(Decision::RetryIn(secs)) => retry_later(delivery, secs),
                 #[cfg(feature = "faults")]
-                Ok(Decision::Crash) => {
-                    died.set(true);
-                    crash.abort()
-                }
+                Ok(Decision::Crash) => crash.abort(),
                 Err(e) => {
                     console_error!("queue {} message {}: failed, retrying: {e}", batch.queue, message.id());
                     retry_later(delivery, error_retry_secs);
@@ -106,7 +98,10 @@ where
         }
     });
     // Aborting drops every handler still running at its current await, like a killed isolate.
-    Abortable::new(join_all(settled), crashed).await.is_err() || died.get()
+    // Whether it crashed is asked of the handle, not of the result: when the crashing message
+    // is the last one running, the batch completes in the same poll as the abort, unaborted.
+    let _ = Abortable::new(join_all(settled), crashed).await;
+    crash.is_aborted()
 }
 
 /// A received message's size in billing units; only the test build, which counts operations,
