@@ -204,18 +204,21 @@ async fn replay_one(env: &Env, source: &str, id: &str) -> Result<Response> {
     http::json(202, object(&[("id", to_json(id)?), ("replayed", to_json(&1)?), ("source", to_json(source)?)]))
 }
 
-/// `POST /admin/events/replay?source=&status=&type=`: the events a listing with the same
-/// filters shows (at least one filter; up to 1,000 per call, `more` saying whether any are left).
+/// `POST /admin/events/replay?source=&status=&type=&limit=&cursor=`: the events a listing with
+/// the same filters shows, newest first (at least one filter; up to `limit`, at most 1,000 per
+/// call). When more are left, `cursor` says where the next call goes on from.
 async fn replay_events(env: &Env, pairs: &[(String, String)]) -> Result<Response> {
-    let q = match query(pairs) {
+    let q = match EventQuery::parse_replay(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
         Ok(q) => q,
         Err(field) => return bad_request(&field),
     };
-    if q.source.is_none() && q.status.is_none() && q.event_type.is_none() {
-        return bad_request("source");
-    }
-    let (replayed, more) = replay::replay_matching(env, &store(env)?, &q).await?;
-    http::json(202, object(&[("more", to_json(&more)?), ("replayed", to_json(&replayed)?)]))
+    let (replayed, next) = replay::replay_matching(env, &store(env)?, &q).await?;
+    let reply = object(&[
+        ("cursor", to_json(&next.as_ref().map(Cursor::encode))?),
+        ("more", to_json(&next.is_some())?),
+        ("replayed", to_json(&replayed)?),
+    ]);
+    http::json(202, reply)
 }
 
 /// `GET /admin/dead-letters?source=&cursor=`: stored dead letters, a page at a time.
@@ -309,7 +312,9 @@ async fn set_flag(env: &Env, rest: &str, body: &str) -> Result<Response> {
         Err(FlagPathError::Bad(part)) => return bad_request(part),
     };
     let (source, pattern) = (source.as_str(), pattern.as_str());
-    if env::config(env).source(source).is_err() {
+    // Named in SOURCES is enough: a source whose configuration is broken may still have events
+    // accepted before it broke, held on the queue, which an operator may want to drop or pause.
+    if !env::config(env).names(source) {
         return http::json(404, r#"{"error":"unknown_source"}"#);
     }
     let Some(mode) = edgehook_core::json::from_str::<SetFlag>(body).ok().and_then(|b| Mode::parse(&b.mode)) else {

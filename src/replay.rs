@@ -11,7 +11,7 @@ use crate::dead_letters::{self, POISON_DIR};
 use crate::env::{self, bindings};
 use crate::idempotency::{Idempotency, ListQuery};
 use crate::queue;
-use edgehook_core::capture::{to_resume, EventQuery, EventStatus};
+use edgehook_core::capture::{to_resume, Cursor, EventQuery, EventStatus};
 use edgehook_core::envelope::{self, BodyRef, EventMeta, MAX_INLINE_ENVELOPE};
 use edgehook_core::flags::Flags;
 use edgehook_core::ingest::idempotency_key;
@@ -61,12 +61,14 @@ pub async fn replay_event(env: &Env, store: &Idempotency, source: &str, id: &str
     Ok(true)
 }
 
-/// Replays the captured events a query matches (every page of it, up to [`MAX_PER_CALL`]).
-/// Returns how many, and whether the query matches more (the caller calls again for them).
-pub async fn replay_matching(env: &Env, store: &Idempotency, query: &EventQuery) -> Result<(usize, bool)> {
-    let limit = max_per_call();
-    let mut replayed = 0;
-    let mut before = None;
+/// Replays the captured events a query matches, newest first from its cursor, up to its limit
+/// (and at most [`MAX_PER_CALL`]). Returns how many, and the cursor to go on from when the query
+/// matches more: a second call without it would start from the newest again and send the same
+/// events twice.
+pub async fn replay_matching(env: &Env, store: &Idempotency, query: &EventQuery) -> Result<(usize, Option<Cursor>)> {
+    let limit = query.limit.min(max_per_call());
+    let (mut replayed, mut seen) = (0, 0);
+    let mut before = query.before.clone().map(|c| (c.received_at_ms, c.key));
     let page = |n: usize, before: Option<(i64, String)>| {
         store.list(ListQuery {
             source: query.source.clone(),
@@ -76,20 +78,21 @@ pub async fn replay_matching(env: &Env, store: &Idempotency, query: &EventQuery)
             before,
         })
     };
-    while replayed < limit {
-        let page = page(100.min(limit - replayed), before.clone()).await?;
+    while seen < limit {
+        let page = page(100.min(limit - seen), before.clone()).await?;
         let Some(last) = page.last() else {
-            return Ok((replayed, false));
+            return Ok((replayed, None));
         };
         before = Some((last.received_at_ms, idempotency_key(&last.source, &last.id)));
         for event in &page {
+            seen += 1;
             if replay_event(env, store, &event.source, &event.id).await? {
                 replayed += 1;
             }
         }
     }
-    let more = !page(1, before).await?.is_empty();
-    Ok((replayed, more))
+    let more = !page(1, before.clone()).await?.is_empty();
+    Ok((replayed, before.filter(|_| more).map(|(received_at_ms, key)| Cursor { received_at_ms, key })))
 }
 
 /// Which dead letters to replay: all, a source's, or one.

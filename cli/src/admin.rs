@@ -79,9 +79,17 @@ pub fn run(args: &Args) -> Result<(), String> {
                 ("source", args.source.as_deref()),
                 ("status", args.status.as_deref()),
                 ("type", args.event_type.as_deref()),
+                ("limit", args.limit.map(|n| n.to_string()).as_deref()),
+                ("cursor", args.cursor.as_deref()),
             ]);
             let reply = api.call("POST", &format!("/admin/events/replay{query}"))?;
-            output(args, &reply, || println!("replayed {} event(s){}", s(&reply["replayed"]), more_left(&reply)))
+            output(args, &reply, || {
+                println!("replayed {} event(s)", s(&reply["replayed"]));
+                // Without the cursor, a second call would start from the newest again.
+                if let Some(cursor) = reply["cursor"].as_str() {
+                    println!("more are left: run it again with --cursor {cursor}");
+                }
+            })
         }
         ("dead-letters", [] | ["list"]) => {
             let query = query(&[("source", args.source.as_deref()), ("cursor", args.cursor.as_deref())]);

@@ -33,7 +33,7 @@ usage:
   edgehook events [--source S] [--status X] [--type T] [--limit N] [--cursor C]
   edgehook events show <source> <id>
   edgehook events replay <source> <id>
-  edgehook events replay [--source S] [--status X] [--type T]
+  edgehook events replay [--source S] [--status X] [--type T] [--limit N] [--cursor C]
   edgehook dead-letters [--source S] [--cursor C]
   edgehook dead-letters show <source> <id>
   edgehook dead-letters delete <source> <id>
@@ -228,7 +228,24 @@ fn sign(args: &Args) -> Result<(), String> {
 /// Reads a `.dev.vars` file (dotenv syntax).
 fn read_dev_vars(path: &std::path::Path) -> Result<BTreeMap<String, String>, String> {
     let entries = dotenvy::from_path_iter(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    entries.map(|entry| entry.map_err(|e| format!("{}: {e}", path.display()))).collect()
+    entries.map(|entry| entry.map_err(|e| dev_vars_error(path, e))).collect()
+}
+
+/// A `.dev.vars` error without the line's text: dotenvy's message quotes the line, value and
+/// all, and the values there are secrets. The variable's name is safe to show.
+fn dev_vars_error(path: &std::path::Path, error: dotenvy::Error) -> String {
+    let dotenvy::Error::LineParse(line, _) = error else {
+        return format!("{}: {error}", path.display());
+    };
+    let line = line.trim_start();
+    let name = line.strip_prefix("export ").unwrap_or(line).split_once('=').map(|(name, _)| name.trim());
+    match name.filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')) {
+        Some(name) => format!(
+            "{}: the line setting {name} could not be parsed (quote a value that holds spaces, quotes or backslashes)",
+            path.display()
+        ),
+        None => format!("{}: a line could not be parsed", path.display()),
+    }
 }
 
 /// Where edgehook runs: `--url`, else `http://127.0.0.1:$PORT` (8787), without a trailing `/`.
@@ -300,6 +317,29 @@ fn send(args: &Args) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A line dotenvy cannot parse is named by its variable, never quoted: its value is a secret.
+    #[test]
+    fn dev_vars_errors_never_show_a_value() {
+        let path = std::env::temp_dir().join(format!("edgehook-dev-vars-{}", std::process::id()));
+        for (text, named) in [
+            ("ADMIN_TOKEN=t0k\\qen's\n", Some("ADMIN_TOKEN")),
+            ("A=1\nexport WEBHOOK_SECRET_DEMO=my 'secret\n", Some("WEBHOOK_SECRET_DEMO")),
+            ("not a line 'secret\n", None),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let error = read_dev_vars(&path).unwrap_err();
+            assert!(!error.contains("secret") || named == Some("WEBHOOK_SECRET_DEMO"), "{error}");
+            assert!(!error.contains("t0k") && !error.contains("my '"), "{error}");
+            match named {
+                Some(name) => {
+                    assert!(error.contains(&format!("the line setting {name} could not be parsed")), "{error}")
+                }
+                None => assert!(error.ends_with("a line could not be parsed"), "{error}"),
+            }
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
 
     /// A sample sent twice must be two signed requests where the provider's ids are unsigned:
     /// edgehook records a resent one as `dropped` (one signature, one event).

@@ -101,7 +101,10 @@ mod tests {
         assert_eq!(flag_path("stripe").unwrap_err(), FlagPathError::NotFound);
         assert_eq!(flag_path("Bad Source/x").unwrap_err(), FlagPathError::Bad("source"));
         assert_eq!(flag_path("stripe/").unwrap_err(), FlagPathError::Bad("pattern"));
-        assert_eq!(flag_path("stripe/a%20b").unwrap_err(), FlagPathError::Bad("pattern"));
+        let (_, pattern) = flag_path("gitlab/Push%20Hook").unwrap();
+        assert_eq!(pattern.as_str(), "Push Hook", "GitLab's types have spaces");
+        assert_eq!(flag_path("stripe/a%20").unwrap_err(), FlagPathError::Bad("pattern"));
+        assert_eq!(flag_path("stripe/a%0Ab").unwrap_err(), FlagPathError::Bad("pattern"));
         assert_eq!(flag_path("stripe/%ff").unwrap_err(), FlagPathError::Bad("pattern"));
     }
 }

@@ -401,6 +401,8 @@ pub struct Cursor {
 
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 200;
+/// Most events one replay by filter sends (the rest: call again from the cursor it answers).
+pub const MAX_REPLAY: usize = 1_000;
 
 impl Cursor {
     /// `<ms>.<hex of the key>`: opaque to clients, safe in a URL.
@@ -436,6 +438,28 @@ impl EventQuery {
                 "source" | "type" => return Err(name.to_owned()),
                 _ => {}
             }
+        }
+        Ok(q)
+    }
+
+    /// Parses the query of a replay by filter: the listing's filters (at least one of `source`,
+    /// `status` and `type`) and `cursor`, and a `limit` of up to [`MAX_REPLAY`] events (the
+    /// default). Any other parameter is refused, not ignored as the listing ignores it: this call
+    /// sends events again, and a misspelt filter ignored would widen it to every event.
+    pub fn parse_replay<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<EventQuery, String> {
+        let mut limit = MAX_REPLAY;
+        let mut listing = Vec::new();
+        for (name, value) in pairs {
+            match name {
+                "limit" => limit = value.parse().ok().filter(|n| (1..=MAX_REPLAY).contains(n)).ok_or("limit")?,
+                "source" | "status" | "type" | "cursor" => listing.push((name, value)),
+                _ => return Err(name.to_owned()),
+            }
+        }
+        let q = EventQuery { limit, ..EventQuery::parse(listing)? };
+        if q.source.is_none() && q.status.is_none() && q.event_type.is_none() {
+            // Replaying everything is never an accident.
+            return Err("source".to_owned());
         }
         Ok(q)
     }
@@ -683,6 +707,27 @@ mod tests {
             [("status", "gone"), ("limit", "0"), ("limit", "1000"), ("cursor", "x"), ("source", "Bad Name")]
         {
             assert_eq!(EventQuery::parse([(name, value)]), Err(name.to_owned()), "{name}={value}");
+        }
+    }
+
+    #[test]
+    fn replay_queries_take_a_larger_limit_and_nothing_unknown() {
+        let c = Cursor { received_at_ms: 5, key: "s:e".into() };
+        let q = EventQuery::parse_replay([("status", "dead"), ("cursor", c.encode().as_str())]).unwrap();
+        assert_eq!((q.status, q.limit, q.before), (Some(EventStatus::Dead), MAX_REPLAY, Some(c.clone())));
+        assert_eq!(EventQuery::parse_replay([("source", "s"), ("limit", "1000")]).unwrap().limit, 1000);
+        assert_eq!(EventQuery::parse_replay([("type", "a.b"), ("limit", "1")]).unwrap().limit, 1);
+        for (pairs, refused) in [
+            (&[("source", "s"), ("limit", "1001")][..], "limit"),
+            (&[("source", "s"), ("limit", "0")][..], "limit"),
+            // A misspelt filter would otherwise replay every event of the source.
+            (&[("source", "s"), ("stauts", "dead")][..], "stauts"),
+            (&[("source", "s"), ("status", "gone")][..], "status"),
+            // No filter, or only a position: refused.
+            (&[][..], "source"),
+            (&[("cursor", c.encode().as_str()), ("limit", "5")][..], "source"),
+        ] {
+            assert_eq!(EventQuery::parse_replay(pairs.iter().copied()), Err(refused.to_owned()), "{pairs:?}");
         }
     }
 }

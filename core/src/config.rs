@@ -428,7 +428,10 @@ fn parse_source(
         None => None,
         Some(list) => Some(
             list.iter()
-                .map(|p| Pattern::parse(p).ok_or_else(|| err("events", "patterns are non-empty visible ASCII")))
+                .map(|p| {
+                    Pattern::parse(p)
+                        .ok_or_else(|| err("events", "patterns are 1 to 255 bytes of visible ASCII and inner spaces"))
+                })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
@@ -503,6 +506,11 @@ fn parse_source(
     let raw_secret = var(&secret_name).ok_or_else(|| err(&secret_name, "not set"))?;
     let secrets =
         SecretSet::parse(&raw_secret, provider.secret_encoding()).map_err(|e| err(&secret_name, &e.to_string()))?;
+    if secret::misses_a_list(&raw_secret) {
+        warnings.push(format!(
+            "source `{name}`: {secret_name} starts with `[` but is not a JSON array of strings, so it is used as one plain secret"
+        ));
+    }
 
     Ok(SourceConfig {
         name: name.to_owned(),
@@ -700,6 +708,18 @@ mod tests {
         assert_eq!(misconfigured(&c, "c"), "WEBHOOK_SECRET_C");
         let printed = format!("{:?}", c.problems());
         assert!(!printed.contains("!!!"), "{printed}");
+    }
+
+    #[test]
+    fn a_secret_that_only_looks_like_a_list_is_used_and_warned_about() {
+        let sources = r#"{"a":{"provider":"github"},"b":{"provider":"github"}}"#;
+        let c =
+            Config::load(Some(sources), &env(&[("WEBHOOK_SECRET_A", "[s3cret"), ("WEBHOOK_SECRET_B", r#"["n","o"]"#)]));
+        assert_eq!(c.source("a").unwrap().secrets.hmac_keys().collect::<Vec<_>>(), [b"[s3cret".as_slice()]);
+        assert_eq!(c.source("b").unwrap().secrets.hmac_keys().count(), 2);
+        assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings());
+        assert!(c.warnings()[0].contains("WEBHOOK_SECRET_A starts with `[`"), "{:?}", c.warnings());
+        assert!(!c.warnings()[0].contains("s3cret"), "never the value");
     }
 
     #[test]

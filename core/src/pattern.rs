@@ -10,9 +10,11 @@
 pub struct Pattern(String);
 
 impl Pattern {
-    /// A pattern is a non-empty string of visible ASCII.
+    /// A pattern is written as the event types it matches are (see
+    /// [`is_token`](crate::providers::is_token)): visible ASCII and spaces, not at either end, so
+    /// that GitLab's `Push Hook` can be allowed or switched off by name.
     pub fn parse(text: &str) -> Option<Pattern> {
-        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic())).then(|| Pattern(text.to_owned()))
+        crate::providers::is_token(text).then(|| Pattern(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -95,9 +97,14 @@ mod tests {
     }
 
     #[test]
-    fn bad_patterns() {
-        assert_eq!(Pattern::parse(""), None);
-        assert_eq!(Pattern::parse("a b"), None);
+    fn patterns_are_written_as_types_are() {
+        assert!(m("Push Hook", "Push Hook"));
+        assert!(m("* Hook", "Merge Request Hook"));
+        assert!(!m("Push Hook", "Push  Hook"));
+        for bad in ["", " a", "a ", "a\tb", "a\nb", "caf\u{e9}", &"a".repeat(256)] {
+            assert_eq!(Pattern::parse(bad), None, "{bad:?}");
+        }
+        assert!(Pattern::parse(&"a".repeat(255)).is_some());
     }
 
     #[test]

@@ -90,8 +90,6 @@ pub enum SecretEncoding {
 pub enum SecretError {
     #[error("the secret is empty")]
     Empty,
-    #[error("the secret list is not a JSON array of strings")]
-    BadList,
     #[error("the secret list is empty")]
     EmptyList,
     #[error("the secret is not valid base64")]
@@ -104,6 +102,17 @@ pub enum SecretError {
     BadPrivateKey,
 }
 
+/// The rotation list `raw` spells, if it is a JSON array of strings.
+fn as_list(raw: &str) -> Option<Vec<String>> {
+    raw.starts_with('[').then(|| crate::json::from_str(raw).ok()).flatten()
+}
+
+/// Whether `raw` looks like a rotation list but is not one (`["a","b"` or `[1]`): it is then taken
+/// as one plain secret, which is likely not what was meant, so the configuration warns.
+pub fn misses_a_list(raw: &str) -> bool {
+    raw.trim_start().starts_with('[') && as_list(raw).is_none()
+}
+
 /// Every secret configured for one source, newest first as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretSet(Vec<Secret>);
@@ -111,14 +120,11 @@ pub struct SecretSet(Vec<Secret>);
 impl SecretSet {
     /// Parses the raw value of `WEBHOOK_SECRET_<SOURCE>`.
     ///
-    /// A value starting with `[` is a JSON array of strings (a rotation list); anything else is one
-    /// secret taken verbatim. No secret in either form may be empty.
+    /// A JSON array of strings is a rotation list; anything else is one secret taken verbatim, as
+    /// SPEC has it, even one that starts with `[` (the configuration warns about those, see
+    /// [`misses_a_list`]). No secret in either form may be empty.
     pub fn parse(raw: &str, encoding: SecretEncoding) -> Result<Self, SecretError> {
-        let texts: Vec<String> = if raw.starts_with('[') {
-            crate::json::from_str(raw).map_err(|_| SecretError::BadList)?
-        } else {
-            vec![raw.to_owned()]
-        };
+        let texts = as_list(raw).unwrap_or_else(|| vec![raw.to_owned()]);
         if texts.is_empty() {
             return Err(SecretError::EmptyList);
         }
@@ -323,9 +329,21 @@ mod tests {
     fn bad_lists_and_empty_secrets_are_refused() {
         assert_eq!(SecretSet::parse("", SecretEncoding::Literal), Err(SecretError::Empty));
         assert_eq!(SecretSet::parse("[]", SecretEncoding::Literal), Err(SecretError::EmptyList));
-        assert_eq!(SecretSet::parse("[1]", SecretEncoding::Literal), Err(SecretError::BadList));
-        assert_eq!(SecretSet::parse("[\"a\"", SecretEncoding::Literal), Err(SecretError::BadList));
         assert_eq!(SecretSet::parse(r#"["a",""]"#, SecretEncoding::Literal), Err(SecretError::Empty));
+    }
+
+    /// SPEC: a plain value is one secret, used exactly as given. One that starts with `[` but is
+    /// no JSON array of strings is such a value (and the configuration warns about it).
+    #[test]
+    fn values_that_only_look_like_lists_are_plain_secrets() {
+        for raw in ["[1]", "[\"a\"", "[abc", "[ x ]"] {
+            let set = SecretSet::parse(raw, SecretEncoding::Literal).unwrap();
+            assert_eq!(set.hmac_keys().collect::<Vec<_>>(), [raw.as_bytes()], "{raw}");
+            assert!(misses_a_list(raw), "{raw}");
+        }
+        for raw in [r#"["a","b"]"#, "whsec_x", "[]", " x"] {
+            assert!(!misses_a_list(raw), "{raw}");
+        }
     }
 
     #[test]

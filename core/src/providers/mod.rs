@@ -476,13 +476,18 @@ pub const MAX_TOKEN_LEN: usize = 255;
 /// keys, so they must be visible ASCII of bounded length: a CR/LF or a control byte in one would
 /// be header injection downstream.
 fn validate_token(token: &str) -> Result<(), Rejection> {
-    let ok =
-        !token.is_empty() && token.len() <= MAX_TOKEN_LEN && token.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
-    if ok && !token.starts_with(' ') && !token.ends_with(' ') {
+    if is_token(token) {
         Ok(())
     } else {
         Err(Rejection::MalformedRequest)
     }
+}
+
+/// Whether `text` is a valid event id or type: 1 to [`MAX_TOKEN_LEN`] bytes of visible ASCII and
+/// spaces, none at either end (GitLab's types are `Push Hook` and the like).
+pub fn is_token(text: &str) -> bool {
+    let ok = !text.is_empty() && text.len() <= MAX_TOKEN_LEN && text.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    ok && !text.starts_with(' ') && !text.ends_with(' ')
 }
 
 /// The `payload` field of a form-encoded body: where GitHub (a hook set to
