@@ -5,6 +5,7 @@
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 
 const env = (name) => {
   const value = process.env[name];
@@ -26,8 +27,23 @@ async function waitForGo() {
 }
 const step = (name) => console.log(`STEP ${name}`);
 
+// $CHROMIUM, else `chromium` on the PATH (Linux), else the Chromium or Chrome app (macOS); as
+// scripts/setup looks for one.
+function browserPath() {
+  if (process.env.CHROMIUM) return process.env.CHROMIUM;
+  const apps = ["/Applications/Chromium.app/Contents/MacOS/Chromium",
+                "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome"];
+  try {
+    return execFileSync("sh", ["-c", "command -v chromium"]).toString().trim();
+  } catch (e) {
+    const app = apps.find((path) => existsSync(path));
+    if (app) return app;
+    throw new Error("no Chromium: install it, or set CHROMIUM=/path/to/it");
+  }
+}
+
 const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || execFileSync("sh", ["-c", "command -v chromium"]).toString().trim(),
+  executablePath: browserPath(),
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"],
 });
