@@ -54,6 +54,21 @@ fn stripe_every_status(w: &World) {
         401,
         "timestamp_out_of_tolerance",
     );
+    // The window is 300 s by default, in either direction, and `tolerance_secs` where a source
+    // sets it (30 s for `narrow`). A few seconds of margin either side of each edge.
+    for (source, tolerance) in [("stripe", 300), ("narrow", 30)] {
+        for offset in [-(tolerance - 5), tolerance - 5, -(tolerance + 5), tolerance + 5] {
+            let event = stripe_body(&unique("evt"), "invoice.paid");
+            let headers = signed(Provider::Stripe, STRIPE_SECRET, "", now_secs() + offset, &event);
+            let reply = w.main.post(&format!("/webhooks/{source}"), &headers, &event);
+            let within = offset.abs() < tolerance;
+            let expected = if within { 200 } else { 401 };
+            assert_eq!(reply.status, expected, "{source}, signed {offset} s from now: {}", reply.body);
+            if !within {
+                assert_eq!(reply.json(), json!({"error": "timestamp_out_of_tolerance"}), "{source}, {offset} s");
+            }
+        }
+    }
 
     let no_id = br#"{"object":"event","type":"invoice.paid"}"#;
     errors(&post(&signed(Provider::Stripe, STRIPE_SECRET, "", now, no_id), no_id), 400, "malformed_request");
