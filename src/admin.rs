@@ -7,13 +7,14 @@
 //! stable code: `unauthorized`, `not_found`, `bad_request` (with the bad `field`),
 //! `unknown_source`, `body_unavailable`, `unavailable`.
 
+use crate::blobs::{self, CapturedBody};
 use crate::control::Control;
 use crate::dead_letters::{self, DeadLetter};
 use crate::env::{self, bindings};
+use crate::http;
 use crate::http::{object, to_json};
 use crate::idempotency::{Idempotency, ListQuery};
 use crate::replay::{self, Letters};
-use crate::{blobs, http};
 use base64::Engine;
 use edgehook_core::admin::{self, FlagPathError};
 use edgehook_core::capture::{Cursor, EventQuery};
@@ -24,6 +25,9 @@ use edgehook_core::ingest::idempotency_key;
 use edgehook_core::signature::token_matches;
 use serde::{Deserialize, Serialize};
 use worker::{console_error, console_log, Env, Method, Request, Response, Result};
+
+/// How much of a dead letter too large to show is read for its envelope's fields.
+const ENVELOPE_ROOM: u64 = 256 * 1024;
 
 /// Most dead letters one page lists.
 const PAGE: u32 = 100;
@@ -166,16 +170,22 @@ async fn get_event(env: &Env, source: &str, id: &str) -> Result<Response> {
     let Some(event) = store(env)?.get(&idempotency_key(source, id)).await? else {
         return not_found();
     };
-    let (headers, body) = blobs::load_capture(env, &event.capture).await?;
+    let (headers, captured) = blobs::load_capture(env, &event.capture, admin::MAX_BODY_SHOWN).await?;
     let c = &event.capture;
     let headers: Vec<Header> = headers.iter().map(|(name, value)| Header { name, value }).collect();
+    let body = match &captured {
+        CapturedBody::Bytes(bytes) => Some(bytes),
+        CapturedBody::Omitted | CapturedBody::Gone => None,
+    };
     let reply = object(&[
         ("attempt_count", to_json(&event.attempt_count)?),
         ("attempts", to_json(&event.attempts)?),
-        // The body as text when it is UTF-8, and always as base64 (the exact bytes).
-        ("body", to_json(&body.as_ref().and_then(|b| std::str::from_utf8(b).ok()))?),
-        ("body_available", to_json(&body.is_some())?),
-        ("body_base64", to_json(&body.as_ref().map(|b| base64::engine::general_purpose::STANDARD.encode(b)))?),
+        // The body as text when it is UTF-8, and as base64 (the exact bytes), unless it is gone
+        // or too large to show.
+        ("body", to_json(&body.and_then(|b| std::str::from_utf8(b).ok()))?),
+        ("body_available", to_json(&!matches!(captured, CapturedBody::Gone))?),
+        ("body_base64", to_json(&body.map(|b| base64::engine::general_purpose::STANDARD.encode(b)))?),
+        ("body_omitted", to_json(&matches!(captured, CapturedBody::Omitted))?),
         ("content_type", to_json(&c.content_type)?),
         ("headers", to_json(&headers)?),
         ("id", to_json(&c.id)?),
@@ -258,19 +268,30 @@ async fn dead_letter(env: &Env, rest: &str, delete: bool) -> Result<Response> {
         let (id, source) = (edgehook_core::json::quote(&id), edgehook_core::json::quote(&source));
         return http::json(200, format!(r#"{{"deleted":1,"id":{id},"source":{source}}}"#));
     }
-    let Some((metadata, stored)) = blobs::get_with_metadata(env, &key).await? else {
+    let Some((metadata, size)) = blobs::head(env, &key).await? else {
         return not_found();
     };
     let letter = DeadLetter::from_metadata(&metadata);
+    // A letter holds its event's whole body: one too large to show (`MAX_BODY_SHOWN`; the
+    // envelope's own fields are a few kilobytes at most) is not read, only its envelope's fields.
+    let omitted = size > admin::MAX_BODY_SHOWN + ENVELOPE_ROOM;
+    let read = if omitted { ENVELOPE_ROOM.min(size) } else { size };
+    let range = BodyRef::Segment { key: key.clone(), offset: 0, len: read };
+    let Some(stored) = blobs::load(env, &range, &[]).await? else {
+        return not_found();
+    };
     let (content_type, body) = match envelope::decode(&stored) {
+        // Read in part, too large to show: its fields only (they come first).
+        Ok((meta, _)) if omitted => (meta.content_type, None),
         Ok((meta, inline)) if meta.body == BodyRef::Inline => (meta.content_type, Some(inline.to_vec())),
         // Its stored body was already gone when it died.
         Ok((meta, _)) => (meta.content_type, None),
-        // Poison: the bytes as they were on the queue.
-        Err(_) => (None, Some(stored)),
+        // Poison: the bytes as they were on the queue (unless too large to show).
+        Err(_) => (None, Some(stored).filter(|_| !omitted)),
     };
     let reply = object(&[
         ("body_base64", to_json(&body.map(|b| base64::engine::general_purpose::STANDARD.encode(b)))?),
+        ("body_omitted", to_json(&omitted)?),
         ("content_type", to_json(&content_type)?),
         ("dead_letter", to_json(&letter)?),
     ]);

@@ -70,8 +70,18 @@ fn found(object: JsValue) -> Option<JsValue> {
 
 /// Whether an object is stored at `key` (a `head`: one billed read, no body).
 pub async fn exists(env: &Env, key: &str) -> Result<bool> {
+    Ok(head(env, key).await?.is_some())
+}
+
+/// The custom metadata and size of the object stored at `key`, if there is one (a `head`: one
+/// billed read, no body).
+pub async fn head(env: &Env, key: &str) -> Result<Option<(HashMap<String, String>, u64)>> {
     billing::count(Billed::R2ClassB, 1);
-    Ok(found(bucket_call(env, "head", &[&key.into()]).await?).is_some())
+    let Some(object) = found(bucket_call(env, "head", &[&key.into()]).await?) else {
+        return Ok(None);
+    };
+    let size = Reflect::get(&object, &"size".into())?.as_f64().unwrap_or(0.0) as u64;
+    Ok(Some((custom_metadata(&object)?, size)))
 }
 
 /// The object at `key` (one billed read): its custom metadata and its bytes, or `None`.
@@ -244,28 +254,49 @@ pub async fn load(env: &Env, body: &BodyRef, inline: &[u8]) -> Result<Option<Vec
     Ok(load_bytes(env, body, inline).await?.map(|bytes| bytes.in_wasm().into_owned()))
 }
 
+/// A captured event's body, as the admin API reads it.
+pub enum CapturedBody {
+    Bytes(Vec<u8>),
+    /// Stored, but longer than the reader takes: not read.
+    Omitted,
+    /// Gone from storage.
+    Gone,
+}
+
 /// A captured event's headers and body: when the segment holds its received headers right
 /// before the body, those (read with the body in one request) and then the ones its record
-/// holds; otherwise the record's. The body is `None` when it is gone from storage (and the
-/// headers stored with it).
-pub async fn load_capture(env: &Env, capture: &Capture) -> Result<(HeaderPairs, Option<Vec<u8>>)> {
-    let (read, stored) = match &capture.body {
-        BodyRef::Segment { key, offset, len } if capture.stored_headers > 0 => {
-            let stored = capture.stored_headers;
-            (BodyRef::Segment { key: key.clone(), offset: offset.saturating_sub(stored), len: len + stored }, stored)
+/// holds; otherwise the record's. A body longer than `max_body` is not read (only the headers
+/// stored before it are): the admin API copies a body it answers with several times over, as
+/// text and as base64, and a large one would take the isolate past its 128 MB.
+pub async fn load_capture(env: &Env, capture: &Capture, max_body: u64) -> Result<(HeaderPairs, CapturedBody)> {
+    // Headers stored right before the body: only in segments.
+    let stored = if matches!(capture.body, BodyRef::Segment { .. }) { capture.stored_headers } else { 0 };
+    let (read, omitted) = match &capture.body {
+        BodyRef::Segment { key, offset, len } if *len > max_body => {
+            (BodyRef::Segment { key: key.clone(), offset: offset.saturating_sub(stored), len: stored }, true)
         }
-        body => (body.clone(), 0),
+        BodyRef::Stored { len, .. } if *len > max_body => (capture.body.clone(), true),
+        BodyRef::Segment { key, offset, len } => {
+            (BodyRef::Segment { key: key.clone(), offset: offset.saturating_sub(stored), len: len + stored }, false)
+        }
+        body => (body.clone(), false),
     };
-    let Some(bytes) = load(env, &read, &[]).await? else {
-        return Ok((capture.headers.clone(), None));
+    let found = match &read {
+        // Omitted, with no headers before it to read: whether it is there is all to ask (an
+        // empty range would read nothing).
+        BodyRef::Stored { key, .. } | BodyRef::Segment { key, len: 0, .. } if omitted => {
+            exists(env, key).await?.then(Vec::new)
+        }
+        _ => load(env, &read, &[]).await?,
     };
-    if stored == 0 {
-        return Ok((capture.headers.clone(), Some(bytes)));
-    }
-    let (mut headers, body) = capture::split_stored(&bytes, stored);
-    let skip = usize::try_from(capture.stored_count).unwrap_or(usize::MAX);
+    let Some(bytes) = found else {
+        return Ok((capture.headers.clone(), CapturedBody::Gone));
+    };
+    let (mut headers, body) = if stored > 0 { capture::split_stored(&bytes, stored) } else { (Vec::new(), &bytes[..]) };
+    let skip = if stored > 0 { usize::try_from(capture.stored_count).unwrap_or(usize::MAX) } else { 0 };
     headers.extend(capture.headers.iter().skip(skip).cloned());
-    Ok((headers, Some(body.to_vec())))
+    let body = if omitted { CapturedBody::Omitted } else { CapturedBody::Bytes(body.to_vec()) };
+    Ok((headers, body))
 }
 
 /// Deletes segments and claim-checked bodies written in hours before `cutoff_ms`, a bounded

@@ -22,6 +22,11 @@ pub fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
     pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
 }
 
+/// The largest body the admin API puts in an answer (as text and as base64). It copies such a body
+/// several times over, and wasm memory, which never shrinks, shares the isolate's 128 MB with the
+/// requests being received: a larger body is left out, and said to be (`body_omitted`).
+pub const MAX_BODY_SHOWN: u64 = 1 << 20;
+
 /// `{source}/{id}` after `/admin/events/` (`{source}/{id}/replay` when `replay`): the source
 /// must be a valid name and the id, percent-decoded, valid UTF-8 and not empty.
 pub fn event_path(rest: &str, replay: bool) -> Option<(String, String)> {

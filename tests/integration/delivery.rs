@@ -157,6 +157,7 @@ fn admin_get_from(worker: &crate::harness::Worker, path: &str) -> serde_json::Va
 fn dead_letter_detail(worker: &crate::harness::Worker, source: &str, id: &str) -> (serde_json::Value, Option<Vec<u8>>) {
     use base64::Engine;
     let detail = admin_get_from(worker, &format!("/admin/dead-letters/{source}/{id}"));
+    assert_eq!(detail["body_omitted"], false, "small letters are shown whole");
     let body = detail["body_base64"].as_str().map(|b| base64::engine::general_purpose::STANDARD.decode(b).unwrap());
     (detail, body)
 }

@@ -129,11 +129,15 @@ fn main_sources(dest: &Destination, cli_sources: serde_json::Map<String, serde_j
         "broken": {"provider": "paypal"},
         "nosecret": {"provider": "stripe"},
     });
-    // (Beside the table: one more entry in it passes `json!`'s recursion limit.)
-    sources
-        .as_object_mut()
-        .unwrap()
-        .insert("narrow".into(), serde_json::json!({"provider": "stripe", "tolerance_secs": 30}));
+    // (Beside the table: more entries in it pass `json!`'s recursion limit.)
+    let more = [
+        ("narrow", serde_json::json!({"provider": "stripe", "tolerance_secs": 30})),
+        (
+            "hugedoomed",
+            serde_json::json!({"provider": "github", "destination": d("/hugedoomed"), "max_body_bytes": 4_194_304, "max_attempts": 1}),
+        ),
+    ];
+    sources.as_object_mut().unwrap().extend(more.map(|(name, source)| (name.to_owned(), source)));
     sources.as_object_mut().unwrap().extend(cli_sources);
     sources.to_string()
 }
@@ -191,6 +195,7 @@ fn start_world() -> World {
     }
     main_vars.push(("WEBHOOK_SECRET_GITHUB".into(), GITHUB_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_HUGE".into(), GITHUB_SECRET.into()));
+    main_vars.push(("WEBHOOK_SECRET_HUGEDOOMED".into(), GITHUB_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_GITHUB_UNSEALED".into(), GITHUB_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_STANDARD".into(), STANDARD_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_ROTATING".into(), format!(r#"["{ROTATION_NEW}","{ROTATION_OLD}"]"#)));

@@ -14,6 +14,7 @@ pub const TESTS: &[crate::Test] = &[
     ("captured_events_keep_headers_body_and_attempts", captured_events_keep_headers_body_and_attempts),
     ("a_resumption_is_not_held_again_by_stale_switches", a_resumption_is_not_held_again_by_stale_switches),
     ("captured_headers_never_hold_secrets", captured_headers_never_hold_secrets),
+    ("bodies_too_large_to_show_are_left_out_not_lost", bodies_too_large_to_show_are_left_out_not_lost),
     ("types_with_spaces_are_switched_off_by_name", types_with_spaces_are_switched_off_by_name),
     ("event_listing_filters_and_pages_newest_first", event_listing_filters_and_pages_newest_first),
     ("one_event_is_replayed_and_recorded_as_a_replay", one_event_is_replayed_and_recorded_as_a_replay),
@@ -92,6 +93,7 @@ fn captured_events_keep_headers_body_and_attempts(w: &World) {
     assert_eq!(attempts[1]["error"], Value::Null);
     assert!(attempts[1]["latency_ms"].as_u64().is_some() && attempts[1]["at_ms"].as_i64().unwrap() > 0);
     assert_eq!(event["replays"], 0);
+    assert_eq!(event["body_omitted"], false);
 }
 
 fn captured_headers_never_hold_secrets(w: &World) {
@@ -112,6 +114,38 @@ fn captured_headers_never_hold_secrets(w: &World) {
     let text = event["headers"].to_string();
     assert!(!text.contains(&secret) && !text.contains("not-for-capture"), "{text}");
     assert!(text.contains("<redacted>") && text.contains("Push Hook"), "{text}");
+}
+
+/// The admin API leaves out a body over 1 MiB (it would copy it several times over, in an
+/// isolate of 128 MB) and says so; the event and its dead letter are still whole, and a replay
+/// delivers every byte.
+fn bodies_too_large_to_show_are_left_out_not_lost(w: &World) {
+    let id = unique("delivery");
+    let mut body = br#"{"action":"opened","padding":""#.to_vec();
+    body.resize(2 * 1024 * 1024 - 2, b'x');
+    body.extend_from_slice(br#""}"#);
+    w.dest.always("/hugedoomed", 500);
+    let headers = signed(Provider::Github, crate::GITHUB_SECRET, &id, now_secs(), &body);
+    let reply = w.main.post("/webhooks/hugedoomed", &headers, &body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let event = wait_status(&w.main, "hugedoomed", &id, "dead");
+    let fields = ["body", "body_available", "body_base64", "body_omitted"].map(|f| event[f].clone());
+    assert_eq!(fields, [Value::Null, json!(true), Value::Null, json!(true)]);
+    assert!(event["headers"].to_string().contains(&id), "headers are still shown: {}", event["headers"]);
+    let mut letter = Value::Null;
+    wait_until(WAIT, "the dead letter", || {
+        let reply = w.main.admin("GET", &format!("/admin/dead-letters/hugedoomed/{id}"), b"");
+        letter = if reply.status == 200 { reply.json() } else { Value::Null };
+        letter["dead_letter"]["id"] == id.as_str()
+    });
+    let fields = ["body_base64", "body_omitted", "content_type"].map(|f| letter[f].clone());
+    assert_eq!(fields, [Value::Null, json!(true), json!("application/json")], "{}", letter["dead_letter"]);
+    // Nothing was lost by leaving it out: the letter's replay delivers every byte.
+    w.dest.always("/hugedoomed", 200);
+    let replay = w.main.admin("POST", &format!("/admin/dead-letters/replay?source=hugedoomed&id={id}"), b"");
+    assert_eq!((replay.status, replay.json()["replayed"].clone()), (202, json!(1)), "{}", replay.body);
+    let got = w.dest.wait_deliveries("/hugedoomed", &id, 2, WAIT);
+    assert!(got[1].body == body, "the replay delivered {} bytes, not the body", got[1].body.len());
 }
 
 /// GitLab's types are `Push Hook`, `Note Hook` and the like: a kill switch names one as it is.
