@@ -66,6 +66,10 @@ pub fn run(args: &Args) -> Result<(), String> {
                 println!();
                 match event["body"].as_str() {
                     Some(body) => println!("{body}"),
+                    None if event["body_omitted"] == true => {
+                        println!("(body over 1 MiB: not shown; a replay delivers it)")
+                    }
+                    None if event["body_available"] == false => println!("(body no longer kept)"),
                     None => println!("(binary body, base64) {}", s(&event["body_base64"])),
                 }
             })
