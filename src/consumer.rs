@@ -29,6 +29,7 @@ use edgehook_core::envelope::{self, BodyRef, EventMeta};
 use edgehook_core::flags::{Flags, Mode};
 use edgehook_core::forward::{self, AttemptResult};
 use edgehook_core::gate::{Answer, Limits, Pass};
+use edgehook_core::health::UNCONFIGURED_RETRY_SECS;
 use edgehook_core::idempotency::{Begin, Message, Outcome, SealClaim};
 use edgehook_core::ingest::idempotency_key;
 use edgehook_core::metrics::Outcome as Counted;
@@ -60,8 +61,6 @@ const MAX_WAIT_SECS: i64 = 10;
 /// Deliveries in flight at once per invocation: Workers allow six open connections per
 /// invocation, and one is left for the storage and queue calls around them.
 const DELIVERY_CONNECTIONS: usize = 5;
-/// An event whose source is not configured (any more) is looked at again this often.
-const UNCONFIGURED_RETRY_SECS: u32 = 300;
 /// Recording an outcome is retried this often before the message itself is retried: a lost
 /// `Delivered` would let the event be delivered a second time.
 const FINISH_TRIES: u32 = 3;
@@ -262,6 +261,8 @@ async fn handle(delivery: &Delivery, parsed: &Parsed, index: usize, b: &BatchCon
         // Removed or misconfigured since the event was accepted: keep the event, untouched and
         // without using an attempt, until the configuration is fixed.
         console_error!("event {}/{}: source is not configured; holding the event", meta.source, meta.id);
+        // Health names the source: nothing else would show these events (see `health`).
+        b.tally.borrow_mut().unconfigured.push(meta.source.clone());
         return put_back(b.env, bytes, UNCONFIGURED_RETRY_SECS).await;
     };
     let Some((captured, stored_headers)) = captured else {

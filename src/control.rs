@@ -45,6 +45,9 @@ pub struct Tally {
     /// Dead letters stored.
     #[serde(default)]
     pub dead_letters_added: u64,
+    /// Sources not configured whose events the consumer held (put back on the queue).
+    #[serde(default)]
+    pub unconfigured: Vec<String>,
 }
 
 impl Tally {
@@ -54,6 +57,7 @@ impl Tally {
             && self.attempts_succeeded == 0
             && self.attempts_failed == 0
             && self.dead_letters_added == 0
+            && self.unconfigured.is_empty()
     }
 
     pub fn count(&mut self, source: &str, event_type: Option<&str>, outcome: Outcome) {
@@ -345,6 +349,8 @@ struct Window {
     attempts_succeeded: u64,
     attempts_failed: u64,
     dead_letters_added: u64,
+    #[serde(default)]
+    unconfigured: Vec<String>,
 }
 
 // Only the handlers the class uses are exported: see `rpc::answer_over_rpc`.
@@ -407,6 +413,11 @@ impl rpc::Answer for ControlObject {
                 window.attempts_succeeded += tally.attempts_succeeded;
                 window.attempts_failed += tally.attempts_failed;
                 window.dead_letters_added += tally.dead_letters_added;
+                for source in tally.unconfigured {
+                    if !window.unconfigured.contains(&source) {
+                        window.unconfigured.push(source);
+                    }
+                }
                 self.put_state("window", &window)?;
                 to_json(&())?
             }
@@ -422,16 +433,12 @@ impl rpc::Answer for ControlObject {
                 max_shard_bytes,
             } => {
                 let window: Window = self.get_state("window")?.unwrap_or_default();
+                let previous: Inputs = self.get_state("inputs")?.unwrap_or_default();
                 // Dead letters that could not be counted are the last count plus those the
                 // consumer reported since: their growth still shows, and a failed count never
                 // reads as every letter gone (the reasons say it was not measured).
-                let dead_letters = match dead_letters {
-                    Some(n) => n,
-                    None => {
-                        let previous: Inputs = self.get_state("inputs")?.unwrap_or_default();
-                        previous.dead_letters.saturating_add(window.dead_letters_added)
-                    }
-                };
+                let dead_letters =
+                    dead_letters.unwrap_or_else(|| previous.dead_letters.saturating_add(window.dead_letters_added));
                 self.put_state("window", &Window::default())?;
                 self.sql.exec(
                     "INSERT INTO probes (id, sent_ms, seen_ms) VALUES (?, ?, NULL)
@@ -454,6 +461,7 @@ impl rpc::Answer for ControlObject {
                     open_circuits,
                     unmeasured,
                     fullest_shard_bytes,
+                    unconfigured: health::waiting_for(&previous.unconfigured, &window.unconfigured, now),
                 };
                 self.put_state("inputs", &inputs)?;
                 let report = health::evaluate(&inputs, &thresholds(max_lag_ms, max_shard_bytes));

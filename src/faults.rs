@@ -28,6 +28,8 @@
 //!   as if N receivers had each accepted it;
 //! - `POST /__faults/poison?kind=garbage[&text=T]` puts bytes that are no envelope (T, if
 //!   given) on the event queue;
+//! - `POST /__faults/poison?kind=unconfigured&source=S&id=I` puts an event of source S, which
+//!   need not be configured (one removed after accepting it).
 //! - `POST /__faults/poison?kind=missing-body&source=S&id=I` puts an envelope whose claim-checked
 //!   body is not in R2;
 //! - `GET /__faults/billing` counts the billable operations this isolate made (see
@@ -285,6 +287,8 @@ pub async fn handle(req: &Request, env: &Env, path: &str, query: &str) -> Result
                     let missing = BodyRef::Stored { key: "bodies/never-stored".into(), len: 1 };
                     envelope::encode(&event_meta(param("source"), param("id"), missing), b"")
                 }
+                // An event as a source accepted it before it was removed from SOURCES.
+                Some("unconfigured") => small_event(param("source"), param("id")),
                 _ => return http::json(400, r#"{"error":"unknown_kind"}"#),
             };
             queue::send(&env.queue(bindings::EVENTS)?, &bytes, 0).await?;

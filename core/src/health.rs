@@ -12,6 +12,10 @@
 //! - deliveries are failing (most attempts of the last window failed);
 //! - something could not be measured (a shard, the dead letters, a circuit): a state nobody can
 //!   see is not a healthy one, and whatever broke the measurement is likely breaking deliveries;
+//! - events wait for a source that is not configured (removed or broken since they were
+//!   accepted): the consumer keeps them, putting them back on the queue every
+//!   [`UNCONFIGURED_RETRY_SECS`], and nothing else would show them: they are never begun, so no
+//!   lag counts them, and the probes pass them by;
 //! - an idempotency shard's storage is past `HEALTH_MAX_SHARD_BYTES` (default 8 GB, 80% of the
 //!   10 GB a Durable Object may store): a full shard refuses new records, and its events are
 //!   then not delivered, so this warns while there is time to shorten the TTL and retention.
@@ -20,6 +24,28 @@
 //! (two evaluations in a row healthy, so that a flapping state does not page twice a minute).
 
 use serde::{Deserialize, Serialize};
+
+/// How often the consumer puts back an event whose source is not configured.
+pub const UNCONFIGURED_RETRY_SECS: u32 = 300;
+
+/// How long a source stays named after the consumer last held an event of it: two of its put-back
+/// intervals and a heartbeat's, so that the state does not turn ok (and alert a recovery)
+/// between two put-backs of events still waiting.
+pub const UNCONFIGURED_MEMORY_MS: i64 = 2 * UNCONFIGURED_RETRY_SECS as i64 * 1000 + 60_000;
+
+/// The sources events wait for, each with when the consumer last held one: those `held` now
+/// (at `now_ms`), and those remembered from before that were held recently enough.
+pub fn waiting_for(before: &[(String, i64)], held: &[String], now_ms: i64) -> Vec<(String, i64)> {
+    let mut waiting: Vec<(String, i64)> = held.iter().map(|source| (source.clone(), now_ms)).collect();
+    for (source, seen_ms) in before {
+        if now_ms - seen_ms <= UNCONFIGURED_MEMORY_MS && !held.contains(source) {
+            waiting.push((source.clone(), *seen_ms));
+        }
+    }
+    waiting.sort();
+    waiting.dedup_by(|a, b| a.0 == b.0);
+    waiting
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -63,6 +89,10 @@ pub struct Inputs {
     /// The storage of the fullest idempotency shard, in bytes (0 when none could be read).
     #[serde(default)]
     pub fullest_shard_bytes: u64,
+    /// Sources that are not configured but have events waiting, each with when the consumer last
+    /// held one (see [`waiting_for`]).
+    #[serde(default)]
+    pub unconfigured: Vec<(String, i64)>,
 }
 
 /// When to call it degraded.
@@ -144,6 +174,12 @@ pub fn evaluate(inputs: &Inputs, thresholds: &Thresholds) -> Report {
     }
     for source in &inputs.open_circuits {
         reasons.push(format!("circuit open: the destination of source {source} is failing; its deliveries wait"));
+    }
+    for (source, _) in &inputs.unconfigured {
+        reasons.push(format!(
+            "events of source {source} are waiting: it is not configured (removed or broken since they were \
+             accepted); fix SOURCES or its secret and they are delivered"
+        ));
     }
     for what in &inputs.unmeasured {
         reasons.push(format!("could not measure {what}: the state is unknown"));
@@ -251,6 +287,10 @@ mod tests {
                 "could not measure the open events: the state is unknown",
             ),
             (
+                Inputs { unconfigured: vec![("gone".into(), 900_000)], ..healthy() },
+                "events of source gone are waiting: it is not configured",
+            ),
+            (
                 Inputs { fullest_shard_bytes: 8_000_000_001, ..healthy() },
                 "an idempotency shard stores 8000000001 bytes, over 8000000000 (HEALTH_MAX_SHARD_BYTES)",
             ),
@@ -274,6 +314,24 @@ mod tests {
         let lower = Thresholds { max_shard_bytes: 5_000, ..t };
         assert_eq!(evaluate(&Inputs { fullest_shard_bytes: 5_001, ..healthy() }, &lower).status, Status::Degraded);
         assert_eq!(evaluate(&Inputs { fullest_shard_bytes: 5_000, ..healthy() }, &lower).status, Status::Ok);
+    }
+
+    /// A source is named from its first held event until two put-back intervals (and a minute)
+    /// after its last, so a state with events still waiting does not turn ok between put-backs.
+    #[test]
+    fn sources_with_waiting_events_are_remembered_between_put_backs() {
+        let named = |w: &[(String, i64)]| w.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>();
+        let held = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let first = waiting_for(&[], &held(&["b", "a", "b"]), 0);
+        assert_eq!(first, [("a".to_owned(), 0), ("b".to_owned(), 0)]);
+        // A minute later only `a` is held again; `b` is remembered from its last hold.
+        let later = waiting_for(&first, &held(&["a"]), 60_000);
+        assert_eq!(later, [("a".to_owned(), 60_000), ("b".to_owned(), 0)]);
+        assert_eq!(named(&waiting_for(&later, &[], UNCONFIGURED_MEMORY_MS)), ["a", "b"]);
+        // Forgotten once nothing held it for longer than the memory.
+        assert_eq!(named(&waiting_for(&later, &[], UNCONFIGURED_MEMORY_MS + 1)), ["a"]);
+        assert!(waiting_for(&later, &[], UNCONFIGURED_MEMORY_MS + 60_001).is_empty());
+        assert!(UNCONFIGURED_MEMORY_MS > 2 * i64::from(UNCONFIGURED_RETRY_SECS) * 1000);
     }
 
     #[test]

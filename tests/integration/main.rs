@@ -304,6 +304,7 @@ const SOLO: &[Test] = &[
     (operations::SOLO[0].0, operations::SOLO[0].1),
     (operations::SOLO[1].0, operations::SOLO[1].1),
     (operations::SOLO[2].0, operations::SOLO[2].1),
+    (operations::SOLO[3].0, operations::SOLO[3].1),
     bursts::SOLO,
     (
         "a_burst_of_5000_is_delivered_once_within_the_rate_limit",

@@ -43,6 +43,8 @@ pub const SOLO: &[crate::Test] = &[
     ),
     ("a_lost_heartbeat_probe_does_not_keep_health_degraded", a_lost_heartbeat_probe_does_not_keep_health_degraded),
     ("a_failed_measurement_degrades_health", a_failed_measurement_degrades_health),
+    // Last of those on `ops`: its event waits there for good, and keeps health degraded.
+    ("events_of_a_removed_source_degrade_health", events_of_a_removed_source_degrade_health),
 ];
 
 fn send_stripe(worker: &Worker, source: &str, id: &str, event_type: &str) -> Vec<u8> {
@@ -799,6 +801,33 @@ fn a_failed_measurement_degrades_health(w: &World) {
     let recoveries = recovered().len();
     ops.scheduled();
     wait_until(WAIT, "the recovery alert", || recovered().len() > recoveries);
+}
+
+/// An event accepted for a source since removed from `SOURCES` is kept on the queue (put back
+/// every five minutes) and named by health: nothing else shows it (it is never begun, so no lag
+/// counts it). Health stays degraded while such events wait.
+fn events_of_a_removed_source_degrade_health(w: &World) {
+    let ops = &w.ops;
+    let id = unique("evt");
+    let sent =
+        ops.post(&format!("/__faults/poison?kind=unconfigured&source=removed&id={id}"), &Default::default(), b"");
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    wait_until(WAIT, "the consumer to hold it", || {
+        ops.logs().contains(&format!("event removed/{id}: source is not configured; holding the event"))
+    });
+    let mut report = Value::Null;
+    wait_until(WAIT, "health to name the source", || {
+        ops.scheduled();
+        thread::sleep(Duration::from_millis(500));
+        report = ops.admin_json("/admin/health");
+        report["reasons"].to_string().contains("events of source removed are waiting: it is not configured")
+    });
+    assert_eq!(report["status"], "degraded", "{report}");
+    assert_eq!(ops.get("/health", &Default::default()).status, 503);
+    // Still named at the next heartbeat, though the event is not held again for five minutes.
+    ops.scheduled();
+    thread::sleep(Duration::from_secs(1));
+    assert!(ops.admin_json("/admin/health")["reasons"].to_string().contains("events of source removed"));
 }
 
 /// An idempotency shard whose storage is past `HEALTH_MAX_SHARD_BYTES` makes health degraded,
