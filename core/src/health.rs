@@ -33,18 +33,28 @@ pub const UNCONFIGURED_RETRY_SECS: u32 = 300;
 /// between two put-backs of events still waiting.
 pub const UNCONFIGURED_MEMORY_MS: i64 = 2 * UNCONFIGURED_RETRY_SECS as i64 * 1000 + 60_000;
 
-/// The sources events wait for, each with when the consumer last held one: those `held` now
-/// (at `now_ms`), and those remembered from before that were held recently enough.
-pub fn waiting_for(before: &[(String, i64)], held: &[String], now_ms: i64) -> Vec<(String, i64)> {
-    let mut waiting: Vec<(String, i64)> = held.iter().map(|source| (source.clone(), now_ms)).collect();
-    for (source, seen_ms) in before {
-        if now_ms - seen_ms <= UNCONFIGURED_MEMORY_MS && !held.contains(source) {
-            waiting.push((source.clone(), *seen_ms));
+/// The sources events wait for, each as `<ms> <source>`, the time the consumer last held one of
+/// its events: those `held` now (at `now_ms`) first, in the order held, then those remembered
+/// from `before` that were held recently enough. (Strings, and no sort: each type stored and
+/// each sort brings kilobytes of code into the bundle, and these lists hold a source or two.)
+pub fn waiting_for(before: &[String], held: &[String], now_ms: i64) -> Vec<String> {
+    let remembered = before.iter().filter_map(|entry| {
+        let (ms, source) = entry.split_once(' ')?;
+        let seen_ms: i64 = ms.parse().ok()?;
+        (now_ms - seen_ms <= UNCONFIGURED_MEMORY_MS).then_some((seen_ms, source))
+    });
+    let mut waiting: Vec<String> = Vec::new();
+    for (seen_ms, source) in held.iter().map(|source| (now_ms, source.as_str())).chain(remembered) {
+        if !waiting.iter().any(|entry| waiting_source(entry) == source) {
+            waiting.push(format!("{seen_ms} {source}"));
         }
     }
-    waiting.sort();
-    waiting.dedup_by(|a, b| a.0 == b.0);
     waiting
+}
+
+/// The source of a [`waiting_for`] entry.
+fn waiting_source(entry: &str) -> &str {
+    entry.split_once(' ').map_or(entry, |(_, source)| source)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +102,7 @@ pub struct Inputs {
     /// Sources that are not configured but have events waiting, each with when the consumer last
     /// held one (see [`waiting_for`]).
     #[serde(default)]
-    pub unconfigured: Vec<(String, i64)>,
+    pub unconfigured: Vec<String>,
 }
 
 /// When to call it degraded.
@@ -175,7 +185,7 @@ pub fn evaluate(inputs: &Inputs, thresholds: &Thresholds) -> Report {
     for source in &inputs.open_circuits {
         reasons.push(format!("circuit open: the destination of source {source} is failing; its deliveries wait"));
     }
-    for (source, _) in &inputs.unconfigured {
+    for source in inputs.unconfigured.iter().map(|entry| waiting_source(entry)) {
         reasons.push(format!(
             "events of source {source} are waiting: it is not configured (removed or broken since they were \
              accepted); fix SOURCES or its secret and they are delivered"
@@ -287,7 +297,7 @@ mod tests {
                 "could not measure the open events: the state is unknown",
             ),
             (
-                Inputs { unconfigured: vec![("gone".into(), 900_000)], ..healthy() },
+                Inputs { unconfigured: vec!["900000 gone".into()], ..healthy() },
                 "events of source gone are waiting: it is not configured",
             ),
             (
@@ -320,17 +330,19 @@ mod tests {
     /// after its last, so a state with events still waiting does not turn ok between put-backs.
     #[test]
     fn sources_with_waiting_events_are_remembered_between_put_backs() {
-        let named = |w: &[(String, i64)]| w.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>();
+        let named = |w: &[String]| w.iter().map(|e| waiting_source(e).to_owned()).collect::<Vec<_>>();
         let held = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let first = waiting_for(&[], &held(&["b", "a", "b"]), 0);
-        assert_eq!(first, [("a".to_owned(), 0), ("b".to_owned(), 0)]);
+        assert_eq!(first, ["0 b", "0 a"]);
         // A minute later only `a` is held again; `b` is remembered from its last hold.
         let later = waiting_for(&first, &held(&["a"]), 60_000);
-        assert_eq!(later, [("a".to_owned(), 60_000), ("b".to_owned(), 0)]);
+        assert_eq!(later, ["60000 a", "0 b"]);
         assert_eq!(named(&waiting_for(&later, &[], UNCONFIGURED_MEMORY_MS)), ["a", "b"]);
         // Forgotten once nothing held it for longer than the memory.
         assert_eq!(named(&waiting_for(&later, &[], UNCONFIGURED_MEMORY_MS + 1)), ["a"]);
         assert!(waiting_for(&later, &[], UNCONFIGURED_MEMORY_MS + 60_001).is_empty());
+        // An entry that does not read is dropped, not kept for good.
+        assert!(waiting_for(&["x".into(), "1x a".into()], &[], 0).is_empty());
         assert!(UNCONFIGURED_MEMORY_MS > 2 * i64::from(UNCONFIGURED_RETRY_SECS) * 1000);
     }
 
