@@ -18,7 +18,8 @@ use edgehook_core::ingest::idempotency_key;
 use worker::{console_error, console_log, Env, Result};
 
 /// Most events one call replays or resumes (the rest: call again, or the next cron run).
-pub const MAX_PER_CALL: usize = 1_000;
+/// (The same bound as a replay by filter's `limit`, which core checks.)
+pub const MAX_PER_CALL: usize = edgehook_core::capture::MAX_REPLAY;
 
 /// [`MAX_PER_CALL`], or in the test build the limit a test set.
 fn max_per_call() -> usize {

@@ -401,7 +401,8 @@ pub struct Cursor {
 
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 200;
-/// Most events one replay by filter sends (the rest: call again from the cursor it answers).
+/// Most events one replay by filter sends (the rest: call again from the cursor it answers), and
+/// most dead letters or held events one call replays or resumes (the worker's `MAX_PER_CALL`).
 pub const MAX_REPLAY: usize = 1_000;
 
 impl Cursor {
