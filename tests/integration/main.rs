@@ -38,12 +38,22 @@ pub const GITHUB_SECRET: &str = "github test secret with spaces";
 pub const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 pub const ROTATION_NEW: &str = "whsec_rotated_new_77c1";
 pub const ROTATION_OLD: &str = "whsec_rotated_old_19b3";
+/// A plain secret that starts like a rotation list but is not one.
+pub const BRACKETED_SECRET: &str = "[whsec_bracketed_5e1";
 /// base64 of "edgehook-destination-key-for-tests".
 pub const DESTINATION_SECRET: &str = "whsec_ZWRnZWhvb2stZGVzdGluYXRpb24ta2V5LWZvci10ZXN0cw==";
 pub const ADMIN_TOKEN: &str = "test-admin-token-9c2e1d";
 /// Every secret the suite configures: none may appear in a response or a log line.
-pub const ALL_SECRETS: &[&str] =
-    &[STRIPE_SECRET, GITHUB_SECRET, STANDARD_SECRET, ROTATION_NEW, ROTATION_OLD, DESTINATION_SECRET, ADMIN_TOKEN];
+pub const ALL_SECRETS: &[&str] = &[
+    STRIPE_SECRET,
+    GITHUB_SECRET,
+    STANDARD_SECRET,
+    ROTATION_NEW,
+    ROTATION_OLD,
+    BRACKETED_SECRET,
+    DESTINATION_SECRET,
+    ADMIN_TOKEN,
+];
 
 /// The instances and the destination every test shares. Tests use their own sources, paths
 /// and event ids, so they run in parallel without seeing each other.
@@ -132,6 +142,7 @@ fn main_sources(dest: &Destination, cli_sources: serde_json::Map<String, serde_j
     // (Beside the table: more entries in it pass `json!`'s recursion limit.)
     let more = [
         ("narrow", serde_json::json!({"provider": "stripe", "tolerance_secs": 30})),
+        ("bracketed", serde_json::json!({"provider": "stripe"})),
         (
             "hugedoomed",
             serde_json::json!({"provider": "github", "destination": d("/hugedoomed"), "max_body_bytes": 4_194_304, "max_attempts": 1}),
@@ -199,6 +210,7 @@ fn start_world() -> World {
     main_vars.push(("WEBHOOK_SECRET_GITHUB_UNSEALED".into(), GITHUB_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_STANDARD".into(), STANDARD_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_ROTATING".into(), format!(r#"["{ROTATION_NEW}","{ROTATION_OLD}"]"#)));
+    main_vars.push(("WEBHOOK_SECRET_BRACKETED".into(), BRACKETED_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_BROKEN".into(), STRIPE_SECRET.into()));
     main_vars.push(("WEBHOOK_SECRET_EXAMPLE_SUMMARY".into(), STANDARD_SECRET.into()));
     main_vars.push(("SUMMARY_URL".into(), dest.url("/summary")));

@@ -173,6 +173,15 @@ fn rotation_accepts_every_configured_secret(w: &World) {
     let reply =
         w.main.post("/webhooks/rotating", &signed(Provider::Stripe, STRIPE_SECRET, "", now_secs(), &body), &body);
     errors(&reply, 401, "invalid_signature");
+    // SPEC: a plain value is one secret, used exactly as given, `[` and all, when it is no JSON
+    // array of strings; the start-up log warns about it, naming the variable, not the value.
+    let id = unique("evt");
+    let body = stripe_body(&id, "customer.created");
+    let headers = signed(Provider::Stripe, crate::BRACKETED_SECRET, "", now_secs(), &body);
+    w.main.post("/webhooks/bracketed", &headers, &body).expect(200, json!({"status": "accepted", "id": id}));
+    crate::harness::wait_until(std::time::Duration::from_secs(10), "the warning in the log", || {
+        w.main.logs().contains("WEBHOOK_SECRET_BRACKETED starts with `[` but is not a JSON array of strings")
+    });
 }
 
 fn unknown_sources_and_methods(w: &World) {
